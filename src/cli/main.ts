@@ -1,0 +1,139 @@
+import { userInfo } from 'node:os';
+import { Command, CommanderError, Option } from 'commander';
+import pino from 'pino';
+import { configFileFrom, loadConfig } from '../config.js';
+import { serve } from '../gateway/serve.js';
+import type { Actor } from '../gateway/peer-service.js';
+import { runInit } from './init.js';
+import { showLogs } from './logs.js';
+import { asWgoError, type Io } from './output.js';
+import { addPeer, changePeer, listPeers, rotatePeer, showPeer } from './peers.js';
+import { firewallInit, runDoctor, runDown, showStatus } from './system.js';
+
+/** The person behind a CLI call, for the audit log (sudo's caller when there is one). */
+function cliActor(env: NodeJS.ProcessEnv): Actor {
+  let user = 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    /* no passwd entry */
+  }
+  const sudo = env.SUDO_USER && /^[a-z_][a-z0-9_.-]{0,31}$/i.test(env.SUDO_USER) ? env.SUDO_USER : null;
+  return { actor: sudo ? `${sudo} (via sudo as ${user})` : user, source: 'cli' };
+}
+
+/**
+ * Runs the CLI and returns the exit code: 0 ok, 1 operational failure, 2 bad
+ * input. Errors are one line on stderr; stacks only with --debug.
+ */
+export async function main(argv: string[], io: Io = defaultIo()): Promise<number> {
+  // Everything wg-ollama creates (database, keys, configs, sockets) is private to root.
+  process.umask(0o077);
+  let exitCode = 0;
+  const program = new Command('wg-ollama')
+    .description('WireGuard-fronted access to a self-hosted Ollama')
+    .option('--config <file>', 'config file (default $WG_OLLAMA_CONFIG or /etc/wg-ollama/config.json)')
+    .option('--debug', 'print stack traces on errors')
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .showHelpAfterError(false);
+
+  const config = (): ReturnType<typeof loadConfig> => loadConfig(configFileFrom(program.opts().config, io.env));
+  const who = (): Actor => cliActor(io.env);
+  const json = new Option('--json', 'print JSON');
+
+  program.command('init')
+    .description('create the state directory, server key, database and config')
+    .requiredOption('--endpoint <host:port>', 'public address clients dial')
+    .requiredOption('--ollama-host <ip>', 'the GPU host running Ollama or the guard')
+    .option('--ollama-port <port>', 'TCP port on the GPU host', '11434')
+    .option('--subnet <cidr>', 'tunnel subnet', '10.66.0.0/24')
+    .option('--interface <name>', 'WireGuard interface', 'wgo0')
+    .option('--listen-port <port>', 'WireGuard UDP port', '51820')
+    .option('--state-dir <dir>', 'state directory', '/var/lib/wg-ollama')
+    .addOption(json)
+    .action((o) => runInit(configFileFrom(program.opts().config, io.env), o, io, who().actor));
+
+  program.command('serve')
+    .description('run the gateway daemon in the foreground (JSON logs on stdout)')
+    .action(async () => {
+      const c = config();
+      const log = pino({ base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, redact: ['*.privateKey', '*.presharedKey', 'privateKey', 'presharedKey'] });
+      await serve(c, log);
+    });
+
+  program.command('firewall-init')
+    .description('install the closed firewall (before the interface exists, e.g. at boot)')
+    .addOption(json)
+    .action((o) => firewallInit(config(), o, io));
+
+  const issue = (cmd: Command): Command =>
+    cmd
+      .option('--public-key <key>', "the peer's own WireGuard public key (then no private key is generated)")
+      .option('--qr', 'also print the config as a QR code')
+      .option('--out <dir>', 'write NAME.conf, NAME.png and NAME.svg into DIR (mode 0600)')
+      .addOption(json);
+
+  issue(program.command('add-peer').argument('<name>').description('create a peer and print its config once'))
+    .option('--expires <duration>', 'expire after e.g. 30d, 12h')
+    .action((name, o) => addPeer(config(), name, o, io, who()));
+
+  issue(program.command('rotate-peer').argument('<name>').description('new keys for a peer; the old ones stop working at once'))
+    .action((name, o) => rotatePeer(config(), name, o, io, who()));
+
+  program.command('list-peers').description('list peers').option('--all', 'include revoked peers').addOption(json)
+    .action((o) => listPeers(config(), o, io));
+  program.command('show-peer').argument('<name>').description('show one peer').addOption(json)
+    .action((name, o) => showPeer(config(), name, o, io));
+  program.command('disable-peer').argument('<name>').description('cut a peer off until enabled again').addOption(json)
+    .action((name, o) => changePeer(config(), 'disable', name, o, io, who()));
+  program.command('enable-peer').argument('<name>').description('let a disabled (or expired) peer in again')
+    .option('--expires <duration>', 'new expiry, from now').addOption(json)
+    .action((name, o) => changePeer(config(), 'enable', name, o, io, who()));
+  program.command('revoke-peer').argument('<name>').description('remove a peer for good; its open flows die').addOption(json)
+    .action((name, o) => changePeer(config(), 'revoke', name, o, io, who()));
+
+  program.command('logs').argument('<kind>', 'connections or audit').description('show connection events or the admin audit log')
+    .option('--peer <name>', 'only this peer').option('--since <duration>', 'how far back, e.g. 1h, 7d', '24h')
+    .option('--limit <n>', 'at most this many rows per read', '1000')
+    .option('--follow', 'keep printing new rows').addOption(new Option('--json', 'print one JSON object per line'))
+    .action(async (kind, o) => {
+      const ac = new AbortController();
+      const stop = (): void => ac.abort();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      try {
+        await showLogs(config(), kind, o, io, ac.signal);
+      } finally {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+      }
+    });
+
+  program.command('status').description('daemon, interface, firewall and peers at a glance').addOption(json)
+    .action((o) => showStatus(config(), o, io));
+  program.command('doctor').description('check the machine and the gateway; exit 1 if anything fails').addOption(json)
+    .action(async (o) => {
+      exitCode = await runDoctor(config(), o, io);
+    });
+  program.command('down').description('remove the interface and the firewall (stop serve first)').addOption(json)
+    .action((o) => runDown(config(), o, io, who().actor));
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return exitCode;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') return 0;
+      return 2; // commander already printed "error: ..."
+    }
+    const err = asWgoError(e);
+    io.err(`wg-ollama: ${err.message}\n`);
+    if (program.opts().debug) io.err(`${(e as Error).stack ?? ''}\n`);
+    return err.exitCode;
+  }
+}
+
+function defaultIo(): Io {
+  return { out: (t) => void process.stdout.write(t), err: (t) => void process.stderr.write(t), env: process.env };
+}

@@ -1,0 +1,54 @@
+import { WgoError } from '../errors.js';
+
+/** Global flags every verb understands. */
+export interface GlobalOptions {
+  config?: string;
+  json?: boolean;
+  debug?: boolean;
+}
+
+export interface Io {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+}
+
+/** Prints data as one JSON document, or as text made by `text`. */
+export function emit<T>(io: Io, json: boolean | undefined, data: T, text: (d: T) => string): void {
+  io.out(json ? JSON.stringify(data, null, 2) + '\n' : text(data));
+}
+
+export function table(rows: string[][]): string {
+  if (rows.length === 0) return '';
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
+}
+
+export function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+export function ago(ms: number, now = Date.now()): string {
+  const s = Math.round((now - ms) / 1000);
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86400)}d ago`;
+}
+
+/** Turns anything thrown into a WgoError so the boundary logs it once, in one line. */
+export function asWgoError(e: unknown): WgoError {
+  if (e instanceof WgoError) return e;
+  const err = e as NodeJS.ErrnoException;
+  if (err?.code === 'EACCES' || err?.code === 'EPERM') {
+    return new WgoError('EXEC_FAILED', `${err.message} (wg-ollama needs root or CAP_NET_ADMIN)`, { cause: e });
+  }
+  return new WgoError('INTERNAL', err?.message ?? String(e), { cause: e });
+}

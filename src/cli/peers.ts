@@ -1,0 +1,135 @@
+import type { Config } from '../config.js';
+import { parseDuration } from '../core/duration.js';
+import { connectionRepository } from '../db/connections.js';
+import { openGateway } from '../gateway/context.js';
+import type { Actor, IssuedPeer, PeerView } from '../gateway/peer-service.js';
+import { applyNow } from './apply.js';
+import { preflightOut, terminalQr, writeOut } from './deliver.js';
+import { ago, bytes, emit, table, type Io } from './output.js';
+
+export interface IssueOptions {
+  publicKey?: string;
+  expires?: string;
+  qr?: boolean;
+  out?: string;
+  json?: boolean;
+}
+
+function withGateway<T>(config: Config, fn: (ctx: ReturnType<typeof openGateway>) => Promise<T> | T): Promise<T> {
+  const ctx = openGateway(config);
+  return Promise.resolve()
+    .then(() => fn(ctx))
+    .finally(() => ctx.close());
+}
+
+/** Prints what add-peer / rotate-peer issued: once, and never again. */
+async function deliver(config: Config, io: Io, name: string, issued: IssuedPeer, o: IssueOptions, outDir: string | null): Promise<void> {
+  const files = outDir ? await writeOut(outDir, name, issued.config) : [];
+  const { live } = await applyNow(config, io);
+  const data = {
+    name: issued.peer.name,
+    address: issued.peer.address,
+    publicKey: issued.peer.publicKey,
+    status: issued.peer.status,
+    expiresAt: issued.peer.expiresAt,
+    config: issued.config,
+    files,
+    live,
+  };
+  if (o.json) return emit(io, true, data, () => '');
+  let text = issued.config;
+  if (o.qr) text += '\n' + (await terminalQr(issued.config));
+  if (files.length) text += `\nwrote ${files.join(', ')}\n`;
+  io.out(text);
+  io.err(`peer ${data.name} has address ${data.address}; this configuration is shown only once\n`);
+}
+
+export async function addPeer(config: Config, name: string, o: IssueOptions, io: Io, who: Actor): Promise<void> {
+  const expiresInMs = o.expires === undefined ? undefined : parseDuration(o.expires, '--expires');
+  await withGateway(config, async (ctx) => {
+    const outDir = o.out ? preflightOut(o.out, name) : null;
+    const issued = ctx.peers.add({ name, publicKey: o.publicKey, expiresInMs }, who);
+    try {
+      await deliver(config, io, issued.peer.name, issued, o, outDir);
+    } catch (e) {
+      // The person never got the config: take the peer back rather than leave it half-delivered.
+      ctx.peers.revoke(issued.peer.name, { ...who, source: `${who.source} (undo: delivery failed)` });
+      await applyNow(config, io).catch(() => undefined);
+      throw e;
+    }
+  });
+}
+
+export async function rotatePeer(config: Config, name: string, o: IssueOptions, io: Io, who: Actor): Promise<void> {
+  await withGateway(config, async (ctx) => {
+    const outDir = o.out ? preflightOut(o.out, name) : null;
+    const issued = ctx.peers.rotate(name, { publicKey: o.publicKey }, who);
+    await deliver(config, io, issued.peer.name, issued, o, outDir);
+  });
+}
+
+type Change = 'disable' | 'enable' | 'revoke';
+
+export async function changePeer(config: Config, change: Change, name: string, o: { json?: boolean; expires?: string }, io: Io, who: Actor): Promise<void> {
+  const expiresInMs = o.expires === undefined ? undefined : parseDuration(o.expires, '--expires');
+  await withGateway(config, async (ctx) => {
+    const r =
+      change === 'disable' ? ctx.peers.disable(name, who)
+      : change === 'enable' ? ctx.peers.enable(name, { expiresInMs }, who)
+      : ctx.peers.revoke(name, who);
+    const { live } = r.changed ? await applyNow(config, io) : { live: true };
+    emit(io, o.json, { ...r.peer, changed: r.changed, live }, (d) =>
+      `${d.name}: ${d.status}${d.changed ? '' : ' (unchanged)'}\n`);
+  });
+}
+
+/** A peer with what the connection monitor last saw of it. */
+type PeerWithLink = PeerView & {
+  endpoint: string | null;
+  latestHandshake: string | null;
+  connected: boolean;
+  rxBytes: number;
+  txBytes: number;
+};
+
+function withLinks(ctx: ReturnType<typeof openGateway>, list: PeerView[]): PeerWithLink[] {
+  const links = connectionRepository(ctx.db).links();
+  return list.map((p) => {
+    const l = links.get(p.id);
+    const sameKey = l && l.publicKey === p.publicKey;
+    return {
+      ...p,
+      endpoint: sameKey ? l.endpoint : null,
+      latestHandshake: sameKey && l.latestHandshake ? new Date(l.latestHandshake * 1000).toISOString() : null,
+      connected: !!(sameKey && l.connected),
+      rxBytes: l?.rxTotal ?? 0,
+      txBytes: l?.txTotal ?? 0,
+    };
+  });
+}
+
+export async function listPeers(config: Config, o: { json?: boolean; all?: boolean }, io: Io): Promise<void> {
+  await withGateway(config, (ctx) => {
+    const rows = withLinks(ctx, ctx.peers.list({ includeRevoked: o.all }));
+    emit(io, o.json, rows, (list) =>
+      list.length === 0
+        ? 'no peers\n'
+        : table([
+            ['NAME', 'ADDRESS', 'STATUS', 'EXPIRES', 'HANDSHAKE', 'ENDPOINT', 'RX', 'TX'],
+            ...list.map((p) => [
+              p.name, p.address, p.status, p.expiresAt ?? '-',
+              p.latestHandshake ? ago(Date.parse(p.latestHandshake)) : '-', p.endpoint ?? '-', bytes(p.rxBytes), bytes(p.txBytes),
+            ]),
+          ]));
+  });
+}
+
+export async function showPeer(config: Config, name: string, o: { json?: boolean }, io: Io): Promise<void> {
+  await withGateway(config, (ctx) => {
+    const [p] = withLinks(ctx, [ctx.peers.show(name)]);
+    emit(io, o.json, p!, (d) =>
+      Object.entries(d)
+        .map(([k, v]) => `${k.padEnd(16)} ${v ?? '-'}`)
+        .join('\n') + '\n');
+  });
+}

@@ -1,0 +1,135 @@
+import { readFileSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
+import { z } from 'zod';
+import { WgoError } from './errors.js';
+import { contains, ipToInt, isIpv4, parseCidr, poolSize } from './core/ipv4.js';
+
+/** Where the config lives when neither --config nor WG_OLLAMA_CONFIG says otherwise. */
+export const DEFAULT_CONFIG_FILE = '/etc/wg-ollama/config.json';
+export const DEFAULT_STATE_DIR = '/var/lib/wg-ollama';
+
+const HOSTNAME_RE = /^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
+
+const port = z.number().int().min(1).max(65535);
+
+/** `host:port` as a WireGuard client will dial it: DNS name, IPv4, or [IPv6]. */
+export const endpointSchema = z.string().refine((text) => {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(text);
+  if (!m) return false;
+  const p = Number(m[2]);
+  if (p < 1 || p > 65535) return false;
+  const host = m[1]!;
+  return host.startsWith('[') || isIpv4(host) || (HOSTNAME_RE.test(host) && !/^[\d.]+$/.test(host));
+}, 'must be HOST:PORT (a DNS name, an IPv4 address or [IPv6], and a port 1-65535)');
+
+export const interfaceNameSchema = z
+  .string()
+  .regex(/^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,14}$/, 'must be 1-15 characters of letters, digits, "_", "." or "-"');
+
+const schema = z
+  .object({
+    /** State directory (mode 0700): database, server key, preshared keys, control socket. */
+    stateDir: z.string().refine(isAbsolute, 'must be an absolute path'),
+    /** Name of the WireGuard interface the gateway owns. */
+    interface: interfaceNameSchema,
+    /** UDP port WireGuard listens on. */
+    listenPort: port,
+    /** Tunnel subnet; the gateway takes its first host address, peers the rest. */
+    subnet: z.string(),
+    /** Public `host:port` clients dial; written into every client config. */
+    endpoint: endpointSchema,
+    /** The GPU host running Ollama (or the guard): the only address peers may reach. */
+    ollamaHost: z.string().refine(isIpv4, 'must be an IPv4 address'),
+    /** TCP port of Ollama (or the guard) on ollamaHost. */
+    ollamaPort: port,
+    /** PersistentKeepalive written into client configs (0 = off). */
+    persistentKeepalive: z.number().int().min(0).max(65535).default(25),
+    /** Give each peer a preshared key (post-quantum hedge); on by default. */
+    presharedKeys: z.boolean().default(true),
+    /** `kernel`, `userspace` (wireguard-go) or `auto` (kernel if it has WireGuard). */
+    wireguard: z.enum(['auto', 'kernel', 'userspace']).default('auto'),
+    /** Program run for the userspace implementation. */
+    wireguardGo: z.string().min(1).default('wireguard-go'),
+    /** Seconds between periodic reconciles (drift repair, expiry). */
+    reconcileIntervalSec: z.number().min(0.5).max(3600).default(3),
+    /** Seconds between reads of the WireGuard peer table by the connection monitor. */
+    monitorIntervalSec: z.number().min(0.5).max(3600).default(5),
+    /** A handshake older than this means the peer's connection is lost. */
+    handshakeTimeoutSec: z.number().int().min(10).max(3600).default(180),
+    /** Minimum seconds between traffic records of one peer. */
+    trafficIntervalSec: z.number().min(1).max(86400).default(60),
+    /** Let `serve` switch on net.ipv4.ip_forward when it is off. */
+    manageForwarding: z.boolean().default(true),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    let net;
+    try {
+      net = parseCidr(c.subnet);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', path: ['subnet'], message: (e as Error).message });
+      return;
+    }
+    if (net.prefix < 16 || net.prefix > 29) {
+      ctx.addIssue({ code: 'custom', path: ['subnet'], message: 'prefix must be between /16 and /29' });
+    }
+    if (isIpv4(c.ollamaHost) && contains(net, ipToInt(c.ollamaHost))) {
+      ctx.addIssue({ code: 'custom', path: ['ollamaHost'], message: 'must not be inside the tunnel subnet' });
+    }
+    if (poolSize(net) < 1) ctx.addIssue({ code: 'custom', path: ['subnet'], message: 'has no room for peers' });
+  });
+
+export type ConfigInput = z.input<typeof schema>;
+export type Config = Readonly<z.output<typeof schema>> & { readonly file: string; readonly paths: StatePaths };
+
+export interface StatePaths {
+  db: string;
+  serverKey: string;
+  pskDir: string;
+  socket: string;
+}
+
+export function statePaths(stateDir: string): StatePaths {
+  return {
+    db: join(stateDir, 'wg-ollama.db'),
+    serverKey: join(stateDir, 'server.key'),
+    pskDir: join(stateDir, 'psk'),
+    socket: join(stateDir, 'control.sock'),
+  };
+}
+
+/** Validates a config object; errors name every bad field. */
+export function parseConfig(raw: unknown, file: string): Config {
+  const result = schema.safeParse(raw);
+  if (!result.success) {
+    const fields = result.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ');
+    throw new WgoError('CONFIG_INVALID', `invalid config ${file}: ${fields}`);
+  }
+  return Object.freeze({ ...result.data, file, paths: statePaths(result.data.stateDir) });
+}
+
+/** Which config file to use: --config, then WG_OLLAMA_CONFIG, then the default. */
+export function configFileFrom(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  return flag ?? env.WG_OLLAMA_CONFIG ?? DEFAULT_CONFIG_FILE;
+}
+
+/** Reads and validates the config file. The only place that reads process.env is the caller of this. */
+export function loadConfig(file: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      throw new WgoError('NOT_INITIALIZED', `no config at ${file}: run "wg-ollama init" first (or pass --config)`);
+    }
+    throw new WgoError('CONFIG_INVALID', `cannot read config ${file}: ${(e as Error).message}`, { cause: e });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new WgoError('CONFIG_INVALID', `config ${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  return parseConfig(raw, file);
+}

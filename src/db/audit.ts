@@ -1,0 +1,36 @@
+import type { Db } from './open.js';
+
+export interface AuditEntry {
+  actor: string;
+  action: string;
+  target: string | null;
+  source: string;
+  details?: Record<string, unknown>;
+}
+
+export interface AuditRow extends Omit<AuditEntry, 'details'> {
+  id: number;
+  at: number;
+  details: Record<string, unknown> | null;
+}
+
+/** Who did what, when, from where. Details never hold secrets. */
+export function auditRepository(db: Db) {
+  const insert = db.prepare(
+    `INSERT INTO audit_log (at, actor, action, target, source, details) VALUES (?, ?, ?, ?, ?, ?)`,
+  );
+  const since = db.prepare(
+    `SELECT id, at, actor, action, target, source, details FROM audit_log WHERE at >= ? AND id > ? ORDER BY id LIMIT ?`,
+  );
+  return {
+    record(e: AuditEntry, at: number): void {
+      insert.run(at, e.actor, e.action, e.target, e.source, e.details ? JSON.stringify(e.details) : null);
+    },
+    list(opts: { since: number; afterId?: number; limit?: number }): AuditRow[] {
+      const rows = since.all(opts.since, opts.afterId ?? 0, opts.limit ?? 1000) as (AuditRow & { details: string | null })[];
+      return rows.map((r) => ({ ...r, details: r.details ? (JSON.parse(r.details) as Record<string, unknown>) : null }));
+    },
+  };
+}
+
+export type AuditRepository = ReturnType<typeof auditRepository>;

@@ -1,0 +1,72 @@
+/**
+ * Versioned schema migrations; index i brings user_version from i to i+1.
+ * Never edit a shipped migration: append a new one.
+ */
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE peers (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 32 AND name NOT GLOB '*[^a-z0-9._-]*'),
+    address       TEXT NOT NULL,
+    address_int   INTEGER NOT NULL UNIQUE,     -- never reused while the row exists
+    public_key    TEXT NOT NULL UNIQUE CHECK (length(public_key) = 44),
+    psk_ref       TEXT UNIQUE,                  -- file name of the preshared key under <state>/psk
+    status        TEXT NOT NULL CHECK (status IN ('active', 'disabled', 'revoked')),
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    expires_at    INTEGER,
+    revoked_at    INTEGER,
+    expiry_noted_at INTEGER
+  ) STRICT;
+  CREATE UNIQUE INDEX peers_live_name ON peers (name COLLATE NOCASE) WHERE status <> 'revoked';
+  CREATE INDEX peers_status ON peers (status, expires_at);
+
+  -- Keys a peer used before a rotation or revocation: never accepted again.
+  CREATE TABLE retired_keys (
+    public_key TEXT PRIMARY KEY,
+    peer_id    INTEGER NOT NULL REFERENCES peers (id),
+    retired_at INTEGER NOT NULL
+  ) STRICT;
+
+  CREATE TABLE audit_log (
+    id      INTEGER PRIMARY KEY,
+    at      INTEGER NOT NULL,
+    actor   TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    target  TEXT,
+    source  TEXT NOT NULL,
+    details TEXT
+  ) STRICT;
+  CREATE INDEX audit_log_at ON audit_log (at);
+
+  CREATE TABLE connection_events (
+    id           INTEGER PRIMARY KEY,
+    at           INTEGER NOT NULL,
+    peer_id      INTEGER NOT NULL REFERENCES peers (id),
+    kind         TEXT NOT NULL CHECK (kind IN ('handshake', 'handshake_lost', 'endpoint_changed', 'traffic')),
+    endpoint     TEXT,
+    old_endpoint TEXT,
+    rx_bytes     INTEGER,
+    tx_bytes     INTEGER
+  ) STRICT;
+  CREATE INDEX connection_events_at ON connection_events (at);
+  CREATE INDEX connection_events_peer ON connection_events (peer_id, at);
+
+  -- What the connection monitor last saw of each peer (for status pages and restarts).
+  CREATE TABLE peer_link (
+    peer_id          INTEGER PRIMARY KEY REFERENCES peers (id),
+    public_key       TEXT NOT NULL,
+    endpoint         TEXT,
+    latest_handshake INTEGER NOT NULL,
+    connected        INTEGER NOT NULL,
+    rx_seen          INTEGER NOT NULL,
+    tx_seen          INTEGER NOT NULL,
+    rx_pending       INTEGER NOT NULL,
+    tx_pending       INTEGER NOT NULL,
+    rx_total         INTEGER NOT NULL,
+    tx_total         INTEGER NOT NULL,
+    traffic_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL
+  ) STRICT;
+  `,
+];

@@ -1,0 +1,46 @@
+import type { Logger } from 'pino';
+import { observePeer, type LinkState, type MonitorSettings } from '../core/monitor.js';
+import type { WgDump } from '../core/wg-dump.js';
+import { connectionRepository } from '../db/connections.js';
+import type { Db } from '../db/open.js';
+import { peerRepository } from '../db/peers.js';
+
+/**
+ * The connection monitor: reads the WireGuard peer table and records
+ * handshakes, lost handshakes, endpoint changes and traffic in SQLite.
+ * State survives restarts through the peer_link table.
+ */
+export function createMonitor(deps: { db: Db; dump: () => Promise<WgDump>; settings: MonitorSettings; log: Logger; clock?: () => number }) {
+  const conns = connectionRepository(deps.db);
+  const peers = peerRepository(deps.db);
+  const clock = deps.clock ?? Date.now;
+  const state: Map<number, LinkState> = conns.links();
+
+  return {
+    async tick(): Promise<number> {
+      const dump = await deps.dump();
+      const now = clock();
+      const byKey = new Map(dump.peers.map((p) => [p.publicKey, p]));
+      const items = [];
+      const seen = new Set<number>();
+      for (const p of peers.live()) {
+        seen.add(p.id);
+        const cur = byKey.get(p.publicKey);
+        const { next, events } = observePeer(state.get(p.id), cur, now, deps.settings);
+        if (next) state.set(p.id, next);
+        if (next || events.length) items.push({ peerId: p.id, state: next, events });
+      }
+      // Revoked peers are no longer live: close out what they had open.
+      for (const [id, prev] of state) {
+        if (seen.has(id)) continue;
+        const { next, events } = observePeer(prev, undefined, now, deps.settings);
+        state.delete(id);
+        if (events.length) items.push({ peerId: id, state: next, events });
+      }
+      conns.saveTick(now, items);
+      const count = items.reduce((n, i) => n + i.events.length, 0);
+      if (count) deps.log.debug({ event: 'monitor', events: count }, 'connection events recorded');
+      return count;
+    },
+  };
+}

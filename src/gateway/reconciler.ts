@@ -1,0 +1,193 @@
+import type { Logger } from 'pino';
+import type { DesiredState } from '../core/desired.js';
+import { chainNames, diffSet, parseIpsetSave, renderSetRestore, type Family, type FirewallSpec } from '../core/firewall-plan.js';
+import { diffWireguard, isWgDiffEmpty, renderSyncConf, wgSetArgs } from '../core/wg-plan.js';
+import type { ConntrackDriver } from '../system/conntrack.js';
+import type { FirewallDriver } from '../system/firewall.js';
+import type { WgImpl, WireguardDriver } from '../system/wireguard.js';
+import { repairRules } from './firewall.js';
+
+/** Above this many changed peers one `wg syncconf` (stdin) replaces one `wg set` (argv). */
+const SYNCCONF_THRESHOLD = 200;
+
+export interface ReconcileDeps {
+  loadDesired: () => DesiredState;
+  wg: WireguardDriver;
+  fw: FirewallDriver;
+  conntrack: ConntrackDriver;
+  privateKey: string;
+  privateKeyFile: string;
+  wireguard: 'auto' | WgImpl;
+  wireguardGo: string;
+  log: Logger;
+  clock?: () => number;
+}
+
+/** What one reconcile did and reached. */
+export interface ReconcileResult {
+  ok: boolean;
+  peers: number;
+  created: WgImpl | null;
+  firewallRepaired: Family[];
+  setAdded: number;
+  setRemoved: number;
+  wgUpserted: number;
+  wgRemoved: number;
+  cut: string[];
+  /** True when nothing differed and nothing was applied. */
+  noop: boolean;
+  errors: string[];
+  durationMs: number;
+}
+
+/**
+ * Brings kernel state to the desired state. Firewall first (so the interface
+ * never exists without its rules), additions before removals, flows of removed
+ * peers cut last. If the firewall cannot be ensured the interface is taken
+ * down: fail closed.
+ */
+export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> {
+  const start = performance.now();
+  const desired = d.loadDesired();
+  const r: ReconcileResult = {
+    ok: true, peers: desired.peers.length, created: null, firewallRepaired: [], setAdded: 0, setRemoved: 0,
+    wgUpserted: 0, wgRemoved: 0, cut: [], noop: true, errors: [], durationMs: 0,
+  };
+  const fail = (step: string, e: unknown): void => {
+    r.ok = false;
+    r.errors.push(`${step}: ${(e as Error).message}`);
+  };
+  const spec: FirewallSpec = { iface: desired.iface, ollamaHost: desired.ollamaHost, ollamaPort: desired.ollamaPort };
+  const names = chainNames(desired.iface);
+
+  const [save4, save6, setText, link] = await Promise.all([
+    d.fw.save('ipv4'), d.fw.save('ipv6'), d.fw.saveSet(names.set), d.wg.link(desired.iface),
+  ]);
+  const want = new Map(desired.peers.map((p) => [p.address, p.name]));
+  const setDiff = diffSet(want, parseIpsetSave(setText, names.set));
+
+  // 1. The set must exist before rules refer to it; additions now, deletions after WireGuard.
+  let firewallOk = true;
+  try {
+    if (setText === '' || setDiff.add.length > 0) {
+      await d.fw.restoreSet(renderSetRestore(names.set, { add: setDiff.add, del: [] }));
+      r.setAdded = setDiff.add.length;
+      r.noop = false;
+    }
+    r.firewallRepaired = await repairRules(d.fw, spec, { ipv4: save4, ipv6: save6 });
+    if (r.firewallRepaired.length) r.noop = false;
+  } catch (e) {
+    firewallOk = false;
+    fail('firewall', e);
+  }
+  if (!firewallOk) {
+    if (link?.up) await d.wg.setUp(desired.iface, false).catch((e) => fail('fail-closed link down', e));
+    r.durationMs = performance.now() - start;
+    return r;
+  }
+
+  // 2. The interface, its identity, then the peer table.
+  let cut = new Set<string>();
+  try {
+    if (!link) {
+      r.created = await d.wg.create(desired.iface, d.wireguard, d.wireguardGo);
+      r.noop = false;
+    }
+    let dump = await d.wg.dump(desired.iface);
+    if (dump.iface.privateKey !== d.privateKey || dump.iface.listenPort !== desired.listenPort) {
+      await d.wg.setIdentity(desired.iface, d.privateKeyFile, desired.listenPort);
+      dump = await d.wg.dump(desired.iface);
+      r.noop = false;
+    }
+    const current = link && !r.created ? link : { up: false, addresses: [] };
+    if (!current.addresses.includes(desired.addressCidr)) {
+      await d.wg.addAddress(desired.iface, desired.addressCidr);
+      r.noop = false;
+    }
+    if (!current.up) {
+      await d.wg.setUp(desired.iface, true);
+      r.noop = false;
+    }
+    const diff = diffWireguard(desired, dump);
+    if (!isWgDiffEmpty(diff)) {
+      if (diff.upsert.length + diff.remove.length > SYNCCONF_THRESHOLD) {
+        await d.wg.syncconf(desired.iface, renderSyncConf(desired, d.privateKey));
+      } else {
+        await d.wg.set(wgSetArgs(desired.iface, diff, desired.listenPort));
+      }
+      r.wgUpserted = diff.upsert.length;
+      r.wgRemoved = diff.remove.length;
+      r.noop = false;
+    }
+    cut = new Set(diff.cutAddresses);
+  } catch (e) {
+    fail('wireguard', e);
+  }
+
+  // 3. Removals from the firewall, then cut the flows of every address that lost its key.
+  try {
+    if (setDiff.del.length > 0) {
+      await d.fw.restoreSet(renderSetRestore(names.set, { add: [], del: setDiff.del }));
+      r.setRemoved = setDiff.del.length;
+      r.noop = false;
+    }
+  } catch (e) {
+    fail('firewall set', e);
+  }
+  for (const a of setDiff.del) cut.add(a);
+  for (const a of cut) {
+    try {
+      await d.conntrack.cut(a);
+      r.cut.push(a);
+    } catch (e) {
+      fail(`conntrack ${a}`, e);
+    }
+  }
+  r.durationMs = performance.now() - start;
+  return r;
+}
+
+/**
+ * Serialises reconciles and coalesces bursts: while one runs, every request
+ * waits for one more run that starts after it and sees the newest state.
+ */
+export function createReconciler(deps: ReconcileDeps) {
+  let running: Promise<ReconcileResult> | null = null;
+  let queued: Promise<ReconcileResult> | null = null;
+
+  const start = (): Promise<ReconcileResult> => {
+    const p = reconcileOnce(deps)
+      .catch((e: unknown): ReconcileResult => ({
+        ok: false, peers: 0, created: null, firewallRepaired: [], setAdded: 0, setRemoved: 0, wgUpserted: 0,
+        wgRemoved: 0, cut: [], noop: false, errors: [(e as Error).message], durationMs: 0,
+      }))
+      .then((res) => {
+        if (!res.noop || !res.ok) deps.log.info({ event: 'reconcile', ...res }, res.ok ? 'reconciled' : 'reconcile failed');
+        return res;
+      })
+      .finally(() => {
+        running = null;
+      });
+    running = p;
+    return p;
+  };
+
+  return {
+    request(): Promise<ReconcileResult> {
+      if (!running) return start();
+      if (!queued) {
+        queued = running.then(() => {
+          queued = null;
+          return start();
+        });
+      }
+      return queued;
+    },
+    /** Resolves when no reconcile is running or queued. */
+    async idle(): Promise<void> {
+      while (running || queued) await (queued ?? running);
+    },
+  };
+}
+
+export type Reconciler = ReturnType<typeof createReconciler>;

@@ -1,0 +1,147 @@
+import type { Logger } from 'pino';
+import { statSync } from 'node:fs';
+import type { Config } from '../config.js';
+import { auditRepository } from '../db/audit.js';
+import { peerRepository } from '../db/peers.js';
+import { WgoError } from '../errors.js';
+import { createConntrack } from '../system/conntrack.js';
+import { execRunner, type Runner } from '../system/exec.js';
+import { createFirewall } from '../system/firewall.js';
+import { enableIpForwarding, ipForwarding } from '../system/sysctl.js';
+import { createWireguard } from '../system/wireguard.js';
+import { openGateway, desiredLoader } from './context.js';
+import { listenControl } from './control.js';
+import { createMonitor } from './monitor.js';
+import { createReconciler, type ReconcileResult } from './reconciler.js';
+
+/** How often the daemon looks for commits made by other processes (PRAGMA data_version). */
+const CHANGE_POLL_MS = 100;
+/** Retry delay after a reconcile that reported errors. */
+const RETRY_MS = 1000;
+
+/**
+ * `wg-ollama serve`: reconcile at start, on every change, on expiry and
+ * periodically; monitor connections; answer the control socket. Resolves on
+ * SIGTERM/SIGINT after a clean stop. Firewall and interface are left as they
+ * are (closed to everything but active peers).
+ */
+export async function serve(config: Config, log: Logger, run: Runner = execRunner): Promise<void> {
+  const ctx = openGateway(config);
+  const wg = createWireguard(run);
+  const fw = createFirewall(run);
+  const startedAt = Date.now();
+
+  if (!ipForwarding()) {
+    if (!config.manageForwarding) {
+      log.warn({ event: 'forwarding' }, 'net.ipv4.ip_forward is off: peers cannot reach the Ollama host');
+    } else {
+      try {
+        enableIpForwarding();
+        log.info({ event: 'forwarding' }, 'enabled net.ipv4.ip_forward');
+      } catch (e) {
+        throw new WgoError('EXEC_FAILED', `cannot enable net.ipv4.ip_forward (${(e as Error).message}); set it in /etc/sysctl.d`);
+      }
+    }
+  }
+
+  const reconciler = createReconciler({
+    loadDesired: desiredLoader(ctx, (msg) => log.error({ event: 'desired' }, msg)),
+    wg,
+    fw,
+    conntrack: createConntrack(run),
+    privateKey: ctx.privateKey,
+    privateKeyFile: config.paths.serverKey,
+    wireguard: config.wireguard,
+    wireguardGo: config.wireguardGo,
+    log,
+  });
+  const peers = peerRepository(ctx.db);
+  const audit = auditRepository(ctx.db);
+  let last: ReconcileResult | null = null;
+  let expiryTimer: NodeJS.Timeout | undefined;
+  let retryTimer: NodeJS.Timeout | undefined;
+  let stopping = false;
+
+  const reconcile = async (): Promise<ReconcileResult> => {
+    const res = await reconciler.request();
+    last = res;
+    if (stopping) return res;
+    const now = Date.now();
+    for (const p of peers.newlyExpired(now)) {
+      ctx.db.transaction(() => {
+        peers.noteExpiry(p.id, now);
+        audit.record({ actor: 'system', source: 'serve', action: 'peer.expire', target: p.name }, now);
+      })();
+      log.info({ event: 'expire', peer: p.name }, 'peer expired');
+    }
+    clearTimeout(expiryTimer);
+    const next = peers.nextExpiry(now);
+    if (next !== null) expiryTimer = setTimeout(() => void reconcile(), Math.min(next - now + 5, 2 ** 31 - 1));
+    if (!res.ok && !retryTimer) {
+      retryTimer = setTimeout(() => {
+        retryTimer = undefined;
+        void reconcile();
+      }, RETRY_MS);
+    }
+    return res;
+  };
+
+  const control = await listenControl(config.paths.socket, async (op) => {
+    if (op === 'ping') return { pid: process.pid };
+    if (op === 'reconcile') return reconcile();
+    if (op === 'status') return { pid: process.pid, startedAt: new Date(startedAt).toISOString(), lastReconcile: last };
+    throw new WgoError('BAD_INPUT', `unknown control operation "${op}"`);
+  });
+
+  // Key files a crash left behind between writing and committing (older than a minute).
+  const pruned = ctx.psk.prune(peers.pskRefs(), (ref) => {
+    try {
+      return Date.now() - statSync(ctx.psk.path(ref)).mtimeMs > 60_000;
+    } catch {
+      return false;
+    }
+  });
+  if (pruned) log.info({ event: 'prune', files: pruned }, 'removed orphaned preshared key files');
+
+  const first = await reconcile();
+  log.info({ event: 'start', pid: process.pid, interface: config.interface, peers: first.peers, ok: first.ok }, 'serving');
+
+  const monitor = createMonitor({
+    db: ctx.db,
+    dump: () => wg.dump(config.interface),
+    settings: { handshakeTimeoutSec: config.handshakeTimeoutSec, trafficIntervalMs: config.trafficIntervalSec * 1000 },
+    log,
+  });
+  let dataVersion = ctx.db.pragma('data_version', { simple: true });
+  const timers = [
+    setInterval(() => void reconcile(), config.reconcileIntervalSec * 1000),
+    setInterval(() => {
+      const v = ctx.db.pragma('data_version', { simple: true });
+      if (v !== dataVersion) {
+        dataVersion = v;
+        void reconcile();
+      }
+    }, CHANGE_POLL_MS),
+    setInterval(() => {
+      monitor.tick().catch((e: unknown) => log.warn({ event: 'monitor', err: (e as Error).message }, 'monitor tick failed'));
+    }, config.monitorIntervalSec * 1000),
+  ];
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ event: 'stop', signal }, 'stopping; firewall stays closed');
+      for (const t of timers) clearInterval(t);
+      clearTimeout(expiryTimer);
+      clearTimeout(retryTimer);
+      control.close();
+      void reconciler.idle().finally(() => {
+        ctx.close();
+        resolve();
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}

@@ -1,0 +1,63 @@
+import { chmodSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { WgoError } from '../errors.js';
+
+/** Creates a directory (and parents) with mode 0700, and tightens it if it already exists. */
+export function ensurePrivateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+}
+
+/**
+ * Writes a secret to a 0600 file atomically (temporary file, fsync, rename),
+ * so a reader never sees half a key and the mode is right from the first byte.
+ */
+export function writeSecretFile(path: string, content: string, options: { exclusive?: boolean } = {}): void {
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    writeSync(fd, content);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  if (options.exclusive) {
+    try {
+      statSync(path);
+      unlinkSync(tmp);
+      throw new WgoError('CONFLICT', `${path} already exists`);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+  renameSync(tmp, path);
+}
+
+export function readSecretFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch (e) {
+    throw new WgoError('NOT_INITIALIZED', `cannot read ${path}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+export function removeFile(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}
+
+export function modeOf(path: string): number | null {
+  try {
+    return statSync(path).mode & 0o777;
+  } catch {
+    return null;
+  }
+}
+
+export function parentDir(path: string): string {
+  return dirname(path);
+}
