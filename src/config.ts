@@ -110,7 +110,7 @@ export function parseConfig(raw: unknown, file: string): Config {
 
 /** Which config file to use: --config, then WG_OLLAMA_CONFIG, then the default. */
 export function configFileFrom(flag: string | undefined, env: NodeJS.ProcessEnv): string {
-  return flag ?? env.WG_OLLAMA_CONFIG ?? DEFAULT_CONFIG_FILE;
+  return flag ?? (env.WG_OLLAMA_CONFIG || DEFAULT_CONFIG_FILE);
 }
 
 /** Reads and validates the config file. The only place that reads process.env is the caller of this. */

@@ -98,7 +98,7 @@ export function firewallInSync(saved: SavedTable, spec: FirewallSpec, family: Fa
   if (have.length !== want.length || have.some((l, i) => l !== want[i])) return false;
   return hookSpecs(spec.iface).every(({ chain, spec: s }) => {
     const list = saved.rules.get(chain) ?? [];
-    return list[0] === `-A ${chain} ${s}` && list.filter((l) => l.endsWith(` ${s}`) && l.includes(s)).length === 1;
+    return list[0] === `-A ${chain} ${s}` && list.filter((l) => l === `-A ${chain} ${s}`).length === 1;
   });
 }
 

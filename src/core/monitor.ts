@@ -46,6 +46,13 @@ function flushTraffic(s: LinkState, now: number, events: ConnectionEvent[]): Lin
   return { ...s, rxPending: 0, txPending: 0, trafficAt: now };
 }
 
+function freshState(publicKey: string, now: number): LinkState {
+  return {
+    publicKey, endpoint: null, latestHandshake: 0, connected: false, rxSeen: 0, txSeen: 0,
+    rxPending: 0, txPending: 0, rxTotal: 0, txTotal: 0, trafficAt: now,
+  };
+}
+
 /**
  * One observation of a peer. `cur` is undefined when the peer is not in the
  * WireGuard table (disabled, revoked, expired). A new public key (rotation)
@@ -58,6 +65,13 @@ export function observePeer(
   cfg: MonitorSettings,
 ): { next: LinkState | undefined; events: ConnectionEvent[] } {
   const events: ConnectionEvent[] = [];
+  if (prev && cur && prev.publicKey !== cur.publicKey) {
+    // A rotation: close out the old key's connection and traffic, then start afresh.
+    const closed = observePeer(prev, undefined, now, cfg);
+    const start = { ...freshState(cur.publicKey, now), rxTotal: prev.rxTotal, txTotal: prev.txTotal };
+    const fresh = observePeer(start, cur, now, cfg);
+    return { next: fresh.next, events: [...closed.events, ...fresh.events] };
+  }
   if (!cur) {
     if (!prev) return { next: undefined, events };
     let s = flushTraffic(prev, now, events);
@@ -67,22 +81,7 @@ export function observePeer(
     }
     return { next: s, events };
   }
-  const base: LinkState =
-    prev && prev.publicKey === cur.publicKey
-      ? prev
-      : {
-          publicKey: cur.publicKey,
-          endpoint: null,
-          latestHandshake: 0,
-          connected: false,
-          rxSeen: 0,
-          txSeen: 0,
-          rxPending: 0,
-          txPending: 0,
-          rxTotal: prev?.rxTotal ?? 0,
-          txTotal: prev?.txTotal ?? 0,
-          trafficAt: now,
-        };
+  const base: LinkState = prev ?? freshState(cur.publicKey, now);
   const drx = cur.rxBytes >= base.rxSeen ? cur.rxBytes - base.rxSeen : cur.rxBytes;
   const dtx = cur.txBytes >= base.txSeen ? cur.txBytes - base.txSeen : cur.txBytes;
   const connected = cur.latestHandshake > 0 && now / 1000 - cur.latestHandshake < cfg.handshakeTimeoutSec;

@@ -29,7 +29,7 @@ export interface WgDump {
 const none = (v: string | undefined): string | null => (v === undefined || v === '(none)' ? null : v);
 
 function num(v: string | undefined, what: string): number {
-  const n = v === 'off' ? 0 : Number(v);
+  const n = v === 'off' ? 0 : v === undefined || v === '' ? NaN : Number(v);
   if (!Number.isFinite(n)) throw new Error(`wg dump: ${what} "${v}" is not a number`);
   return n;
 }

@@ -168,6 +168,7 @@ export function peerService(deps: PeerServiceDeps) {
     },
 
     enable(name: string, input: { expiresInMs?: number }, who: Actor): { peer: PeerView; changed: boolean } {
+      if (input.expiresInMs !== undefined && !(input.expiresInMs > 0)) throw badInput('expiry must be in the future');
       return db.transaction(() => {
         const now = clock();
         const p = findLive(name, 'enable');

@@ -11,8 +11,13 @@ import { ensurePrivateDir, readSecretFile, removeFile, writeSecretFile } from '.
 export function pskStore(dir: string) {
   const cache = new Map<string, string>();
   const path = (ref: string): string => join(dir, `${ref}.psk`);
+  const remove = (ref: string): void => {
+    cache.delete(ref);
+    removeFile(path(ref));
+  };
   return {
     path,
+    remove,
     /** Writes a new key file and returns its reference. */
     write(key: string): string {
       ensurePrivateDir(dir);
@@ -28,10 +33,6 @@ export function pskStore(dir: string) {
       }
       return key;
     },
-    remove(ref: string): void {
-      cache.delete(ref);
-      removeFile(path(ref));
-    },
     /** Deletes key files no peer refers to (left by a crash between write and commit). */
     prune(keep: ReadonlySet<string>, olderThanRef?: (ref: string) => boolean): number {
       let removed = 0;
@@ -44,7 +45,7 @@ export function pskStore(dir: string) {
       for (const f of names) {
         const m = /^([0-9a-f]{24})\.psk$/.exec(f);
         if (m && !keep.has(m[1]!) && (olderThanRef?.(m[1]!) ?? true)) {
-          this.remove(m[1]!);
+          remove(m[1]!);
           removed++;
         }
       }

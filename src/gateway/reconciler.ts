@@ -55,6 +55,7 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
   };
   const fail = (step: string, e: unknown): void => {
     r.ok = false;
+    r.noop = false;
     r.errors.push(`${step}: ${(e as Error).message}`);
   };
   const spec: FirewallSpec = { iface: desired.iface, ollamaHost: desired.ollamaHost, ollamaPort: desired.ollamaPort };
