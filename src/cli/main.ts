@@ -1,14 +1,13 @@
 import { userInfo } from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
-import pino from 'pino';
 import { configFileFrom, loadConfig } from '../config.js';
-import { serve } from '../gateway/serve.js';
 import type { Actor } from '../gateway/peer-service.js';
-import { runInit } from './init.js';
-import { showLogs } from './logs.js';
 import { asWgoError, type Io } from './output.js';
-import { addPeer, changePeer, listPeers, rotatePeer, showPeer } from './peers.js';
-import { firewallInit, runDoctor, runDown, showStatus } from './system.js';
+
+// Verb implementations are imported when their verb runs: `--help` and small
+// verbs do not pay for SQLite, QR, logging and process libraries they never use.
+const peersCli = () => import('./peers.js');
+const systemCli = () => import('./system.js');
 
 /** The person behind a CLI call, for the audit log (sudo's caller when there is one). */
 function cliActor(env: NodeJS.ProcessEnv): Actor {
@@ -52,12 +51,14 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
     .option('--listen-port <port>', 'WireGuard UDP port', '51820')
     .option('--state-dir <dir>', 'state directory', '/var/lib/wg-ollama')
     .addOption(json)
-    .action((o) => runInit(configFileFrom(program.opts().config, io.env), o, io, who().actor));
+    .action(async (o) => (await import('./init.js')).runInit(configFileFrom(program.opts().config, io.env), o, io, who().actor));
 
   program.command('serve')
     .description('run the gateway daemon in the foreground (JSON logs on stdout)')
     .action(async () => {
       const c = config();
+      const { default: pino } = await import('pino');
+      const { serve } = await import('../gateway/serve.js');
       const log = pino({ base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, redact: ['*.privateKey', '*.presharedKey', 'privateKey', 'presharedKey'] });
       await serve(c, log);
     });
@@ -65,7 +66,7 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
   program.command('firewall-init')
     .description('install the closed firewall (before the interface exists, e.g. at boot)')
     .addOption(json)
-    .action((o) => firewallInit(config(), o, io));
+    .action(async (o) => (await systemCli()).firewallInit(config(), o, io));
 
   const issue = (cmd: Command): Command =>
     cmd
@@ -76,22 +77,22 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
 
   issue(program.command('add-peer').argument('<name>').description('create a peer and print its config once'))
     .option('--expires <duration>', 'expire after e.g. 30d, 12h')
-    .action((name, o) => addPeer(config(), name, o, io, who()));
+    .action(async (name, o) => (await peersCli()).addPeer(config(), name, o, io, who()));
 
   issue(program.command('rotate-peer').argument('<name>').description('new keys for a peer; the old ones stop working at once'))
-    .action((name, o) => rotatePeer(config(), name, o, io, who()));
+    .action(async (name, o) => (await peersCli()).rotatePeer(config(), name, o, io, who()));
 
   program.command('list-peers').description('list peers').option('--all', 'include revoked peers').addOption(json)
-    .action((o) => listPeers(config(), o, io));
+    .action(async (o) => (await peersCli()).listPeers(config(), o, io));
   program.command('show-peer').argument('<name>').description('show one peer').addOption(json)
-    .action((name, o) => showPeer(config(), name, o, io));
+    .action(async (name, o) => (await peersCli()).showPeer(config(), name, o, io));
   program.command('disable-peer').argument('<name>').description('cut a peer off until enabled again').addOption(json)
-    .action((name, o) => changePeer(config(), 'disable', name, o, io, who()));
+    .action(async (name, o) => (await peersCli()).changePeer(config(), 'disable', name, o, io, who()));
   program.command('enable-peer').argument('<name>').description('let a disabled (or expired) peer in again')
     .option('--expires <duration>', 'new expiry, from now').addOption(json)
-    .action((name, o) => changePeer(config(), 'enable', name, o, io, who()));
+    .action(async (name, o) => (await peersCli()).changePeer(config(), 'enable', name, o, io, who()));
   program.command('revoke-peer').argument('<name>').description('remove a peer for good; its open flows die').addOption(json)
-    .action((name, o) => changePeer(config(), 'revoke', name, o, io, who()));
+    .action(async (name, o) => (await peersCli()).changePeer(config(), 'revoke', name, o, io, who()));
 
   program.command('logs').argument('<kind>', 'connections or audit').description('show connection events or the admin audit log')
     .option('--peer <name>', 'only this peer').option('--since <duration>', 'how far back, e.g. 1h, 7d', '24h')
@@ -103,7 +104,7 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
       try {
-        await showLogs(config(), kind, o, io, ac.signal);
+        await (await import('./logs.js')).showLogs(config(), kind, o, io, ac.signal);
       } finally {
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
@@ -111,13 +112,13 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
     });
 
   program.command('status').description('daemon, interface, firewall and peers at a glance').addOption(json)
-    .action((o) => showStatus(config(), o, io));
+    .action(async (o) => (await systemCli()).showStatus(config(), o, io));
   program.command('doctor').description('check the machine and the gateway; exit 1 if anything fails').addOption(json)
     .action(async (o) => {
-      exitCode = await runDoctor(config(), o, io);
+      exitCode = await (await systemCli()).runDoctor(config(), o, io);
     });
   program.command('down').description('remove the interface and the firewall (stop serve first)').addOption(json)
-    .action((o) => runDown(config(), o, io, who().actor));
+    .action(async (o) => (await systemCli()).runDown(config(), o, io, who().actor));
 
   try {
     await program.parseAsync(argv, { from: 'user' });

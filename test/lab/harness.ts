@@ -4,7 +4,7 @@
  * and interface names; everything it starts is tracked by PID and killed, and
  * its namespaces are deleted, in cleanup (also after a failed test).
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
@@ -34,6 +34,8 @@ export interface Lab {
   /** Starts a long-running process in a namespace, tracked for cleanup. */
   spawn: (ns: string, cmd: string, args: string[]) => ResultPromise;
   cleanup: () => Promise<void>;
+  /** Streams the GPU host's listener reported closed: {closed: ms, from: address, reason}. */
+  gpuClosures: () => { closed: number; from: string; reason: string }[];
 }
 
 export function requireBuilt(): void {
@@ -66,6 +68,10 @@ export async function createLab(prefix: string): Promise<Lab> {
       const p = execa('ip', ['netns', 'exec', n, cmd, ...args], { reject: false, stdin: 'ignore', stdout: { file: log }, stderr: { file: `${log}.err` } });
       procs.push(p);
       return p;
+    },
+    gpuClosures() {
+      const text = readFileSync(join(dir, `${ns('gpu')}-0-node.log.err`), 'utf8');
+      return text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { closed: number; from: string; reason: string });
     },
     async cleanup() {
       for (const p of procs) if (p.pid && p.exitCode === undefined) p.kill('SIGKILL');
@@ -154,4 +160,41 @@ export async function clientDown(lab: Lab, ns: string, ifname: string): Promise<
 export async function get(lab: Lab, ns: string, url: string, timeoutSec = 2): Promise<{ ok: boolean; body: string; code: number }> {
   const r = await lab.exec(ns, 'curl', ['-s', '-g', '-f', '--connect-timeout', String(timeoutSec), '-m', String(timeoutSec + 1), url]);
   return { ok: r.code === 0, body: r.stdout, code: r.code };
+}
+
+/** A long NDJSON stream from the GPU host through the tunnel (curl -N), written to a file. */
+export interface Stream {
+  lines: () => number;
+  stop: () => void;
+}
+
+export async function openStream(lab: Lab, ns: string, tag: string): Promise<Stream> {
+  const out = join(lab.dir, `stream-${tag}.ndjson`);
+  writeFileSync(out, '');
+  const p = execa('ip', ['netns', 'exec', ns, 'curl', '-s', '-N', '-m', '40', `http://${GPU}:11434/stream?seconds=30`], {
+    reject: false, stdin: 'ignore', stdout: { file: out }, stderr: 'ignore',
+  });
+  const lines = (): number => readFileSync(out, 'utf8').split('\n').filter(Boolean).length;
+  await waitFor(() => lines() >= 3, 5000, `stream ${tag} to flow`);
+  return { lines, stop: () => void p.kill('SIGKILL') };
+}
+
+/**
+ * Asserts that a flow is dead within limitMs of t0: the GPU host saw its
+ * connection from `address` closed, and the client receives nothing more.
+ * Returns how long the GPU side took.
+ */
+export async function expectFlowDies(lab: Lab, stream: Stream, address: string, t0: number, limitMs = 5000): Promise<number> {
+  const from = `::ffff:${address}`;
+  let closedAt = 0;
+  await waitFor(() => {
+    const c = lab.gpuClosures().find((e) => e.from === from && e.closed >= t0 - 50);
+    if (c) closedAt = c.closed;
+    return !!c;
+  }, limitMs, `the GPU host to see the flow from ${address} closed`, 50);
+  const n = stream.lines();
+  await new Promise((r) => setTimeout(r, 700));
+  if (stream.lines() !== n) throw new Error(`the client still receives data after the flow was cut (${n} -> ${stream.lines()} lines)`);
+  stream.stop();
+  return closedAt - t0;
 }

@@ -1,0 +1,136 @@
+/**
+ * Fail closed: with the daemon killed -9 or stopped, nothing more is allowed
+ * than before; a restart adds no duplicate rules; drift is repaired; only
+ * `wg-ollama down` removes the firewall.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GPU, OTHER, clientUp, createGateway, createLab, get, waitFor, type Gateway, type Lab } from './harness.js';
+
+interface Added { address: string; config: string; live: boolean }
+
+describe('fail closed', () => {
+  let lab: Lab;
+  let gw: Gateway;
+  let serverKey: string;
+  const ok = `http://${GPU}:11434/`;
+  const forbidden = [`http://${GPU}:22/`, `http://${OTHER}:8080/`, 'http://10.66.0.1:8080/'];
+
+  const save = async (): Promise<string> => (await lab.exec(lab.ns('gw'), 'iptables-save', ['-t', 'filter'])).stdout;
+  const ourLines = (text: string): string[] => text.split('\n').filter((l) => l.includes('WGO-'));
+  const reachable = async (url: string): Promise<boolean> => (await get(lab, lab.ns('c1'), url, 2)).ok;
+  const expectOnlyOllama = async (): Promise<void> => {
+    expect(await reachable(ok)).toBe(true);
+    const results = await Promise.all(forbidden.map(reachable));
+    expect(results).toEqual(forbidden.map(() => false));
+  };
+
+  beforeAll(async () => {
+    lab = await createLab('fc');
+    gw = await createGateway(lab, 'wgofc');
+    await gw.start();
+    const p = await gw.cliJson<Added>('add-peer', 'gus');
+    await clientUp(lab, lab.ns('c1'), 'wgcfc1', p.config);
+    serverKey = /\[Peer\]\nPublicKey = (\S+)/.exec(p.config)![1]!;
+    // A hostile client: everything into the tunnel.
+    await lab.exec(lab.ns('c1'), 'wg', ['set', 'wgcfc1', 'peer', serverKey, 'allowed-ips', '0.0.0.0/0']);
+    for (const dst of [`${OTHER}/32`, '10.66.0.0/24']) await lab.exec(lab.ns('c1'), 'ip', ['route', 'replace', dst, 'dev', 'wgcfc1']);
+  });
+  afterAll(async () => {
+    await lab?.cleanup();
+  });
+
+  it('before: only GPU:11434', async () => {
+    await expectOnlyOllama();
+  });
+
+  it('kill -9 of the daemon keeps the tunnel and the firewall exactly as they were', async () => {
+    const before = ourLines(await save());
+    gw.daemon()!.kill('SIGKILL');
+    await gw.daemon();
+    expect(ourLines(await save())).toEqual(before);
+    await expectOnlyOllama();
+  });
+
+  it('a change made while the daemon is dead is saved, allows nothing, and applies at restart', async () => {
+    const r = await gw.cli('disable-peer', 'gus');
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/not running/);
+    expect(await reachable(ok)).toBe(true); // not applied yet: nothing more allowed than before
+    await gw.start();
+    await waitFor(async () => !(await reachable(ok)), 5000, 'the disable to apply at restart');
+    expect((await gw.cli('enable-peer', 'gus')).code).toBe(0);
+    await waitFor(async () => reachable(ok), 20_000, 'gus to get back in');
+  });
+
+  it('restarts add no duplicate rules', async () => {
+    const before = ourLines(await save());
+    for (let i = 0; i < 2; i++) {
+      gw.daemon()!.kill('SIGKILL');
+      await gw.daemon();
+      await gw.start();
+    }
+    const after = ourLines(await save());
+    expect(after).toEqual(before);
+    expect(after.filter((l) => l === '-A FORWARD -j WGO-FWD-wgofc')).toHaveLength(1);
+    expect(after.filter((l) => l === '-A INPUT -i wgofc -j WGO-IN-wgofc')).toHaveLength(1);
+    const v6 = (await lab.exec(lab.ns('gw'), 'ip6tables-save', ['-t', 'filter'])).stdout;
+    expect(v6.split('\n').filter((l) => l === '-A FORWARD -j WGO-FWD-wgofc')).toHaveLength(1);
+  });
+
+  it('the forbidden listeners answer when the firewall is bypassed (so the checks above can fail)', async () => {
+    gw.daemon()!.kill('SIGKILL');
+    await gw.daemon();
+    await lab.exec(lab.ns('gw'), 'iptables', ['-I', 'WGO-FWD-wgofc', '1', '-j', 'ACCEPT']);
+    await lab.exec(lab.ns('gw'), 'iptables', ['-I', 'WGO-IN-wgofc', '1', '-j', 'ACCEPT']);
+    expect(await Promise.all(forbidden.map(reachable))).toEqual(forbidden.map(() => true));
+    await gw.start(); // repairs at start
+    await expectOnlyOllama();
+  });
+
+  it.each([
+    ['a rule deleted from our chain', ['-D', 'WGO-FWD-wgofc', '5']],
+    ['the FORWARD hook deleted', ['-D', 'FORWARD', '-j', 'WGO-FWD-wgofc']],
+    ['an ACCEPT inserted into our chain', ['-I', 'WGO-FWD-wgofc', '1', '-j', 'ACCEPT']],
+    ['a rule put above our hook', ['-I', 'FORWARD', '1', '-j', 'ACCEPT']],
+  ])('drift is repaired within 10 s: %s', async (_what, args) => {
+    const want = ourLines(await save());
+    expect((await lab.exec(lab.ns('gw'), 'iptables', args)).code).toBe(0);
+    const took = await waitFor(async () => {
+      const now = (await save()).split('\n');
+      const first = now.find((l) => l.startsWith('-A FORWARD'));
+      return first === '-A FORWARD -j WGO-FWD-wgofc' && JSON.stringify(ourLines(now.join('\n'))) === JSON.stringify(want);
+    }, 10_000, 'the reconciler to repair the firewall', 200);
+    expect(took).toBeLessThan(10_000);
+    await expectOnlyOllama();
+  });
+
+  it('a removed peer set entry is put back', async () => {
+    await lab.exec(lab.ns('gw'), 'ipset', ['del', 'wgo-peers-wgofc', '10.66.0.2']);
+    await waitFor(async () => (await lab.exec(lab.ns('gw'), 'ipset', ['test', 'wgo-peers-wgofc', '10.66.0.2'])).code === 0, 10_000, 'set repair');
+  });
+
+  it('SIGTERM stops the daemon cleanly and leaves the firewall closed', async () => {
+    const before = ourLines(await save());
+    gw.daemon()!.kill('SIGTERM');
+    const done = await gw.daemon()!;
+    expect(done.exitCode).toBe(0);
+    expect(ourLines(await save())).toEqual(before);
+    await expectOnlyOllama();
+  });
+
+  it('only `down` removes chains, set and interface', async () => {
+    const r = await gw.cliJson<{ removed: boolean }>('down');
+    expect(r.removed).toBe(true);
+    expect(ourLines(await save())).toEqual([]);
+    expect((await lab.exec(lab.ns('gw'), 'ipset', ['list', '-n'])).stdout).not.toContain('wgo-peers-wgofc');
+    expect((await lab.exec(lab.ns('gw'), 'ip', ['link', 'show', 'wgofc'])).code).not.toBe(0);
+    expect(await reachable(ok)).toBe(false);
+  });
+
+  it('`down` refuses while the daemon runs', async () => {
+    await gw.start();
+    const r = await gw.cli('down');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/stop it first/);
+  });
+});
