@@ -9,11 +9,11 @@
 // interface.
 //
 //   sudo node scripts/bench/bulk-apply.mjs      (BENCH_REPS=5 by default)
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  QUICK, bench, bulkInsert, createGateway, destroyGateway, dist, log, makePeers, memoryOf, must, now, reconcileLog,
-  run, runToFile, sleep, startServe, summary, waitCounts,
+  QUICK, bench, bulkInsert, createGateway, createWgInterface, destroyGateway, dist, log, makePeers, memoryOf, must,
+  reconcileLog, run, sleep, startServe, summary, waitCounts, waitIfaceGone, wgPeerCount,
 } from './lib.mjs';
 
 const N = Number(process.env.BENCH_PEERS || 10_000);
@@ -21,40 +21,81 @@ const REPS = QUICK ? 1 : Number(process.env.BENCH_REPS || 5);
 const DIRECT_IF = 'wgobnd';
 const DIRECT_SET = 'bn-direct';
 
-await bench(import.meta.url, 'bulk-apply', async (ctx) => {
-  const { renderSetRestore } = await dist('core/firewall-plan.js');
-  const reps = [];
-  for (let rep = 0; rep < REPS; rep++) {
-    // ---- ours
-    const gw = await createGateway(ctx, { iface: 'wgobn1' });
-    ctx.cleanups.push(() => destroyGateway(gw));
-    await startServe(ctx, gw);
-    await sleep(1500);
-    const mem0 = memoryOf(gw.serve.pid);
-    const peers = await makePeers(N);
-    const { committed, txMs } = await bulkInsert(gw, peers);
-    const live = await waitCounts(gw.iface, gw.set, N, committed, { timeoutMs: 60_000 });
-    await sleep(200);
-    const applied = reconcileLog(gw, committed - 5).find((r) => r.wgUpserted >= N || r.setAdded >= N);
-    const appliedEnd = applied ? Date.parse(applied.time) - committed : NaN;
+const SHIM = join(import.meta.dirname, 'serve-shim.mjs');
+
+/** Exec records of the shim (BENCH_EXEC_LOG) that fall inside [from, to]. */
+function execsBetween(file, from, to) {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
+  return text.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.start >= from - 1 && e.start <= to);
+}
+
+/** One fresh gateway, serve at 0 peers, one bulk commit of N peers, wait until live. */
+async function oursOnce(ctx, peers, { launcher, env, timeoutMs, iface }) {
+  const gw = await createGateway(ctx, { iface });
+  ctx.cleanups.push(() => destroyGateway(gw));
+  await startServe(ctx, gw, { launcher, env });
+  await sleep(1500);
+  const mem0 = memoryOf(gw.serve.pid);
+  const { committed, txMs } = await bulkInsert(gw, peers);
+  const live = await waitCounts(gw.iface, gw.set, N, committed, { timeoutMs });
+  await sleep(300);
+  const recs = reconcileLog(gw, committed - 5);
+  const applied = recs.find((r) => r.ok && (r.wgUpserted >= N || r.setAdded >= N)) ?? null;
+  const appliedEnd = applied ? Date.parse(applied.time) - committed : NaN;
+  let execs = [];
+  if (applied && env.BENCH_EXEC_LOG) {
+    const end = Date.parse(applied.time) + 1;
+    execs = execsBetween(env.BENCH_EXEC_LOG, end - applied.durationMs - 2, end).map((e) => ({
+      what: `${e.file} ${e.args.slice(0, 2).join(' ')}`.replace(/ wgobn\w+| \/\S+/g, ''), atMs: e.start - committed, ms: e.ms, inputBytes: e.inputBytes,
+    }));
+  }
+  let mem10k = null;
+  let wgGoMem = null;
+  if (applied) {
     // Let a periodic reconcile (every 3 s) and a monitor tick (every 5 s) run at 10k before reading memory.
     await sleep(7000);
-    const mem10k = memoryOf(gw.serve.pid);
+    mem10k = memoryOf(gw.serve.pid);
     const wgGoPid = (await run('pgrep', ['-f', `^wireguard-go ${gw.iface}$`])).stdout.trim().split('\n')[0];
-    const wgGoMem = wgGoPid ? memoryOf(Number(wgGoPid)) : null;
-    await destroyGateway(gw);
+    wgGoMem = wgGoPid ? memoryOf(Number(wgGoPid)) : null;
+  }
+  const errors = [...new Set(recs.flatMap((r) => r.errors ?? []))];
+  const wgNow = (await wgPeerCount(gw.iface)).count;
+  const failedReconciles = recs.filter((r) => !r.ok).length;
+  await destroyGateway(gw);
+  return { committed, txMs, live, applied, appliedEnd, execs, mem0, mem10k, wgGoMem, errors, wgNow, failedReconciles };
+}
+
+await bench(import.meta.url, 'bulk-apply', async (ctx) => {
+  const { renderSetRestore } = await dist('core/firewall-plan.js');
+
+  // ---- as shipped (bin/wg-ollama.js serve): documents what happens; one run is enough.
+  log('as shipped: bin/wg-ollama.js serve, one bulk commit of', N, 'peers');
+  const shippedPeers = await makePeers(N);
+  const shipped = await oursOnce(ctx, shippedPeers, { launcher: undefined, env: {}, timeoutMs: 6000, iface: 'wgobn1s' });
+  const shippedResult = {
+    ipsetLiveMs: shipped.live.ipset.liveMs,
+    wgLiveMs: shipped.live.wg.liveMs,
+    wgPeersAfter6s: shipped.wgNow,
+    reconcilesFailed: shipped.failedReconciles,
+    errors: shipped.errors,
+  };
+  log(`as shipped: ipset live after ${shippedResult.ipsetLiveMs.toFixed(0)} ms; WireGuard has ${shipped.wgNow} peers after 6 s; errors: ${shipped.errors.join(' | ')}`);
+
+  // ---- with the syncconf-through-a-file shim (the proposed fix), and direct, REPS times.
+  const reps = [];
+  for (let rep = 0; rep < REPS; rep++) {
+    const peers = await makePeers(N);
+    const execLog = join(ctx.dir, `exec-bulk-${rep}.jsonl`);
+    const o = await oursOnce(ctx, peers, { launcher: SHIM, env: { BENCH_SYNCCONF_FILE: '1', BENCH_EXEC_LOG: execLog }, timeoutMs: 30_000, iface: `wgobn1${rep}` });
 
     // ---- direct: the same peers with ipset restore + wg syncconf into an empty interface
     await run('ipset', ['destroy', DIRECT_SET]);
-    await run('ip', ['link', 'del', 'dev', DIRECT_IF]);
-    const keyFile = join(ctx.dir, 'direct.key');
-    const key = (await must('wg', ['genkey'])).stdout.trim();
-    writeFileSync(keyFile, key + '\n', { mode: 0o600 });
-    const created = await runToFile('wireguard-go', [DIRECT_IF], join(ctx.dir, 'wireguard-go-direct.log'));
-    if (created.code !== 0) throw new Error('wireguard-go for the direct interface failed');
-    await must('wg', ['set', DIRECT_IF, 'private-key', keyFile, 'listen-port', '51821']);
-    await must('ip', ['addr', 'add', '10.67.0.1/16', 'dev', DIRECT_IF]);
-    await must('ip', ['link', 'set', 'dev', DIRECT_IF, 'up']);
+    const { key } = await createWgInterface(ctx, DIRECT_IF, { port: 51821, address: '10.67.0.1/16' });
     const conf = ['[Interface]', `PrivateKey = ${key}`, 'ListenPort = 51821', ''];
     for (const p of peers) conf.push('[Peer]', `PublicKey = ${p.publicKey}`, `PresharedKey = ${p.psk}`, `AllowedIPs = ${p.address}/32`, '');
     const confFile = join(ctx.dir, 'direct.conf');
@@ -62,43 +103,52 @@ await bench(import.meta.url, 'bulk-apply', async (ctx) => {
     const setText = renderSetRestore(DIRECT_SET, { add: peers.map((p) => [p.address, p.name]), del: [] });
     const ipsetR = await must('ipset', ['restore'], { input: setText });
     const syncR = await must('wg', ['syncconf', DIRECT_IF, confFile]);
-    const check = await Promise.all([run('wg', ['show', DIRECT_IF, 'peers']), run('ipset', ['list', '-t', DIRECT_SET])]);
-    const directOk = check[0].stdout.trimEnd().split('\n').length === N && check[1].stdout.includes(`Number of entries: ${N}`);
+    const check = await Promise.all([wgPeerCount(DIRECT_IF), run('ipset', ['list', '-t', DIRECT_SET])]);
+    const directOk = check[0].count === N && check[1].stdout.includes(`Number of entries: ${N}`);
     await run('ip', ['link', 'del', 'dev', DIRECT_IF]);
     await run('ipset', ['destroy', DIRECT_SET]);
+    await waitIfaceGone(DIRECT_IF);
 
     const r = {
       rep,
-      txMs,
-      oursMs: live.bothMs,
-      wgLiveMs: live.wg.liveMs,
-      wgLowerMs: live.wg.lowerMs,
-      wgPolls: live.wg.polls,
-      ipsetLiveMs: live.ipset.liveMs,
-      ipsetLowerMs: live.ipset.lowerMs,
-      ipsetPolls: live.ipset.polls,
-      lastWgPollMs: live.wg.pollMs,
-      reconcileDurationMs: applied?.durationMs ?? NaN,
-      reconcileEndAfterCommitMs: appliedEnd,
-      reconcileStartAfterCommitMs: appliedEnd - (applied?.durationMs ?? NaN),
+      txMs: o.txMs,
+      oursMs: o.live.bothMs,
+      wgLiveMs: o.live.wg.liveMs,
+      wgLowerMs: o.live.wg.lowerMs,
+      wgPolls: o.live.wg.polls,
+      ipsetLiveMs: o.live.ipset.liveMs,
+      ipsetLowerMs: o.live.ipset.lowerMs,
+      ipsetPolls: o.live.ipset.polls,
+      lastWgPollMs: o.live.wg.pollMs,
+      reconcileDurationMs: o.applied?.durationMs ?? NaN,
+      reconcileEndAfterCommitMs: o.appliedEnd,
+      reconcileStartAfterCommitMs: o.appliedEnd - (o.applied?.durationMs ?? NaN),
+      execs: o.execs,
       directIpsetMs: ipsetR.ms,
       directWgMs: syncR.ms,
       directMs: ipsetR.ms + syncR.ms,
       directOk,
-      mem0,
-      mem10k,
-      wireguardGoMem10k: wgGoMem,
+      mem0: o.mem0,
+      mem10k: o.mem10k,
+      wireguardGoMem10k: o.wgGoMem,
+      errors: o.errors,
     };
     reps.push(r);
-    log(`rep ${rep}: ours ${r.oursMs.toFixed(0)} ms (wg ${r.wgLiveMs.toFixed(0)}, ipset ${r.ipsetLiveMs.toFixed(0)}; reconcile ${r.reconcileDurationMs?.toFixed?.(0)} ms starting ${r.reconcileStartAfterCommitMs.toFixed(0)} ms after commit) | direct ${r.directMs.toFixed(0)} ms (ipset ${ipsetR.ms.toFixed(0)}, syncconf ${syncR.ms.toFixed(0)}) | RSS ${mem0.rssMiB.toFixed(1)} -> ${mem10k.rssMiB.toFixed(1)} MiB, HWM ${mem10k.hwmMiB.toFixed(1)}`);
+    const f = (v) => (Number.isFinite(v) ? v.toFixed(0) : String(v));
+    log(`rep ${rep}: ours(fixed) ${f(r.oursMs)} ms (wg ${f(r.wgLiveMs)}, ipset ${f(r.ipsetLiveMs)}; reconcile ${f(r.reconcileDurationMs)} ms starting ${f(r.reconcileStartAfterCommitMs)} ms after commit) | direct ${f(r.directMs)} ms (ipset ${f(ipsetR.ms)}, syncconf ${f(syncR.ms)}) ok=${directOk} | RSS ${o.mem0.rssMiB.toFixed(1)} -> ${o.mem10k?.rssMiB.toFixed(1)} MiB, HWM ${o.mem10k?.hwmMiB.toFixed(1)}`);
+    log(`   execs: ${o.execs.map((e) => `${e.what} @${f(e.atMs)} ${f(e.ms)}ms`).join(', ')}`);
   }
   const pick = (k) => summary(reps.map((r) => r[k]));
   const ours = pick('oursMs');
   const direct = pick('directMs');
+  // Median duration of each program in the bulk reconcile.
+  const execNames = [...new Set(reps.flatMap((r) => r.execs.map((e) => e.what)))];
+  const execMedians = Object.fromEntries(execNames.map((w) => [w, summary(reps.map((r) => r.execs.filter((e) => e.what === w).reduce((a, e) => a + e.ms, 0)))]));
   return {
     peers: N,
-    method: 'peer repository inserts in one immediate better-sqlite3 transaction; psk files via psk-store before it',
+    method: 'peer repository inserts in one immediate better-sqlite3 transaction; psk files via psk-store before it (PeerService.add is not used: it re-reads every used address per call, O(n^2) for a bulk)',
     targetMs: 1000,
+    shipped: shippedResult,
     ours,
     direct,
     ratio: ours.median / direct.median,
@@ -106,10 +156,11 @@ await bench(import.meta.url, 'bulk-apply', async (ctx) => {
       wgLiveMs: pick('wgLiveMs'), ipsetLiveMs: pick('ipsetLiveMs'), reconcileDurationMs: pick('reconcileDurationMs'),
       reconcileStartAfterCommitMs: pick('reconcileStartAfterCommitMs'), reconcileEndAfterCommitMs: pick('reconcileEndAfterCommitMs'),
       txMs: pick('txMs'), directIpsetMs: pick('directIpsetMs'), directWgMs: pick('directWgMs'), lastWgPollMs: pick('lastWgPollMs'),
+      execMedians,
     },
     memory: {
       rss0MiB: summary(reps.map((r) => r.mem0.rssMiB)), hwm0MiB: summary(reps.map((r) => r.mem0.hwmMiB)),
-      rss10kMiB: summary(reps.map((r) => r.mem10k.rssMiB)), hwm10kMiB: summary(reps.map((r) => r.mem10k.hwmMiB)),
+      rss10kMiB: summary(reps.map((r) => r.mem10k?.rssMiB)), hwm10kMiB: summary(reps.map((r) => r.mem10k?.hwmMiB)),
       wireguardGoRss10kMiB: summary(reps.map((r) => r.wireguardGoMem10k?.rssMiB)),
     },
     reps,

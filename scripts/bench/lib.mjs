@@ -267,9 +267,10 @@ export async function createGateway(ctx, { iface, subnet = '10.66.0.0/16', liste
  * Starts `wg-ollama serve` (the real CLI, or another launcher script with the
  * same arguments) and waits until its first reconcile has finished.
  */
-export async function startServe(ctx, gw, { launcher = BIN } = {}) {
+export async function startServe(ctx, gw, { launcher = BIN, env = {} } = {}) {
   const logFile = join(ctx.dir, `serve-${gw.iface}-${Date.now()}.log`);
-  const proc = background(process.execPath, [launcher, '--config', gw.configFile, 'serve'], logFile);
+  const proc = background(process.execPath, [launcher, '--config', gw.configFile, 'serve'], logFile, { env: { ...process.env, ...env } });
+  proc.launcher = launcher;
   const { requestControl } = await dist('gateway/control.js');
   await waitFor(async () => {
     if (proc.child.exitCode !== null) throw new Error(`serve exited: ${readFileSync(proc.errLog, 'utf8').slice(-2000)}`);
@@ -300,6 +301,29 @@ export async function destroyGateway(gw) {
   await stopServe(gw);
   await gw.cli('down', '--json');
   await run('ip', ['link', 'del', 'dev', gw.iface]);
+  await waitIfaceGone(gw.iface);
+}
+
+/** Waits until a (wireguard-go) interface and its UAPI socket are gone, so its name can be reused. */
+export async function waitIfaceGone(iface) {
+  await waitFor(async () => (await run('ip', ['link', 'show', 'dev', iface])).code !== 0 && !existsSync(`/var/run/wireguard/${iface}.sock`),
+    10_000, `${iface} to disappear`, 50);
+}
+
+/** Creates a wireguard-go interface with a private key and port, up, with an address. */
+export async function createWgInterface(ctx, iface, { port, address }) {
+  await run('ip', ['link', 'del', 'dev', iface]);
+  await waitIfaceGone(iface);
+  const key = (await must('wg', ['genkey'])).stdout.trim();
+  const keyFile = join(ctx.dir, `${iface}.key`);
+  writeFileSync(keyFile, key + '\n', { mode: 0o600 });
+  const created = await runToFile('wireguard-go', [iface], join(ctx.dir, `wireguard-go-${iface}.log`));
+  if (created.code !== 0) throw new Error(`wireguard-go ${iface} failed`);
+  await waitFor(() => existsSync(`/var/run/wireguard/${iface}.sock`), 5000, `${iface} socket`, 20);
+  await must('wg', ['set', iface, 'private-key', keyFile, 'listen-port', String(port)]);
+  await must('ip', ['addr', 'add', address, 'dev', iface]);
+  await must('ip', ['link', 'set', 'dev', iface, 'up']);
+  return { key, keyFile };
 }
 
 /** Daemon log lines (pino JSON) with event=reconcile, optionally after a wall time. */

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what wg-ollama's lab, demo and tests need on Debian 12 (as root),
+# then installs the npm dependencies from the lockfile and builds.
+# Idempotent: only what is missing is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ "$(id -u)" -eq 0 ] || { echo "setup: run as root (network namespaces, iptables, WireGuard)" >&2; exit 2; }
+
+# Debian packages: WireGuard (userspace wireguard-go where the kernel has no module),
+# the firewall tools, the lab's tools, zbarimg (QR decoding in tests), and a
+# toolchain for better-sqlite3's native build.
+packages=(wireguard-tools wireguard-go iptables nftables ipset iproute2 conntrack curl zbar-tools python3 make g++)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  # --no-install-recommends: wireguard-tools would otherwise pull in a kernel image and systemd.
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v node >/dev/null || ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=5)?0:1)'; then
+  echo "setup: Node.js >= 20.5 is required (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+
+# npm ci when node_modules does not match the lockfile (a fresh clone, or a changed lockfile).
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ] \
+   || ! node -e "require('better-sqlite3')(':memory:')" 2>/dev/null; then
+  npm ci --no-audit --no-fund
+fi
+npm run -s build
