@@ -5,6 +5,11 @@ import { connectionRepository } from '../db/connections.js';
 import type { Db } from '../db/open.js';
 import { peerRepository } from '../db/peers.js';
 
+function sameLink(a: LinkState | undefined, b: LinkState): boolean {
+  if (!a) return false;
+  return (Object.keys(b) as (keyof LinkState)[]).every((k) => a[k] === b[k]);
+}
+
 /**
  * The connection monitor: reads the WireGuard peer table and records
  * handshakes, lost handshakes, endpoint changes and traffic in SQLite.
@@ -26,9 +31,11 @@ export function createMonitor(deps: { db: Db; dump: () => Promise<WgDump>; setti
       for (const p of peers.live()) {
         seen.add(p.id);
         const cur = byKey.get(p.publicKey);
-        const { next, events } = observePeer(state.get(p.id), cur, now, deps.settings);
+        const prev = state.get(p.id);
+        const { next, events } = observePeer(prev, cur, now, deps.settings);
         if (next) state.set(p.id, next);
-        if (next || events.length) items.push({ peerId: p.id, state: next, events });
+        // Only what changed is written: an idle peer costs no database write.
+        if (events.length || (next && !sameLink(prev, next))) items.push({ peerId: p.id, state: next, events });
       }
       // Revoked peers are no longer live: close out what they had open.
       for (const [id, prev] of state) {

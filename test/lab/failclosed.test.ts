@@ -109,6 +109,25 @@ describe('fail closed', () => {
     await waitFor(async () => (await lab.exec(lab.ns('gw'), 'ipset', ['test', 'wgo-peers-wgofc', '10.66.0.2'])).code === 0, 10_000, 'set repair');
   });
 
+  it('doctor passes on a healthy gateway and exits 1 naming the firewall when a hook is gone', async () => {
+    const good = await gw.cli('doctor', '--json');
+    expect(good.code, good.stdout).toBe(0);
+    const checks = JSON.parse(good.stdout) as { check: string; status: string }[];
+    expect(checks.filter((c) => c.status === 'fail')).toEqual([]);
+    expect(checks.map((c) => c.check)).toEqual(expect.arrayContaining(['program wg', 'program ipset', 'server key', 'firewall ipv4', 'interface', 'daemon']));
+    gw.daemon()!.kill('SIGKILL');
+    await gw.daemon();
+    await lab.exec(lab.ns('gw'), 'iptables', ['-D', 'FORWARD', '-j', 'WGO-FWD-wgofc']);
+    const bad = await gw.cli('doctor', '--json');
+    expect(bad.code).toBe(1);
+    expect(JSON.parse(bad.stdout)).toEqual(expect.arrayContaining([
+      expect.objectContaining({ check: 'firewall ipv4', status: 'fail' }),
+      expect.objectContaining({ check: 'daemon', status: 'warn' }),
+    ]));
+    await gw.start();
+    expect((await gw.cli('doctor')).code).toBe(0);
+  });
+
   it('SIGTERM stops the daemon cleanly and leaves the firewall closed', async () => {
     const before = ourLines(await save());
     gw.daemon()!.kill('SIGTERM');
