@@ -1,5 +1,5 @@
-import { accessSync, constants, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { accessSync, constants, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import QRCode from 'qrcode';
 import { WgoError, badInput } from '../errors.js';
 
@@ -10,18 +10,20 @@ export const outFiles = (dir: string, name: string) => ({
   svg: join(dir, `${name}.svg`),
 });
 
-/** Checked before anything changes: DIR is (or can become) a writable directory without our files in it. */
+/**
+ * Checked before anything changes, and changing nothing itself: DIR is a
+ * writable directory (or can be created under a writable parent) without our
+ * files in it. The directory is created only when the files are written.
+ */
 export function preflightOut(dir: string, name: string): string {
   const abs = resolve(dir);
-  if (existsSync(abs)) {
-    if (!statSync(abs).isDirectory()) throw badInput(`--out ${dir} is not a directory`);
-  } else {
-    mkdirSync(abs, { recursive: true, mode: 0o700 });
-  }
+  let existing = abs;
+  while (!existsSync(existing)) existing = dirname(existing);
+  if (!statSync(existing).isDirectory()) throw badInput(`--out ${dir}: ${existing} is not a directory`);
   try {
-    accessSync(abs, constants.W_OK);
+    accessSync(existing, constants.W_OK);
   } catch {
-    throw badInput(`--out ${dir} is not writable`);
+    throw badInput(`--out ${dir}: ${existing} is not writable`);
   }
   for (const f of Object.values(outFiles(abs, name))) {
     if (existsSync(f)) throw new WgoError('CONFLICT', `${f} already exists; choose another --out directory`);
@@ -29,15 +31,30 @@ export function preflightOut(dir: string, name: string): string {
   return abs;
 }
 
-/** Writes NAME.conf (0600), NAME.png and NAME.svg (the QR code, which holds the private key: 0600 too). */
+/**
+ * Writes NAME.conf, NAME.png and NAME.svg (the QR code holds the private key:
+ * all 0600). Renders first; on any failure removes what it wrote.
+ */
 export async function writeOut(dir: string, name: string, config: string): Promise<string[]> {
   const f = outFiles(dir, name);
   const png = await QRCode.toBuffer(config, { type: 'png', errorCorrectionLevel: 'M', margin: 4, scale: 6 });
   const svg = await QRCode.toString(config, { type: 'svg', errorCorrectionLevel: 'M', margin: 4 });
-  writeFileSync(f.conf, config, { mode: 0o600, flag: 'wx' });
-  writeFileSync(f.png, png, { mode: 0o600, flag: 'wx' });
-  writeFileSync(f.svg, svg, { mode: 0o600, flag: 'wx' });
-  return [f.conf, f.png, f.svg];
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const written: string[] = [];
+  try {
+    for (const [file, data] of [[f.conf, config], [f.png, png], [f.svg, svg]] as const) {
+      writeFileSync(file, data, { mode: 0o600, flag: 'wx' });
+      written.push(file);
+    }
+  } catch (e) {
+    for (const file of written) rmSync(file, { force: true });
+    // A file created but not completely written (disk full) is removed too.
+    if (!(e as NodeJS.ErrnoException).code?.startsWith('EEXIST')) {
+      for (const file of [f.conf, f.png, f.svg]) if (!written.includes(file)) rmSync(file, { force: true });
+    }
+    throw e;
+  }
+  return written;
 }
 
 export function terminalQr(config: string): Promise<string> {

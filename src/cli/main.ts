@@ -129,7 +129,9 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
       return 2; // commander already printed "error: ..."
     }
     const err = asWgoError(e);
-    io.err(`wg-ollama: ${err.message}\n`);
+    // One line, always: control characters from echoed input are shown escaped.
+    const line = err.message.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
+    io.err(`wg-ollama: ${line}\n`);
     if (program.opts().debug) io.err(`${(e as Error).stack ?? ''}\n`);
     return err.exitCode;
   }

@@ -3,7 +3,9 @@ import { parseDuration } from '../core/duration.js';
 import { connectionRepository } from '../db/connections.js';
 import { openGateway } from '../gateway/context.js';
 import type { Actor, IssuedPeer, PeerView } from '../gateway/peer-service.js';
-import { applyNow } from './apply.js';
+import { applyNow, type Removal } from './apply.js';
+import { validatePeerName } from '../core/names.js';
+import { WgoError } from '../errors.js';
 import { preflightOut, terminalQr, writeOut } from './deliver.js';
 import { ago, bytes, emit, table, type Io } from './output.js';
 
@@ -23,9 +25,16 @@ function withGateway<T>(config: Config, fn: (ctx: ReturnType<typeof openGateway>
 }
 
 /** Prints what add-peer / rotate-peer issued: once, and never again. */
-async function deliver(config: Config, io: Io, name: string, issued: IssuedPeer, o: IssueOptions, outDir: string | null): Promise<void> {
-  const files = outDir ? await writeOut(outDir, name, issued.config) : [];
-  const { live } = await applyNow(config, io);
+async function deliver(config: Config, io: Io, issued: IssuedPeer, o: IssueOptions, outDir: string | null, removal?: Removal): Promise<void> {
+  let files: string[] = [];
+  try {
+    files = outDir ? await writeOut(outDir, issued.peer.name, issued.config) : [];
+  } catch (e) {
+    // The new keys exist only here: print them rather than lose them, then fail.
+    io.out(issued.config);
+    throw new WgoError('EXEC_FAILED', `could not write the files to ${outDir}: ${(e as Error).message}; the config above is the only copy`, { cause: e });
+  }
+  const { live } = await applyNow(config, io, removal);
   const data = {
     name: issued.peer.name,
     address: issued.peer.address,
@@ -46,27 +55,32 @@ async function deliver(config: Config, io: Io, name: string, issued: IssuedPeer,
 
 export async function addPeer(config: Config, name: string, o: IssueOptions, io: Io, who: Actor): Promise<void> {
   const expiresInMs = o.expires === undefined ? undefined : parseDuration(o.expires, '--expires');
+  validatePeerName(name);
   await withGateway(config, async (ctx) => {
     const outDir = o.out ? preflightOut(o.out, name) : null;
     const issued = ctx.peers.add({ name, publicKey: o.publicKey, expiresInMs }, who);
     try {
-      await deliver(config, io, issued.peer.name, issued, o, outDir);
+      await deliver(config, io, issued, o, outDir);
     } catch (e) {
       // The person never got the config: take the peer back rather than leave it half-delivered.
       ctx.peers.revoke(issued.peer.name, { ...who, source: `${who.source} (undo: delivery failed)` });
-      await applyNow(config, io).catch(() => undefined);
+      await applyNow(config, io, removalOf(issued.peer)).catch(() => undefined);
       throw e;
     }
   });
 }
 
 export async function rotatePeer(config: Config, name: string, o: IssueOptions, io: Io, who: Actor): Promise<void> {
+  validatePeerName(name);
   await withGateway(config, async (ctx) => {
     const outDir = o.out ? preflightOut(o.out, name) : null;
+    const before = ctx.peers.show(name);
     const issued = ctx.peers.rotate(name, { publicKey: o.publicKey }, who);
-    await deliver(config, io, issued.peer.name, issued, o, outDir);
+    await deliver(config, io, issued, o, outDir, { publicKeys: [before.publicKey], setAddresses: [], cutAddresses: [before.address] });
   });
 }
+
+const removalOf = (p: PeerView): Removal => ({ publicKeys: [p.publicKey], setAddresses: [p.address], cutAddresses: [p.address] });
 
 type Change = 'disable' | 'enable' | 'revoke';
 
@@ -77,7 +91,8 @@ export async function changePeer(config: Config, change: Change, name: string, o
       change === 'disable' ? ctx.peers.disable(name, who)
       : change === 'enable' ? ctx.peers.enable(name, { expiresInMs }, who)
       : ctx.peers.revoke(name, who);
-    const { live } = r.changed ? await applyNow(config, io) : { live: true };
+    const removal = change === 'enable' ? undefined : removalOf(r.peer);
+    const { live } = r.changed ? await applyNow(config, io, removal) : { live: true };
     emit(io, o.json, { ...r.peer, changed: r.changed, live }, (d) =>
       `${d.name}: ${d.status}${d.changed ? '' : ' (unchanged)'}\n`);
   });

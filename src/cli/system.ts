@@ -129,7 +129,7 @@ export async function firewallInit(config: Config, o: { json?: boolean }, io: Io
 /** `wg-ollama down`: the only verb that removes the firewall; the daemon must be stopped first. */
 export async function runDown(config: Config, o: { json?: boolean }, io: Io, actor: string, run: Runner = execRunner): Promise<void> {
   if ((await daemonStatus(config)).running) {
-    throw new WgoError('CONFLICT', 'wg-ollama serve is running; stop it first (systemctl stop wg-ollama)');
+    throw new WgoError('ALREADY_RUNNING', 'wg-ollama serve is running; stop it first (systemctl stop wg-ollama)');
   }
   const wg = createWireguard(run);
   // Interface first: with no interface there is no tunnel traffic left to filter.

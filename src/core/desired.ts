@@ -12,6 +12,8 @@ export interface DesiredPeer {
   presharedKeyFile: string | null;
   /** The peer's tunnel address, dotted quad (allowed-ips is ADDRESS/32). */
   address: string;
+  /** When the peer expires (ms), or null. */
+  expiresAt: number | null;
 }
 
 export interface DesiredState {

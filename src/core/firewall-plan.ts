@@ -24,7 +24,10 @@ export function chainNames(iface: string): ChainNames {
   return { forward: `WGO-FWD-${iface}`, input: `WGO-IN-${iface}`, set: `wgo-peers-${iface}` };
 }
 
-/** The jumps from the built-in chains; each must be the first rule of its chain, exactly once. */
+/**
+ * The jumps from the built-in chains: each stands exactly once, before every
+ * rule that is not another wg-ollama gateway's jump (in practice: first).
+ */
 export function hookSpecs(iface: string): { chain: 'FORWARD' | 'INPUT'; spec: string }[] {
   const n = chainNames(iface);
   return [
@@ -96,10 +99,16 @@ export function firewallInSync(saved: SavedTable, spec: FirewallSpec, family: Fa
   const have = [...(saved.rules.get(n.forward) ?? []), ...(saved.rules.get(n.input) ?? [])];
   if (!saved.chains.has(n.forward) || !saved.chains.has(n.input)) return false;
   if (have.length !== want.length || have.some((l, i) => l !== want[i])) return false;
-  return hookSpecs(spec.iface).every(({ chain, spec: s }) => {
-    const list = saved.rules.get(chain) ?? [];
-    return list[0] === `-A ${chain} ${s}` && list.filter((l) => l === `-A ${chain} ${s}`).length === 1;
-  });
+  return hookSpecs(spec.iface).every(({ chain, spec: s }) => hookInPlace(saved.rules.get(chain) ?? [], `-A ${chain} ${s}`));
+}
+
+/** Another gateway's jump to its own WGO chains may stand before ours (several gateways in one box). */
+const isWgoHook = (line: string): boolean => / -j WGO-(FWD|IN)-\S+$/.test(line);
+
+/** The hook is there exactly once, and nothing but wg-ollama hooks comes before it. */
+function hookInPlace(list: string[], hook: string): boolean {
+  const at = list.indexOf(hook);
+  return at >= 0 && list.filter((l) => l === hook).length === 1 && list.slice(0, at).every(isWgoHook);
 }
 
 /**
@@ -113,8 +122,7 @@ export function renderRestore(saved: SavedTable, spec: FirewallSpec, family: Fam
   const out = ['*filter', `:${n.forward} - [0:0]`, `:${n.input} - [0:0]`];
   for (const { chain, spec: s } of hookSpecs(spec.iface)) {
     const list = saved.rules.get(chain) ?? [];
-    const ok = list[0] === `-A ${chain} ${s}` && list.filter((l) => l === `-A ${chain} ${s}`).length === 1;
-    if (ok) continue;
+    if (hookInPlace(list, `-A ${chain} ${s}`)) continue;
     for (const l of list) if (l === `-A ${chain} ${s}`) out.push(`-D ${chain} ${s}`);
     out.push(`-I ${chain} 1 ${s}`);
   }
@@ -136,39 +144,76 @@ export function renderTeardown(saved: SavedTable, iface: string): string | null 
   return out.join('\n');
 }
 
-/** The ipset of active peer addresses: entry → peer name (the entry's comment). */
-export type PeerSet = Map<string, string>;
+/**
+ * One entry of the peer ipset. `timeout` is the seconds left before the kernel
+ * drops the entry by itself (a peer's expiry, enforced even while the daemon
+ * is down), or null for a peer that does not expire.
+ */
+export interface SetEntry {
+  name: string;
+  timeout: number | null;
+}
 
-/** Parses `ipset save NAME` output. */
+/** The ipset of active peer addresses: address → entry. */
+export type PeerSet = Map<string, SetEntry>;
+
+/** The largest timeout ipset accepts (about 24.8 days); longer expiries are refreshed. */
+export const MAX_SET_TIMEOUT = 2_147_483;
+
+/** The entry a peer should have, `expiresAt` in ms (null: never), at time `now` (ms). */
+export function setEntryFor(name: string, expiresAt: number | null, now: number): SetEntry {
+  if (expiresAt === null || expiresAt === undefined) return { name, timeout: null };
+  return { name, timeout: Math.min(MAX_SET_TIMEOUT, Math.max(1, Math.ceil((expiresAt - now) / 1000))) };
+}
+
+/** Parses `ipset save NAME` output (`timeout 0` means permanent). */
 export function parseIpsetSave(text: string, setName: string): PeerSet {
   const out: PeerSet = new Map();
   for (const line of text.split('\n')) {
-    const m = /^add (\S+) (\S+)(?: comment "([^"]*)")?/.exec(line);
-    if (m && m[1] === setName) out.set(m[2]!, m[3] ?? '');
+    const m = /^add (\S+) (\S+)(?: timeout (\d+))?(?: comment "([^"]*)")?/.exec(line);
+    if (m && m[1] === setName) {
+      const t = m[3] === undefined ? 0 : Number(m[3]);
+      out.set(m[2]!, { name: m[4] ?? '', timeout: t === 0 ? null : t });
+    }
   }
   return out;
 }
 
 export interface SetDiff {
-  add: [string, string][];
+  add: [string, SetEntry][];
   del: string[];
 }
 
+/**
+ * Timeouts count down in the kernel: an entry is re-added only when its name
+ * changed, it gained or lost an expiry, or its time left is off by more than
+ * a few seconds (1 % for long ones, so capped entries are refreshed now and then).
+ */
+function sameEntry(want: SetEntry, have: SetEntry): boolean {
+  if (want.name !== have.name) return false;
+  if (want.timeout === null || have.timeout === null) return want.timeout === have.timeout;
+  return Math.abs(want.timeout - have.timeout) <= Math.max(5, want.timeout / 100);
+}
+
 export function diffSet(want: PeerSet, have: PeerSet): SetDiff {
-  const add: [string, string][] = [];
+  const add: [string, SetEntry][] = [];
   const del: string[] = [];
-  for (const [ip, name] of want) if (have.get(ip) !== name) add.push([ip, name]);
+  for (const [ip, entry] of want) {
+    const h = have.get(ip);
+    if (!h || !sameEntry(entry, h)) add.push([ip, entry]);
+  }
   for (const ip of have.keys()) if (!want.has(ip)) del.push(ip);
   return { add, del };
 }
 
 /**
- * `ipset restore` script: create the set if missing, then additions before
- * deletions. Each line is atomic in the kernel; the set is never emptied.
+ * `ipset restore` script: create the set if missing (with per-entry timeouts
+ * and comments), then additions before deletions. Each line is atomic in the
+ * kernel; the set is never emptied.
  */
 export function renderSetRestore(setName: string, diff: SetDiff): string {
-  const out = [`create ${setName} hash:ip family inet hashsize 1024 maxelem 1048576 comment -exist`];
-  for (const [ip, name] of diff.add) out.push(`add ${setName} ${ip} comment "${name}" -exist`);
+  const out = [`create ${setName} hash:ip family inet hashsize 1024 maxelem 1048576 timeout 0 comment -exist`];
+  for (const [ip, e] of diff.add) out.push(`add ${setName} ${ip} timeout ${e.timeout ?? 0} comment "${e.name}" -exist`);
   for (const ip of diff.del) out.push(`del ${setName} ${ip} -exist`);
   return out.join('\n') + '\n';
 }

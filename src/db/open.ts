@@ -20,7 +20,8 @@ export function openDatabase(path: string, options: { readonly?: boolean } = {})
   db.pragma('foreign_keys = ON');
   if (!options.readonly) {
     if (path !== ':memory:') db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = NORMAL');
+    // FULL: a revoke the CLI reported done must survive a power cut.
+    db.pragma('synchronous = FULL');
     migrate(db);
   }
   return db;

@@ -1,7 +1,7 @@
 import type { Config } from '../config.js';
 import type { DesiredPeer, DesiredState } from '../core/desired.js';
 import { gatewayAddress, intToIp, parseCidr } from '../core/ipv4.js';
-import { publicKeyOf } from '../core/keys.js';
+import { isKeyText, publicKeyOf } from '../core/keys.js';
 import { openDatabase, type Db } from '../db/open.js';
 import { peerRepository } from '../db/peers.js';
 import { readSecretFile } from '../system/files.js';
@@ -51,6 +51,7 @@ export function desiredLoader(ctx: GatewayContext, onError: (msg: string) => voi
       if (p.pskRef) {
         try {
           presharedKey = ctx.psk.read(p.pskRef);
+          if (!isKeyText(presharedKey)) throw new Error('its preshared key file is malformed');
         } catch (e) {
           onError(`peer ${p.name} left out: ${(e as Error).message}`);
           continue;
@@ -63,6 +64,7 @@ export function desiredLoader(ctx: GatewayContext, onError: (msg: string) => voi
         presharedKey,
         presharedKeyFile: p.pskRef ? ctx.psk.path(p.pskRef) : null,
         address: p.address,
+        expiresAt: p.expiresAt,
       });
     }
     return {

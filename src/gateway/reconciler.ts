@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { DesiredState } from '../core/desired.js';
-import { chainNames, diffSet, parseIpsetSave, renderSetRestore, type Family, type FirewallSpec } from '../core/firewall-plan.js';
+import { chainNames, diffSet, parseIpsetSave, renderSetRestore, setEntryFor, type Family, type FirewallSpec } from '../core/firewall-plan.js';
 import { diffWireguard, isWgDiffEmpty, renderSyncConf, wgSetArgs } from '../core/wg-plan.js';
 import type { ConntrackDriver } from '../system/conntrack.js';
 import type { FirewallDriver } from '../system/firewall.js';
@@ -21,6 +21,8 @@ export interface ReconcileDeps {
   wireguardGo: string;
   log: Logger;
   clock?: () => number;
+  /** Addresses whose flows still need cutting (a failed cut is retried on the next run). */
+  pendingCuts?: Set<string>;
 }
 
 /** What one reconcile did and reached. */
@@ -64,7 +66,8 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
   const [save4, save6, setText, link] = await Promise.all([
     d.fw.save('ipv4'), d.fw.save('ipv6'), d.fw.saveSet(names.set), d.wg.link(desired.iface),
   ]);
-  const want = new Map(desired.peers.map((p) => [p.address, p.name]));
+  const now = (d.clock ?? Date.now)();
+  const want = new Map(desired.peers.map((p) => [p.address, setEntryFor(p.name, p.expiresAt, now)]));
   const setDiff = diffSet(want, parseIpsetSave(setText, names.set));
 
   // 1. The set must exist before rules refer to it; additions now, deletions after WireGuard.
@@ -110,6 +113,8 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
       r.noop = false;
     }
     const diff = diffWireguard(desired, dump);
+    // Decided before applying: if the apply fails half-way, these are still cut.
+    cut = new Set(diff.cutAddresses);
     if (!isWgDiffEmpty(diff)) {
       if (diff.upsert.length + diff.remove.length > SYNCCONF_THRESHOLD) {
         await d.wg.syncconf(desired.iface, renderSyncConf(desired, d.privateKey));
@@ -120,7 +125,6 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
       r.wgRemoved = diff.remove.length;
       r.noop = false;
     }
-    cut = new Set(diff.cutAddresses);
   } catch (e) {
     fail('wireguard', e);
   }
@@ -136,10 +140,14 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
     fail('firewall set', e);
   }
   for (const a of setDiff.del) cut.add(a);
-  for (const a of cut) {
+  const pending = d.pendingCuts ?? new Set<string>();
+  for (const a of cut) pending.add(a);
+  for (const a of [...pending]) {
     try {
       await d.conntrack.cut(a);
+      pending.delete(a);
       r.cut.push(a);
+      r.noop = false;
     } catch (e) {
       fail(`conntrack ${a}`, e);
     }
@@ -152,7 +160,8 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
  * Serialises reconciles and coalesces bursts: while one runs, every request
  * waits for one more run that starts after it and sees the newest state.
  */
-export function createReconciler(deps: ReconcileDeps) {
+export function createReconciler(input: ReconcileDeps) {
+  const deps: ReconcileDeps = { ...input, pendingCuts: input.pendingCuts ?? new Set() };
   let running: Promise<ReconcileResult> | null = null;
   let queued: Promise<ReconcileResult> | null = null;
 

@@ -63,20 +63,27 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
   let stopping = false;
 
   const reconcile = async (): Promise<ReconcileResult> => {
+    // Peers expiring after this moment may have been applied as live: the timer must cover them.
+    const requestedAt = Date.now();
     const res = await reconciler.request();
     last = res;
     if (stopping) return res;
-    const now = Date.now();
-    for (const p of peers.newlyExpired(now)) {
-      ctx.db.transaction(() => {
-        peers.noteExpiry(p.id, now);
-        audit.record({ actor: 'system', source: 'serve', action: 'peer.expire', target: p.name }, now);
-      })();
-      log.info({ event: 'expire', peer: p.name }, 'peer expired');
+    try {
+      const now = Date.now();
+      for (const p of peers.newlyExpired(now)) {
+        ctx.db.transaction(() => {
+          peers.noteExpiry(p.id, now);
+          audit.record({ actor: 'system', source: 'serve', action: 'peer.expire', target: p.name }, now);
+        })();
+        log.info({ event: 'expire', peer: p.name }, 'peer expired');
+      }
+      clearTimeout(expiryTimer);
+      const next = peers.nextExpiry(requestedAt - 1);
+      if (next !== null) expiryTimer = setTimeout(() => void reconcile(), Math.min(Math.max(0, next - now + 5), 2 ** 31 - 1));
+    } catch (e) {
+      res.ok = false;
+      log.error({ event: 'expiry', err: (e as Error).message }, 'expiry bookkeeping failed');
     }
-    clearTimeout(expiryTimer);
-    const next = peers.nextExpiry(now);
-    if (next !== null) expiryTimer = setTimeout(() => void reconcile(), Math.min(next - now + 5, 2 ** 31 - 1));
     if (!res.ok && !retryTimer) {
       retryTimer = setTimeout(() => {
         retryTimer = undefined;

@@ -3,10 +3,26 @@ import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { WgoError } from '../errors.js';
 
-/** Creates a directory (and parents) with mode 0700, and tightens it if it already exists. */
+/**
+ * Creates a directory (and parents) with mode 0700. An existing one is used
+ * only if it is a directory of ours that nobody else can read; it is never
+ * chmod-ed (pointing --state-dir at /var/lib must not change /var/lib).
+ */
 export function ensurePrivateDir(dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  chmodSync(dir, 0o700);
+  let st;
+  try {
+    st = statSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
+    return;
+  }
+  if (!st.isDirectory()) throw new WgoError('BAD_INPUT', `${dir} exists and is not a directory`);
+  if (st.uid !== process.getuid?.()) throw new WgoError('BAD_INPUT', `${dir} exists and belongs to another user`);
+  if ((st.mode & 0o077) !== 0) {
+    throw new WgoError('BAD_INPUT', `${dir} exists with mode ${(st.mode & 0o7777).toString(8)}; give a new directory, or chmod 700 it if it is meant for wg-ollama`);
+  }
 }
 
 /**

@@ -47,6 +47,7 @@ function tableFromSave(text: string): Table {
  */
 export class FakeFirewall implements FirewallDriver {
   readonly tables: Record<Family, Table> = { ipv4: emptyTable(), ipv6: emptyTable() };
+  /** Set name → address → its `timeout N comment "x"` suffix as ipset save prints it. */
   readonly sets = new Map<string, Map<string, string>>();
   /** Every restore text, in order (what iptables-restore / ipset restore were fed). */
   readonly restores: { family: Family | 'ipset'; text: string }[] = [];
@@ -140,8 +141,8 @@ export class FakeFirewall implements FirewallDriver {
     if (this.failOn.has('saveSet')) throw new Error('fake ipset save failure');
     const set = this.sets.get(name);
     if (!set) return '';
-    const out = [`create ${name} hash:ip family inet hashsize 1024 maxelem 1048576 comment`];
-    for (const [ip, comment] of set) out.push(`add ${name} ${ip} comment "${comment}"`);
+    const out = [`create ${name} hash:ip family inet hashsize 1024 maxelem 1048576 timeout 0 comment`];
+    for (const [ip, attrs] of set) out.push(`add ${name} ${ip} ${attrs}`);
     return out.join('\n') + '\n';
   }
 
@@ -166,7 +167,8 @@ export class FakeFirewall implements FirewallDriver {
       if (!set) throw new Error(`fake ipset: set ${name} does not exist`);
       if (op === 'add') {
         if (set.has(arg!) && !exist) throw new Error(`fake ipset: ${arg} is already in ${name}`);
-        set.set(arg!, /comment "([^"]*)"/.exec(rest)?.[1] ?? '');
+        const timeout = /timeout (\d+)/.exec(rest)?.[1] ?? '0';
+        set.set(arg!, `timeout ${timeout} comment "${/comment "([^"]*)"/.exec(rest)?.[1] ?? ''}"`);
         this.log.push(`ipset add ${arg}`);
       } else {
         if (!set.has(arg!) && !exist) throw new Error(`fake ipset: ${arg} is not in ${name}`);

@@ -4,7 +4,7 @@
  * processes get 50 distinct addresses and a kernel state equal to the
  * database; QR codes decode (zbarimg) to the config byte for byte.
  */
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -60,6 +60,7 @@ describe('cli', () => {
       ['a missing name', () => ['add-peer']],
       ['an unknown peer', () => ['disable-peer', 'nobody']],
       ['--out onto a file', () => ['add-peer', 'k9', '--out', gw.configFile]],
+      ['a newline inside an echoed value', () => ['add-peer', 'k10', '--expires', '1d\nINJECTED LINE']],
     ];
     it.each(cases)('%s', async (_what, args) => {
       const before = await snapshot();
@@ -69,6 +70,26 @@ describe('cli', () => {
       expect(r.stderr.trim().split('\n')).toHaveLength(1);
       expect(r.stderr).not.toMatch(/\bat .*\.js:\d+/);
       expect(await snapshot()).toBe(before);
+    });
+
+    it('a bad name with --out creates no directory', async () => {
+      const dir = join(lab.dir, 'never', 'made');
+      for (const name of ['BAD;name', 'first']) {
+        expect((await gw.cli('add-peer', name, '--out', dir)).code).toBe(2);
+        expect(existsSync(join(lab.dir, 'never'))).toBe(false);
+      }
+    });
+
+    it('init refuses a state directory others can read, and leaves its mode alone', async () => {
+      const shared = join(lab.dir, 'shared');
+      mkdirSync(shared, { mode: 0o1777 });
+      chmodSync(shared, 0o1777);
+      const r = await lab.exec(lab.ns('gw'), 'node', [join(process.cwd(), 'bin/wg-ollama.js'), '--config', join(lab.dir, 'shared.json'),
+        'init', '--endpoint', 'vpn.example.com:51820', '--ollama-host', '198.51.100.10', '--state-dir', shared]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/mode 1777/);
+      expect(statSync(shared).mode & 0o7777).toBe(0o1777);
+      expect(existsSync(join(lab.dir, 'shared.json'))).toBe(false);
     });
 
     it('--debug adds the stack trace', async () => {

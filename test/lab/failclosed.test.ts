@@ -51,15 +51,31 @@ describe('fail closed', () => {
     await expectOnlyOllama();
   });
 
-  it('a change made while the daemon is dead is saved, allows nothing, and applies at restart', async () => {
-    const r = await gw.cli('disable-peer', 'gus');
+  it('with the daemon dead, taking access away still works at once; giving it waits for the daemon', async () => {
+    const r = await gw.cli('disable-peer', 'gus', '--json');
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/not running/);
-    expect(await reachable(ok)).toBe(true); // not applied yet: nothing more allowed than before
+    expect(JSON.parse(r.stdout)).toMatchObject({ status: 'disabled', live: true });
+    expect(r.stderr).toMatch(/not running; access was removed directly/);
+    expect(await reachable(ok)).toBe(false);
+    const e = await gw.cli('enable-peer', 'gus', '--json');
+    expect(JSON.parse(e.stdout)).toMatchObject({ status: 'active', live: false });
+    expect(await reachable(ok)).toBe(false); // saved, not applied: nothing more allowed than before
     await gw.start();
-    await waitFor(async () => !(await reachable(ok)), 5000, 'the disable to apply at restart');
-    expect((await gw.cli('enable-peer', 'gus')).code).toBe(0);
-    await waitFor(async () => reachable(ok), 20_000, 'gus to get back in');
+    await waitFor(async () => reachable(ok), 20_000, 'gus to get back in once serve runs');
+  });
+
+  it('expiry is enforced by the kernel even while the daemon is dead', async () => {
+    const p = await gw.cliJson<Added & { expiresAt: string }>('add-peer', 'short', '--expires', '8s');
+    await clientUp(lab, lab.ns('c2'), 'wgcfc2', p.config);
+    await waitFor(async () => (await get(lab, lab.ns('c2'), ok, 2)).ok, 15_000, 'short to get in');
+    gw.daemon()!.kill('SIGKILL');
+    await gw.daemon();
+    const left = Date.parse(p.expiresAt) - Date.now();
+    expect(left).toBeGreaterThan(0);
+    await new Promise((res) => setTimeout(res, left + 1500));
+    expect((await get(lab, lab.ns('c2'), ok, 2)).ok).toBe(false);
+    expect(await reachable(ok)).toBe(true); // gus is unaffected
+    await gw.start();
   });
 
   it('restarts add no duplicate rules', async () => {
@@ -128,6 +144,20 @@ describe('fail closed', () => {
     expect((await gw.cli('doctor')).code).toBe(0);
   });
 
+  it('two gateways in one namespace do not fight over the hooks', async () => {
+    const other = await createGateway(lab, 'wgofd', ['--subnet', '10.68.0.0/24', '--listen-port', '51822']);
+    await other.start();
+    await new Promise((res) => setTimeout(res, 7000)); // two periodic reconciles each
+    for (const g of [gw, other]) {
+      const s = await g.cliJson<{ daemon: { lastReconcile: { noop: boolean; firewallRepaired: string[] } }; firewall: { ipv4InSync: boolean; ipv6InSync: boolean } }>('status');
+      expect(s.firewall).toMatchObject({ ipv4InSync: true, ipv6InSync: true });
+      expect(s.daemon.lastReconcile).toMatchObject({ noop: true, firewallRepaired: [] });
+    }
+    other.daemon()!.kill('SIGTERM');
+    await other.daemon();
+    expect((await other.cli('down')).code).toBe(0);
+  });
+
   it('SIGTERM stops the daemon cleanly and leaves the firewall closed', async () => {
     const before = ourLines(await save());
     gw.daemon()!.kill('SIGTERM');
@@ -149,7 +179,7 @@ describe('fail closed', () => {
   it('`down` refuses while the daemon runs', async () => {
     await gw.start();
     const r = await gw.cli('down');
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/stop it first/);
   });
 });

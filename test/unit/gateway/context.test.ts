@@ -75,7 +75,7 @@ describe('desiredLoader', () => {
       peers: [
         {
           id: a.id, name: 'alice', publicKey: a.publicKey, presharedKey: c.psk.read(a.pskRef!),
-          presharedKeyFile: join(config.paths.pskDir, `${a.pskRef}.psk`), address: '10.66.0.2',
+          presharedKeyFile: join(config.paths.pskDir, `${a.pskRef}.psk`), address: '10.66.0.2', expiresAt: null,
         },
         expect.objectContaining({ name: 'bob', address: '10.66.0.3' }),
       ],

@@ -67,6 +67,7 @@ export function reconcileEnv(): ReconcileEnv {
         presharedKey: psk.toString('base64'),
         presharedKeyFile: file,
         address: `10.66.${ip >> 8}.${ip & 255}`,
+        expiresAt: null,
       };
     },
     since: (mark) => log.slice(mark),
