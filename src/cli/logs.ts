@@ -53,7 +53,13 @@ export async function showLogs(config: Config, kind: string, o: LogOptions, io: 
     const conns = connectionRepository(db);
     const audit = auditRepository(db);
     let afterId = 0;
-    const fetch = (): { id: number; at: number }[] => (kind === 'connections' ? conns.list({ since, peerId, afterId, limit }) : audit.list({ since, afterId, limit }));
+    // The first read shows the newest `limit` rows; --follow then prints everything after them.
+    let newest = true;
+    const fetch = (): { id: number; at: number }[] => {
+      const rows = kind === 'connections' ? conns.list({ since, peerId, afterId, limit, newest }) : audit.list({ since, afterId, limit, newest });
+      newest = false;
+      return rows;
+    };
     const print = (rows: { id: number; at: number }[]): void => {
       for (const r of rows) {
         io.out((o.json ? JSON.stringify({ ...r, at: new Date(r.at).toISOString() }) : kind === 'connections' ? formatConnection(r as unknown as ConnectionEventRow) : formatAudit(r as unknown as AuditRow)) + '\n');

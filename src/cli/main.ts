@@ -96,7 +96,7 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
 
   program.command('logs').argument('<kind>', 'connections or audit').description('show connection events or the admin audit log')
     .option('--peer <name>', 'only this peer').option('--since <duration>', 'how far back, e.g. 1h, 7d', '24h')
-    .option('--limit <n>', 'at most this many rows per read', '1000')
+    .option('--limit <n>', 'show at most the newest N rows (then, with --follow, every new one)', '1000')
     .option('--follow', 'keep printing new rows').addOption(new Option('--json', 'print one JSON object per line'))
     .action(async (kind, o) => {
       const ac = new AbortController();

@@ -22,12 +22,16 @@ export function auditRepository(db: Db) {
   const since = db.prepare(
     `SELECT id, at, actor, action, target, source, details FROM audit_log WHERE at >= ? AND id > ? ORDER BY id LIMIT ?`,
   );
+  const newest = db.prepare(
+    `SELECT * FROM (SELECT id, at, actor, action, target, source, details FROM audit_log WHERE at >= ? AND id > ? ORDER BY id DESC LIMIT ?) ORDER BY id`,
+  );
   return {
     record(e: AuditEntry, at: number): void {
       insert.run(at, e.actor, e.action, e.target, e.source, e.details ? JSON.stringify(e.details) : null);
     },
-    list(opts: { since: number; afterId?: number; limit?: number }): AuditRow[] {
-      const rows = since.all(opts.since, opts.afterId ?? 0, opts.limit ?? 1000) as (AuditRow & { details: string | null })[];
+    /** Rows after `afterId`, oldest first; with `newest`, the last `limit` of them. */
+    list(opts: { since: number; afterId?: number; limit?: number; newest?: boolean }): AuditRow[] {
+      const rows = (opts.newest ? newest : since).all(opts.since, opts.afterId ?? 0, opts.limit ?? 1000) as (AuditRow & { details: string | null })[];
       return rows.map((r) => ({ ...r, details: r.details ? (JSON.parse(r.details) as Record<string, unknown>) : null }));
     },
   };

@@ -13,6 +13,8 @@ export interface EventQuery {
   peerId?: number;
   afterId?: number;
   limit?: number;
+  /** With a limit: the newest rows (still printed oldest first) instead of the oldest. */
+  newest?: boolean;
 }
 
 /** Connection events and the monitor's per-peer link state. */
@@ -25,6 +27,11 @@ export function connectionRepository(db: Db) {
       FROM connection_events e JOIN peers p ON p.id = e.peer_id
       WHERE e.at >= @since AND e.id > @afterId AND (@peerId IS NULL OR e.peer_id = @peerId)
       ORDER BY e.id LIMIT @limit`),
+    newest: db.prepare(`SELECT * FROM (SELECT e.id, e.at, e.peer_id AS peerId, p.name AS peer, e.kind, e.endpoint, e.old_endpoint AS oldEndpoint,
+        e.rx_bytes AS rxBytes, e.tx_bytes AS txBytes
+      FROM connection_events e JOIN peers p ON p.id = e.peer_id
+      WHERE e.at >= @since AND e.id > @afterId AND (@peerId IS NULL OR e.peer_id = @peerId)
+      ORDER BY e.id DESC LIMIT @limit) ORDER BY id`),
     links: db.prepare(`SELECT peer_id AS peerId, public_key AS publicKey, endpoint, latest_handshake AS latestHandshake,
         connected, rx_seen AS rxSeen, tx_seen AS txSeen, rx_pending AS rxPending, tx_pending AS txPending,
         rx_total AS rxTotal, tx_total AS txTotal, traffic_at AS trafficAt FROM peer_link`),
@@ -40,7 +47,7 @@ export function connectionRepository(db: Db) {
   };
   return {
     list(q: EventQuery): ConnectionEventRow[] {
-      return s.list.all({ since: q.since, afterId: q.afterId ?? 0, peerId: q.peerId ?? null, limit: q.limit ?? 1000 }) as ConnectionEventRow[];
+      return (q.newest ? s.newest : s.list).all({ since: q.since, afterId: q.afterId ?? 0, peerId: q.peerId ?? null, limit: q.limit ?? 1000 }) as ConnectionEventRow[];
     },
     links(): Map<number, LinkState> {
       const rows = s.links.all() as (Omit<LinkState, 'connected'> & { peerId: number; connected: number })[];
