@@ -9,15 +9,24 @@ export interface KeyPair {
 
 const B64_KEY_RE = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 
-const fromB64url = (s: string): string => Buffer.from(s, 'base64url').toString('base64');
-const toB64url = (s: string): string => Buffer.from(s, 'base64').toString('base64url');
+// DER framing of raw X25519 keys (RFC 8410). We export DER, not JWK: exporting
+// thousands of keys as JWK can deadlock Node 20 (scripts/bench/repro-jwk-deadlock.mjs).
+const PKCS8_PREFIX = Buffer.from('302e020100300506032b656e04220420', 'hex');
+const SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+
+const rawOf = (der: Buffer): string => der.subarray(der.length - 32).toString('base64');
+const privateKeyFromRaw = (b64: string) =>
+  createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, Buffer.from(b64, 'base64')]), format: 'der', type: 'pkcs8' });
+const publicKeyFromRaw = (b64: string) =>
+  createPublicKey({ key: Buffer.concat([SPKI_PREFIX, Buffer.from(b64, 'base64')]), format: 'der', type: 'spki' });
 
 /** Generates a key pair with node:crypto (no `wg genkey` process, nothing on argv). */
 export function generateKeyPair(): KeyPair {
   const { privateKey, publicKey } = generateKeyPairSync('x25519');
-  const priv = privateKey.export({ format: 'jwk' });
-  const pub = publicKey.export({ format: 'jwk' });
-  return { privateKey: fromB64url(priv.d!), publicKey: fromB64url(pub.x!) };
+  return {
+    privateKey: rawOf(privateKey.export({ format: 'der', type: 'pkcs8' })),
+    publicKey: rawOf(publicKey.export({ format: 'der', type: 'spki' })),
+  };
 }
 
 /** 32 random bytes, base64: a WireGuard preshared key. */
@@ -28,10 +37,7 @@ export function generatePresharedKey(): string {
 /** The public key belonging to a base64 private key. */
 export function publicKeyOf(privateKey: string): string {
   if (!isKeyText(privateKey)) throw badInput('private key is not 32 bytes of base64');
-  const d = toB64url(privateKey);
-  const key = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d, x: '' }, format: 'jwk' });
-  const jwk = createPublicKey(key).export({ format: 'jwk' });
-  return fromB64url(jwk.x!);
+  return rawOf(createPublicKey(privateKeyFromRaw(privateKey)).export({ format: 'der', type: 'spki' }));
 }
 
 /** True when text is the canonical base64 encoding of exactly 32 bytes. */
@@ -50,7 +56,7 @@ export function validatePublicKey(input: unknown): string {
   if (!isKeyText(text)) throw badInput('public key must be 32 bytes in base64 (44 characters ending in "=")');
   if (Buffer.from(text, 'base64').every((b) => b === 0)) throw badInput('public key is all zeros');
   try {
-    const peer = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: toB64url(text) }, format: 'jwk' });
+    const peer = publicKeyFromRaw(text);
     const { privateKey } = generateKeyPairSync('x25519');
     diffieHellman({ privateKey, publicKey: peer });
   } catch {

@@ -84,3 +84,12 @@ describe('validatePublicKey', () => {
     expect(Buffer.from(nonCanonical, 'base64').equals(Buffer.from(good, 'base64'))).toBe(true);
   });
 });
+
+describe('RFC 7748 test vector', () => {
+  test("publicKeyOf gives Alice's public key from her private key (section 6.1)", async () => {
+    const { publicKeyOf } = await import('../../../src/core/keys.js');
+    const priv = Buffer.from('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a', 'hex').toString('base64');
+    const pub = Buffer.from('8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a', 'hex').toString('base64');
+    expect(publicKeyOf(priv)).toBe(pub);
+  });
+});
