@@ -39,14 +39,25 @@ export function openGateway(config: Config): GatewayContext {
  * Desired kernel state from the database: every active, unexpired peer. A
  * peer whose preshared key file cannot be read is left out (fail closed) and
  * reported through onError.
+ *
+ * With `version` (the connection's PRAGMA data_version) the result is reused
+ * until another process commits or the first loaded peer expires: a
+ * reconcile with nothing to do then reads no rows and no key files.
  */
-export function desiredLoader(ctx: GatewayContext, onError: (msg: string) => void, clock: () => number = Date.now) {
+export function desiredLoader(ctx: GatewayContext, onError: (msg: string) => void, clock: () => number = Date.now, version?: () => number) {
   const repo = peerRepository(ctx.db);
   const net = parseCidr(ctx.config.subnet);
   const addressCidr = `${intToIp(gatewayAddress(net))}/${net.prefix}`;
+  let cached: { version: number; validUntil: number; state: DesiredState } | null = null;
   return (): DesiredState => {
+    const now = clock();
+    const v = version?.();
+    if (cached && v !== undefined && cached.version === v && now < cached.validUntil) return cached.state;
     const peers: DesiredPeer[] = [];
-    for (const p of repo.active(clock())) {
+    let complete = true;
+    let validUntil = Infinity;
+    for (const p of repo.active(now)) {
+      if (p.expiresAt !== null) validUntil = Math.min(validUntil, p.expiresAt);
       let presharedKey: string | null = null;
       if (p.pskRef) {
         try {
@@ -54,6 +65,7 @@ export function desiredLoader(ctx: GatewayContext, onError: (msg: string) => voi
           if (!isKeyText(presharedKey)) throw new Error('its preshared key file is malformed');
         } catch (e) {
           onError(`peer ${p.name} left out: ${(e as Error).message}`);
+          complete = false;
           continue;
         }
       }
@@ -67,7 +79,7 @@ export function desiredLoader(ctx: GatewayContext, onError: (msg: string) => voi
         expiresAt: p.expiresAt,
       });
     }
-    return {
+    const state: DesiredState = {
       iface: ctx.config.interface,
       listenPort: ctx.config.listenPort,
       addressCidr,
@@ -75,5 +87,7 @@ export function desiredLoader(ctx: GatewayContext, onError: (msg: string) => voi
       ollamaPort: ctx.config.ollamaPort,
       peers,
     };
+    cached = v !== undefined && complete ? { version: v, validUntil, state } : null;
+    return state;
   };
 }

@@ -63,8 +63,10 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
   const spec: FirewallSpec = { iface: desired.iface, ollamaHost: desired.ollamaHost, ollamaPort: desired.ollamaPort };
   const names = chainNames(desired.iface);
 
-  const [save4, save6, setText, link] = await Promise.all([
+  // Every read at once; the peer table too (it fails harmlessly when the interface is missing).
+  const [save4, save6, setText, link, firstDump] = await Promise.all([
     d.fw.save('ipv4'), d.fw.save('ipv6'), d.fw.saveSet(names.set), d.wg.link(desired.iface),
+    d.wg.dump(desired.iface).catch(() => null),
   ]);
   const now = (d.clock ?? Date.now)();
   const want = new Map(desired.peers.map((p) => [p.address, setEntryFor(p.name, p.expiresAt, now)]));
@@ -97,7 +99,7 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
       r.created = await d.wg.create(desired.iface, d.wireguard, d.wireguardGo);
       r.noop = false;
     }
-    let dump = await d.wg.dump(desired.iface);
+    let dump = link && firstDump ? firstDump : await d.wg.dump(desired.iface);
     if (dump.iface.privateKey !== d.privateKey || dump.iface.listenPort !== desired.listenPort) {
       await d.wg.setIdentity(desired.iface, d.privateKeyFile, desired.listenPort);
       dump = await d.wg.dump(desired.iface);
@@ -157,15 +159,20 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
 }
 
 /**
- * Serialises reconciles and coalesces bursts: while one runs, every request
- * waits for one more run that starts after it and sees the newest state.
+ * Serialises reconciles and coalesces bursts: while one runs, a request waits
+ * for one more run that starts after it and sees the newest state — unless
+ * `version` (the database's data_version) shows the running one already
+ * started after the latest commit, in which case the request joins it.
  */
-export function createReconciler(input: ReconcileDeps) {
+export function createReconciler(input: ReconcileDeps & { version?: () => number }) {
   const deps: ReconcileDeps = { ...input, pendingCuts: input.pendingCuts ?? new Set() };
+  const version = input.version;
   let running: Promise<ReconcileResult> | null = null;
   let queued: Promise<ReconcileResult> | null = null;
+  let startedAt = -1;
 
   const start = (): Promise<ReconcileResult> => {
+    if (version) startedAt = version();
     const p = reconcileOnce(deps)
       .catch((e: unknown): ReconcileResult => ({
         ok: false, peers: 0, created: null, firewallRepaired: [], setAdded: 0, setRemoved: 0, wgUpserted: 0,
@@ -185,6 +192,7 @@ export function createReconciler(input: ReconcileDeps) {
   return {
     request(): Promise<ReconcileResult> {
       if (!running) return start();
+      if (version && !queued && startedAt === version()) return running;
       if (!queued) {
         queued = running.then(() => {
           queued = null;
@@ -193,6 +201,8 @@ export function createReconciler(input: ReconcileDeps) {
       }
       return queued;
     },
+    /** The data_version the latest run started at (-1 before the first). */
+    startedVersion: (): number => startedAt,
     /** Resolves when no reconcile is running or queued. */
     async idle(): Promise<void> {
       while (running || queued) await (queued ?? running);

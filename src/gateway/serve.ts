@@ -15,7 +15,7 @@ import { createMonitor } from './monitor.js';
 import { createReconciler, type ReconcileResult } from './reconciler.js';
 
 /** How often the daemon looks for commits made by other processes (PRAGMA data_version). */
-const CHANGE_POLL_MS = 100;
+const CHANGE_POLL_MS = 25;
 /** Retry delay after a reconcile that reported errors. */
 const RETRY_MS = 1000;
 
@@ -27,7 +27,7 @@ const RETRY_MS = 1000;
  */
 export async function serve(config: Config, log: Logger, run: Runner = execRunner): Promise<void> {
   const ctx = openGateway(config);
-  const wg = createWireguard(run);
+  const wg = createWireguard(run, { tmpDir: config.stateDir });
   const fw = createFirewall(run);
   const startedAt = Date.now();
 
@@ -44,8 +44,12 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
     }
   }
 
+  // Changes by other processes (data_version) and by this one (total_changes), as one number.
+  const totalChanges = ctx.db.prepare('SELECT total_changes()').pluck();
+  const dataVersion = (): number =>
+    (ctx.db.pragma('data_version', { simple: true }) as number) * 1e9 + (totalChanges.get() as number);
   const reconciler = createReconciler({
-    loadDesired: desiredLoader(ctx, (msg) => log.error({ event: 'desired' }, msg)),
+    loadDesired: desiredLoader(ctx, (msg) => log.error({ event: 'desired' }, msg), Date.now, dataVersion),
     wg,
     fw,
     conntrack: createConntrack(run),
@@ -54,6 +58,7 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
     wireguard: config.wireguard,
     wireguardGo: config.wireguardGo,
     log,
+    version: dataVersion,
   });
   const peers = peerRepository(ctx.db);
   const audit = auditRepository(ctx.db);
@@ -119,15 +124,11 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
     settings: { handshakeTimeoutSec: config.handshakeTimeoutSec, trafficIntervalMs: config.trafficIntervalSec * 1000 },
     log,
   });
-  let dataVersion = ctx.db.pragma('data_version', { simple: true });
   const timers = [
     setInterval(() => void reconcile(), config.reconcileIntervalSec * 1000),
     setInterval(() => {
-      const v = ctx.db.pragma('data_version', { simple: true });
-      if (v !== dataVersion) {
-        dataVersion = v;
-        void reconcile();
-      }
+      // Another process committed since the latest run started: apply it (joins a run that already saw it).
+      if (dataVersion() !== reconciler.startedVersion()) void reconcile();
     }, CHANGE_POLL_MS),
     setInterval(() => {
       monitor.tick().catch((e: unknown) => log.warn({ event: 'monitor', err: (e as Error).message }, 'monitor tick failed'));

@@ -1,4 +1,9 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { WgoError } from '../errors.js';
+import { removeFile, writeSecretFile } from './files.js';
 import { parseWgDump, type WgDump } from '../core/wg-dump.js';
 import type { Runner } from './exec.js';
 
@@ -22,12 +27,16 @@ export interface WireguardDriver {
   dump(iface: string): Promise<WgDump>;
   /** One `wg set` process with many peers (paths only on argv, keys in files). */
   set(args: string[]): Promise<void>;
-  /** One `wg syncconf` fed through stdin (the text holds keys). */
+  /**
+   * One `wg syncconf` from a 0600 file that is removed afterwards (the text
+   * holds keys). Not stdin: Node gives a child a socket, which `wg` cannot fopen.
+   */
   syncconf(iface: string, text: string): Promise<void>;
   remove(iface: string): Promise<void>;
 }
 
-export function createWireguard(run: Runner): WireguardDriver {
+/** `tmpDir`: a private directory for syncconf's short-lived key file (the state directory). */
+export function createWireguard(run: Runner, options: { tmpDir?: string } = {}): WireguardDriver {
   return {
     async link(iface) {
       const r = await run('ip', ['-j', 'addr', 'show', 'dev', iface], { okExitCodes: [1] });
@@ -68,7 +77,15 @@ export function createWireguard(run: Runner): WireguardDriver {
       await run('wg', args);
     },
     async syncconf(iface, text) {
-      await run('wg', ['syncconf', iface, '/dev/stdin'], { input: text });
+      const dir = options.tmpDir ?? mkdtempSync(join(tmpdir(), 'wg-ollama-'));
+      const file = join(dir, `syncconf-${randomBytes(8).toString('hex')}.conf`);
+      try {
+        writeSecretFile(file, text, { exclusive: true });
+        await run('wg', ['syncconf', iface, file]);
+      } finally {
+        removeFile(file);
+        if (!options.tmpDir) rmSync(dir, { recursive: true, force: true });
+      }
     },
     async remove(iface) {
       await run('ip', ['link', 'del', 'dev', iface], { okExitCodes: [1] });
