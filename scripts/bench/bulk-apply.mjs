@@ -12,7 +12,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  QUICK, bench, bulkInsert, createGateway, createWgInterface, destroyGateway, dist, log, makePeers, memoryOf, must,
+  QUICK, SHIM, bench, setRestoreText, bulkInsert, createGateway, createWgInterface, destroyGateway, dist, log, makePeers, memoryOf, must,
   reconcileLog, run, sleep, startServe, summary, waitCounts, waitIfaceGone, wgPeerCount,
 } from './lib.mjs';
 
@@ -21,7 +21,7 @@ const REPS = QUICK ? 1 : Number(process.env.BENCH_REPS || 5);
 const DIRECT_IF = 'wgobnd';
 const DIRECT_SET = 'bn-direct';
 
-const SHIM = join(import.meta.dirname, 'serve-shim.mjs');
+
 
 /** Exec records of the shim (BENCH_EXEC_LOG) that fall inside [from, to]. */
 function execsBetween(file, from, to) {
@@ -42,7 +42,7 @@ async function oursOnce(ctx, peers, { launcher, env, timeoutMs, iface }) {
   await sleep(1500);
   const mem0 = memoryOf(gw.serve.pid);
   const { committed, txMs } = await bulkInsert(gw, peers);
-  const live = await waitCounts(gw.iface, gw.set, N, committed, { timeoutMs });
+  const live = await waitCounts(gw.iface, gw.set, N, committed, { timeoutMs, gapMs: 20 });
   await sleep(300);
   const recs = reconcileLog(gw, committed - 5);
   const applied = recs.find((r) => r.ok && (r.wgUpserted >= N || r.setAdded >= N)) ?? null;
@@ -51,7 +51,7 @@ async function oursOnce(ctx, peers, { launcher, env, timeoutMs, iface }) {
   if (applied && env.BENCH_EXEC_LOG) {
     const end = Date.parse(applied.time) + 1;
     execs = execsBetween(env.BENCH_EXEC_LOG, end - applied.durationMs - 2, end).map((e) => ({
-      what: `${e.file} ${e.args.slice(0, 2).join(' ')}`.replace(/ wgobn\w+| \/\S+/g, ''), atMs: e.start - committed, ms: e.ms, inputBytes: e.inputBytes,
+      what: `${e.file} ${e.args.slice(0, 2).join(' ')}`.replace(/ wgobn\w+| wgo-peers-\S+| \/\S+/g, ''), atMs: e.start - committed, ms: e.ms, inputBytes: e.inputBytes,
     }));
   }
   let mem10k = null;
@@ -71,7 +71,6 @@ async function oursOnce(ctx, peers, { launcher, env, timeoutMs, iface }) {
 }
 
 await bench(import.meta.url, 'bulk-apply', async (ctx) => {
-  const { renderSetRestore } = await dist('core/firewall-plan.js');
 
   // ---- as shipped (bin/wg-ollama.js serve): documents what happens; one run is enough.
   log('as shipped: bin/wg-ollama.js serve, one bulk commit of', N, 'peers');
@@ -83,6 +82,7 @@ await bench(import.meta.url, 'bulk-apply', async (ctx) => {
     wgPeersAfter6s: shipped.wgNow,
     reconcilesFailed: shipped.failedReconciles,
     errors: shipped.errors,
+    mem0: shipped.mem0,
   };
   log(`as shipped: ipset live after ${shippedResult.ipsetLiveMs.toFixed(0)} ms; WireGuard has ${shipped.wgNow} peers after 6 s; errors: ${shipped.errors.join(' | ')}`);
 
@@ -100,7 +100,7 @@ await bench(import.meta.url, 'bulk-apply', async (ctx) => {
     for (const p of peers) conf.push('[Peer]', `PublicKey = ${p.publicKey}`, `PresharedKey = ${p.psk}`, `AllowedIPs = ${p.address}/32`, '');
     const confFile = join(ctx.dir, 'direct.conf');
     writeFileSync(confFile, conf.join('\n'), { mode: 0o600 });
-    const setText = renderSetRestore(DIRECT_SET, { add: peers.map((p) => [p.address, p.name]), del: [] });
+    const setText = await setRestoreText(DIRECT_SET, peers);
     const ipsetR = await must('ipset', ['restore'], { input: setText });
     const syncR = await must('wg', ['syncconf', DIRECT_IF, confFile]);
     const check = await Promise.all([wgPeerCount(DIRECT_IF), run('ipset', ['list', '-t', DIRECT_SET])]);

@@ -64,14 +64,26 @@ export function run(cmd, args, opts = {}) {
     child.stderr.on('data', (c) => err.push(c));
     child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    let settled = false;
+    let grace;
+    const timer = setTimeout(() => {
+      log(`run: ${cmd} ${args.slice(0, 3).join(' ')} over ${opts.timeoutMs ?? 60_000} ms, killing pid ${child.pid}`);
+      child.kill('SIGKILL');
+    }, opts.timeoutMs ?? 60_000);
     const done = (code) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
+      clearTimeout(grace);
       tracked.delete(child);
       resolveRun({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), ms: now() - t0, end: now() });
     };
-    child.on('error', (e) => done(-1, e));
+    child.on('error', () => done(-1));
     child.on('close', (code) => done(code ?? -1));
+    // A grandchild holding the pipes open must not hang us: after exit, wait for output at most 2 s.
+    child.on('exit', (code) => {
+      grace = setTimeout(() => done(code ?? -1), 2000);
+    });
   });
 }
 
@@ -355,8 +367,10 @@ export async function makePeers(n, { offset = 0, subnet = '10.66.0.0/16', prefix
   const net = parseCidr(subnet);
   const peers = [];
   for (let i = 0; i < n; i++) {
+    // DER, not JWK: on this Node (20.20.2) exporting x25519 keys as JWK in a loop
+    // deadlocks after a few thousand keys (see repro-jwk-deadlock.mjs).
     const { publicKey } = generateKeyPairSync('x25519');
-    const pub = Buffer.from(publicKey.export({ format: 'jwk' }).x, 'base64url').toString('base64');
+    const pub = publicKey.export({ type: 'spki', format: 'der' }).subarray(-32).toString('base64');
     const addressInt = net.base + 2 + offset + i;
     peers.push({ name: `${prefix}${offset + i}`, publicKey: pub, psk: randomBytes(32).toString('base64'), addressInt, address: intToIp(addressInt) });
   }
@@ -397,14 +411,14 @@ export async function bulkInsert(gw, peers) {
 // ---------------------------------------------------------------- kernel state
 
 export async function wgPeerCount(iface) {
-  const r = await run('wg', ['show', iface, 'peers']);
+  const r = await run('wg', ['show', iface, 'peers'], { timeoutMs: 10_000 });
   if (r.code !== 0) return { count: -1, r };
   const count = r.stdout === '' ? 0 : r.stdout.trimEnd().split('\n').length;
   return { count, r };
 }
 
 export async function ipsetCount(set) {
-  const r = await run('ipset', ['list', '-t', set]);
+  const r = await run('ipset', ['list', '-t', set], { timeoutMs: 10_000 });
   const m = /Number of entries: (\d+)/.exec(r.stdout);
   return { count: m ? Number(m[1]) : -1, r };
 }
@@ -434,3 +448,73 @@ export async function waitCounts(iface, set, want, since, { timeoutMs = 30_000, 
 }
 
 export { dist };
+
+export const SHIM = join(ROOT, 'scripts/bench/serve-shim.mjs');
+
+/**
+ * A gateway with N live peers, served by the real `bin/wg-ollama.js serve`:
+ * the peers are inserted in one transaction and applied by serve-shim.mjs
+ * (syncconf through a file: the shipped daemon cannot apply a bulk of more
+ * than 200 peers, see BENCHMARKS.md), then the shim is stopped and the real
+ * daemon started on the populated state (its first reconcile is a no-op).
+ */
+export async function setupPopulated(ctx, { iface, n = 10_000 }) {
+  log(`setup: gateway ${iface}`);
+  const gw = await createGateway(ctx, { iface });
+  ctx.cleanups.push(() => destroyGateway(gw));
+  const peers = await makePeers(n);
+  log(`setup: ${n} peers generated; starting serve-shim`);
+  await startServe(ctx, gw, { launcher: SHIM, env: { BENCH_SYNCCONF_FILE: '1' } });
+  if (n > 0) {
+    const { committed } = await bulkInsert(gw, peers);
+    const live = await waitCounts(gw.iface, gw.set, n, committed, { timeoutMs: 60_000, gapMs: 50 });
+    if (!Number.isFinite(live.bothMs)) throw new Error(`setup: ${n} peers did not become live`);
+    log(`setup: ${n} peers live after ${live.bothMs.toFixed(0)} ms; restarting with bin/wg-ollama.js serve`);
+  }
+  await stopServe(gw);
+  await startServe(ctx, gw);
+  log('setup: done');
+  const first = reconcileLog(gw)[0];
+  return { gw, peers, firstReconcile: first ?? { noop: true } };
+}
+
+/** Peer rows by name (for created_at). */
+export async function peerRow(gw, name) {
+  const { openDatabase } = await dist('db/open.js');
+  const db = openDatabase(gw.config.paths.db, { readonly: true });
+  try {
+    return db.prepare('SELECT id, name, address, public_key AS publicKey, created_at AS createdAt, updated_at AS updatedAt, status FROM peers WHERE name = ? ORDER BY id DESC LIMIT 1').get(name);
+  } finally {
+    db.close();
+  }
+}
+
+/** Starts a process whose stdout lines are timestamped as they arrive (tracked, killed at the end). */
+export function streamLines(cmd, args) {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+  tracked.add(child);
+  const lines = [];
+  let buf = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (c) => {
+    const t = now();
+    buf += c;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      lines.push({ t, text: buf.slice(0, nl) });
+      buf = buf.slice(nl + 1);
+    }
+  });
+  const exited = new Promise((r) => child.once('close', (code) => {
+    tracked.delete(child);
+    r({ code, t: now() });
+  }));
+  return { child, pid: child.pid, lines, exited, kill: () => child.exitCode === null && child.kill('SIGKILL') };
+}
+
+/** `ipset restore` text adding these peers, exactly as the reconciler renders it (entry format of the current dist). */
+export async function setRestoreText(setName, peers) {
+  const fp = await dist('core/firewall-plan.js');
+  const entry = (p) => (fp.setEntryFor ? fp.setEntryFor(p.name, null, Date.now()) : p.name);
+  return fp.renderSetRestore(setName, { add: peers.map((p) => [p.address, entry(p)]), del: [] });
+}
