@@ -69,4 +69,17 @@ export const MIGRATIONS: readonly string[] = [
     updated_at       INTEGER NOT NULL
   ) STRICT;
   `,
+  // 2: a change sequence on peers, so the daemon can apply just what changed.
+  // Writers are serialised (BEGIN IMMEDIATE), so the sequence follows commit order.
+  `
+  ALTER TABLE peers ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+  UPDATE peers SET change_seq = id;
+  CREATE INDEX peers_change_seq ON peers (change_seq);
+  CREATE TRIGGER peers_seq_insert AFTER INSERT ON peers BEGIN
+    UPDATE peers SET change_seq = (SELECT coalesce(max(change_seq), 0) + 1 FROM peers) WHERE id = NEW.id;
+  END;
+  CREATE TRIGGER peers_seq_update AFTER UPDATE OF name, address, public_key, psk_ref, status, expires_at ON peers BEGIN
+    UPDATE peers SET change_seq = (SELECT coalesce(max(change_seq), 0) + 1 FROM peers) WHERE id = NEW.id;
+  END;
+  `,
 ];

@@ -15,6 +15,7 @@ export interface PeerRow {
   expiresAt: number | null;
   revokedAt: number | null;
   expiryNotedAt: number | null;
+  changeSeq: number;
 }
 
 export interface NewPeer {
@@ -29,7 +30,7 @@ export interface NewPeer {
 
 const COLUMNS = `id, name, address, address_int AS addressInt, public_key AS publicKey, psk_ref AS pskRef,
   status, created_at AS createdAt, updated_at AS updatedAt, expires_at AS expiresAt,
-  revoked_at AS revokedAt, expiry_noted_at AS expiryNotedAt`;
+  revoked_at AS revokedAt, expiry_noted_at AS expiryNotedAt, change_seq AS changeSeq`;
 
 /** Peer repository: raw SQL, statements prepared once. */
 export function peerRepository(db: Db) {
@@ -52,6 +53,8 @@ export function peerRepository(db: Db) {
     newlyExpired: db.prepare(`SELECT ${COLUMNS} FROM peers WHERE status = 'active' AND expires_at <= ? AND expiry_noted_at IS NULL`),
     noteExpiry: db.prepare(`UPDATE peers SET expiry_noted_at = ? WHERE id = ?`),
     pskRefs: db.prepare(`SELECT psk_ref FROM peers WHERE psk_ref IS NOT NULL`).pluck(),
+    changedSince: db.prepare(`SELECT ${COLUMNS} FROM peers WHERE change_seq > ? ORDER BY change_seq`),
+    maxSeq: db.prepare(`SELECT coalesce(max(change_seq), 0) FROM peers`).pluck(),
   };
   return {
     insert(p: NewPeer): number {
@@ -79,6 +82,9 @@ export function peerRepository(db: Db) {
     newlyExpired: (now: number) => s.newlyExpired.all(now) as PeerRow[],
     noteExpiry: (id: number, now: number) => void s.noteExpiry.run(now, id),
     pskRefs: () => new Set(s.pskRefs.all() as string[]),
+    /** Rows inserted or changed after the given change sequence number. */
+    changedSince: (seq: number) => s.changedSince.all(seq) as PeerRow[],
+    maxSeq: () => s.maxSeq.get() as number,
   };
 }
 

@@ -6,12 +6,16 @@ import type { ConntrackDriver } from '../system/conntrack.js';
 import type { FirewallDriver } from '../system/firewall.js';
 import type { WgImpl, WireguardDriver } from '../system/wireguard.js';
 import { repairRules } from './firewall.js';
+import type { DesiredChanges } from './context.js';
+import { isDeltaEmpty, planDelta } from '../core/delta.js';
 
 /** Above this many changed peers one `wg syncconf` (stdin) replaces one `wg set` (argv). */
 const SYNCCONF_THRESHOLD = 200;
 
 export interface ReconcileDeps {
   loadDesired: () => DesiredState;
+  /** The fast path's input: peers changed since the last load (null: do a full run). */
+  loadChanges?: () => DesiredChanges | null;
   wg: WireguardDriver;
   fw: FirewallDriver;
   conntrack: ConntrackDriver;
@@ -28,6 +32,8 @@ export interface ReconcileDeps {
 /** What one reconcile did and reached. */
 export interface ReconcileResult {
   ok: boolean;
+  /** `full`: read the kernel and put everything right; `changes`: applied only what was committed. */
+  mode: 'full' | 'changes';
   peers: number;
   created: WgImpl | null;
   firewallRepaired: Family[];
@@ -52,7 +58,7 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
   const start = performance.now();
   const desired = d.loadDesired();
   const r: ReconcileResult = {
-    ok: true, peers: desired.peers.length, created: null, firewallRepaired: [], setAdded: 0, setRemoved: 0,
+    ok: true, mode: 'full', peers: desired.peers.length, created: null, firewallRepaired: [], setAdded: 0, setRemoved: 0,
     wgUpserted: 0, wgRemoved: 0, cut: [], noop: true, errors: [], durationMs: 0,
   };
   const fail = (step: string, e: unknown): void => {
@@ -159,6 +165,61 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
 }
 
 /**
+ * The fast path after a commit: apply only what changed, without reading the
+ * kernel first (the periodic full reconcile repairs any drift). Set additions
+ * and the WireGuard change run side by side — a peer in WireGuard but not yet
+ * in the set is still dropped — then set removals, then cuts. Returns null
+ * when a full run is needed instead: no baseline, or too big a change.
+ */
+export async function applyChanges(d: ReconcileDeps, ch: DesiredChanges): Promise<ReconcileResult | null> {
+  const start = performance.now();
+  const now = (d.clock ?? Date.now)();
+  const plan = planDelta(ch.before, ch.after, now);
+  const r: ReconcileResult = {
+    ok: true, mode: 'changes', peers: ch.state.peers.length, created: null, firewallRepaired: [], setAdded: 0, setRemoved: 0,
+    wgUpserted: 0, wgRemoved: 0, cut: [], noop: isDeltaEmpty(plan), errors: [], durationMs: 0,
+  };
+  if (r.noop) return r;
+  if (plan.wgUpsert.length + plan.wgRemove.length > SYNCCONF_THRESHOLD) return null;
+  const fail = (step: string, e: unknown): void => {
+    r.ok = false;
+    r.errors.push(`${step}: ${(e as Error).message}`);
+  };
+  const { iface } = ch.state;
+  const set = chainNames(iface).set;
+  const steps: Promise<void>[] = [];
+  if (plan.setAdd.length) {
+    steps.push(d.fw.restoreSet(renderSetRestore(set, { add: plan.setAdd, del: [] })).then(
+      () => void (r.setAdded = plan.setAdd.length), (e) => fail('firewall set', e)));
+  }
+  if (plan.wgUpsert.length || plan.wgRemove.length) {
+    const args = wgSetArgs(iface, { upsert: plan.wgUpsert, remove: plan.wgRemove, cutAddresses: [], listenPortWrong: false }, 0);
+    steps.push(d.wg.set(args).then(() => {
+      r.wgUpserted = plan.wgUpsert.length;
+      r.wgRemoved = plan.wgRemove.length;
+    }, (e) => fail('wireguard', e)));
+  }
+  await Promise.all(steps);
+  if (plan.setDel.length) {
+    await d.fw.restoreSet(renderSetRestore(set, { add: [], del: plan.setDel })).then(
+      () => void (r.setRemoved = plan.setDel.length), (e) => fail('firewall set', e));
+  }
+  const pending = d.pendingCuts ?? new Set<string>();
+  for (const a of plan.cut) pending.add(a);
+  for (const a of [...pending]) {
+    try {
+      await d.conntrack.cut(a);
+      pending.delete(a);
+      r.cut.push(a);
+    } catch (e) {
+      fail(`conntrack ${a}`, e);
+    }
+  }
+  r.durationMs = performance.now() - start;
+  return r;
+}
+
+/**
  * Serialises reconciles and coalesces bursts: while one runs, a request waits
  * for one more run that starts after it and sees the newest state — unless
  * `version` (the database's data_version) shows the running one already
@@ -169,13 +230,24 @@ export function createReconciler(input: ReconcileDeps & { version?: () => number
   const version = input.version;
   let running: Promise<ReconcileResult> | null = null;
   let queued: Promise<ReconcileResult> | null = null;
+  let queuedMode: Mode = 'changes';
   let startedAt = -1;
 
-  const start = (): Promise<ReconcileResult> => {
+  /** The fast path, falling back to a full run when it cannot be used or fails. */
+  const runChanges = async (): Promise<ReconcileResult> => {
+    const ch = deps.loadChanges?.() ?? null;
+    const fast = ch ? await applyChanges(deps, ch) : null;
+    if (fast?.ok) return fast;
+    const full = await reconcileOnce(deps);
+    if (fast) full.errors.unshift(...fast.errors.map((e) => `fast path: ${e}`));
+    return full;
+  };
+
+  const start = (mode: Mode): Promise<ReconcileResult> => {
     if (version) startedAt = version();
-    const p = reconcileOnce(deps)
+    const p = (mode === 'changes' ? runChanges() : reconcileOnce(deps))
       .catch((e: unknown): ReconcileResult => ({
-        ok: false, peers: 0, created: null, firewallRepaired: [], setAdded: 0, setRemoved: 0, wgUpserted: 0,
+        ok: false, mode, peers: 0, created: null, firewallRepaired: [], setAdded: 0, setRemoved: 0, wgUpserted: 0,
         wgRemoved: 0, cut: [], noop: false, errors: [(e as Error).message], durationMs: 0,
       }))
       .then((res) => {
@@ -190,18 +262,25 @@ export function createReconciler(input: ReconcileDeps & { version?: () => number
   };
 
   return {
-    request(): Promise<ReconcileResult> {
-      if (!running) return start();
+    /**
+     * `full` reads the kernel and repairs everything (start, periodic, expiry);
+     * `changes` applies what was committed since the last run (after a commit).
+     */
+    request(mode: Mode = 'full'): Promise<ReconcileResult> {
+      if (!running) return start(mode);
       if (version && !queued && startedAt === version()) return running;
       if (!queued) {
+        queuedMode = mode;
         queued = running.then(() => {
           queued = null;
-          return start();
+          return start(queuedMode);
         });
+      } else if (mode === 'full') {
+        queuedMode = 'full';
       }
       return queued;
     },
-    /** The data_version the latest run started at (-1 before the first). */
+    /** The change version the latest run started at (-1 before the first). */
     startedVersion: (): number => startedAt,
     /** Resolves when no reconcile is running or queued. */
     async idle(): Promise<void> {
@@ -209,5 +288,7 @@ export function createReconciler(input: ReconcileDeps & { version?: () => number
     },
   };
 }
+
+type Mode = 'full' | 'changes';
 
 export type Reconciler = ReturnType<typeof createReconciler>;

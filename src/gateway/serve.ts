@@ -9,7 +9,7 @@ import { execRunner, type Runner } from '../system/exec.js';
 import { createFirewall } from '../system/firewall.js';
 import { enableIpForwarding, ipForwarding } from '../system/sysctl.js';
 import { createWireguard } from '../system/wireguard.js';
-import { openGateway, desiredLoader } from './context.js';
+import { createDesiredStore, openGateway } from './context.js';
 import { listenControl } from './control.js';
 import { createMonitor } from './monitor.js';
 import { createReconciler, type ReconcileResult } from './reconciler.js';
@@ -48,8 +48,10 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
   const totalChanges = ctx.db.prepare('SELECT total_changes()').pluck();
   const dataVersion = (): number =>
     (ctx.db.pragma('data_version', { simple: true }) as number) * 1e9 + (totalChanges.get() as number);
+  const store = createDesiredStore(ctx, (msg) => log.error({ event: 'desired' }, msg), Date.now, dataVersion);
   const reconciler = createReconciler({
-    loadDesired: desiredLoader(ctx, (msg) => log.error({ event: 'desired' }, msg), Date.now, dataVersion),
+    loadDesired: () => store.full(),
+    loadChanges: () => store.changes(),
     wg,
     fw,
     conntrack: createConntrack(run),
@@ -67,10 +69,11 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
   let retryTimer: NodeJS.Timeout | undefined;
   let stopping = false;
 
-  const reconcile = async (): Promise<ReconcileResult> => {
+  /** `changes` after a commit (the fast path), `full` for start, drift repair, expiry and retries. */
+  const reconcile = async (mode: 'full' | 'changes' = 'full'): Promise<ReconcileResult> => {
     // Peers expiring after this moment may have been applied as live: the timer must cover them.
     const requestedAt = Date.now();
-    const res = await reconciler.request();
+    const res = await reconciler.request(mode);
     last = res;
     if (stopping) return res;
     try {
@@ -100,7 +103,7 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
 
   const control = await listenControl(config.paths.socket, async (op) => {
     if (op === 'ping') return { pid: process.pid };
-    if (op === 'reconcile') return reconcile();
+    if (op === 'reconcile') return reconcile('changes');
     if (op === 'status') return { pid: process.pid, startedAt: new Date(startedAt).toISOString(), lastReconcile: last };
     throw new WgoError('BAD_INPUT', `unknown control operation "${op}"`);
   });
@@ -128,7 +131,7 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
     setInterval(() => void reconcile(), config.reconcileIntervalSec * 1000),
     setInterval(() => {
       // Another process committed since the latest run started: apply it (joins a run that already saw it).
-      if (dataVersion() !== reconciler.startedVersion()) void reconcile();
+      if (dataVersion() !== reconciler.startedVersion()) void reconcile('changes');
     }, CHANGE_POLL_MS),
     setInterval(() => {
       monitor.tick().catch((e: unknown) => log.warn({ event: 'monitor', err: (e as Error).message }, 'monitor tick failed'));
