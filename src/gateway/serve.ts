@@ -104,6 +104,8 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
   const control = await listenControl(config.paths.socket, async (op) => {
     if (op === 'ping') return { pid: process.pid };
     if (op === 'reconcile') return reconcile('changes');
+    // A full run (kernel read back and repaired), e.g. after changing rules by hand.
+    if (op === 'reconcile-full') return reconcile('full');
     if (op === 'status') return { pid: process.pid, startedAt: new Date(startedAt).toISOString(), lastReconcile: last };
     throw new WgoError('BAD_INPUT', `unknown control operation "${op}"`);
   });
