@@ -48,6 +48,21 @@ export interface ReconcileResult {
   durationMs: number;
 }
 
+/** Cuts the flows of these addresses and of any whose cut failed before (kept until it succeeds). */
+async function cutFlows(d: ReconcileDeps, addresses: Iterable<string>, r: ReconcileResult, fail: (step: string, e: unknown) => void): Promise<void> {
+  const pending = d.pendingCuts ?? new Set<string>();
+  for (const a of addresses) pending.add(a);
+  for (const a of [...pending]) {
+    try {
+      await d.conntrack.cut(a);
+      pending.delete(a);
+      r.cut.push(a);
+    } catch (e) {
+      fail(`conntrack ${a}`, e);
+    }
+  }
+}
+
 /**
  * Brings kernel state to the desired state. Firewall first (so the interface
  * never exists without its rules), additions before removals, flows of removed
@@ -148,18 +163,8 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
     fail('firewall set', e);
   }
   for (const a of setDiff.del) cut.add(a);
-  const pending = d.pendingCuts ?? new Set<string>();
-  for (const a of cut) pending.add(a);
-  for (const a of [...pending]) {
-    try {
-      await d.conntrack.cut(a);
-      pending.delete(a);
-      r.cut.push(a);
-      r.noop = false;
-    } catch (e) {
-      fail(`conntrack ${a}`, e);
-    }
-  }
+  await cutFlows(d, cut, r, fail);
+  if (r.cut.length) r.noop = false;
   r.durationMs = performance.now() - start;
   return r;
 }
@@ -204,17 +209,7 @@ export async function applyChanges(d: ReconcileDeps, ch: DesiredChanges): Promis
     await d.fw.restoreSet(renderSetRestore(set, { add: [], del: plan.setDel })).then(
       () => void (r.setRemoved = plan.setDel.length), (e) => fail('firewall set', e));
   }
-  const pending = d.pendingCuts ?? new Set<string>();
-  for (const a of plan.cut) pending.add(a);
-  for (const a of [...pending]) {
-    try {
-      await d.conntrack.cut(a);
-      pending.delete(a);
-      r.cut.push(a);
-    } catch (e) {
-      fail(`conntrack ${a}`, e);
-    }
-  }
+  await cutFlows(d, plan.cut, r, fail);
   r.durationMs = performance.now() - start;
   return r;
 }
