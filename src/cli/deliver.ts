@@ -49,7 +49,7 @@ export async function writeOut(dir: string, name: string, config: string): Promi
   } catch (e) {
     for (const file of written) rmSync(file, { force: true });
     // A file created but not completely written (disk full) is removed too.
-    if (!(e as NodeJS.ErrnoException).code?.startsWith('EEXIST')) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
       for (const file of [f.conf, f.png, f.svg]) if (!written.includes(file)) rmSync(file, { force: true });
     }
     throw e;

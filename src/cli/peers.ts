@@ -30,9 +30,11 @@ async function deliver(config: Config, io: Io, issued: IssuedPeer, o: IssueOptio
   try {
     files = outDir ? await writeOut(outDir, issued.peer.name, issued.config) : [];
   } catch (e) {
-    // The new keys exist only here: print them rather than lose them, then fail.
+    const why = `could not write the files to ${outDir}: ${(e as Error).message}`;
+    if (!removal) throw new WgoError('EXEC_FAILED', `${why}; the new peer was revoked again`, { cause: e });
+    // A rotation is committed and the old keys are dead: print the new ones rather than lose them.
     io.out(issued.config);
-    throw new WgoError('EXEC_FAILED', `could not write the files to ${outDir}: ${(e as Error).message}; the config above is the only copy`, { cause: e });
+    throw new WgoError('EXEC_FAILED', `${why}; the config above is the only copy of the new keys`, { cause: e });
   }
   const { live } = await applyNow(config, io, removal);
   const data = {
