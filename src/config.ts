@@ -3,6 +3,8 @@ import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import { WgoError } from './errors.js';
 import { contains, ipToInt, isIpv4, parseCidr, poolSize } from './core/ipv4.js';
+import { limitsSchema, listenSchema } from './core/limits.js';
+import { policyOverrideSchema } from './core/policy.js';
 
 /** Where the config lives when neither --config nor WG_OLLAMA_CONFIG says otherwise. */
 export const DEFAULT_CONFIG_FILE = '/etc/wg-ollama/config.json';
@@ -60,6 +62,37 @@ const schema = z
     trafficIntervalSec: z.number().min(1).max(86400).default(60),
     /** Let `serve` switch on net.ipv4.ip_forward when it is off. */
     manageForwarding: z.boolean().default(true),
+    /** Longest validity of a peer's client certificate (a peer with an earlier expiry gets that). */
+    certificateDays: z.number().int().min(1).max(3650).default(365),
+    /** The policy every peer gets unless `set-policy` overrides fields for it. */
+    policy: policyOverrideSchema.default({}),
+    /** Store the text of prompts and messages in the request log (off: only SHA-256 and length). */
+    logPrompts: z.boolean().default(false),
+    /** Guard sync API (mTLS) for guards on other hosts: where it listens and the URL guards dial. */
+    sync: z
+      .object({
+        /** IP:PORT on the network the GPU hosts reach (never the tunnel). */
+        listen: listenSchema,
+        /** URL written into guard configs; default https://<listen>. */
+        url: z.string().url().optional(),
+      })
+      .strict()
+      .optional(),
+    /** Prometheus /metrics and /healthz over plain HTTP; null turns it off. */
+    metricsListen: listenSchema.nullable().default('127.0.0.1:9477'),
+    /** Single-box mode: `serve` also runs the guard in-process, sharing the database. */
+    guard: z
+      .object({
+        /** Where the guard listens; its address must be ollamaHost:ollamaPort as peers dial it. */
+        listen: listenSchema,
+        /** Ollama itself, bound to loopback. */
+        upstream: z.string().url().default('http://127.0.0.1:11434'),
+        /** Extra DNS names for the guard's server certificate. */
+        dnsNames: z.array(z.string().regex(HOSTNAME_RE, 'must be a DNS name')).max(16).default([]),
+        limits: limitsSchema.default(limitsSchema.parse({})),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -77,6 +110,9 @@ const schema = z
       ctx.addIssue({ code: 'custom', path: ['ollamaHost'], message: 'must not be inside the tunnel subnet' });
     }
     if (poolSize(net) < 1) ctx.addIssue({ code: 'custom', path: ['subnet'], message: 'has no room for peers' });
+    if (c.guard && c.guard.listen !== `${c.ollamaHost}:${c.ollamaPort}`) {
+      ctx.addIssue({ code: 'custom', path: ['guard', 'listen'], message: `must be ollamaHost:ollamaPort (${c.ollamaHost}:${c.ollamaPort}), the address peers dial` });
+    }
   });
 
 export type ConfigInput = z.input<typeof schema>;
@@ -87,6 +123,11 @@ export interface StatePaths {
   serverKey: string;
   pskDir: string;
   socket: string;
+  /** The CA: certificate (public) and key (0600). */
+  caCert: string;
+  caKey: string;
+  /** Certificates the gateway itself serves with (sync API, single-box guard). */
+  tlsDir: string;
 }
 
 export function statePaths(stateDir: string): StatePaths {
@@ -95,6 +136,9 @@ export function statePaths(stateDir: string): StatePaths {
     serverKey: join(stateDir, 'server.key'),
     pskDir: join(stateDir, 'psk'),
     socket: join(stateDir, 'control.sock'),
+    caCert: join(stateDir, 'ca.crt'),
+    caKey: join(stateDir, 'ca.key'),
+    tlsDir: join(stateDir, 'tls'),
   };
 }
 

@@ -63,7 +63,10 @@ export function chainRules(spec: FirewallSpec, family: Family): string[] {
     `${F} ${src} -o ${iface} -p icmp ${set('dst')} -m conntrack --ctstate RELATED ${comment('ollama replies, icmp errors')} -j ACCEPT`,
     `${F} ${src} -o ${iface} -p tcp -m tcp --sport ${port} ${comment('reset flows of removed peers')} -j REJECT --reject-with tcp-reset`,
     `${F} -o ${iface} ${comment('drop everything else to the tunnel')} -j DROP`,
-    `-A ${n.input} ${comment('nothing from the tunnel reaches the gateway')} -j DROP`,
+    // Single-box mode: the guard listens on ollamaHost on the gateway itself. Where
+    // ollamaHost is another machine, no packet to it ever reaches INPUT.
+    `-A ${n.input} ${dst} -p tcp -m tcp --dport ${port} ${set('src')} -m conntrack --ctstate NEW,ESTABLISHED ${comment('peer to a guard on this box')} -j ACCEPT`,
+    `-A ${n.input} ${comment('nothing else from the tunnel reaches the gateway')} -j DROP`,
   ];
 }
 

@@ -13,13 +13,13 @@ const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,31}$/;
  * or digit (so it is never `.`, `..` or an option-like `-x`), not reserved.
  * Returns the name unchanged; throws BAD_INPUT with a message naming the rule broken.
  */
-export function validatePeerName(input: unknown): string {
-  if (typeof input !== 'string' || input.length === 0) throw badInput('peer name is required');
-  if (input.length > 32) throw badInput(`peer name is ${input.length} characters long; the limit is 32`);
-  if (/[A-Z]/.test(input)) throw badInput('peer name must be lowercase ([a-z0-9._-])');
+export function validatePeerName(input: unknown, what = 'peer name'): string {
+  if (typeof input !== 'string' || input.length === 0) throw badInput(`${what} is required`);
+  if (input.length > 32) throw badInput(`${what} is ${input.length} characters long; the limit is 32`);
+  if (/[A-Z]/.test(input)) throw badInput(`${what} must be lowercase ([a-z0-9._-])`);
   if (!NAME_RE.test(input)) {
-    throw badInput('peer name may contain only a-z, 0-9, ".", "_" and "-", and must start with a letter or digit');
+    throw badInput(`${what} may contain only a-z, 0-9, ".", "_" and "-", and must start with a letter or digit`);
   }
-  if (RESERVED.has(input)) throw badInput(`peer name "${input}" is reserved`);
+  if (RESERVED.has(input)) throw badInput(`${what} "${input}" is reserved`);
   return input;
 }

@@ -82,4 +82,74 @@ export const MIGRATIONS: readonly string[] = [
     UPDATE peers SET change_seq = (SELECT coalesce(max(change_seq), 0) + 1 FROM peers) WHERE id = NEW.id;
   END;
   `,
+  // 3: the CA's certificates, per-peer policy, guards, and one row per LLM request.
+  `
+  CREATE TABLE guards (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 32 AND name NOT GLOB '*[^a-z0-9._-]*'),
+    address     TEXT NOT NULL,
+    dns_names   TEXT NOT NULL DEFAULT '[]',   -- JSON array
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER,
+    last_seen_at   INTEGER,
+    last_seen_from TEXT,
+    last_version   TEXT
+  ) STRICT;
+
+  -- Every certificate the CA issued. The guard accepts a client certificate only
+  -- while its serial is the current one of an active peer.
+  CREATE TABLE certificates (
+    serial      TEXT PRIMARY KEY,            -- lowercase hex, no leading zeros
+    role        TEXT NOT NULL CHECK (role IN ('peer', 'guard-server', 'guard-client', 'gateway-server')),
+    peer_id     INTEGER REFERENCES peers (id),
+    guard_id    INTEGER REFERENCES guards (id),
+    common_name TEXT NOT NULL,
+    not_before  INTEGER NOT NULL,
+    not_after   INTEGER NOT NULL,
+    issued_at   INTEGER NOT NULL,
+    revoked_at  INTEGER,
+    cert_pem    TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX certificates_peer ON certificates (peer_id);
+  CREATE INDEX certificates_guard ON certificates (guard_id);
+
+  ALTER TABLE peers ADD COLUMN cert_serial TEXT;   -- the peer's current client certificate
+  ALTER TABLE peers ADD COLUMN policy TEXT;        -- JSON overrides of the configured default policy
+
+  DROP TRIGGER peers_seq_update;
+  CREATE TRIGGER peers_seq_update AFTER UPDATE OF name, address, public_key, psk_ref, status, expires_at, cert_serial, policy ON peers BEGIN
+    UPDATE peers SET change_seq = (SELECT coalesce(max(change_seq), 0) + 1 FROM peers) WHERE id = NEW.id;
+  END;
+
+  -- One row per request the guard saw, refused ones included. (guard, guard_seq)
+  -- makes a batch pushed twice land once.
+  CREATE TABLE requests (
+    id            INTEGER PRIMARY KEY,
+    guard         TEXT NOT NULL,
+    guard_seq     INTEGER NOT NULL,
+    at            INTEGER NOT NULL,
+    peer_id       INTEGER REFERENCES peers (id),
+    peer          TEXT,
+    cert_serial   TEXT,
+    source        TEXT NOT NULL,
+    method        TEXT,
+    path          TEXT,
+    endpoint      TEXT,
+    model         TEXT,
+    prompt_sha256 TEXT,
+    prompt_length INTEGER,
+    prompt_text   TEXT,                       -- only when logPrompts is on
+    status        INTEGER NOT NULL,
+    bytes_in      INTEGER NOT NULL,
+    bytes_out     INTEGER NOT NULL,
+    prompt_tokens INTEGER,
+    eval_tokens   INTEGER,
+    ttfb_ms       REAL,
+    duration_ms   REAL NOT NULL,
+    refusal       TEXT,
+    UNIQUE (guard, guard_seq)
+  ) STRICT;
+  CREATE INDEX requests_at ON requests (at);
+  CREATE INDEX requests_peer ON requests (peer_id, at);
+  `,
 ];

@@ -16,6 +16,10 @@ export interface PeerRow {
   revokedAt: number | null;
   expiryNotedAt: number | null;
   changeSeq: number;
+  /** Serial of the peer's current client certificate. */
+  certSerial: string | null;
+  /** JSON overrides of the default policy, or null. */
+  policy: string | null;
 }
 
 export interface NewPeer {
@@ -30,7 +34,7 @@ export interface NewPeer {
 
 const COLUMNS = `id, name, address, address_int AS addressInt, public_key AS publicKey, psk_ref AS pskRef,
   status, created_at AS createdAt, updated_at AS updatedAt, expires_at AS expiresAt,
-  revoked_at AS revokedAt, expiry_noted_at AS expiryNotedAt, change_seq AS changeSeq`;
+  revoked_at AS revokedAt, expiry_noted_at AS expiryNotedAt, change_seq AS changeSeq, cert_serial AS certSerial, policy`;
 
 /** Peer repository: raw SQL, statements prepared once. */
 export function peerRepository(db: Db) {
@@ -55,6 +59,8 @@ export function peerRepository(db: Db) {
     pskRefs: db.prepare(`SELECT psk_ref FROM peers WHERE psk_ref IS NOT NULL`).pluck(),
     changedSince: db.prepare(`SELECT ${COLUMNS} FROM peers WHERE change_seq > ? ORDER BY change_seq`),
     maxSeq: db.prepare(`SELECT coalesce(max(change_seq), 0) FROM peers`).pluck(),
+    setCertSerial: db.prepare(`UPDATE peers SET cert_serial = ? WHERE id = ?`),
+    setPolicy: db.prepare(`UPDATE peers SET policy = ?, updated_at = ? WHERE id = ?`),
   };
   return {
     insert(p: NewPeer): number {
@@ -85,6 +91,8 @@ export function peerRepository(db: Db) {
     /** Rows inserted or changed after the given change sequence number. */
     changedSince: (seq: number) => s.changedSince.all(seq) as PeerRow[],
     maxSeq: () => s.maxSeq.get() as number,
+    setCertSerial: (id: number, serial: string) => void s.setCertSerial.run(serial, id),
+    setPolicy: (id: number, policy: string | null, now: number) => void s.setPolicy.run(policy, now, id),
   };
 }
 

@@ -5,6 +5,8 @@ import { isKeyText, publicKeyOf } from '../core/keys.js';
 import { openDatabase, type Db } from '../db/open.js';
 import { peerRepository, type PeerRow } from '../db/peers.js';
 import { readSecretFile } from '../system/files.js';
+import { caStore, type CaStore } from './ca-store.js';
+import { guardService, type GuardService } from './guard-service.js';
 import { peerService, type PeerService } from './peer-service.js';
 import { pskStore, type PskStore } from './psk-store.js';
 
@@ -16,6 +18,8 @@ export interface GatewayContext {
   serverPublicKey: string;
   psk: PskStore;
   peers: PeerService;
+  guards: GuardService;
+  ca: CaStore;
   close(): void;
 }
 
@@ -24,13 +28,16 @@ export function openGateway(config: Config): GatewayContext {
   const serverPublicKey = publicKeyOf(privateKey);
   const db = openDatabase(config.paths.db);
   const psk = pskStore(config.paths.pskDir);
+  const ca = caStore(config.paths);
   return {
     config,
     db,
     privateKey,
     serverPublicKey,
     psk,
-    peers: peerService({ db, config, serverPublicKey, psk }),
+    ca,
+    peers: peerService({ db, config, serverPublicKey, psk, ca }),
+    guards: guardService({ db, config, ca }),
     close: () => db.close(),
   };
 }

@@ -7,6 +7,10 @@ import { WgoError, badInput } from '../errors.js';
 import { auditRepository } from '../db/audit.js';
 import type { Db } from '../db/open.js';
 import { peerRepository, type PeerRow } from '../db/peers.js';
+import { certificateRepository } from '../db/certificates.js';
+import { issueCertificate } from '../pki/ca.js';
+import { DEFAULT_POLICY, mergePolicy, policyOverrideSchema, type Policy } from '../core/policy.js';
+import { generateLeafKey, type CaStore } from './ca-store.js';
 import type { PskStore } from './psk-store.js';
 
 export type PeerStatus = 'active' | 'disabled' | 'expired' | 'revoked';
@@ -21,6 +25,10 @@ export interface PeerView {
   createdAt: string;
   expiresAt: string | null;
   revokedAt: string | null;
+  /** Serial of the current client certificate (null for peers made before certificates existed). */
+  certificateSerial: string | null;
+  /** Policy overrides set for this peer (the rest comes from the configured default). */
+  policy: Partial<Policy> | null;
 }
 
 /** Returned once by add and rotate: the only moment private material exists. */
@@ -29,6 +37,9 @@ export interface IssuedPeer {
   /** Null when the peer brought its own public key. */
   privateKey: string | null;
   config: string;
+  /** The peer's client certificate and its key (PEM): also shown only once. */
+  certificate: { certPem: string; keyPem: string; serial: string; notAfter: string };
+  caCertificate: string;
 }
 
 /** Who asked, for the audit log. */
@@ -42,6 +53,7 @@ export interface PeerServiceDeps {
   config: Config;
   serverPublicKey: string;
   psk: PskStore;
+  ca: CaStore;
   clock?: () => number;
 }
 
@@ -62,6 +74,8 @@ export function toView(p: PeerRow, now: number): PeerView {
     createdAt: iso(p.createdAt)!,
     expiresAt: iso(p.expiresAt),
     revokedAt: iso(p.revokedAt),
+    certificateSerial: p.certSerial,
+    policy: p.policy === null ? null : (JSON.parse(p.policy) as Partial<Policy>),
   };
 }
 
@@ -74,7 +88,30 @@ export function peerService(deps: PeerServiceDeps) {
   const clock = deps.clock ?? Date.now;
   const peers = peerRepository(db);
   const audit = auditRepository(db);
+  const certs = certificateRepository(db);
   const net = parseCidr(config.subnet);
+
+  /**
+   * Signs a client certificate for the peer (inside the caller's transaction)
+   * and makes it the current one: CN = name, SAN IP = tunnel address, valid
+   * until the peer's expiry or certificateDays, whichever comes first.
+   */
+  const issueCert = (p: { id: number; name: string; address: string; expiresAt: number | null }, key: { publicKeyPem: string; keyPem: string }, now: number) => {
+    const { ca } = deps.ca.ensure();
+    const max = now + config.certificateDays * 86_400_000;
+    // An expired peer being rotated gets the full validity: it is useless until enabled again anyway.
+    const notAfter = new Date(p.expiresAt === null || p.expiresAt <= now ? max : Math.min(p.expiresAt, max));
+    const cert = issueCertificate(ca, { role: 'peer', commonName: p.name, ipAddresses: [p.address], notAfter, now: new Date(now), publicKeyPem: key.publicKeyPem });
+    certs.insert({
+      serial: cert.serial, role: 'peer', peerId: p.id, guardId: null, commonName: p.name,
+      notBefore: cert.notBefore.getTime(), notAfter: cert.notAfter.getTime(), issuedAt: now, certPem: cert.certPem,
+    });
+    peers.setCertSerial(p.id, cert.serial);
+    return {
+      certificate: { certPem: cert.certPem, keyPem: key.keyPem, serial: cert.serial, notAfter: cert.notAfter.toISOString() },
+      caCertificate: ca.certPem,
+    };
+  };
 
   const configFor = (address: string, privateKey: string | null, presharedKey: string | null): string =>
     renderClientConfig({
@@ -129,6 +166,7 @@ export function peerService(deps: PeerServiceDeps) {
       const broughtKey = input.publicKey === undefined ? undefined : validatePublicKey(input.publicKey);
       if (input.expiresInMs !== undefined && !(input.expiresInMs > 0)) throw badInput('expiry must be in the future');
       const keys = newKeys(broughtKey);
+      const certKey = generateLeafKey();
       return withPskFile(keys.presharedKey, (ref) => {
         const now = clock();
         if (peers.liveByName(name)) throw new WgoError('CONFLICT', `a peer named "${name}" already exists`);
@@ -138,8 +176,10 @@ export function peerService(deps: PeerServiceDeps) {
         const address = intToIp(ip);
         const expiresAt = input.expiresInMs === undefined ? null : now + input.expiresInMs;
         const id = peers.insert({ name, address, addressInt: ip, publicKey: keys.publicKey, pskRef: ref, expiresAt, now });
-        audit.record({ ...who, action: 'peer.add', target: name, details: { address, expiresAt: iso(expiresAt), ownKey: !!broughtKey } }, now);
+        const tls = issueCert({ id, name, address, expiresAt }, certKey, now);
+        audit.record({ ...who, action: 'peer.add', target: name, details: { address, expiresAt: iso(expiresAt), ownKey: !!broughtKey, certificate: tls.certificate.serial } }, now);
         return {
+          ...tls,
           peer: toView(peers.byId(id)!, now),
           privateKey: keys.pair?.privateKey ?? null,
           config: configFor(address, keys.pair?.privateKey ?? null, keys.presharedKey),
@@ -167,7 +207,7 @@ export function peerService(deps: PeerServiceDeps) {
       }).immediate();
     },
 
-    enable(name: string, input: { expiresInMs?: number }, who: Actor): { peer: PeerView; changed: boolean } {
+    enable(name: string, input: { expiresInMs?: number }, who: Actor): { peer: PeerView; changed: boolean; warning?: string } {
       if (input.expiresInMs !== undefined && !(input.expiresInMs > 0)) throw badInput('expiry must be in the future');
       return db.transaction(() => {
         const now = clock();
@@ -181,7 +221,11 @@ export function peerService(deps: PeerServiceDeps) {
         peers.setStatus(p.id, 'active', now);
         const expiresAt = input.expiresInMs === undefined ? undefined : iso(now + input.expiresInMs);
         audit.record({ ...who, action: 'peer.enable', target: p.name, details: expiresAt ? { expiresAt } : undefined }, now);
-        return { peer: toView(peers.byId(p.id)!, now), changed: true };
+        const cert = p.certSerial ? certs.bySerial(p.certSerial) : undefined;
+        const warning = cert && input.expiresInMs !== undefined && cert.notAfter < now + input.expiresInMs
+          ? `the peer's certificate expires at ${iso(cert.notAfter)}, before the new expiry; rotate-peer issues one that lasts`
+          : undefined;
+        return { peer: toView(peers.byId(p.id)!, now), changed: true, ...(warning ? { warning } : {}) };
       }).immediate();
     },
 
@@ -189,6 +233,7 @@ export function peerService(deps: PeerServiceDeps) {
       validatePeerName(name);
       const broughtKey = input.publicKey === undefined ? undefined : validatePublicKey(input.publicKey);
       const keys = newKeys(broughtKey);
+      const certKey = generateLeafKey();
       let oldRef: string | null = null;
       const issued = withPskFile(keys.presharedKey, (ref) => {
         const now = clock();
@@ -196,9 +241,12 @@ export function peerService(deps: PeerServiceDeps) {
         checkKeyFree(keys.publicKey);
         peers.retireKey(p.publicKey, p.id, now);
         peers.setKeys(p.id, keys.publicKey, ref, now);
-        audit.record({ ...who, action: 'peer.rotate', target: p.name, details: { ownKey: !!broughtKey } }, now);
+        const tls = issueCert(p, certKey, now);
+        certs.revokePeerCerts(p.id, now, tls.certificate.serial);
+        audit.record({ ...who, action: 'peer.rotate', target: p.name, details: { ownKey: !!broughtKey, certificate: tls.certificate.serial } }, now);
         oldRef = p.pskRef;
         return {
+          ...tls,
           peer: toView(peers.byId(p.id)!, now),
           privateKey: keys.pair?.privateKey ?? null,
           config: configFor(p.address, keys.pair?.privateKey ?? null, keys.presharedKey),
@@ -206,6 +254,30 @@ export function peerService(deps: PeerServiceDeps) {
       });
       if (oldRef) psk.remove(oldRef);
       return issued;
+    },
+
+    /**
+     * Replaces a peer's policy overrides (validated; unknown fields refused).
+     * `null` goes back to the configured default.
+     */
+    setPolicy(name: string, override: unknown, who: Actor): { peer: PeerView; effective: Policy; changed: boolean } {
+      let value: Partial<Policy> | null = null;
+      if (override !== null) {
+        const r = policyOverrideSchema.safeParse(override);
+        if (!r.success) throw badInput(`invalid policy: ${r.error.issues.map((i) => `${i.path.join('.') || '(policy)'}: ${i.message}`).join('; ')}`);
+        value = Object.keys(r.data).length ? (r.data as Partial<Policy>) : null;
+      }
+      const text = value === null ? null : JSON.stringify(value);
+      return db.transaction(() => {
+        const now = clock();
+        const p = findLive(name, 'change the policy of');
+        const changed = p.policy !== text;
+        if (changed) {
+          peers.setPolicy(p.id, text, now);
+          audit.record({ ...who, action: 'peer.policy', target: p.name, details: { policy: value } }, now);
+        }
+        return { peer: toView(peers.byId(p.id)!, now), effective: mergePolicy(defaultPolicy(config), value ?? {}), changed };
+      }).immediate();
     },
 
     revoke(name: string, who: Actor): { peer: PeerView; changed: boolean } {
@@ -216,6 +288,7 @@ export function peerService(deps: PeerServiceDeps) {
         if (p.status === 'revoked') return { peer: toView(p, now), changed: false };
         peers.setStatus(p.id, 'revoked', now);
         peers.retireKey(p.publicKey, p.id, now);
+        certs.revokePeerCerts(p.id, now);
         audit.record({ ...who, action: 'peer.revoke', target: p.name, details: { address: p.address } }, now);
         oldRef = p.pskRef;
         return { peer: toView(peers.byId(p.id)!, now), changed: true };
@@ -227,3 +300,8 @@ export function peerService(deps: PeerServiceDeps) {
 }
 
 export type PeerService = ReturnType<typeof peerService>;
+
+/** The configured default policy (config.policy over the built-in defaults). */
+export function defaultPolicy(config: Config): Policy {
+  return mergePolicy(DEFAULT_POLICY, config.policy as Partial<Policy>);
+}

@@ -11,6 +11,7 @@ import { enableIpForwarding, ipForwarding } from '../system/sysctl.js';
 import { createWireguard } from '../system/wireguard.js';
 import { createDesiredStore, openGateway } from './context.js';
 import { listenControl } from './control.js';
+import { startGuardLink } from './guard-link.js';
 import { createMonitor } from './monitor.js';
 import { createReconciler, type ReconcileResult } from './reconciler.js';
 
@@ -123,6 +124,15 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
   const first = await reconcile();
   log.info({ event: 'start', pid: process.pid, interface: config.interface, peers: first.peers, ok: first.ok }, 'serving');
 
+  // The CA (created here for gateways initialised before it existed), sync API, single-box guard, metrics.
+  const link = await startGuardLink(ctx, log, () => ({
+    ok: !!last?.ok,
+    interface: config.interface,
+    peers: last?.peers ?? 0,
+    lastReconcile: last ? { ok: last.ok, errors: last.errors } : null,
+  }));
+  let linkVersion = dataVersion();
+
   const monitor = createMonitor({
     db: ctx.db,
     dump: () => wg.dump(config.interface),
@@ -133,7 +143,16 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
     setInterval(() => void reconcile(), config.reconcileIntervalSec * 1000),
     setInterval(() => {
       // Another process committed since the latest run started: apply it (joins a run that already saw it).
-      if (dataVersion() !== reconciler.startedVersion()) void reconcile('changes');
+      const v = dataVersion();
+      if (v !== reconciler.startedVersion()) void reconcile('changes');
+      if (v !== linkVersion) {
+        linkVersion = v;
+        try {
+          link.changed();
+        } catch (e) {
+          log.error({ event: 'guard-link', err: (e as Error).message }, 'cannot load the peer set for guards');
+        }
+      }
     }, CHANGE_POLL_MS),
     setInterval(() => {
       monitor.tick().catch((e: unknown) => log.warn({ event: 'monitor', err: (e as Error).message }, 'monitor tick failed'));
@@ -149,7 +168,7 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
       clearTimeout(expiryTimer);
       clearTimeout(retryTimer);
       control.close();
-      void reconciler.idle().finally(() => {
+      void Promise.all([reconciler.idle(), link.close()]).finally(() => {
         ctx.close();
         resolve();
       });

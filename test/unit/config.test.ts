@@ -29,12 +29,19 @@ describe('parseConfig', () => {
       handshakeTimeoutSec: 180,
       trafficIntervalSec: 60,
       manageForwarding: true,
+      certificateDays: 365,
+      policy: {},
+      logPrompts: false,
+      metricsListen: '127.0.0.1:9477',
       file: '/etc/wg-ollama/config.json',
       paths: {
         db: '/var/lib/wg-ollama/wg-ollama.db',
         serverKey: '/var/lib/wg-ollama/server.key',
         pskDir: '/var/lib/wg-ollama/psk',
         socket: '/var/lib/wg-ollama/control.sock',
+        caCert: '/var/lib/wg-ollama/ca.crt',
+        caKey: '/var/lib/wg-ollama/ca.key',
+        tlsDir: '/var/lib/wg-ollama/tls',
       },
     });
     expect(Object.isFrozen(c)).toBe(true);

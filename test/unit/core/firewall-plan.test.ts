@@ -23,7 +23,8 @@ const RULES4 = [
   '-A WGO-FWD-wgo0 -s 192.168.1.10/32 -o wgo0 -p icmp -m set --match-set wgo-peers-wgo0 dst -m conntrack --ctstate RELATED -m comment --comment "wg-ollama: ollama replies, icmp errors" -j ACCEPT',
   '-A WGO-FWD-wgo0 -s 192.168.1.10/32 -o wgo0 -p tcp -m tcp --sport 11434 -m comment --comment "wg-ollama: reset flows of removed peers" -j REJECT --reject-with tcp-reset',
   '-A WGO-FWD-wgo0 -o wgo0 -m comment --comment "wg-ollama: drop everything else to the tunnel" -j DROP',
-  '-A WGO-IN-wgo0 -m comment --comment "wg-ollama: nothing from the tunnel reaches the gateway" -j DROP',
+  '-A WGO-IN-wgo0 -d 192.168.1.10/32 -p tcp -m tcp --dport 11434 -m set --match-set wgo-peers-wgo0 src -m conntrack --ctstate NEW,ESTABLISHED -m comment --comment "wg-ollama: peer to a guard on this box" -j ACCEPT',
+  '-A WGO-IN-wgo0 -m comment --comment "wg-ollama: nothing else from the tunnel reaches the gateway" -j DROP',
 ];
 
 const RULES6 = [

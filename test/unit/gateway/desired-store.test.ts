@@ -8,6 +8,7 @@ import { createDesiredStore, type GatewayContext } from '../../../src/gateway/co
 import { openDatabase } from '../../../src/db/open.js';
 import { peerService } from '../../../src/gateway/peer-service.js';
 import { pskStore } from '../../../src/gateway/psk-store.js';
+import { testCaStore } from '../ca-fixture.js';
 
 function setup() {
   const dir = mkdtempSync(join(tmpdir(), 'wgo-store-'));
@@ -17,7 +18,7 @@ function setup() {
   let now = 1_000_000;
   const clock = () => now;
   const server = generateKeyPair();
-  const peers = peerService({ db, config, serverPublicKey: server.publicKey, psk, clock });
+  const peers = peerService({ db, config, serverPublicKey: server.publicKey, psk, ca: testCaStore(), clock });
   const ctx = { config, db, psk, peers, privateKey: server.privateKey, serverPublicKey: server.publicKey, close: () => db.close() } as GatewayContext;
   let version = 0;
   const errors: string[] = [];

@@ -8,6 +8,7 @@ import { openDatabase, type Db } from '../../../src/db/open.js';
 import { peerRepository, type PeerRow } from '../../../src/db/peers.js';
 import { peerService, type PeerService } from '../../../src/gateway/peer-service.js';
 import { pskStore, type PskStore } from '../../../src/gateway/psk-store.js';
+import { testCaStore } from '../ca-fixture.js';
 
 export const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
 export const DAY = 86_400_000;
@@ -63,6 +64,6 @@ export function peerEnv(overrides: Partial<ConfigInput> = {}): PeerEnv {
       rmSync(dir, { recursive: true, force: true });
     },
   };
-  env.svc = peerService({ db, config, serverPublicKey: server.publicKey, psk, clock: () => env.now });
+  env.svc = peerService({ db, config, serverPublicKey: server.publicKey, psk, ca: testCaStore(), clock: () => env.now });
   return env;
 }

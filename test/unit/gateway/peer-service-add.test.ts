@@ -1,3 +1,4 @@
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { generateKeyPair, publicKeyOf } from '../../../src/core/keys.js';
@@ -29,7 +30,10 @@ describe('peerService.add', () => {
       createdAt: '2025-01-01T12:00:00.000Z',
       expiresAt: null,
       revokedAt: null,
+      certificateSerial: issued.certificate.serial,
+      policy: null,
     });
+    expect(row.certSerial).toBe(issued.certificate.serial);
     expect(issued.config).toBe(
       `[Interface]
 PrivateKey = ${issued.privateKey}
@@ -43,6 +47,20 @@ AllowedIPs = 192.168.1.10/32
 PersistentKeepalive = 25
 `,
     );
+  });
+
+  test('issues a client certificate: CN = name, SAN IP = tunnel address, from our CA, valid until the expiry', () => {
+    const issued = env.svc.add({ name: 'alice', expiresInMs: 30 * DAY }, WHO);
+    const cert = new X509Certificate(issued.certificate.certPem);
+    const ca = new X509Certificate(issued.caCertificate);
+    expect(cert.checkIssued(ca)).toBe(true);
+    expect(cert.verify(ca.publicKey)).toBe(true);
+    expect(cert.subject).toContain('CN=alice');
+    expect(cert.subjectAltName).toBe('IP Address:10.66.0.2');
+    expect(cert.checkPrivateKey(createPrivateKey(issued.certificate.keyPem))).toBe(true);
+    expect(Date.parse(cert.validTo)).toBe(Math.floor((T0 + 30 * DAY) / 1000) * 1000);
+    expect(BigInt(`0x${cert.serialNumber}`).toString(16)).toBe(issued.certificate.serial);
+    expect(issued.certificate.serial.length).toBeGreaterThanOrEqual(32);
   });
 
   test('writes one 0600 PSK file per peer; the database holds only its reference', () => {
@@ -77,7 +95,7 @@ PersistentKeepalive = 25
         action: 'peer.add',
         target: 'alice',
         source: 'web 10.0.0.5',
-        details: { address: '10.66.0.2', expiresAt: '2025-01-31T12:00:00.000Z', ownKey: false },
+        details: { address: '10.66.0.2', expiresAt: '2025-01-31T12:00:00.000Z', ownKey: false, certificate: env.rows()[0]!.certSerial },
       },
     ]);
   });

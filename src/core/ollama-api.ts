@@ -1,0 +1,175 @@
+/**
+ * The Ollama HTTP API as the guard sees it: which endpoints exist, which
+ * methods they take, where their model names and prompts are, and the one
+ * path form the guard accepts. Pure data and string checks, no I/O.
+ */
+
+export type EndpointName =
+  | 'generate'
+  | 'chat'
+  | 'embed'
+  | 'embeddings'
+  | 'tags'
+  | 'show'
+  | 'ps'
+  | 'version'
+  | 'v1.chat'
+  | 'v1.completions'
+  | 'v1.embeddings'
+  | 'v1.models'
+  | 'pull'
+  | 'push'
+  | 'delete'
+  | 'create'
+  | 'copy'
+  | 'blobs';
+
+export const ENDPOINT_NAMES: readonly EndpointName[] = Object.freeze([
+  'generate', 'chat', 'embed', 'embeddings', 'tags', 'show', 'ps', 'version',
+  'v1.chat', 'v1.completions', 'v1.embeddings', 'v1.models',
+  'pull', 'push', 'delete', 'create', 'copy', 'blobs',
+] as const);
+
+/** Endpoints that change what is installed on the GPU host: off unless a policy names them. */
+const ADMIN_ENDPOINTS: ReadonlySet<EndpointName> = new Set(['pull', 'push', 'delete', 'create', 'copy', 'blobs']);
+
+/** Allowed when a policy does not say otherwise: everything except pull, push, delete, create, copy, blobs. */
+export const DEFAULT_ENDPOINTS: readonly EndpointName[] = Object.freeze(ENDPOINT_NAMES.filter((n) => !ADMIN_ENDPOINTS.has(n)));
+
+export interface EndpointDef {
+  name: EndpointName;
+  /** Methods Ollama routes for this path, e.g. ['POST']; GET endpoints also allow HEAD. */
+  methods: readonly string[];
+  /** What the request body is: JSON, nothing, or raw bytes (blob uploads). */
+  body: 'json' | 'none' | 'binary';
+  /**
+   * Where the model name(s) are: one group per required model, each a list of
+   * body fields where the first one holding a non-empty string wins (Ollama's
+   * `cmp.Or(req.Model, req.Name)`). copy: [['source'],['destination']]; [] = no model.
+   */
+  modelFields: readonly (readonly string[])[];
+  /** Like modelFields, but may be absent; checked against the allowlist when present (create's `from`). */
+  optionalModelFields?: readonly (readonly string[])[];
+  /** The model is the last path segment (/v1/models/:model). */
+  modelFromPath?: boolean;
+  /** Field holding the prompt/messages/input, for hashing, or null. */
+  promptField: string | null;
+  /**
+   * Runs inference on a model (generation, chat and embeddings alike): counts
+   * toward concurrent streams and the daily token budget, and gets the
+   * keep_alive / num_ctx clamps.
+   */
+  generative: boolean;
+  /**
+   * Whether the response streams: 'default-on' = unless the body says
+   * `"stream": false` (native Ollama); 'opt-in' = only with `"stream": true`
+   * (OpenAI-compatible /v1); 'none' = never.
+   */
+  streaming: 'default-on' | 'opt-in' | 'none';
+  /**
+   * The response lists models and must be filtered. /api/ps answers with the
+   * same shape as /api/tags and is filtered the same way.
+   */
+  listsModels?: 'tags' | 'v1.models';
+}
+
+const GET = Object.freeze(['GET', 'HEAD']);
+const POST = Object.freeze(['POST']);
+const MODEL = Object.freeze([Object.freeze(['model'])]);
+/** Management endpoints still accept the pre-0.5 `name` field. */
+const MODEL_OR_NAME = Object.freeze([Object.freeze(['model', 'name'])]);
+const NONE = Object.freeze([]) as readonly (readonly string[])[];
+
+function def(d: EndpointDef): EndpointDef {
+  return Object.freeze(d);
+}
+
+const infer = (name: EndpointName, promptField: string, streaming: EndpointDef['streaming']): EndpointDef =>
+  def({ name, methods: POST, body: 'json', modelFields: MODEL, promptField, generative: true, streaming });
+const manage = (name: EndpointName, methods: readonly string[], streaming: EndpointDef['streaming']): EndpointDef =>
+  def({ name, methods, body: 'json', modelFields: MODEL_OR_NAME, promptField: null, generative: false, streaming });
+const list = (name: EndpointName, listsModels?: EndpointDef['listsModels']): EndpointDef =>
+  def({ name, methods: GET, body: 'none', modelFields: NONE, promptField: null, generative: false, streaming: 'none', ...(listsModels ? { listsModels } : {}) });
+
+const EXACT: ReadonlyMap<string, EndpointDef> = new Map([
+  ['/', list('version')],
+  ['/api/version', list('version')],
+  ['/api/tags', list('tags', 'tags')],
+  ['/api/ps', list('ps', 'tags')],
+  ['/v1/models', list('v1.models', 'v1.models')],
+  ['/api/generate', infer('generate', 'prompt', 'default-on')],
+  ['/api/chat', infer('chat', 'messages', 'default-on')],
+  ['/api/embed', infer('embed', 'input', 'none')],
+  ['/api/embeddings', infer('embeddings', 'prompt', 'none')],
+  ['/v1/chat/completions', infer('v1.chat', 'messages', 'opt-in')],
+  ['/v1/completions', infer('v1.completions', 'prompt', 'opt-in')],
+  ['/v1/embeddings', infer('v1.embeddings', 'input', 'none')],
+  ['/api/show', manage('show', POST, 'none')],
+  ['/api/pull', manage('pull', POST, 'default-on')],
+  ['/api/push', manage('push', POST, 'default-on')],
+  ['/api/delete', manage('delete', Object.freeze(['DELETE']), 'none')],
+  ['/api/create', def({ ...manage('create', POST, 'default-on'), optionalModelFields: Object.freeze([Object.freeze(['from'])]) })],
+  [
+    '/api/copy',
+    def({ name: 'copy', methods: POST, body: 'json', modelFields: Object.freeze([Object.freeze(['source']), Object.freeze(['destination'])]), promptField: null, generative: false, streaming: 'none' }),
+  ],
+]);
+
+const V1_MODEL = def({ ...list('v1.models'), modelFromPath: true });
+const BLOBS = def({ name: 'blobs', methods: Object.freeze(['HEAD', 'POST']), body: 'binary', modelFields: NONE, promptField: null, generative: false, streaming: 'none' });
+
+const MAX_URL = 2048;
+const PATH_CHARS = /^[A-Za-z0-9._~:@!$&'()*+,=\/-]*$/;
+
+/**
+ * Strips the query string; returns the path only if it is already canonical,
+ * otherwise a reason. Canonical = starts with '/', only [A-Za-z0-9._~:@!$&'()*+,=-]
+ * and '/' (no '%' at all, so nothing can decode into something else), no empty
+ * segment, no '.' or '..' segment, no trailing slash except the root '/'.
+ * Absolute-form URLs and '*' are rejected. At most 2048 characters.
+ */
+export function canonicalPath(rawUrl: string): { ok: true; path: string } | { ok: false; reason: string } {
+  if (rawUrl.length > MAX_URL) return { ok: false, reason: `request target longer than ${MAX_URL} characters` };
+  const q = rawUrl.indexOf('?');
+  const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
+  if (!path.startsWith('/')) return { ok: false, reason: 'request target must be a path starting with "/"' };
+  if (!PATH_CHARS.test(path)) {
+    const bad = [...path].find((c) => !PATH_CHARS.test(c)) ?? '';
+    const shown = /^[\x21-\x7e]$/.test(bad) ? `"${bad}"` : `U+${(bad.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`;
+    return { ok: false, reason: `path contains ${shown}` };
+  }
+  if (path === '/') return { ok: true, path };
+  const segments = path.slice(1).split('/');
+  for (const [i, seg] of segments.entries()) {
+    if (seg === '') return { ok: false, reason: i === segments.length - 1 ? 'path ends with "/"' : 'path has an empty segment ("//")' };
+    if (seg === '.' || seg === '..') return { ok: false, reason: `path has a "${seg}" segment` };
+  }
+  return { ok: true, path };
+}
+
+const BLOB_PATH = /^\/api\/blobs\/sha256:[0-9a-fA-F]{64}$/;
+/** gin's `:model` matches one segment, so a namespaced model (a/b) is not reachable here either. */
+const V1_MODEL_PATH = /^\/v1\/models\/([^/]+)$/;
+
+/**
+ * Exact, case-sensitive match against the routes Ollama serves (its router is
+ * case-sensitive, so '/API/PULL' is unknown). Expects a canonical path.
+ */
+export function matchEndpoint(
+  path: string,
+  method: string,
+): { kind: 'unknown' } | { kind: 'method'; endpoint: EndpointDef; allow: string[] } | { kind: 'ok'; endpoint: EndpointDef; pathModel?: string } {
+  let endpoint = EXACT.get(path);
+  let pathModel: string | undefined;
+  if (!endpoint && BLOB_PATH.test(path)) endpoint = BLOBS;
+  if (!endpoint) {
+    const m = V1_MODEL_PATH.exec(path);
+    if (m) {
+      endpoint = V1_MODEL;
+      pathModel = m[1];
+    }
+  }
+  if (!endpoint) return { kind: 'unknown' };
+  if (!endpoint.methods.includes(method)) return { kind: 'method', endpoint, allow: [...endpoint.methods] };
+  return pathModel === undefined ? { kind: 'ok', endpoint } : { kind: 'ok', endpoint, pathModel };
+}

@@ -1,0 +1,60 @@
+import { z } from 'zod';
+
+/**
+ * One request the guard saw, refused ones included: what `logs requests`
+ * shows and what a guard pushes to the gateway. Never the prompt text unless
+ * logPrompts is on (then `promptText`).
+ */
+export interface RequestRecord {
+  /** The guard's own sequence number: (guard, seq) identifies a record exactly once. */
+  seq: number;
+  at: number;
+  peer: string | null;
+  certSerial: string | null;
+  source: string;
+  method: string | null;
+  path: string | null;
+  endpoint: string | null;
+  model: string | null;
+  promptSha256: string | null;
+  promptLength: number | null;
+  promptText: string | null;
+  status: number;
+  bytesIn: number;
+  bytesOut: number;
+  promptTokens: number | null;
+  evalTokens: number | null;
+  ttfbMs: number | null;
+  durationMs: number;
+  /** Why the guard refused or cut the request (e.g. model_denied, auth_revoked, peer_revoked), null when it was served. */
+  refusal: string | null;
+}
+
+const text = (max: number) => z.string().max(max).nullable();
+const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/** Validates records pushed over the sync API: a guard is trusted to be itself, not to send well-formed data. */
+export const requestRecordSchema = z
+  .object({
+    seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+    at: z.number().int().min(0).max(8.64e15),
+    peer: text(64),
+    certSerial: z.string().regex(/^[0-9a-f]{1,64}$/).nullable(),
+    source: z.string().min(1).max(64),
+    method: text(16),
+    path: text(2048),
+    endpoint: text(32),
+    model: text(256),
+    promptSha256: z.string().regex(/^[0-9a-f]{64}$/).nullable(),
+    promptLength: count.nullable(),
+    promptText: text(16 * 1024 * 1024),
+    status: z.number().int().min(0).max(999),
+    bytesIn: count,
+    bytesOut: count,
+    promptTokens: count.nullable(),
+    evalTokens: count.nullable(),
+    ttfbMs: z.number().min(0).max(1e9).nullable(),
+    durationMs: z.number().min(0).max(1e10),
+    refusal: text(64),
+  })
+  .strict();

@@ -1,0 +1,73 @@
+import type { Db } from './open.js';
+
+export type CertRole = 'peer' | 'guard-server' | 'guard-client' | 'gateway-server';
+
+export interface CertificateRow {
+  serial: string;
+  role: CertRole;
+  peerId: number | null;
+  guardId: number | null;
+  commonName: string;
+  notBefore: number;
+  notAfter: number;
+  issuedAt: number;
+  revokedAt: number | null;
+  certPem: string;
+}
+
+export interface GuardRow {
+  id: number;
+  name: string;
+  address: string;
+  dnsNames: string[];
+  createdAt: number;
+  revokedAt: number | null;
+  lastSeenAt: number | null;
+  lastSeenFrom: string | null;
+  lastVersion: string | null;
+}
+
+const CERT_COLUMNS = `serial, role, peer_id AS peerId, guard_id AS guardId, common_name AS commonName, not_before AS notBefore,
+  not_after AS notAfter, issued_at AS issuedAt, revoked_at AS revokedAt, cert_pem AS certPem`;
+const GUARD_COLUMNS = `id, name, address, dns_names AS dnsNames, created_at AS createdAt, revoked_at AS revokedAt,
+  last_seen_at AS lastSeenAt, last_seen_from AS lastSeenFrom, last_version AS lastVersion`;
+
+/** Certificates the CA issued (public parts only) and the guards they belong to. */
+export function certificateRepository(db: Db) {
+  const s = {
+    insert: db.prepare(`INSERT INTO certificates (serial, role, peer_id, guard_id, common_name, not_before, not_after, issued_at, cert_pem)
+      VALUES (@serial, @role, @peerId, @guardId, @commonName, @notBefore, @notAfter, @issuedAt, @certPem)`),
+    bySerial: db.prepare(`SELECT ${CERT_COLUMNS} FROM certificates WHERE serial = ?`),
+    revokePeer: db.prepare(`UPDATE certificates SET revoked_at = @now WHERE peer_id = @peerId AND revoked_at IS NULL AND (@keep IS NULL OR serial <> @keep)`),
+    revokeGuard: db.prepare(`UPDATE certificates SET revoked_at = @now WHERE guard_id = @guardId AND revoked_at IS NULL`),
+    expiring: db.prepare(`SELECT ${CERT_COLUMNS} FROM certificates WHERE revoked_at IS NULL AND not_after BETWEEN ? AND ? ORDER BY not_after`),
+    insertGuard: db.prepare(`INSERT INTO guards (name, address, dns_names, created_at) VALUES (@name, @address, @dnsNames, @now)`),
+    guardByName: db.prepare(`SELECT ${GUARD_COLUMNS} FROM guards WHERE name = ?`),
+    guardById: db.prepare(`SELECT ${GUARD_COLUMNS} FROM guards WHERE id = ?`),
+    guards: db.prepare(`SELECT ${GUARD_COLUMNS} FROM guards ORDER BY name`),
+    seen: db.prepare(`UPDATE guards SET last_seen_at = @now, last_seen_from = @from, last_version = coalesce(@version, last_version) WHERE id = @id`),
+    removeGuard: db.prepare(`UPDATE guards SET revoked_at = @now WHERE id = @id`),
+  };
+  const guard = (r: (Omit<GuardRow, 'dnsNames'> & { dnsNames: string }) | undefined): GuardRow | undefined =>
+    r && { ...r, dnsNames: JSON.parse(r.dnsNames) as string[] };
+  return {
+    insert(c: Omit<CertificateRow, 'revokedAt'>): void {
+      s.insert.run(c);
+    },
+    bySerial: (serial: string) => s.bySerial.get(serial) as CertificateRow | undefined,
+    /** Marks every certificate of a peer revoked, except `keep` (its new one after a rotation). */
+    revokePeerCerts: (peerId: number, now: number, keep: string | null = null) => s.revokePeer.run({ peerId, now, keep }).changes,
+    revokeGuardCerts: (guardId: number, now: number) => s.revokeGuard.run({ guardId, now }).changes,
+    /** Live certificates whose validity ends within [from, to]. */
+    expiring: (from: number, to: number) => s.expiring.all(from, to) as CertificateRow[],
+    insertGuard: (g: { name: string; address: string; dnsNames: string[]; now: number }) =>
+      Number(s.insertGuard.run({ ...g, dnsNames: JSON.stringify(g.dnsNames) }).lastInsertRowid),
+    guardByName: (name: string) => guard(s.guardByName.get(name) as never),
+    guardById: (id: number) => guard(s.guardById.get(id) as never),
+    guards: () => (s.guards.all() as never[]).map((r) => guard(r)!),
+    guardSeen: (id: number, now: number, from: string, version: string | null) => void s.seen.run({ id, now, from, version }),
+    removeGuard: (id: number, now: number) => void s.removeGuard.run({ id, now }),
+  };
+}
+
+export type CertificateRepository = ReturnType<typeof certificateRepository>;

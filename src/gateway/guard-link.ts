@@ -1,0 +1,132 @@
+import { X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { parseListen } from '../core/limits.js';
+import { certificateRepository } from '../db/certificates.js';
+import { requestRepository } from '../db/requests.js';
+import type { CertRole } from '../db/certificates.js';
+import { certificateInfo, issueCertificate } from '../pki/ca.js';
+import { ensurePrivateDir, writeSecretFile } from '../system/files.js';
+import { createMetricsServer, listen } from '../system/metrics-http.js';
+import { guardMetrics } from '../guard/metrics.js';
+import { createRecorder } from '../guard/recorder.js';
+import { createGuard, type GuardLog } from '../guard/server.js';
+import { generateLeafKey } from './ca-store.js';
+import type { GatewayContext } from './context.js';
+import { gatewayMetrics } from './metrics.js';
+import { peerSetSource } from './peer-set.js';
+import { changeSignal, createSyncApi } from './sync-api.js';
+
+/** Server certificates the gateway makes for itself are renewed this long before they expire. */
+const RENEW_BEFORE_MS = 30 * 86_400_000;
+const SERVER_CERT_MS = 825 * 86_400_000;
+
+/**
+ * A server certificate of the gateway's own (sync API, single-box guard) in
+ * <state>/tls: reused while it is from the current CA, names the same
+ * addresses and is not close to expiry; otherwise issued afresh.
+ */
+export function ensureServerCert(ctx: GatewayContext, file: string, role: CertRole, commonName: string, ips: string[], dns: string[]): { cert: string; key: string } {
+  const { ca } = ctx.ca.ensure();
+  ensurePrivateDir(ctx.config.paths.tlsDir);
+  const certFile = join(ctx.config.paths.tlsDir, `${file}.crt`);
+  const keyFile = join(ctx.config.paths.tlsDir, `${file}.key`);
+  const now = Date.now();
+  if (existsSync(certFile) && existsSync(keyFile)) {
+    const cert = readFileSync(certFile, 'utf8');
+    const info = certificateInfo(cert);
+    const same = (a: string[], b: string[]): boolean => a.length === b.length && a.every((x) => b.includes(x));
+    if (new X509Certificate(cert).verify(new X509Certificate(ca.certPem).publicKey) && same(info.ipAddresses, ips) && same(info.dnsNames, dns) && info.notAfter.getTime() - now > RENEW_BEFORE_MS) {
+      return { cert, key: readFileSync(keyFile, 'utf8') };
+    }
+  }
+  const key = generateLeafKey();
+  const issued = issueCertificate(ca, { role, commonName, ipAddresses: ips, dnsNames: dns, notAfter: new Date(now + SERVER_CERT_MS), publicKeyPem: key.publicKeyPem });
+  certificateRepository(ctx.db).insert({
+    serial: issued.serial, role, peerId: null, guardId: null, commonName, notBefore: issued.notBefore.getTime(),
+    notAfter: issued.notAfter.getTime(), issuedAt: now, certPem: issued.certPem,
+  });
+  writeSecretFile(keyFile, key.keyPem);
+  writeSecretFile(certFile, issued.certPem);
+  return { cert: issued.certPem, key: key.keyPem };
+}
+
+/**
+ * What `serve` runs besides WireGuard: the guard sync API (two-box), the
+ * guard itself (single-box, sharing the database) and /metrics + /healthz.
+ * `changed()` is called by serve's change poll after every commit.
+ */
+export async function startGuardLink(ctx: GatewayContext, log: GuardLog, health: () => Record<string, unknown> & { ok: boolean }) {
+  const { config } = ctx;
+  const { ca } = ctx.ca.ensure();
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'wgo_process_' });
+  const gm = gatewayMetrics(registry, ctx.db);
+  const source = peerSetSource(ctx.db, config);
+  const changes = changeSignal();
+  const closers: (() => Promise<void> | void)[] = [];
+
+  if (config.sync) {
+    const addr = parseListen(config.sync.listen)!;
+    const tls = ensureServerCert(ctx, 'sync', 'gateway-server', 'wg-ollama gateway', [addr.host], []);
+    const api = createSyncApi({ db: ctx.db, tls: { ...tls, ca: ca.certPem }, source, changes, onRecords: (_g, records) => gm.records(records) });
+    await listen(api, addr.host, addr.port);
+    closers.push(() => {
+      api.close();
+      api.closeAllConnections();
+    });
+    log.info({ event: 'sync', listen: config.sync.listen }, 'guard sync API listening');
+  }
+
+  let localGuard: ReturnType<typeof createGuard> | null = null;
+  let flushLocal = (): void => undefined;
+  if (config.guard) {
+    const g = config.guard;
+    const addr = parseListen(g.listen)!;
+    const tls = ensureServerCert(ctx, 'guard', 'guard-server', 'wg-ollama guard (local)', [addr.host], g.dnsNames);
+    const requests = requestRepository(ctx.db);
+    let seq = requests.maxSeq('local');
+    const recorder = createRecorder({
+      write: (batch) => {
+        const records = batch.map((r) => ({ ...r, seq: ++seq }));
+        requests.insertBatch('local', records);
+        gm.records(records);
+      },
+      onError: (e) => log.error({ event: 'records', err: e.message }, 'cannot store request records; retrying'),
+    });
+    flushLocal = recorder.flush;
+    localGuard = createGuard({ tls: { ...tls, ca: ca.certPem }, limits: g.limits, upstream: g.upstream, metrics: guardMetrics(registry), record: recorder.record, log });
+    localGuard.setPeers(source.load(Date.now()));
+    await listen(localGuard.server, addr.host, addr.port);
+    const guard = localGuard;
+    closers.push(async () => {
+      await guard.close();
+      recorder.flush();
+    });
+    log.info({ event: 'guard', listen: g.listen, upstream: g.upstream }, 'guard listening (single-box)');
+  }
+
+  if (config.metricsListen) {
+    const m = parseListen(config.metricsListen)!;
+    const server = createMetricsServer(registry, health);
+    await listen(server, m.host, m.port);
+    closers.push(() => void server.close());
+  }
+
+  let version = source.version();
+  return {
+    /** The database changed: wake long-polls, and give the local guard the new peer set. */
+    changed(): void {
+      const v = source.version();
+      if (v === version) return;
+      version = v;
+      localGuard?.setPeers(source.load(Date.now()));
+      changes.notify();
+    },
+    flush: (): void => flushLocal(),
+    async close(): Promise<void> {
+      for (const c of closers.reverse()) await c();
+    },
+  };
+}

@@ -1,0 +1,143 @@
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { z } from 'zod';
+import { requestRecordSchema, type RequestRecord } from '../core/request-record.js';
+import { certificateRepository } from '../db/certificates.js';
+import type { Db } from '../db/open.js';
+import { requestRepository } from '../db/requests.js';
+import { normaliseSerial } from '../pki/ca.js';
+import type { PeerSetSource } from './peer-set.js';
+
+/** Longest a guard's long-poll is held open without a change. */
+const MAX_WAIT_SEC = 30;
+/** Most records accepted in one push. */
+export const MAX_PUSH_RECORDS = 1000;
+const MAX_PUSH_BYTES = 32 * 1024 * 1024;
+
+const pushSchema = z.object({ records: z.array(requestRecordSchema).max(MAX_PUSH_RECORDS) }).strict();
+
+/** Wakes long-polls when the database changed (serve's change poll calls notify). */
+export function changeSignal() {
+  let waiters: (() => void)[] = [];
+  return {
+    notify(): void {
+      const w = waiters;
+      waiters = [];
+      for (const f of w) f();
+    },
+    wait(ms: number): Promise<void> {
+      return new Promise((resolve) => {
+        const t = setTimeout(done, ms);
+        function done(): void {
+          clearTimeout(t);
+          waiters = waiters.filter((f) => f !== done);
+          resolve();
+        }
+        waiters.push(done);
+      });
+    },
+  };
+}
+
+export type ChangeSignal = ReturnType<typeof changeSignal>;
+
+export interface SyncApiOptions {
+  db: Db;
+  tls: { key: string; cert: string; ca: string };
+  source: PeerSetSource;
+  changes: ChangeSignal;
+  /** Called with every batch stored (new records only), e.g. for metrics. */
+  onRecords?(guard: string, records: RequestRecord[]): void;
+  clock?: () => number;
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/**
+ * The guard sync API (mTLS; only certificates issued to a guard, not revoked):
+ *   GET  /v1/peers?after=VERSION&wait=SEC  the active peer set, long-polled: answered at once when
+ *                                          the version differs, else when it changes, else 204 after SEC
+ *   POST /v1/records {records:[...]}       request records; (guard, seq) already stored are skipped
+ */
+export function createSyncApi(o: SyncApiOptions): Server {
+  const clock = o.clock ?? Date.now;
+  const certs = certificateRepository(o.db);
+  const requests = requestRepository(o.db);
+
+  const guardOf = (socket: TLSSocket) => {
+    if (!socket.authorized) return null;
+    const serial = normaliseSerial(socket.getPeerCertificate().serialNumber);
+    const cert = certs.bySerial(serial);
+    if (!cert || cert.role !== 'guard-client' || cert.revokedAt !== null || cert.guardId === null) return null;
+    const g = certs.guardById(cert.guardId);
+    return g && g.revokedAt === null ? g : null;
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const socket = req.socket as TLSSocket;
+    const guard = guardOf(socket);
+    if (!guard) return json(res, 403, { error: 'this certificate is not a guard of this gateway' });
+    const url = new URL(req.url ?? '/', 'https://gateway');
+    const from = socket.remoteAddress ?? '?';
+
+    if (url.pathname === '/v1/peers' && req.method === 'GET') {
+      const after = url.searchParams.get('after') ?? '';
+      const wait = Math.min(Math.max(Number(url.searchParams.get('wait') ?? 0) || 0, 0), MAX_WAIT_SEC);
+      const deadline = Date.now() + wait * 1000;
+      let closed = false;
+      res.on('close', () => (closed = true));
+      while (o.source.version() === after && Date.now() < deadline && !closed) {
+        await o.changes.wait(Math.max(1, deadline - Date.now()));
+      }
+      if (closed) return;
+      certs.guardSeen(guard.id, clock(), from, o.source.version());
+      if (o.source.version() === after) {
+        res.writeHead(204);
+        res.end();
+        return;
+      }
+      return json(res, 200, o.source.load(clock()));
+    }
+
+    if (url.pathname === '/v1/records' && req.method === 'POST') {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const c of req) {
+        size += (c as Buffer).length;
+        if (size > MAX_PUSH_BYTES) return json(res, 413, { error: `push larger than ${MAX_PUSH_BYTES} bytes` });
+        chunks.push(c as Buffer);
+      }
+      let parsed;
+      try {
+        parsed = pushSchema.safeParse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch {
+        return json(res, 400, { error: 'body is not JSON' });
+      }
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0]!;
+        return json(res, 400, { error: `invalid records: ${issue.path.join('.')}: ${issue.message}` });
+      }
+      const records = parsed.data.records as RequestRecord[];
+      const stored = requests.insertBatch(guard.name, records);
+      certs.guardSeen(guard.id, clock(), from, null);
+      if (stored > 0) o.onRecords?.(guard.name, records);
+      return json(res, 200, { received: records.length, stored, upTo: records.reduce((m, r) => Math.max(m, r.seq), 0) });
+    }
+    return json(res, 404, { error: 'unknown sync endpoint' });
+  };
+
+  return createServer(
+    { key: o.tls.key, cert: o.tls.cert, ca: o.tls.ca, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2', headersTimeout: 10_000, requestTimeout: 60_000 },
+    (req, res) => {
+      handle(req, res).catch((e: unknown) => {
+        if (!res.headersSent) json(res, 500, { error: (e as Error).message });
+        else res.destroy();
+      });
+    },
+  );
+}

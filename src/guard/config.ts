@@ -1,0 +1,81 @@
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { z } from 'zod';
+import { limitsSchema, listenSchema, type Limits } from '../core/limits.js';
+import { WgoError } from '../errors.js';
+
+/** The guard's config file, written by `wg-ollama add-guard` (relative paths are relative to the file). */
+const schema = z
+  .object({
+    /** The guard's name at the gateway (its sync certificate says the same). */
+    name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,31}$/, 'must be a guard name'),
+    /** IP:PORT peers dial: the GPU host's address and the Ollama port. */
+    listen: listenSchema,
+    /** Ollama itself, bound to loopback. */
+    upstream: z.string().url().refine((u) => /^http:\/\//.test(u), 'must be an http:// URL').default('http://127.0.0.1:11434'),
+    /** Spool and cached peer set; default: the config file's directory. */
+    stateDir: z.string().optional(),
+    /** The gateway's sync API. */
+    gatewayUrl: z.string().url().refine((u) => u.startsWith('https://'), 'must be an https:// URL'),
+    tls: z
+      .object({
+        /** The wg-ollama CA certificate. */
+        ca: z.string().min(1),
+        /** Server certificate and key peers see. */
+        cert: z.string().min(1),
+        key: z.string().min(1),
+        /** Client certificate and key for the sync API (guard role). */
+        syncCert: z.string().min(1),
+        syncKey: z.string().min(1),
+      })
+      .strict(),
+    limits: limitsSchema.default(limitsSchema.parse({})),
+    /** Prometheus /metrics and /healthz over plain HTTP; null turns it off. */
+    metricsListen: listenSchema.nullable().default('127.0.0.1:9478'),
+  })
+  .strict();
+
+export interface GuardConfig {
+  file: string;
+  name: string;
+  listen: string;
+  upstream: string;
+  stateDir: string;
+  gatewayUrl: string;
+  tls: { ca: string; cert: string; key: string; syncCert: string; syncKey: string };
+  limits: Limits;
+  metricsListen: string | null;
+}
+
+export function parseGuardConfig(raw: unknown, file: string): GuardConfig {
+  const r = schema.safeParse(raw);
+  if (!r.success) {
+    const fields = r.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ');
+    throw new WgoError('CONFIG_INVALID', `invalid guard config ${file}: ${fields}`);
+  }
+  const dir = dirname(resolve(file));
+  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(dir, p));
+  const c = r.data;
+  return Object.freeze({
+    ...c,
+    file,
+    stateDir: abs(c.stateDir ?? '.'),
+    tls: { ca: abs(c.tls.ca), cert: abs(c.tls.cert), key: abs(c.tls.key), syncCert: abs(c.tls.syncCert), syncKey: abs(c.tls.syncKey) },
+  });
+}
+
+export function loadGuardConfig(file: string): GuardConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new WgoError('NOT_INITIALIZED', `cannot read guard config ${file}: ${(e as Error).message} (write one with "wg-ollama add-guard" on the gateway)`, { cause: e });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new WgoError('CONFIG_INVALID', `guard config ${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  return parseGuardConfig(raw, file);
+}

@@ -1,0 +1,321 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { Dispatcher } from 'undici';
+import type { Limits } from '../core/limits.js';
+import type { EndpointDef } from '../core/ollama-api.js';
+import { decideBody, decideHead, filterModelList, type Refusal } from '../core/policy.js';
+import { createRateLimiter, secondsUntilUtcMidnight } from '../core/rate.js';
+import type { RequestRecord } from '../core/request-record.js';
+import { createTokenScanner } from '../core/token-scan.js';
+import type { Budget } from './budget.js';
+import { authorize, type ConnectionIdentity } from './identity.js';
+import type { GuardMetrics } from './metrics.js';
+import type { GuardPeer } from './peer-set.js';
+
+/** Request headers passed on to Ollama; everything else (cookies, Origin, Authorization, encodings) stays behind. */
+const FORWARD_REQUEST = ['content-type', 'accept', 'user-agent'];
+/** Response headers passed back; hop-by-hop ones and anything unexpected are dropped. */
+const FORWARD_RESPONSE = ['content-type', 'content-length', 'date', 'cache-control', 'etag', 'last-modified', 'location'];
+/** /api/tags and /v1/models are filtered, so read whole; they are small, but not unbounded. */
+const MAX_LIST_BYTES = 16 * 1024 * 1024;
+
+export interface ExchangeDeps {
+  limits: Limits;
+  upstream: Dispatcher;
+  metrics: GuardMetrics;
+  budget: Budget;
+  rate: ReturnType<typeof createRateLimiter>;
+  clock: () => number;
+  /** Peer with this certificate serial in the current set. */
+  peerBySerial(serial: string | null): GuardPeer | undefined;
+  logPrompts(): boolean;
+  record(r: Omit<RequestRecord, 'seq'>): void;
+  /** In-flight generative requests per peer. */
+  streams: Map<string, number>;
+  /** Why the guard cut this connection (revocation, timeout), read when the request ends. */
+  cutReason(socket: TLSSocket): string | undefined;
+}
+
+type Draft = Omit<RequestRecord, 'seq'>;
+
+export function refusalBody(r: Refusal): string {
+  return JSON.stringify({ error: r.error });
+}
+
+/** Answers like Ollama: JSON {"error": "..."} with the status, plus Allow / Retry-After where they apply. */
+function sendRefusal(res: ServerResponse, r: Refusal, close: boolean): number {
+  const body = refusalBody(r);
+  const headers: Record<string, string | number> = { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) };
+  if (r.allow) headers.allow = r.allow.join(', ');
+  if (r.retryAfterSec !== undefined) headers['retry-after'] = Math.max(1, Math.ceil(r.retryAfterSec));
+  if (close) headers.connection = 'close';
+  res.writeHead(r.status, headers);
+  res.end(body);
+  return Buffer.byteLength(body);
+}
+
+/** Reads the request body up to `max` bytes; null when it is larger (the caller answers 413). */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on('data', (c: Buffer) => {
+      if (over) return;
+      size += c.length;
+      if (size > max) {
+        over = true;
+        chunks.length = 0;
+        resolve(null);
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => !over && resolve(Buffer.concat(chunks, size)));
+    req.on('error', reject);
+    req.on('aborted', () => reject(new Error('client aborted')));
+  });
+}
+
+/**
+ * One request from arrival to its record: identity, policy, limits, then the
+ * body is forwarded and the answer streamed back chunk by chunk. A refused
+ * request never reaches Ollama. The record is written when the exchange ends,
+ * however it ends.
+ */
+export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIdentity, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const started = deps.clock();
+  const t0 = performance.now();
+  const socket = req.socket as TLSSocket;
+  const draft: Draft = {
+    at: started, peer: null, certSerial: identity.serial, source: identity.source, method: req.method ?? null,
+    path: (req.url ?? '').slice(0, 2048), endpoint: null, model: null, promptSha256: null, promptLength: null, promptText: null,
+    status: 0, bytesIn: 0, bytesOut: 0, promptTokens: null, evalTokens: null, ttfbMs: null, durationMs: 0, refusal: null,
+  };
+  const finish = (): void => {
+    draft.durationMs = Math.round((performance.now() - t0) * 1000) / 1000;
+    deps.metrics.request(draft.peer ?? '', draft.model, draft.status, draft.endpoint, draft.durationMs / 1000);
+    if (draft.refusal) deps.metrics.refusal(draft.refusal);
+    deps.record(draft);
+  };
+  const refuse = (r: Refusal, close = false): void => {
+    draft.status = r.status;
+    draft.refusal = r.reason;
+    // A refusal sent before the body was read closes the connection: the unread body must not be parsed as a request.
+    draft.bytesOut = sendRefusal(res, r, close || !req.complete);
+    finish();
+  };
+
+  const peer = deps.peerBySerial(identity.serial);
+  const auth = authorize(identity, peer, started);
+  if (!auth.ok) {
+    deps.metrics.authFailure(auth.refusal.reason);
+    return refuse(auth.refusal, true);
+  }
+  const { policy, name } = auth.peer;
+  draft.peer = name;
+
+  const head = decideHead({ method: req.method ?? '', rawUrl: req.url ?? '', headers: req.headers, policy, maxBodyBytes: deps.limits.maxBodyBytes });
+  if (!head.ok) return refuse(head.refusal);
+  const endpoint: EndpointDef = head.endpoint;
+  draft.endpoint = endpoint.name;
+  draft.path = head.path;
+
+  const rate = deps.rate.take(name, policy.requestsPerMinute, policy.burst, started);
+  if (!rate.ok) return refuse({ status: 429, error: 'rate limit exceeded', reason: 'rate_limited', retryAfterSec: rate.retryAfterSec });
+  if (endpoint.generative) {
+    if ((deps.streams.get(name) ?? 0) >= policy.maxStreams) {
+      return refuse({ status: 429, error: `too many concurrent requests (limit ${policy.maxStreams})`, reason: 'too_many_streams', retryAfterSec: 1 });
+    }
+    if (policy.tokensPerDay !== null && deps.budget.used(name, started) >= policy.tokensPerDay) {
+      return refuse({ status: 429, error: `daily token budget of ${policy.tokensPerDay} used up`, reason: 'token_budget', retryAfterSec: secondsUntilUtcMidnight(started) });
+    }
+  }
+
+  let forward: Buffer | undefined;
+  if (endpoint.body !== 'none' || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding']) {
+    let body: Buffer | null;
+    try {
+      body = await readBody(req, deps.limits.maxBodyBytes);
+    } catch {
+      draft.status = 499;
+      draft.refusal = 'client_aborted';
+      return finish();
+    }
+    if (body === null) return refuse({ status: 413, error: `request body too large (limit ${deps.limits.maxBodyBytes} bytes)`, reason: 'body_too_large' }, true);
+    draft.bytesIn = body.length;
+    if (endpoint.body === 'none' && body.length > 0) return refuse({ status: 400, error: `${endpoint.name} takes no request body`, reason: 'unexpected_body' });
+    forward = body;
+  }
+  let stream = false;
+  if (endpoint.body === 'json') {
+    const d = decideBody({ endpoint, pathModel: head.pathModel, body: forward ?? Buffer.alloc(0), policy });
+    if (!d.ok) return refuse(d.refusal);
+    forward = d.forward;
+    stream = d.stream;
+    draft.model = d.model;
+    if (d.prompt) {
+      draft.promptSha256 = d.prompt.sha256;
+      draft.promptLength = d.prompt.length;
+    }
+    if (deps.logPrompts() && endpoint.promptField) {
+      try {
+        const v = (JSON.parse(forward.toString('utf8')) as Record<string, unknown>)[endpoint.promptField];
+        if (v !== undefined) draft.promptText = typeof v === 'string' ? v : JSON.stringify(v);
+      } catch {
+        /* already validated by decideBody */
+      }
+    }
+  } else if (head.pathModel) {
+    const d = decideBody({ endpoint, pathModel: head.pathModel, body: Buffer.alloc(0), policy });
+    if (!d.ok) return refuse(d.refusal);
+    draft.model = d.model;
+  }
+  await forwardUpstream(deps, { req, res, socket, draft, endpoint, forward, stream, peer: name, t0, policy });
+  finish();
+}
+
+interface Forward {
+  req: IncomingMessage;
+  res: ServerResponse;
+  socket: TLSSocket;
+  draft: Draft;
+  endpoint: EndpointDef;
+  forward: Buffer | undefined;
+  stream: boolean;
+  peer: string;
+  t0: number;
+  policy: GuardPeer['policy'];
+}
+
+async function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
+  const { req, res, draft, endpoint } = f;
+  const headers: Record<string, string> = {};
+  for (const h of FORWARD_REQUEST) {
+    const v = req.headers[h];
+    if (typeof v === 'string') headers[h] = v;
+  }
+  if (f.forward) headers['content-length'] = String(f.forward.length);
+  const ac = new AbortController();
+  let clientGone = false;
+  const onClose = (): void => {
+    if (!res.writableFinished) {
+      clientGone = true;
+      ac.abort();
+    }
+  };
+  res.on('close', onClose);
+  const maxTimer = setTimeout(() => {
+    draft.refusal = 'max_duration';
+    ac.abort();
+    f.socket.destroy();
+  }, deps.limits.maxRequestSec * 1000);
+  const generative = endpoint.generative;
+  if (generative) {
+    deps.streams.set(f.peer, (deps.streams.get(f.peer) ?? 0) + 1);
+    deps.metrics.stream(f.peer, 1);
+  }
+  const scanner = createTokenScanner();
+  try {
+    let up: Dispatcher.ResponseData;
+    try {
+      up = await deps.upstream.request({
+        method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+        path: draft.path ?? '/',
+        headers,
+        body: f.forward,
+        signal: ac.signal,
+        headersTimeout: deps.limits.idleTimeoutSec * 1000,
+        bodyTimeout: deps.limits.idleTimeoutSec * 1000,
+      });
+    } catch (e) {
+      if (clientGone) {
+        draft.status = 499;
+        draft.refusal ??= deps.cutReason(f.socket) ?? 'client_aborted';
+        return;
+      }
+      draft.refusal ??= 'upstream_unavailable';
+      draft.status = 503;
+      if (!res.headersSent && !res.destroyed) draft.bytesOut = sendRefusal(res, { status: 503, error: `ollama is not reachable: ${(e as Error).message}`, reason: 'upstream_unavailable' }, false);
+      return;
+    }
+    draft.status = up.statusCode;
+    const out: Record<string, string> = {};
+    for (const h of FORWARD_RESPONSE) {
+      const v = up.headers[h];
+      if (typeof v === 'string') out[h] = v;
+    }
+    if (endpoint.listsModels && up.statusCode === 200) {
+      const text = await readAll(up.body, MAX_LIST_BYTES);
+      let body: string;
+      try {
+        body = JSON.stringify(filterModelList(endpoint.listsModels, JSON.parse(text), f.policy));
+      } catch {
+        body = JSON.stringify(endpoint.listsModels === 'tags' ? { models: [] } : { object: 'list', data: [] });
+      }
+      out['content-length'] = String(Buffer.byteLength(body));
+      draft.ttfbMs = Math.round((performance.now() - f.t0) * 1000) / 1000;
+      res.writeHead(up.statusCode, out);
+      res.end(body);
+      draft.bytesOut = Buffer.byteLength(body);
+      return;
+    }
+    res.writeHead(up.statusCode, out);
+    await new Promise<void>((resolve) => {
+      const body = up.body;
+      body.on('data', (chunk: Buffer) => {
+        if (draft.ttfbMs === null) draft.ttfbMs = Math.round((performance.now() - f.t0) * 1000) / 1000;
+        draft.bytesOut += chunk.length;
+        scanner.push(chunk);
+        if (!res.write(chunk)) body.pause();
+      });
+      res.on('drain', () => body.resume());
+      body.on('end', () => {
+        res.end();
+        resolve();
+      });
+      body.on('error', () => {
+        // Upstream died or we aborted it (client gone, revoked, timed out): the client's answer is cut short.
+        if (!res.destroyed) res.destroy();
+        resolve();
+      });
+      res.on('close', () => {
+        if (!res.writableFinished) {
+          body.destroy();
+          resolve();
+        }
+      });
+    });
+    if (clientGone) draft.refusal ??= deps.cutReason(f.socket) ?? 'client_aborted';
+  } finally {
+    clearTimeout(maxTimer);
+    res.off('close', onClose);
+    if (generative) {
+      const n = (deps.streams.get(f.peer) ?? 1) - 1;
+      if (n <= 0) deps.streams.delete(f.peer);
+      else deps.streams.set(f.peer, n);
+      deps.metrics.stream(f.peer, -1);
+    }
+    const counts = scanner.result();
+    if (counts) {
+      draft.promptTokens = counts.promptTokens;
+      draft.evalTokens = counts.evalTokens;
+      deps.budget.add(f.peer, counts.promptTokens + counts.evalTokens, deps.clock());
+      deps.metrics.tokens(f.peer, draft.model, counts.promptTokens, counts.evalTokens);
+    }
+  }
+}
+
+async function readAll(body: Dispatcher.ResponseData['body'], max: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of body) {
+    size += (c as Buffer).length;
+    if (size > max) {
+      body.destroy();
+      throw new Error('model list too large');
+    }
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

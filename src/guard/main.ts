@@ -1,0 +1,92 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { parseListen } from '../core/limits.js';
+import { WgoError } from '../errors.js';
+import { ensurePrivateDir } from '../system/files.js';
+import { createMetricsServer, listen } from '../system/metrics-http.js';
+import type { GuardConfig } from './config.js';
+import { guardMetrics } from './metrics.js';
+import { createRecorder } from './recorder.js';
+import { createGuard, type GuardLog } from './server.js';
+import { openSpool } from './spool.js';
+import { startSyncClient } from './sync-client.js';
+
+function readPem(path: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new WgoError('CONFIG_INVALID', `cannot read the ${what} ${path}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/**
+ * `wg-ollama guard`: the guard on a GPU host. Enforces the last peer set it
+ * has (from the spool at start) until the gateway sends a newer one; spools
+ * request records and pushes them. Resolves after SIGTERM/SIGINT, once the
+ * last records are spooled.
+ */
+export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void> {
+  const tls = { ca: readPem(config.tls.ca, 'CA certificate'), cert: readPem(config.tls.cert, 'server certificate'), key: readPem(config.tls.key, 'server key') };
+  const syncTls = { ca: tls.ca, cert: readPem(config.tls.syncCert, 'sync certificate'), key: readPem(config.tls.syncKey, 'sync key') };
+  const addr = parseListen(config.listen)!;
+  ensurePrivateDir(config.stateDir);
+  const spool = openSpool(join(config.stateDir, 'spool.db'));
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'wgo_guard_process_' });
+  const metrics = guardMetrics(registry);
+
+  let sync: ReturnType<typeof startSyncClient> | null = null;
+  const recorder = createRecorder({
+    write: (batch) => {
+      spool.append(batch);
+      sync?.kick();
+    },
+    onError: (e) => log.error({ event: 'spool', err: e.message }, 'cannot spool request records; retrying'),
+  });
+  const guard = createGuard({ tls, limits: config.limits, upstream: config.upstream, metrics, record: recorder.record, log });
+  const cached = spool.loadPeerSet();
+  if (cached) {
+    guard.setPeers(cached);
+    log.info({ event: 'peers', version: cached.version, peers: cached.peers.length }, 'enforcing the peer set saved at the last sync');
+  }
+  sync = startSyncClient({
+    gatewayUrl: config.gatewayUrl,
+    tls: syncTls,
+    spool,
+    log,
+    onPeerSet: (set) => {
+      guard.setPeers(set);
+      log.info({ event: 'peers', version: set.version, peers: set.peers.length }, 'peer set updated');
+    },
+  });
+
+  await listen(guard.server, addr.host, addr.port);
+  const metricsServer = config.metricsListen
+    ? createMetricsServer(registry, () => {
+        const s = sync!.state();
+        return { ok: guard.peers().version !== '', name: config.name, peersVersion: guard.peers().version, peers: guard.peers().peers.length, gateway: s.connected ? 'connected' : 'unreachable', spooled: s.pending, lastError: s.lastError };
+      })
+    : null;
+  if (metricsServer) {
+    const m = parseListen(config.metricsListen!)!;
+    await listen(metricsServer, m.host, m.port);
+  }
+  log.info({ event: 'start', pid: process.pid, listen: config.listen, upstream: config.upstream, gateway: config.gatewayUrl }, 'guard serving');
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      log.info({ event: 'stop', signal }, 'stopping guard');
+      void (async () => {
+        metricsServer?.close();
+        await guard.close();
+        recorder.flush();
+        await sync!.stop();
+        spool.close();
+        resolve();
+      })();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}

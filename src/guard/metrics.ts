@@ -1,0 +1,59 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** What the guard counts, as Prometheus metrics in the given registry. */
+export function guardMetrics(registry: Registry) {
+  const requests = new Counter({
+    name: 'wgo_guard_requests_total',
+    help: 'Requests answered by the guard, by peer, model and HTTP status',
+    labelNames: ['peer', 'model', 'status'] as const,
+    registers: [registry],
+  });
+  const tokens = new Counter({
+    name: 'wgo_guard_tokens_total',
+    help: "Tokens counted from Ollama's own final counts, by peer, model and kind (prompt or eval)",
+    labelNames: ['peer', 'model', 'kind'] as const,
+    registers: [registry],
+  });
+  const streams = new Gauge({
+    name: 'wgo_guard_active_streams',
+    help: 'Requests in flight to Ollama, by peer',
+    labelNames: ['peer'] as const,
+    registers: [registry],
+  });
+  const refusals = new Counter({
+    name: 'wgo_guard_refusals_total',
+    help: 'Requests the guard refused or cut, by reason',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const authFailures = new Counter({
+    name: 'wgo_guard_tls_auth_failures_total',
+    help: 'Connections or requests refused for their client certificate, by reason',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'wgo_guard_request_duration_seconds',
+    help: 'Time from request to the last byte of the answer',
+    labelNames: ['endpoint'] as const,
+    buckets: [0.005, 0.025, 0.1, 0.5, 1, 5, 15, 60, 300],
+    registers: [registry],
+  });
+  const peerSetVersion = new Gauge({ name: 'wgo_guard_peers', help: 'Active peers the guard enforces', registers: [registry] });
+  return {
+    request(peer: string, model: string | null, status: number, endpoint: string | null, seconds: number): void {
+      requests.inc({ peer, model: model ?? '', status: String(status) });
+      duration.observe({ endpoint: endpoint ?? '' }, seconds);
+    },
+    tokens(peer: string, model: string | null, prompt: number, evalCount: number): void {
+      if (prompt) tokens.inc({ peer, model: model ?? '', kind: 'prompt' }, prompt);
+      if (evalCount) tokens.inc({ peer, model: model ?? '', kind: 'eval' }, evalCount);
+    },
+    stream: (peer: string, delta: 1 | -1) => streams.inc({ peer }, delta),
+    refusal: (reason: string) => refusals.inc({ reason }),
+    authFailure: (reason: string) => authFailures.inc({ reason }),
+    peers: (n: number) => peerSetVersion.set(n),
+  };
+}
+
+export type GuardMetrics = ReturnType<typeof guardMetrics>;

@@ -1,0 +1,31 @@
+import type { Policy } from '../core/policy.js';
+
+/** One peer as the guard knows it: who may present which certificate, from where, under what policy. */
+export interface GuardPeer {
+  name: string;
+  /** Tunnel address: a certificate is accepted only from this source address. */
+  address: string;
+  /** Serial of the peer's current client certificate (normalised hex). */
+  serial: string;
+  expiresAt: number | null;
+  policy: Policy;
+}
+
+/** The versioned set of active peers the guard enforces; it changes only as a whole. */
+export interface PeerSet {
+  version: string;
+  peers: GuardPeer[];
+  /** Keep prompt text in request records (the gateway's logPrompts). */
+  logPrompts: boolean;
+  /** Tokens each peer used today as the gateway knows it (UTC day), so a restarted guard keeps counting. */
+  tokensToday: Record<string, number>;
+  /** The UTC day tokensToday is for. */
+  day: string;
+}
+
+export const EMPTY_PEER_SET: PeerSet = { version: '', peers: [], logPrompts: false, tokensToday: {}, day: '' };
+
+/** Certificate serial → peer, for the TLS identity check. */
+export function indexPeerSet(set: PeerSet): Map<string, GuardPeer> {
+  return new Map(set.peers.map((p) => [p.serial, p]));
+}

@@ -1,0 +1,212 @@
+import { createServer, type Server } from 'node:https';
+import type { TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
+import { Pool } from 'undici';
+import type { Limits } from '../core/limits.js';
+import type { Refusal } from '../core/policy.js';
+import { createRateLimiter } from '../core/rate.js';
+import type { RequestRecord } from '../core/request-record.js';
+import { createBudget } from './budget.js';
+import { handleExchange, refusalBody, type ExchangeDeps } from './exchange.js';
+import { identifyConnection, plainAddress, type ConnectionIdentity } from './identity.js';
+import type { GuardMetrics } from './metrics.js';
+import { EMPTY_PEER_SET, indexPeerSet, type GuardPeer, type PeerSet } from './peer-set.js';
+
+export interface GuardLog {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface GuardOptions {
+  tls: { key: string; cert: string; ca: string };
+  limits: Limits;
+  /** Ollama's origin, e.g. http://127.0.0.1:11434. */
+  upstream: string;
+  /** Upstream connections kept open to Ollama. */
+  upstreamConnections?: number;
+  metrics: GuardMetrics;
+  record(r: Omit<RequestRecord, 'seq'>): void;
+  log: GuardLog;
+  clock?: () => number;
+}
+
+/**
+ * The guard: an HTTPS server (not yet listening) that requires a client
+ * certificate from our CA, applies the current peer set and policy to every
+ * request, and proxies to Ollama over a pooled keep-alive client. `setPeers`
+ * swaps the peer set at once and closes every connection whose certificate
+ * is no longer good, streams in flight included.
+ */
+export function createGuard(o: GuardOptions) {
+  const clock = o.clock ?? Date.now;
+  let set: PeerSet = EMPTY_PEER_SET;
+  let index = new Map<string, GuardPeer>();
+  const identities = new WeakMap<TLSSocket, ConnectionIdentity>();
+  const bySerial = new Map<string, Set<TLSSocket>>();
+  const cutReasons = new WeakMap<TLSSocket, string>();
+  const budget = createBudget();
+  const upstream = new Pool(o.upstream, {
+    connections: o.upstreamConnections ?? 256,
+    keepAliveTimeout: 30_000,
+    headersTimeout: o.limits.idleTimeoutSec * 1000,
+    bodyTimeout: o.limits.idleTimeoutSec * 1000,
+  });
+  let expiryTimer: NodeJS.Timeout | undefined;
+
+  const deps: ExchangeDeps = {
+    limits: o.limits,
+    upstream,
+    metrics: o.metrics,
+    budget,
+    rate: createRateLimiter(),
+    clock,
+    peerBySerial: (serial) => (serial === null ? undefined : index.get(serial)),
+    logPrompts: () => set.logPrompts,
+    record: o.record,
+    streams: new Map(),
+    cutReason: (s) => cutReasons.get(s),
+  };
+
+  const server: Server = createServer(
+    {
+      key: o.tls.key,
+      cert: o.tls.cert,
+      ca: o.tls.ca,
+      requestCert: true,
+      // Verified by OpenSSL against our CA either way; a bad certificate is answered
+      // 401 in JSON (and recorded) instead of a bare TLS alert.
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+      maxHeaderSize: o.limits.maxHeaderBytes,
+      headersTimeout: o.limits.headerTimeoutSec * 1000,
+      requestTimeout: o.limits.bodyTimeoutSec * 1000 + o.limits.headerTimeoutSec * 1000,
+      keepAliveTimeout: o.limits.keepAliveSec * 1000,
+      noDelay: true,
+      // A client that opens TCP and never finishes the handshake is dropped with the slow-header clients.
+      handshakeTimeout: o.limits.headerTimeoutSec * 1000,
+    },
+    (req, res) => {
+      const socket = req.socket as TLSSocket;
+      const id = identities.get(socket) ?? identifyConnection(socket);
+      handleExchange(deps, id, req, res).catch((e: unknown) => {
+        o.log.error({ event: 'exchange', err: (e as Error).message }, 'request failed');
+        if (!res.headersSent && !res.destroyed) {
+          res.writeHead(500, { 'content-type': 'application/json; charset=utf-8', connection: 'close' });
+          res.end(JSON.stringify({ error: 'internal guard error' }));
+        } else res.destroy();
+      });
+    },
+  );
+
+  server.on('secureConnection', (socket: TLSSocket) => {
+    const id = identifyConnection(socket);
+    identities.set(socket, id);
+    if (id.failure) o.metrics.authFailure(id.failure.reason);
+    if (id.serial) {
+      let list = bySerial.get(id.serial);
+      if (!list) bySerial.set(id.serial, (list = new Set()));
+      list.add(socket);
+      socket.once('close', () => {
+        list!.delete(socket);
+        if (list!.size === 0 && bySerial.get(id.serial!) === list) bySerial.delete(id.serial!);
+      });
+    }
+    // No byte either way for this long: the request (or the idle keep-alive) is cut.
+    socket.setTimeout(o.limits.idleTimeoutSec * 1000, () => {
+      cutReasons.set(socket, 'idle_timeout');
+      socket.destroy();
+    });
+  });
+
+  // Handshakes that never finished (no TLS, wrong protocol, client refused our certificate).
+  server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+    o.metrics.authFailure('tls_handshake');
+    o.record(errorRecord(plainAddress(socket.remoteAddress), null, null, 0, 'tls_handshake_failed', clock()));
+    socket.destroy();
+  });
+
+  // Requests Node's parser refused before our handler ran: oversized or slow heads, CL+TE, garbage.
+  server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
+    const tls = socket as TLSSocket;
+    const id = identities.get(tls);
+    const r = parserRefusal(err.code);
+    if (r && socket.writable && !(err.code === 'ECONNRESET')) {
+      const body = refusalBody(r);
+      socket.end(`HTTP/1.1 ${r.status} ${STATUS_TEXT[r.status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    } else socket.destroy();
+    if (r) {
+      o.metrics.refusal(r.reason);
+      const peer = id?.serial ? index.get(id.serial)?.name ?? null : null;
+      o.record(errorRecord(id?.source ?? plainAddress(socket.remoteAddress), peer, id?.serial ?? null, r.status, r.reason, clock()));
+    }
+  });
+
+  /** Closes the connections of certificates that are no longer good, and arms a timer for the next expiry. */
+  const enforce = (): void => {
+    const now = clock();
+    clearTimeout(expiryTimer);
+    let next = Infinity;
+    for (const [serial, sockets] of bySerial) {
+      const p = index.get(serial);
+      const expired = p && p.expiresAt !== null && p.expiresAt <= now;
+      if (p && !expired) {
+        if (p.expiresAt !== null) next = Math.min(next, p.expiresAt);
+        continue;
+      }
+      for (const s of sockets) {
+        cutReasons.set(s, expired ? 'peer_expired' : 'peer_revoked');
+        s.destroy();
+      }
+    }
+    if (next !== Infinity) expiryTimer = setTimeout(enforce, Math.min(Math.max(0, next - now + 1), 2 ** 31 - 1));
+  };
+
+  return {
+    server,
+    /** Replaces the peer set; connections it no longer allows are closed at once. */
+    setPeers(next: PeerSet): void {
+      set = next;
+      index = indexPeerSet(next);
+      budget.seed(next.day, next.tokensToday, clock());
+      o.metrics.peers(next.peers.length);
+      enforce();
+    },
+    peers: (): PeerSet => set,
+    /** Open client connections (for health and tests). */
+    connections: (): number => [...bySerial.values()].reduce((n, s) => n + s.size, 0),
+    async close(): Promise<void> {
+      clearTimeout(expiryTimer);
+      server.close();
+      server.closeAllConnections();
+      await upstream.close().catch(() => undefined);
+    },
+  };
+}
+
+export type Guard = ReturnType<typeof createGuard>;
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 413: 'Payload Too Large', 431: 'Request Header Fields Too Large' };
+
+function parserRefusal(code: string | undefined): Refusal | null {
+  switch (code) {
+    case 'ECONNRESET':
+      return null;
+    case 'HPE_HEADER_OVERFLOW':
+      return { status: 431, error: 'request headers too large', reason: 'headers_too_large' };
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return { status: 408, error: 'request not received in time', reason: 'request_timeout' };
+    case 'HPE_UNEXPECTED_CONTENT_LENGTH':
+    case 'HPE_INVALID_TRANSFER_ENCODING':
+      return { status: 400, error: 'request has both Content-Length and Transfer-Encoding', reason: 'ambiguous_length' };
+    default:
+      return { status: 400, error: 'malformed request', reason: 'bad_request' };
+  }
+}
+
+function errorRecord(source: string, peer: string | null, serial: string | null, status: number, refusal: string, at: number): Omit<RequestRecord, 'seq'> {
+  return {
+    at, peer, certSerial: serial, source, method: null, path: null, endpoint: null, model: null, promptSha256: null, promptLength: null,
+    promptText: null, status, bytesIn: 0, bytesOut: 0, promptTokens: null, evalTokens: null, ttfbMs: null, durationMs: 0, refusal,
+  };
+}

@@ -1,0 +1,56 @@
+import Database from 'better-sqlite3';
+import type { RequestRecord } from '../core/request-record.js';
+import { WgoError } from '../errors.js';
+import type { PeerSet } from './peer-set.js';
+import type { DraftRecord } from './recorder.js';
+
+/**
+ * The guard's own small database: records waiting to be pushed to the
+ * gateway (sequence numbers from AUTOINCREMENT, never reused, so the gateway
+ * can drop a batch it already has), and the last peer set, so a guard that
+ * restarts while the gateway is unreachable keeps enforcing it.
+ */
+export function openSpool(path: string) {
+  let db: Database.Database;
+  try {
+    db = new Database(path);
+  } catch (e) {
+    throw new WgoError('NOT_INITIALIZED', `cannot open the guard spool ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('busy_timeout = 5000');
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL) STRICT;
+    CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+  `);
+  const s = {
+    insert: db.prepare(`INSERT INTO records (body) VALUES (?)`),
+    pending: db.prepare(`SELECT seq, body FROM records WHERE seq > ? ORDER BY seq LIMIT ?`),
+    ack: db.prepare(`DELETE FROM records WHERE seq <= ?`),
+    count: db.prepare(`SELECT count(*) FROM records`).pluck(),
+    get: db.prepare(`SELECT value FROM kv WHERE key = ?`).pluck(),
+    put: db.prepare(`INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`),
+  };
+  const append = db.transaction((batch: DraftRecord[]) => {
+    for (const r of batch) s.insert.run(JSON.stringify(r));
+  });
+  return {
+    append: (batch: DraftRecord[]): void => append(batch),
+    /** Oldest records not yet acknowledged, with their sequence numbers. */
+    pending(limit: number, afterSeq = 0): RequestRecord[] {
+      return (s.pending.all(afterSeq, limit) as { seq: number; body: string }[]).map((r) => ({ ...(JSON.parse(r.body) as DraftRecord), seq: r.seq }));
+    },
+    /** The gateway has everything up to seq. */
+    ack: (seq: number): void => void s.ack.run(seq),
+    count: (): number => s.count.get() as number,
+    savePeerSet: (set: PeerSet): void => void s.put.run('peerSet', JSON.stringify(set)),
+    loadPeerSet(): PeerSet | null {
+      const v = s.get.get('peerSet') as string | undefined;
+      return v ? (JSON.parse(v) as PeerSet) : null;
+    },
+    close: (): void => void db.close(),
+  };
+}
+
+export type Spool = ReturnType<typeof openSpool>;

@@ -1,0 +1,141 @@
+import { Agent, request } from 'undici';
+import { z } from 'zod';
+import { policySchema } from '../core/policy.js';
+import type { PeerSet } from './peer-set.js';
+import type { GuardLog } from './server.js';
+import type { Spool } from './spool.js';
+
+const LONG_POLL_SEC = 25;
+const PUSH_BATCH = 500;
+const PUSH_INTERVAL_MS = 1000;
+const MAX_BACKOFF_MS = 10_000;
+
+const peerSetSchema = z.object({
+  version: z.string().max(64),
+  peers: z.array(z.object({
+    name: z.string().min(1).max(64),
+    address: z.string().min(1).max(64),
+    serial: z.string().regex(/^[0-9a-f]{1,64}$/),
+    expiresAt: z.number().nullable(),
+    policy: policySchema,
+  })),
+  logPrompts: z.boolean(),
+  tokensToday: z.record(z.string(), z.number().min(0)),
+  day: z.string().max(16),
+});
+
+export interface SyncClientOptions {
+  gatewayUrl: string;
+  tls: { ca: string; cert: string; key: string };
+  spool: Spool;
+  /** A new peer set arrived (already saved in the spool). */
+  onPeerSet(set: PeerSet): void;
+  log: GuardLog;
+  /** Called after each push attempt, for health reporting. */
+  onStatus?(s: { connected: boolean; pending: number; lastError: string | null }): void;
+}
+
+/**
+ * The guard's side of the sync API: long-polls the gateway for the peer set
+ * and pushes spooled request records in order. While the gateway is
+ * unreachable the last peer set stays in force and records wait in the
+ * spool; each is acknowledged (and deleted) only after the gateway stored it.
+ */
+export function startSyncClient(o: SyncClientOptions) {
+  const base = o.gatewayUrl.replace(/\/+$/, '');
+  const agent = new Agent({ connect: { ca: o.tls.ca, cert: o.tls.cert, key: o.tls.key }, keepAliveTimeout: 60_000, headersTimeout: (LONG_POLL_SEC + 15) * 1000, bodyTimeout: 60_000 });
+  const ac = new AbortController();
+  let version = o.spool.loadPeerSet()?.version ?? '';
+  let connected = false;
+  let lastError: string | null = null;
+  let wake: (() => void) | null = null;
+
+  const sleep = (ms: number): Promise<void> =>
+    new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      ac.signal.addEventListener('abort', () => {
+        clearTimeout(t);
+        resolve();
+      }, { once: true });
+    });
+
+  const status = (ok: boolean, err: string | null): void => {
+    if (ok !== connected) o.log[ok ? 'info' : 'warn']({ event: 'sync', connected: ok, err }, ok ? 'gateway reachable' : 'gateway unreachable; enforcing the last peer set');
+    connected = ok;
+    lastError = err;
+    o.onStatus?.({ connected, pending: o.spool.count(), lastError });
+  };
+
+  const pull = async (): Promise<void> => {
+    let backoff = 500;
+    while (!ac.signal.aborted) {
+      try {
+        const r = await request(`${base}/v1/peers?after=${encodeURIComponent(version)}&wait=${LONG_POLL_SEC}`, { dispatcher: agent, signal: ac.signal });
+        const text = await r.body.text();
+        if (r.statusCode === 200) {
+          const set = peerSetSchema.parse(JSON.parse(text)) as PeerSet;
+          o.spool.savePeerSet(set);
+          version = set.version;
+          o.onPeerSet(set);
+        } else if (r.statusCode !== 204) {
+          throw new Error(`gateway answered ${r.statusCode}: ${text.slice(0, 200)}`);
+        }
+        backoff = 500;
+        if (!connected) status(true, null);
+      } catch (e) {
+        if (ac.signal.aborted) return;
+        status(false, (e as Error).message);
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+      }
+    }
+  };
+
+  const push = async (): Promise<void> => {
+    let backoff = PUSH_INTERVAL_MS;
+    while (!ac.signal.aborted) {
+      const batch = o.spool.pending(PUSH_BATCH);
+      if (batch.length === 0) {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          void sleep(PUSH_INTERVAL_MS).then(resolve);
+        });
+        wake = null;
+        continue;
+      }
+      try {
+        const r = await request(`${base}/v1/records`, {
+          dispatcher: agent,
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ records: batch }),
+          signal: ac.signal,
+        });
+        const text = await r.body.text();
+        if (r.statusCode !== 200) throw new Error(`gateway refused records: ${r.statusCode} ${text.slice(0, 200)}`);
+        o.spool.ack(batch[batch.length - 1]!.seq);
+        backoff = PUSH_INTERVAL_MS;
+        status(true, null);
+      } catch (e) {
+        if (ac.signal.aborted) return;
+        status(false, (e as Error).message);
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+      }
+    }
+  };
+
+  const done = Promise.all([pull(), push()]);
+  return {
+    /** Records were spooled: push soon. */
+    kick: (): void => wake?.(),
+    state: () => ({ connected, pending: o.spool.count(), lastError, version }),
+    async stop(): Promise<void> {
+      ac.abort();
+      await done.catch(() => undefined);
+      await agent.close().catch(() => undefined);
+    },
+  };
+}
+
+export type SyncClient = ReturnType<typeof startSyncClient>;
