@@ -1,14 +1,25 @@
-import { accessSync, constants, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import QRCode from 'qrcode';
 import { WgoError, badInput } from '../errors.js';
 
-/** The file names `--out DIR` writes for a peer. */
+/** The file names `--out DIR` writes for a peer (ca.crt may be shared by several peers). */
 export const outFiles = (dir: string, name: string) => ({
   conf: join(dir, `${name}.conf`),
   png: join(dir, `${name}.png`),
   svg: join(dir, `${name}.svg`),
+  crt: join(dir, `${name}.crt`),
+  key: join(dir, `${name}.key`),
+  p12: join(dir, `${name}.p12`),
 });
+
+/** What a peer gets besides its WireGuard config: the client certificate, its key, the CA and a .p12 of them. */
+export interface TlsBundle {
+  certPem: string;
+  keyPem: string;
+  caPem: string;
+  p12: Buffer;
+}
 
 /**
  * Checked before anything changes, and changing nothing itself: DIR is a
@@ -32,25 +43,39 @@ export function preflightOut(dir: string, name: string): string {
 }
 
 /**
- * Writes NAME.conf, NAME.png and NAME.svg (the QR code holds the private key:
- * all 0600). Renders first; on any failure removes what it wrote.
+ * Writes NAME.conf, NAME.png, NAME.svg (the QR code holds the private key),
+ * and with a TLS bundle NAME.crt, NAME.key, NAME.p12 and ca.crt. Secrets are
+ * 0600; ca.crt (public, 0644) is left alone when it already holds the same
+ * CA. Renders first; on any failure removes what it wrote.
  */
-export async function writeOut(dir: string, name: string, config: string): Promise<string[]> {
+export async function writeOut(dir: string, name: string, config: string, tls?: TlsBundle): Promise<string[]> {
   const f = outFiles(dir, name);
   const png = await QRCode.toBuffer(config, { type: 'png', errorCorrectionLevel: 'M', margin: 4, scale: 6 });
   const svg = await QRCode.toString(config, { type: 'svg', errorCorrectionLevel: 'M', margin: 4 });
+  const ca = join(dir, 'ca.crt');
+  const items: [string, string | Buffer, number][] = [[f.conf, config, 0o600], [f.png, png, 0o600], [f.svg, svg, 0o600]];
+  if (tls) {
+    items.push([f.crt, tls.certPem, 0o600], [f.key, tls.keyPem, 0o600], [f.p12, tls.p12, 0o600]);
+    let same = false;
+    try {
+      same = readFileSync(ca, 'utf8') === tls.caPem;
+    } catch {
+      /* not there */
+    }
+    if (!same) items.push([ca, tls.caPem, 0o644]);
+  }
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const written: string[] = [];
   try {
-    for (const [file, data] of [[f.conf, config], [f.png, png], [f.svg, svg]] as const) {
-      writeFileSync(file, data, { mode: 0o600, flag: 'wx' });
+    for (const [file, data, mode] of items) {
+      writeFileSync(file, data, { mode, flag: 'wx' });
       written.push(file);
     }
   } catch (e) {
     for (const file of written) rmSync(file, { force: true });
     // A file created but not completely written (disk full) is removed too.
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-      for (const file of [f.conf, f.png, f.svg]) if (!written.includes(file)) rmSync(file, { force: true });
+      for (const [file] of items) if (!written.includes(file)) rmSync(file, { force: true });
     }
     throw e;
   }

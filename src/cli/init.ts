@@ -6,6 +6,8 @@ import { auditRepository } from '../db/audit.js';
 import { openDatabase } from '../db/open.js';
 import { WgoError, badInput } from '../errors.js';
 import { ensurePrivateDir, readSecretFile, writeSecretFile } from '../system/files.js';
+import { caStore } from '../gateway/ca-store.js';
+import { certificateInfo } from '../pki/ca.js';
 import { emit, type Io } from './output.js';
 
 export interface InitOptions {
@@ -16,6 +18,7 @@ export interface InitOptions {
   interface: string;
   listenPort: string;
   stateDir?: string;
+  syncListen?: string;
   json?: boolean;
 }
 
@@ -38,6 +41,7 @@ export function runInit(file: string, o: InitOptions, io: Io, actor: string): vo
     endpoint: o.endpoint,
     ollamaHost: o.ollamaHost,
     ollamaPort: intOption(o.ollamaPort, '--ollama-port'),
+    ...(o.syncListen ? { sync: { listen: o.syncListen } } : {}),
   };
   let config;
   try {
@@ -57,15 +61,17 @@ export function runInit(file: string, o: InitOptions, io: Io, actor: string): vo
     writeSecretFile(config.paths.serverKey, pair.privateKey + '\n', { exclusive: true });
     publicKey = pair.publicKey;
   }
+  const { ca, created } = caStore(config.paths).ensure();
+  const caFingerprint = certificateInfo(ca.certPem).fingerprint256;
   const db = openDatabase(config.paths.db);
   try {
-    auditRepository(db).record({ actor, source: 'cli', action: 'gateway.init', target: config.interface, details: { endpoint: config.endpoint, ollamaHost: config.ollamaHost, subnet: config.subnet } }, Date.now());
+    auditRepository(db).record({ actor, source: 'cli', action: 'gateway.init', target: config.interface, details: { endpoint: config.endpoint, ollamaHost: config.ollamaHost, subnet: config.subnet, caCreated: created, caFingerprint } }, Date.now());
   } finally {
     db.close();
   }
   mkdirSync(dirname(file), { recursive: true, mode: 0o755 });
   writeFileSync(file, JSON.stringify({ ...raw, stateDir: config.stateDir }, null, 2) + '\n', { mode: 0o640, flag: 'wx' });
 
-  emit(io, o.json, { config: file, stateDir: config.stateDir, interface: config.interface, publicKey, endpoint: config.endpoint }, (d) =>
-    `initialised ${d.interface}: config ${d.config}, state ${d.stateDir}\nserver public key ${d.publicKey}\n`);
+  emit(io, o.json, { config: file, stateDir: config.stateDir, interface: config.interface, publicKey, endpoint: config.endpoint, caCertificate: config.paths.caCert, caFingerprint }, (d) =>
+    `initialised ${d.interface}: config ${d.config}, state ${d.stateDir}\nserver public key ${d.publicKey}\nCA ${d.caCertificate} (SHA-256 ${d.caFingerprint})\n`);
 }

@@ -50,6 +50,7 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
     .option('--interface <name>', 'WireGuard interface', 'wgo0')
     .option('--listen-port <port>', 'WireGuard UDP port', '51820')
     .option('--state-dir <dir>', 'state directory', '/var/lib/wg-ollama')
+    .option('--sync-listen <ip:port>', 'guard sync API address (on the network GPU hosts reach) for guards on other hosts')
     .addOption(json)
     .action(async (o) => (await import('./init.js')).runInit(configFileFrom(program.opts().config, io.env), o, io, who().actor));
 
@@ -94,8 +95,44 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
   program.command('revoke-peer').argument('<name>').description('remove a peer for good; its open flows die').addOption(json)
     .action(async (name, o) => (await peersCli()).changePeer(config(), 'revoke', name, o, io, who()));
 
-  program.command('logs').argument('<kind>', 'connections or audit').description('show connection events or the admin audit log')
+  program.command('set-policy').argument('<name>').description("change a peer's LLM policy (only the flags given; --reset for the default)")
+    .option('--endpoints <list>', 'allowed endpoints, comma-separated (generate,chat,embed,embeddings,tags,show,ps,version,v1.chat,v1.completions,v1.embeddings,v1.models,pull,push,delete,create,copy,blobs)')
+    .option('--models <list>', 'allowed models, comma-separated (llama3.2, llama3.2:3b, qwen2.5:*), or "any"')
+    .option('--rate <n>', 'requests per minute (N, N/min, N/s, N/h)')
+    .option('--burst <n>', 'requests allowed at once above the rate')
+    .option('--streams <n>', 'concurrent generating requests')
+    .option('--tokens-per-day <n>', 'prompt + eval tokens per UTC day, or "unlimited"')
+    .option('--max-keep-alive <duration>', 'clamp keep_alive (e.g. 5m), or "none"')
+    .option('--max-num-ctx <n>', 'clamp options.num_ctx, or "none"')
+    .option('--reset', 'start from the configured default policy')
+    .addOption(json)
+    .action(async (name, o) => (await import('./policy.js')).setPolicy(config(), name, o, io, who()));
+
+  program.command('add-guard').argument('<name>').description('issue certificates for a guard on a GPU host and write its config directory')
+    .requiredOption('--address <ip>', 'the GPU host address peers dial (its server certificate names it)')
+    .option('--dns <name...>', 'DNS names for the server certificate')
+    .requiredOption('--out <dir>', 'directory to write guard.json and the certificates into')
+    .addOption(json)
+    .action(async (name, o) => (await import('./guards.js')).addGuard(config(), name, o, io, who()));
+  program.command('list-guards').description('guards and when they last synced').addOption(json)
+    .action(async (o) => (await import('./guards.js')).listGuards(config(), o, io));
+  program.command('remove-guard').argument('<name>').description("revoke a guard's certificates (its sync is refused at once)").addOption(json)
+    .action(async (name, o) => (await import('./guards.js')).removeGuard(config(), name, o, io, who()));
+
+  program.command('guard')
+    .description('run the guard (mTLS proxy in front of Ollama) on a GPU host; --config is its guard.json')
+    .action(async () => {
+      const { guardConfigFile } = await import('./guards.js');
+      const { loadGuardConfig } = await import('../guard/config.js');
+      const c = loadGuardConfig(guardConfigFile(program.opts().config, io.env));
+      const { default: pino } = await import('pino');
+      const { runGuard } = await import('../guard/main.js');
+      await runGuard(c, pino({ base: { pid: process.pid, guard: c.name }, timestamp: pino.stdTimeFunctions.isoTime }));
+    });
+
+  program.command('logs').argument('<kind>', 'connections, requests or audit').description('show connection events, LLM requests or the admin audit log')
     .option('--peer <name>', 'only this peer').option('--since <duration>', 'how far back, e.g. 1h, 7d', '24h')
+    .option('--model <name>', 'requests: only this model').option('--status <code>', 'requests: only this HTTP status')
     .option('--limit <n>', 'show at most the newest N rows (then, with --follow, every new one)', '1000')
     .option('--follow', 'keep printing new rows').addOption(new Option('--json', 'print one JSON object per line'))
     .action(async (kind, o) => {

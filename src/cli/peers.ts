@@ -6,6 +6,7 @@ import type { Actor, IssuedPeer, PeerView } from '../gateway/peer-service.js';
 import { applyNow, type Removal } from './apply.js';
 import { validatePeerName } from '../core/names.js';
 import { WgoError } from '../errors.js';
+import { buildPkcs12, generatePassphrase } from '../pki/ca.js';
 import { preflightOut, terminalQr, writeOut } from './deliver.js';
 import { ago, bytes, emit, table, type Io } from './output.js';
 
@@ -24,35 +25,61 @@ function withGateway<T>(config: Config, fn: (ctx: ReturnType<typeof openGateway>
     .finally(() => ctx.close());
 }
 
+/** Where peers reach the guard: the GPU host address and port they are allowed through the firewall. */
+export const guardUrl = (config: Config): string => `https://${config.ollamaHost}:${config.ollamaPort}`;
+
 /** Prints what add-peer / rotate-peer issued: once, and never again. */
 async function deliver(config: Config, io: Io, issued: IssuedPeer, o: IssueOptions, outDir: string | null, removal?: Removal): Promise<void> {
   let files: string[] = [];
+  const name = issued.peer.name;
+  const passphrase = outDir ? generatePassphrase() : null;
   try {
-    files = outDir ? await writeOut(outDir, issued.peer.name, issued.config) : [];
+    const tls = outDir
+      ? {
+          certPem: issued.certificate.certPem,
+          keyPem: issued.certificate.keyPem,
+          caPem: issued.caCertificate,
+          p12: buildPkcs12({ certPem: issued.certificate.certPem, keyPem: issued.certificate.keyPem, caCertPem: issued.caCertificate, friendlyName: `wg-ollama ${name}`, passphrase: passphrase! }),
+        }
+      : undefined;
+    files = outDir ? await writeOut(outDir, name, issued.config, tls) : [];
   } catch (e) {
     const why = `could not write the files to ${outDir}: ${(e as Error).message}`;
     if (!removal) throw new WgoError('EXEC_FAILED', `${why}; the new peer was revoked again`, { cause: e });
     // A rotation is committed and the old keys are dead: print the new ones rather than lose them.
-    io.out(issued.config);
-    throw new WgoError('EXEC_FAILED', `${why}; the config above is the only copy of the new keys`, { cause: e });
+    io.out(issued.config + '\n' + issued.certificate.certPem + issued.certificate.keyPem);
+    throw new WgoError('EXEC_FAILED', `${why}; the config and certificate above are the only copy of the new keys`, { cause: e });
   }
   const { live } = await applyNow(config, io, removal);
   const data = {
-    name: issued.peer.name,
+    name,
     address: issued.peer.address,
     publicKey: issued.peer.publicKey,
     status: issued.peer.status,
     expiresAt: issued.peer.expiresAt,
     config: issued.config,
+    certificate: issued.certificate.certPem,
+    certificateKey: issued.certificate.keyPem,
+    certificateSerial: issued.certificate.serial,
+    certificateExpiresAt: issued.certificate.notAfter,
+    caCertificate: issued.caCertificate,
+    guardUrl: guardUrl(config),
+    p12Passphrase: passphrase,
     files,
     live,
   };
   if (o.json) return emit(io, true, data, () => '');
   let text = issued.config;
   if (o.qr) text += '\n' + (await terminalQr(issued.config));
-  if (files.length) text += `\nwrote ${files.join(', ')}\n`;
+  if (files.length) {
+    text += `\nwrote ${files.join(', ')}\n`;
+    text += `PKCS#12 passphrase for ${name}.p12 (shown once): ${passphrase}\n`;
+  } else {
+    // Without --out the certificate and its key exist only here.
+    text += `\n# client certificate for ${data.guardUrl} (curl --cert/--key; valid until ${data.certificateExpiresAt})\n${data.certificate}${data.certificateKey}# CA certificate (curl --cacert)\n${data.caCertificate}`;
+  }
   io.out(text);
-  io.err(`peer ${data.name} has address ${data.address}; this configuration is shown only once\n`);
+  io.err(`peer ${name} has address ${data.address}; its LLM endpoint is ${data.guardUrl}; keys and certificate are shown only once\n`);
 }
 
 export async function addPeer(config: Config, name: string, o: IssueOptions, io: Io, who: Actor): Promise<void> {

@@ -30,6 +30,9 @@ const schema = z
       })
       .strict(),
     limits: limitsSchema.default(limitsSchema.parse({})),
+    /** The tunnel subnet and the gateway's tunnel address: `doctor --guard` checks replies to it route via the gateway. */
+    tunnelSubnet: z.string().optional(),
+    gatewayTunnelAddress: z.string().optional(),
     /** Prometheus /metrics and /healthz over plain HTTP; null turns it off. */
     metricsListen: listenSchema.nullable().default('127.0.0.1:9478'),
   })
@@ -45,6 +48,8 @@ export interface GuardConfig {
   tls: { ca: string; cert: string; key: string; syncCert: string; syncKey: string };
   limits: Limits;
   metricsListen: string | null;
+  tunnelSubnet?: string;
+  gatewayTunnelAddress?: string;
 }
 
 export function parseGuardConfig(raw: unknown, file: string): GuardConfig {

@@ -52,11 +52,13 @@ export function startSyncClient(o: SyncClientOptions) {
 
   const sleep = (ms: number): Promise<void> =>
     new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      ac.signal.addEventListener('abort', () => {
+      const done = (): void => {
         clearTimeout(t);
+        ac.signal.removeEventListener('abort', done);
         resolve();
-      }, { once: true });
+      };
+      const t = setTimeout(done, ms);
+      ac.signal.addEventListener('abort', done, { once: true });
     });
 
   const status = (ok: boolean, err: string | null): void => {
