@@ -124,7 +124,9 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
     .action(async () => {
       const { guardConfigFile } = await import('./guards.js');
       const { loadGuardConfig } = await import('../guard/config.js');
-      const c = loadGuardConfig(guardConfigFile(program.opts().config, io.env));
+      const loaded = loadGuardConfig(guardConfigFile(program.opts().config, io.env));
+      // systemd gives the config read-only (credentials): the spool goes where the unit says.
+      const c = io.env.WG_OLLAMA_GUARD_STATE ? { ...loaded, stateDir: io.env.WG_OLLAMA_GUARD_STATE } : loaded;
       const { default: pino } = await import('pino');
       const { runGuard } = await import('../guard/main.js');
       await runGuard(c, pino({ base: { pid: process.pid, guard: c.name }, timestamp: pino.stdTimeFunctions.isoTime }));
@@ -150,8 +152,17 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
 
   program.command('status').description('daemon, interface, firewall and peers at a glance').addOption(json)
     .action(async (o) => (await systemCli()).showStatus(config(), o, io));
-  program.command('doctor').description('check the machine and the gateway; exit 1 if anything fails').addOption(json)
+  program.command('doctor').description('check the machine and the gateway (or with --guard, a GPU host); exit 1 if anything fails')
+    .option('--guard', 'check a GPU host running the guard; --config is its guard.json')
+    .addOption(json)
     .action(async (o) => {
+      if (o.guard) {
+        const { guardConfigFile } = await import('./guards.js');
+        const { loadGuardConfig } = await import('../guard/config.js');
+        const c = loadGuardConfig(guardConfigFile(program.opts().config, io.env));
+        exitCode = await (await import('./guard-doctor.js')).runGuardDoctor(c, o, io);
+        return;
+      }
       exitCode = await (await systemCli()).runDoctor(config(), o, io);
     });
   program.command('down').description('remove the interface and the firewall (stop serve first)').addOption(json)

@@ -146,14 +146,14 @@ export function createGuard(o: GuardOptions) {
   const enforce = (): void => {
     const now = clock();
     clearTimeout(expiryTimer);
+    // The next expiry of any peer in the set, not only of those connected now: a
+    // connection made after this call must be cut at its peer's expiry too.
     let next = Infinity;
+    for (const p of index.values()) if (p.expiresAt !== null && p.expiresAt > now) next = Math.min(next, p.expiresAt);
     for (const [serial, sockets] of bySerial) {
       const p = index.get(serial);
       const expired = p && p.expiresAt !== null && p.expiresAt <= now;
-      if (p && !expired) {
-        if (p.expiresAt !== null) next = Math.min(next, p.expiresAt);
-        continue;
-      }
+      if (p && !expired) continue;
       for (const s of sockets) {
         cutReasons.set(s, expired ? 'peer_expired' : 'peer_revoked');
         s.destroy();

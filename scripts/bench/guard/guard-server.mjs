@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+// The guard for the benchmark: the real createGuard (dist/guard/server.js) wired as
+// `wg-ollama guard` wires it (dist/guard/main.js), minus the gateway sync client:
+//   - TLS material from --dir (made by common.mjs makeCertificates);
+//   - one peer "bench", address 127.0.0.1, its certificate's serial; policy = DEFAULT_POLICY
+//     merged with a model allowlist, a token budget, and rate/stream limits high enough
+//     never to refuse a benchmark request (so every check still runs on every request);
+//   - audit on: every record goes through createRecorder into the guard's SQLite spool
+//     (dist/guard/spool.js: WAL, one transaction per batch), as in production;
+//   - prom-client metrics with the default process metrics, as in production.
+//
+//   node guard-server.mjs --dir DIR --listen 127.0.0.1:PORT --upstream http://127.0.0.1:PORT
+//                         [--upstream-connections N]
+// Prints {"listening":PORT,"pid":PID} when ready. SIGTERM: close, flush the spool, exit.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { dist } from './common.mjs';
+
+const { values } = parseArgs({
+  options: {
+    dir: { type: 'string' },
+    listen: { type: 'string' },
+    upstream: { type: 'string' },
+    'upstream-connections': { type: 'string' },
+  },
+});
+const { createGuard } = await dist('guard/server.js');
+const { guardMetrics } = await dist('guard/metrics.js');
+const { createRecorder } = await dist('guard/recorder.js');
+const { openSpool } = await dist('guard/spool.js');
+const { DEFAULT_POLICY, mergePolicy } = await dist('core/policy.js');
+const { limitsSchema } = await dist('core/limits.js');
+
+const dir = values.dir;
+const tls = {
+  ca: readFileSync(join(dir, 'ca.pem'), 'utf8'),
+  cert: readFileSync(join(dir, 'server.pem'), 'utf8'),
+  key: readFileSync(join(dir, 'server.key'), 'utf8'),
+};
+const peer = JSON.parse(readFileSync(join(dir, 'peer.json'), 'utf8'));
+const policy = mergePolicy(DEFAULT_POLICY, {
+  models: ['llama3.2', 'qwen2.5:*', 'nomic-embed-text'],
+  tokensPerDay: 1e12,
+  // Above the schema's caps on purpose: the benchmark must measure the checks, not be refused by them.
+  requestsPerMinute: 1e9,
+  burst: 1e9,
+  maxStreams: 1e6,
+});
+
+const spool = openSpool(join(dir, `spool-${process.pid}.db`));
+let written = 0;
+const recorder = createRecorder({
+  write: (batch) => {
+    spool.append(batch);
+    written += batch.length;
+  },
+  onError: (e) => process.stderr.write(`spool: ${e.message}\n`),
+});
+const registry = new Registry();
+collectDefaultMetrics({ register: registry, prefix: 'wgo_guard_process_' });
+const log = {
+  info: () => {},
+  warn: (o, m) => process.stderr.write(`warn ${m} ${JSON.stringify(o)}\n`),
+  error: (o, m) => process.stderr.write(`error ${m} ${JSON.stringify(o)}\n`),
+};
+const guard = createGuard({
+  tls,
+  limits: limitsSchema.parse({}),
+  upstream: values.upstream,
+  upstreamConnections: values['upstream-connections'] ? Number(values['upstream-connections']) : undefined,
+  metrics: guardMetrics(registry),
+  record: recorder.record,
+  log,
+});
+guard.setPeers({
+  version: 'bench-1',
+  peers: [{ name: peer.name, address: peer.address, serial: peer.serial, expiresAt: peer.expiresAt, policy }],
+  logPrompts: false,
+  tokensToday: {},
+  day: new Date().toISOString().slice(0, 10),
+});
+
+const [host, port] = [values.listen.slice(0, values.listen.lastIndexOf(':')), Number(values.listen.slice(values.listen.lastIndexOf(':') + 1))];
+guard.server.listen({ host, port, backlog: 4096 }, () => {
+  process.stdout.write(JSON.stringify({ listening: guard.server.address().port, pid: process.pid }) + '\n');
+});
+
+const stopAll = () => {
+  void (async () => {
+    const t = setTimeout(() => process.exit(1), 5000);
+    await guard.close();
+    recorder.flush();
+    process.stderr.write(`records spooled: ${written} (in the file: ${spool.count()})\n`);
+    spool.close();
+    clearTimeout(t);
+    process.exit(0);
+  })();
+};
+process.once('SIGTERM', stopAll);
+process.once('SIGINT', stopAll);
