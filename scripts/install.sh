@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs the wg-ollama gateway on a Debian 12 machine (run as root):
 #
-#   scripts/install.sh [--prefix DIR] [--no-systemd]
+#   scripts/install.sh [--prefix DIR] [--no-systemd] [--guard]
+#
+# With --guard it installs a GPU host instead: the app, wg-ollama-guard.service
+# and the drop-in that binds Ollama to 127.0.0.1 (no WireGuard, no firewall,
+# no sysctl).
 #
 # 1. system packages (wireguard-tools wireguard-go iptables ipset conntrack
 #    iproute2, and nodejs npm when there is no node), only those missing
@@ -20,12 +24,13 @@
 set -euo pipefail
 
 readonly MIN_NODE=20.5 # package.json "engines"
-readonly APT_PACKAGES=(wireguard-tools wireguard-go iptables ipset conntrack iproute2)
+APT_PACKAGES=(wireguard-tools wireguard-go iptables ipset conntrack iproute2)
 readonly BIN_LINK=/usr/local/bin/wg-ollama
 readonly SYSCTL_FILE=/etc/sysctl.d/60-wg-ollama.conf
 readonly UNIT_DIR=/etc/systemd/system
 readonly TMPFILES_FILE=/etc/tmpfiles.d/wg-ollama.conf
-readonly UNITS=(wg-ollama-firewall.service wg-ollama.service)
+UNITS=(wg-ollama-firewall.service wg-ollama.service)
+readonly OLLAMA_DROPIN=/etc/systemd/system/ollama.service.d/wg-ollama.conf
 readonly CONFIG_FILE=/etc/wg-ollama/config.json
 # First line of the wrapper and name of the marker file in PREFIX: what this
 # script may replace without asking.
@@ -38,12 +43,14 @@ die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
   cat <<'EOF'
-Usage: scripts/install.sh [--prefix DIR] [--no-systemd] [--help]
+Usage: scripts/install.sh [--prefix DIR] [--no-systemd] [--guard] [--help]
 
 Installs the wg-ollama gateway on Debian 12. Run as root from a checkout.
 
   --prefix DIR   where the app goes (default /opt/wg-ollama)
   --no-systemd   do not install the systemd units and tmpfiles.d entry
+  --guard        install a GPU host: wg-ollama-guard.service and an Ollama
+                 drop-in binding Ollama to 127.0.0.1 (no gateway parts)
   --help         show this help
 
 It installs missing system packages, builds the app, installs it to DIR,
@@ -55,6 +62,7 @@ EOF
 
 prefix=/opt/wg-ollama
 with_systemd=1
+role=gateway
 while (($#)); do
   case $1 in
     --prefix)
@@ -68,6 +76,10 @@ while (($#)); do
       ;;
     --no-systemd)
       with_systemd=0
+      shift
+      ;;
+    --guard)
+      role=guard
       shift
       ;;
     -h | --help)
@@ -323,6 +335,29 @@ net.ipv4.ip_forward = 1
   fi
 }
 
+install_guard_systemd() {
+  install -m 0644 -- "$repo/systemd/wg-ollama-guard.service" "$UNIT_DIR/wg-ollama-guard.service"
+  mkdir -p -- "$(dirname -- "$OLLAMA_DROPIN")"
+  install -m 0644 -- "$repo/systemd/ollama-loopback.conf" "$OLLAMA_DROPIN"
+  say "installed wg-ollama-guard.service and $OLLAMA_DROPIN (Ollama on 127.0.0.1:11434)"
+  if [[ ! -d /run/systemd/system ]]; then
+    say "systemd is not running here: units installed but not enabled"
+    return
+  fi
+  systemctl daemon-reload
+  systemctl enable wg-ollama-guard.service
+  if systemctl is-active --quiet ollama.service; then systemctl restart ollama.service; fi
+  if systemctl is-active --quiet wg-ollama-guard.service; then systemctl restart wg-ollama-guard.service; fi
+}
+
+guard_next_steps() {
+  printf '\nNext steps on this GPU host:\n'
+  printf '  1. on the gateway: wg-ollama add-guard NAME --address THIS_HOST_IP --out DIR; copy DIR to /etc/wg-ollama/guard (mode 0700)\n'
+  printf '  2. route the tunnel subnet back via the gateway (no NAT), e.g. ip route add 10.66.0.0/24 via GATEWAY_LAN_IP\n'
+  printf '  3. systemctl start wg-ollama-guard\n'
+  printf '  4. wg-ollama doctor --guard --config /etc/wg-ollama/guard/guard.json\n'
+}
+
 install_systemd() {
   local u
   mkdir -p -- "$UNIT_DIR" "$(dirname -- "$TMPFILES_FILE")"
@@ -371,6 +406,7 @@ next_steps() {
 
 # ---- main -------------------------------------------------------------------------
 
+if [[ $role == guard ]]; then APT_PACKAGES=(iproute2); fi
 check_prefix
 install_packages
 node=$(command -v node) || die "node is still not on PATH after installing packages"
@@ -387,6 +423,11 @@ say "using $node (Node.js $("$node" -p 'process.versions.node'))"
 build
 install_app
 install_wrapper
+if [[ $role == guard ]]; then
+  if ((with_systemd)); then install_guard_systemd; else say "--no-systemd: units not installed"; fi
+  guard_next_steps
+  exit 0
+fi
 install_sysctl
 if ((with_systemd)); then
   install_systemd
