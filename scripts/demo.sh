@@ -3,10 +3,16 @@
 #
 # Installs what is needed, builds, and brings up the lab (network namespaces
 # demo-c1 = a staff laptop, demo-gw = the gateway, demo-gpu = the GPU host,
-# demo-other = another LAN host), then: init the gateway, start `serve`, add a
-# first peer (its config and QR code are printed), bring the laptop's tunnel up
-# with exactly that config (wg-quick), send a request through the tunnel to the
-# GPU host's port 11434, show what is blocked, and revoke the peer.
+# demo-other = another LAN host), then: init the gateway (with its CA and the
+# guard sync API), start `serve`, set up the guard on the GPU host in front of
+# "Ollama", add a first peer (its config and QR code are printed, with its
+# client certificate and .p12), bring the laptop's tunnel up with exactly that
+# config (wg-quick), stream a generation through tunnel + mTLS, show what is
+# refused and blocked, change the peer's policy, and revoke it mid-stream.
+#
+# "Ollama" is the Ollama-API simulator, unless a real Ollama answers on this
+# host at OLLAMA_URL (default http://127.0.0.1:11434): then the guard proxies
+# to it (through a unix-socket bridge into the GPU namespace).
 # Everything is removed at the end; KEEP=1 leaves the lab running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,52 +45,100 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "lab: namespaces demo-c1 (laptop), demo-gw (gateway), demo-gpu (GPU host), demo-other"
 scripts/lab.sh up "$P"
-ip netns exec "$P-gpu" node scripts/lab/listener.mjs gpu 11434 22 >"$STATE/gpu.log" 2>&1 &
-pids+=($!)
 ip netns exec "$P-other" node scripts/lab/listener.mjs other 11434 >"$STATE/other.log" 2>&1 &
 pids+=($!)
+
+OLLAMA_URL=${OLLAMA_URL:-http://127.0.0.1:11434}
+MODEL=llama3.2
+if curl -sf -m 2 "$OLLAMA_URL/api/version" >/dev/null 2>&1; then
+  step "a real Ollama answers at $OLLAMA_URL: the guard will proxy to it"
+  hostport=${OLLAMA_URL#http://}
+  node scripts/lab/ns-bridge.mjs unix-to-tcp "$STATE/ollama.sock" "$hostport" >"$STATE/bridge-host.log" 2>&1 &
+  pids+=($!)
+  sleep 0.3
+  ip netns exec "$P-gpu" node scripts/lab/ns-bridge.mjs tcp-to-unix 127.0.0.1:11434 "$STATE/ollama.sock" >"$STATE/bridge-ns.log" 2>&1 &
+  pids+=($!)
+  MODEL=$(curl -s "$OLLAMA_URL/api/tags" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const m=JSON.parse(s).models;console.log(m.length?m[0].name:"llama3.2")})')
+  echo "  using model $MODEL"
+else
+  step "no Ollama at $OLLAMA_URL: the GPU host runs the Ollama-API simulator on 127.0.0.1:11434"
+  ip netns exec "$P-gpu" node scripts/lab/ollama-sim.mjs --listen 127.0.0.1:11434 --token-rate 15 --tokens 40 --record "$STATE/ollama-requests.ndjson" >"$STATE/sim.log" 2>&1 &
+  pids+=($!)
+fi
 sleep 0.5
 
-step "gateway: wg-ollama init"
-"${WGO[@]}" init --endpoint 192.0.2.1:51820 --ollama-host 198.51.100.10 --state-dir "$STATE/state"
+step "gateway: wg-ollama init (WireGuard key, CA, guard sync API on the LAN)"
+"${WGO[@]}" init --endpoint 192.0.2.1:51820 --ollama-host 198.51.100.10 --state-dir "$STATE/state" --sync-listen 198.51.100.1:7443
 
 step "gateway: wg-ollama serve (log in $STATE/serve.log)"
 "${WGO[@]}" serve >"$STATE/serve.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 50); do "${WGO[@]}" status >/dev/null 2>&1 && grep -q '"serving"' "$STATE/serve.log" && break; sleep 0.2; done
+for _ in $(seq 50); do "${WGO[@]}" status >/dev/null 2>&1 && grep -q '"guard sync API listening"' "$STATE/serve.log" && break; sleep 0.2; done
 "${WGO[@]}" status
 
-step "wg-ollama add-peer alice --qr --out $STATE/out   (shown once: scan it with the WireGuard app)"
-"${WGO[@]}" add-peer alice --qr --out "$STATE/out"
+step "gateway: wg-ollama add-guard gpu1 --address 198.51.100.10 --out DIR (everything the GPU host needs)"
+"${WGO[@]}" add-guard gpu1 --address 198.51.100.10 --out "$STATE/guard"
+
+step "GPU host: wg-ollama guard --config DIR/guard.json (log in $STATE/guard.log)"
+ip netns exec "$P-gpu" node "$ROOT/bin/wg-ollama.js" guard --config "$STATE/guard/guard.json" >"$STATE/guard.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do grep -q '"guard serving"' "$STATE/guard.log" && break; sleep 0.2; done
+ip netns exec "$P-gpu" node "$ROOT/bin/wg-ollama.js" doctor --guard --config "$STATE/guard/guard.json" || true
+
+step "wg-ollama add-peer alice --qr --out DIR   (shown once: scan it with the WireGuard app)"
+"${WGO[@]}" add-peer alice --qr --out "$STATE/out" | tee "$STATE/add-peer.txt"
+PASS=$(sed -n 's/^PKCS#12 passphrase for alice.p12 (shown once): //p' "$STATE/add-peer.txt")
+echo "  the .p12 opens with that passphrase:"
+P12PASS=$PASS openssl pkcs12 -in "$STATE/out/alice.p12" -passin env:P12PASS -nokeys 2>/dev/null | grep '^subject' | sed 's/^/    /'
 
 step "laptop: wg-quick up with exactly that config"
 cp "$STATE/out/alice.conf" "$STATE/wgdemo.conf"
 ip netns exec "$P-c1" wg-quick up "$STATE/wgdemo.conf" >"$STATE/wg-quick.log" 2>&1
 ip netns exec "$P-c1" wg show wgdemo | sed 's/^/  /'
 
-step "laptop -> GPU host :11434 through the tunnel"
-ip netns exec "$P-c1" curl -sS -m 5 http://198.51.100.10:11434/api/version; echo
-ip netns exec "$P-c1" curl -sS -m 5 http://198.51.100.10:11434/; echo "   (the GPU host sees the tunnel address: no NAT)"
+TLS=(--cacert "$STATE/out/ca.crt" --cert "$STATE/out/alice.crt" --key "$STATE/out/alice.key")
+G=https://198.51.100.10:11434
+step "laptop -> guard (tunnel + mTLS): stream a generation, token by token"
+ip netns exec "$P-c1" curl -sS -N -m 30 "${TLS[@]}" "$G/api/generate" -d "{\"model\":\"$MODEL\",\"prompt\":\"Why is the sky blue?\",\"options\":{\"num_predict\":20}}" |
+  node -e 'const rl=require("readline").createInterface({input:process.stdin});rl.on("line",l=>{const j=JSON.parse(l);if(j.done)console.log(`\n  [done: ${j.prompt_eval_count} prompt + ${j.eval_count} eval tokens]`);else process.stdout.write(j.response)})'
 
-step "what the tunnel does not reach (a client that routes everything into it)"
+step "what the guard refuses (answers like Ollama, nothing reaches Ollama)"
+show() { printf '  %-44s ' "$1"; shift; ip netns exec "$P-c1" curl -sS -m 5 -o - -w '  -> %{http_code}\n' "$@"; }
+show "no client certificate" --cacert "$STATE/out/ca.crt" "$G/api/tags"
+show "POST /api/pull (not allowed by default)" "${TLS[@]}" "$G/api/pull" -d '{"model":"x"}'
+show "path trick /api/%70ull" "${TLS[@]}" "$G/api/%70ull" -d '{"model":"x"}'
+"${WGO[@]}" set-policy alice --models qwen2.5:0.5b --rate 120/min
+show "a model outside alice's new allowlist" "${TLS[@]}" "$G/api/chat" -d "{\"model\":\"$MODEL\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"
+
+step "what the tunnel does not reach at all (a client that routes everything into it)"
 GWKEY=$(awk '/^\[Peer\]/{p=1} p && /^PublicKey/{print $3; exit}' "$STATE/wgdemo.conf")
 ip netns exec "$P-c1" wg set wgdemo peer "$GWKEY" allowed-ips 0.0.0.0/0
 ip netns exec "$P-c1" ip route add 198.51.100.20/32 dev wgdemo
 ip netns exec "$P-c1" ip route add 10.66.0.1/32 dev wgdemo
-for url in http://198.51.100.10:22/ http://198.51.100.20:11434/ http://10.66.0.1:8080/; do
-  if ip netns exec "$P-c1" curl -s -m 2 "$url" >/dev/null; then echo "  REACHED $url (this must not happen)"; exit 1
+for url in http://198.51.100.10:22/ http://198.51.100.20:11434/ https://198.51.100.1:7443/ http://10.66.0.1:8080/; do
+  if ip netns exec "$P-c1" curl -sk -m 2 "$url" >/dev/null; then echo "  REACHED $url (this must not happen)"; exit 1
   else echo "  blocked  $url"; fi
 done
 
-sleep 1
-step "wg-ollama list-peers / logs connections"
-"${WGO[@]}" list-peers
-"${WGO[@]}" logs connections --since 5m || true
-
-step "wg-ollama revoke-peer alice: the tunnel goes dead"
+step "wg-ollama revoke-peer alice in the middle of a stream: tunnel, firewall and guard cut it"
+"${WGO[@]}" set-policy alice --reset >/dev/null
+ip netns exec "$P-c1" curl -sS -N -m 30 "${TLS[@]}" "$G/api/generate" -d "{\"model\":\"$MODEL\",\"prompt\":\"Tell me a long story\",\"options\":{\"num_predict\":400}}" >"$STATE/stream.ndjson" 2>/dev/null &
+spid=$!
+sleep 2
+echo "  streamed $(wc -l <"$STATE/stream.ndjson") chunks so far; revoking"
 "${WGO[@]}" revoke-peer alice
-if ip netns exec "$P-c1" curl -s -m 2 http://198.51.100.10:11434/ >/dev/null; then echo "  still reachable (this must not happen)"; exit 1
-else echo "  blocked  http://198.51.100.10:11434/ after revocation"; fi
+wait "$spid" || true
+n=$(wc -l <"$STATE/stream.ndjson")
+sleep 1
+echo "  the stream stopped at $n chunks (now $(wc -l <"$STATE/stream.ndjson"))"
+
+sleep 1.5
+step "wg-ollama logs requests (one row per request, refusals included; prompts only as SHA-256)"
+"${WGO[@]}" logs requests --since 5m
+
+step "metrics: guard and gateway"
+ip netns exec "$P-gpu" curl -s 127.0.0.1:9478/metrics | grep -E '^wgo_guard_(requests_total|refusals_total|tls_auth)' | head -8 | sed 's/^/  /'
+"${WGO[@]}" list-guards
 
 step "audit log"
 "${WGO[@]}" logs audit --since 5m
