@@ -121,6 +121,7 @@ export async function changePeer(config: Config, change: Change, name: string, o
       : change === 'enable' ? ctx.peers.enable(name, { expiresInMs }, who)
       : ctx.peers.revoke(name, who);
     const removal = change === 'enable' ? undefined : removalOf(r.peer);
+    if ('warning' in r && r.warning) io.err(`warning: ${r.warning}\n`);
     const { live } = r.changed ? await applyNow(config, io, removal) : { live: true };
     emit(io, o.json, { ...r.peer, changed: r.changed, live }, (d) =>
       `${d.name}: ${d.status}${d.changed ? '' : ' (unchanged)'}\n`);
