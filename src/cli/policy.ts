@@ -43,6 +43,7 @@ export function overridesFromFlags(o: PolicyOptions): Partial<Policy> {
     const m = /^(\d{1,9})(?:\/(min|m|s|sec|h))?$/.exec(o.rate);
     if (!m) throw badInput(`--rate "${o.rate}" must be N, N/min, N/s or N/h`);
     const n = Number(m[1]);
+    if (m[2] === 'h' && n % 60 !== 0) throw badInput(`--rate "${o.rate}": the rate is kept per minute, so N/h must be a multiple of 60`);
     p.requestsPerMinute = m[2] === 's' || m[2] === 'sec' ? n * 60 : m[2] === 'h' ? n / 60 : n;
   }
   if (o.burst !== undefined) p.burst = whole(o.burst, '--burst');

@@ -26,7 +26,8 @@ export function peerSetSource(db: Db, config: Config) {
         const day = utcDay(now);
         const dayStart = Date.parse(`${day}T00:00:00Z`);
         const tokens = requests.tokensSince(dayStart);
-        const list = peers.active(now).filter((p) => p.certSerial !== null).map((p) => ({
+        const rows = peers.active(now).filter((p) => p.certSerial !== null);
+        const list = rows.map((p) => ({
           name: p.name,
           address: p.address,
           serial: p.certSerial!,
@@ -37,7 +38,7 @@ export function peerSetSource(db: Db, config: Config) {
           version,
           peers: list,
           logPrompts: config.logPrompts,
-          tokensToday: Object.fromEntries(list.map((p) => [p.name, tokens.get(p.name) ?? 0])),
+          tokensToday: Object.fromEntries(rows.map((p) => [p.name, tokens.get(p.id) ?? 0])),
           day,
         };
       })();

@@ -123,10 +123,10 @@ export function createSyncApi(o: SyncApiOptions): Server {
         return json(res, 400, { error: `invalid records: ${issue.path.join('.')}: ${issue.message}` });
       }
       const records = parsed.data.records as RequestRecord[];
-      const stored = requests.insertBatch(guard.name, records);
+      const fresh = requests.insertNew(guard.name, records);
       certs.guardSeen(guard.id, clock(), from, null);
-      if (stored > 0) o.onRecords?.(guard.name, records);
-      return json(res, 200, { received: records.length, stored, upTo: records.reduce((m, r) => Math.max(m, r.seq), 0) });
+      if (fresh.length > 0) o.onRecords?.(guard.name, fresh);
+      return json(res, 200, { received: records.length, stored: fresh.length, upTo: records.reduce((m, r) => Math.max(m, r.seq), 0) });
     }
     return json(res, 404, { error: 'unknown sync endpoint' });
   };

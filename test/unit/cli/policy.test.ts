@@ -1,0 +1,185 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { overridesFromFlags, setPolicy, type PolicyOptions } from '../../../src/cli/policy.js';
+import type { Io } from '../../../src/cli/output.js';
+import { parseConfig, type Config } from '../../../src/config.js';
+import { generateKeyPair } from '../../../src/core/keys.js';
+import { DEFAULT_ENDPOINTS } from '../../../src/core/ollama-api.js';
+import { DEFAULT_POLICY, type Policy } from '../../../src/core/policy.js';
+import { auditRepository } from '../../../src/db/audit.js';
+import { openGateway } from '../../../src/gateway/context.js';
+import { writeSecretFile } from '../../../src/system/files.js';
+import { testCa } from '../ca-fixture.js';
+import { expectWgoError } from '../helpers.js';
+
+const WHO = { actor: 'root', source: 'cli' };
+
+describe('overridesFromFlags', () => {
+  test('no flags, no overrides', () => {
+    expect(overridesFromFlags({})).toEqual({});
+    expect(overridesFromFlags({ json: true, reset: true })).toEqual({});
+  });
+
+  test.each<[string, PolicyOptions, Partial<Policy>]>([
+    ['endpoints', { endpoints: 'chat, generate,,v1.chat' }, { endpoints: ['chat', 'generate', 'v1.chat'] }],
+    ['admin endpoints', { endpoints: 'pull,delete' }, { endpoints: ['pull', 'delete'] }],
+    ['models', { models: 'llama3.2, qwen2.5:*' }, { models: ['llama3.2', 'qwen2.5:*'] }],
+    ['models any', { models: 'any' }, { models: null }],
+    ['models all', { models: 'all' }, { models: null }],
+    ['rate per minute (bare)', { rate: '30' }, { requestsPerMinute: 30 }],
+    ['rate /min', { rate: '30/min' }, { requestsPerMinute: 30 }],
+    ['rate /m', { rate: '30/m' }, { requestsPerMinute: 30 }],
+    ['rate /s', { rate: '2/s' }, { requestsPerMinute: 120 }],
+    ['rate /sec', { rate: '2/sec' }, { requestsPerMinute: 120 }],
+    ['rate /h', { rate: '120/h' }, { requestsPerMinute: 2 }],
+    ['burst', { burst: '5' }, { burst: 5 }],
+    ['streams', { streams: '2' }, { maxStreams: 2 }],
+    ['tokens per day', { tokensPerDay: '100000' }, { tokensPerDay: 100000 }],
+    ['tokens per day none', { tokensPerDay: 'none' }, { tokensPerDay: null }],
+    ['tokens per day unlimited', { tokensPerDay: 'unlimited' }, { tokensPerDay: null }],
+    ['keep-alive seconds', { maxKeepAlive: '300' }, { maxKeepAliveSec: 300 }],
+    ['keep-alive duration', { maxKeepAlive: '1h30m' }, { maxKeepAliveSec: 5400 }],
+    ['keep-alive off', { maxKeepAlive: 'off' }, { maxKeepAliveSec: null }],
+    ['num_ctx', { maxNumCtx: '8192' }, { maxNumCtx: 8192 }],
+    ['num_ctx none', { maxNumCtx: 'none' }, { maxNumCtx: null }],
+  ])('%s', (_what, flags, expected) => {
+    expect(overridesFromFlags(flags)).toEqual(expected);
+  });
+
+  test('all flags together', () => {
+    expect(overridesFromFlags({ endpoints: 'chat', models: 'llama3.2', rate: '10', burst: '3', streams: '1', tokensPerDay: '500', maxKeepAlive: '5m', maxNumCtx: '4096' })).toEqual({
+      endpoints: ['chat'], models: ['llama3.2'], requestsPerMinute: 10, burst: 3, maxStreams: 1, tokensPerDay: 500, maxKeepAliveSec: 300, maxNumCtx: 4096,
+    });
+  });
+
+  test.each<[string, PolicyOptions, RegExp]>([
+    ['an unknown endpoint', { endpoints: 'chat,shell' }, /unknown endpoint "shell"; known: generate, chat/],
+    ['an endpoint in the wrong case', { endpoints: 'Chat' }, /unknown endpoint "Chat"/],
+    ['a rate with a unit it does not know', { rate: '10/day' }, /--rate "10\/day" must be N, N\/min, N\/s or N\/h/],
+    ['a word for a rate', { rate: 'fast' }, /--rate/],
+    ['a negative rate', { rate: '-1' }, /--rate/],
+    ['a fractional burst', { burst: '2.5' }, /--burst "2.5" is not a whole number/],
+    ['a negative burst', { burst: '-2' }, /--burst/],
+    ['streams as a word', { streams: 'many' }, /--streams "many" is not a whole number/],
+    ['tokens in exponent form', { tokensPerDay: '1e6' }, /--tokens-per-day "1e6"/],
+    ['a keep-alive that is no duration', { maxKeepAlive: 'soon' }, /--max-keep-alive "soon"/],
+    ['num_ctx with a unit', { maxNumCtx: '8k' }, /--max-num-ctx "8k"/],
+  ])('%s is BAD_INPUT', (_what, flags, message) => {
+    expect(expectWgoError(() => overridesFromFlags(flags), 'BAD_INPUT').message).toMatch(message);
+  });
+});
+
+describe('setPolicy (a real gateway state)', () => {
+  let dir: string;
+  let config: Config;
+  let out: string[];
+  const io: Io = { out: (t) => void out.push(t), err: () => undefined, env: {} };
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'wgo-policy-'));
+    config = parseConfig(
+      {
+        stateDir: dir, interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820',
+        ollamaHost: '192.168.1.10', ollamaPort: 11434, policy: { maxStreams: 3, tokensPerDay: 50_000 },
+      },
+      'test',
+    );
+    writeSecretFile(config.paths.serverKey, generateKeyPair().privateKey + '\n');
+    // The shared test CA, so no RSA-3072 key is made here.
+    writeSecretFile(config.paths.caKey, testCa().keyPem + testCa().certPem);
+    const ctx = openGateway(config);
+    try {
+      for (const name of ['alice', 'bob', 'carol', 'dave', 'erin', 'gone']) ctx.peers.add({ name }, WHO);
+      ctx.peers.revoke('gone', WHO);
+    } finally {
+      ctx.close();
+    }
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const DEFAULT = { ...DEFAULT_POLICY, endpoints: [...DEFAULT_ENDPOINTS], maxStreams: 3, tokensPerDay: 50_000 };
+  function run(name: string, o: PolicyOptions): { name: string; overrides: Partial<Policy> | null; effective: Policy; changed: boolean } {
+    out = [];
+    setPolicy(config, name, { ...o, json: true }, io, WHO);
+    return JSON.parse(out.join('')) as never;
+  }
+  function withGateway<T>(fn: (ctx: ReturnType<typeof openGateway>) => T): T {
+    const ctx = openGateway(config);
+    try {
+      return fn(ctx);
+    } finally {
+      ctx.close();
+    }
+  }
+  const policyAudit = (target: string) =>
+    withGateway((ctx) => auditRepository(ctx.db).list({ since: 0 }).filter((a) => a.action === 'peer.policy' && a.target === target));
+
+  test('flags change only their fields, on top of what the peer already has', () => {
+    expect(run('alice', { models: 'llama3.2' })).toEqual({ name: 'alice', overrides: { models: ['llama3.2'] }, effective: { ...DEFAULT, models: ['llama3.2'] }, changed: true });
+    const second = run('alice', { streams: '1', tokensPerDay: 'none' });
+    expect(second.overrides).toEqual({ models: ['llama3.2'], maxStreams: 1, tokensPerDay: null });
+    expect(second.effective).toEqual({ ...DEFAULT, models: ['llama3.2'], maxStreams: 1, tokensPerDay: null });
+    expect(withGateway((ctx) => ctx.peers.show('alice').policy)).toEqual({ models: ['llama3.2'], maxStreams: 1, tokensPerDay: null });
+    expect(policyAudit('alice')).toMatchObject([
+      { actor: 'root', source: 'cli', details: { policy: { models: ['llama3.2'] } } },
+      { details: { policy: { models: ['llama3.2'], maxStreams: 1, tokensPerDay: null } } },
+    ]);
+  });
+
+  test('the same values again change nothing and write no audit record', () => {
+    run('bob', { rate: '10' });
+    const again = run('bob', { rate: '10' });
+    expect(again.changed).toBe(false);
+    expect(policyAudit('bob')).toHaveLength(1);
+  });
+
+  test('--reset starts from the configured default; --reset alone drops every override', () => {
+    run('carol', { models: 'llama3.2', burst: '4' });
+    expect(run('carol', { reset: true, streams: '2' })).toMatchObject({ overrides: { maxStreams: 2 }, effective: { ...DEFAULT, maxStreams: 2 }, changed: true });
+    expect(run('carol', { reset: true })).toEqual({ name: 'carol', overrides: null, effective: DEFAULT, changed: true });
+    expect(withGateway((ctx) => ctx.peers.show('carol').policy)).toBeNull();
+    expect(policyAudit('carol').at(-1)!.details).toEqual({ policy: null });
+  });
+
+  test('text output lists the effective policy and marks what is set for the peer', () => {
+    out = [];
+    setPolicy(config, 'dave', { streams: '2' }, io, WHO);
+    const text = out.join('');
+    expect(text.split('\n')[0]).toBe('dave: policy');
+    expect(text).toMatch(/^ {2}maxStreams +2 {2}\(set for this peer\)$/m);
+    expect(text).toMatch(/^ {2}tokensPerDay +50000$/m);
+    expect(text).toMatch(/^ {2}models +unlimited$/m);
+    out = [];
+    setPolicy(config, 'dave', { streams: '2' }, io, WHO);
+    expect(out.join('').split('\n')[0]).toBe('dave: policy (unchanged)');
+  });
+
+  test('no flags is BAD_INPUT; values out of range are refused and nothing changes', () => {
+    expectWgoError(() => setPolicy(config, 'erin', {}, io, WHO), 'BAD_INPUT');
+    expect(expectWgoError(() => setPolicy(config, 'erin', { streams: '0' }, io, WHO), 'BAD_INPUT').message).toMatch(/maxStreams/);
+    // 30/h is half a request a minute: not a whole number the policy can hold.
+    expect(expectWgoError(() => setPolicy(config, 'erin', { rate: '30/h' }, io, WHO), 'BAD_INPUT').message).toMatch(/multiple of 60/);
+    expect(expectWgoError(() => setPolicy(config, 'erin', { models: 'not a model!' }, io, WHO), 'BAD_INPUT').message).toMatch(/models/);
+    expect(withGateway((ctx) => ctx.peers.show('erin').policy)).toBeNull();
+    expect(policyAudit('erin')).toEqual([]);
+  });
+
+  test('an unknown or revoked peer is refused', () => {
+    expectWgoError(() => setPolicy(config, 'nobody', { streams: '2' }, io, WHO), 'NOT_FOUND');
+    expectWgoError(() => setPolicy(config, 'gone', { streams: '2' }, io, WHO), 'CONFLICT');
+  });
+
+  test('the service refuses unknown fields and wrong types (what the web UI would send)', () => {
+    withGateway((ctx) => {
+      expect(expectWgoError(() => ctx.peers.setPolicy('erin', { maxStreams: 2, shell: true }, WHO), 'BAD_INPUT').message).toMatch(/shell/);
+      expectWgoError(() => ctx.peers.setPolicy('erin', { maxStreams: '2' }, WHO), 'BAD_INPUT');
+      expectWgoError(() => ctx.peers.setPolicy('erin', { endpoints: ['chat', 'exec'] }, WHO), 'BAD_INPUT');
+      expectWgoError(() => ctx.peers.setPolicy('erin', ['maxStreams'], WHO), 'BAD_INPUT');
+      expect(ctx.peers.show('erin').policy).toBeNull();
+      // An empty override is the default, stored as none.
+      expect(ctx.peers.setPolicy('erin', {}, WHO)).toMatchObject({ changed: false, peer: { policy: null } });
+    });
+  });
+});

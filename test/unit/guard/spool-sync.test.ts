@@ -1,0 +1,255 @@
+/**
+ * The guard's spool and sync client against the real gateway sync API
+ * (in process, loopback, real mTLS): records are pushed and acknowledged,
+ * survive the gateway going away, and land exactly once when it is back.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import type { RequestRecord } from '../../../src/core/request-record.js';
+import { requestRepository } from '../../../src/db/requests.js';
+import { guardService, type IssuedGuard } from '../../../src/gateway/guard-service.js';
+import { peerSetSource, type PeerSetSource } from '../../../src/gateway/peer-set.js';
+import { changeSignal, createSyncApi, type ChangeSignal } from '../../../src/gateway/sync-api.js';
+import type { PeerSet } from '../../../src/guard/peer-set.js';
+import type { DraftRecord } from '../../../src/guard/recorder.js';
+import { openSpool, type Spool } from '../../../src/guard/spool.js';
+import { startSyncClient, type SyncClient } from '../../../src/guard/sync-client.js';
+import { issueCertificate } from '../../../src/pki/ca.js';
+import { testCa, testCaStore } from '../ca-fixture.js';
+import { WHO, peerEnv, type PeerEnv } from '../gateway/peer-env.js';
+
+const gatewayTls = (() => {
+  let c: { cert: string; key: string; ca: string } | undefined;
+  return () => {
+    if (!c) {
+      const issued = issueCertificate(testCa(), { role: 'gateway-server', commonName: 'wg-ollama gateway', ipAddresses: ['127.0.0.1'], notAfter: new Date(Date.now() + 86_400_000) });
+      c = { cert: issued.certPem, key: issued.keyPem, ca: testCa().certPem };
+    }
+    return c;
+  };
+})();
+
+let env: PeerEnv;
+let dir: string;
+let guard: IssuedGuard;
+let source: PeerSetSource;
+let changes: ChangeSignal;
+let server: Server | null;
+let port: number;
+/** Every batch the gateway reported as new, in order (what metrics would count). */
+let reported: RequestRecord[];
+let spools: Spool[];
+let clients: SyncClient[];
+let warnings: string[];
+
+/** Starts the sync API; on `port` when given (a restart), else on a free one. */
+async function startGateway(onPort = 0, tap?: (req: IncomingMessage, res: ServerResponse) => void): Promise<void> {
+  const s = createSyncApi({ db: env.db, tls: gatewayTls(), source, changes, onRecords: (_g, records) => reported.push(...records) });
+  if (tap) s.prependListener('request', tap);
+  await new Promise<void>((resolve, reject) => {
+    s.once('error', reject);
+    s.listen(onPort, '127.0.0.1', () => resolve());
+  });
+  server = s;
+  port = (s.address() as AddressInfo).port;
+}
+
+async function stopGateway(): Promise<void> {
+  const s = server;
+  server = null;
+  if (!s) return;
+  s.closeAllConnections();
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+}
+
+function spoolAt(path: string): Spool {
+  const s = openSpool(path);
+  spools.push(s);
+  return s;
+}
+
+function client(spool: Spool, onPeerSet: (set: PeerSet) => void = () => undefined, onStatus?: (s: { connected: boolean }) => void): SyncClient {
+  const c = startSyncClient({
+    gatewayUrl: `https://127.0.0.1:${port}/`,
+    tls: { ca: testCa().certPem, cert: guard.client.certPem, key: guard.client.keyPem },
+    spool,
+    onPeerSet,
+    log: { info: () => undefined, warn: (_o, m) => void warnings.push(String(m)), error: (_o, m) => void warnings.push(String(m)) },
+    ...(onStatus ? { onStatus } : {}),
+  });
+  clients.push(c);
+  return c;
+}
+
+/** Polls until cond() holds; fails the test after `ms` naming what it waited for. */
+async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what} (warnings: ${warnings.join(' | ')})`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function draft(n: number, o: Partial<DraftRecord> = {}): DraftRecord {
+  return {
+    at: Date.now(), peer: 'alice', certSerial: null, source: '10.66.0.2', method: 'POST', path: '/api/chat', endpoint: 'chat',
+    model: 'llama3.2:latest', promptSha256: null, promptLength: n, promptText: null, status: 200, bytesIn: n, bytesOut: 10 * n,
+    promptTokens: n, evalTokens: 2 * n, ttfbMs: 5, durationMs: 50, refusal: null, ...o,
+  };
+}
+
+const stored = () => requestRepository(env.db).list({ since: 0, limit: 100_000 });
+/** Each record is identified by promptLength (its number n in draft(n)). */
+const storedNumbers = () => stored().map((r) => r.promptLength);
+
+beforeEach(async () => {
+  env = peerEnv();
+  env.now = Date.now();
+  env.svc.add({ name: 'alice' }, WHO);
+  env.svc.add({ name: 'bob' }, WHO);
+  guard = guardService({ db: env.db, config: env.config, ca: testCaStore() }).add({ name: 'gpu1', address: '127.0.0.1' }, WHO);
+  source = peerSetSource(env.db, env.config);
+  changes = changeSignal();
+  dir = mkdtempSync(join(tmpdir(), 'wgo-spool-'));
+  reported = [];
+  spools = [];
+  clients = [];
+  warnings = [];
+  server = null;
+  await startGateway();
+});
+
+afterEach(async () => {
+  for (const c of clients) await c.stop();
+  await stopGateway();
+  for (const s of spools) {
+    try {
+      s.close();
+    } catch {
+      /* closed by the test */
+    }
+  }
+  env.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('spool', () => {
+  test('sequence numbers grow and are never reused, even after everything was acknowledged and the spool reopened', () => {
+    const path = join(dir, 'spool.db');
+    const s = spoolAt(path);
+    s.append([draft(1), draft(2)]);
+    expect(s.pending(10).map((r) => [r.seq, r.promptLength])).toEqual([[1, 1], [2, 2]]);
+    expect(s.pending(10, 1).map((r) => r.seq)).toEqual([2]);
+    expect(s.pending(1).map((r) => r.seq)).toEqual([1]);
+    s.ack(2);
+    expect(s.count()).toBe(0);
+    s.close();
+    const again = spoolAt(path);
+    again.append([draft(3)]);
+    // seq 1 again would be dropped by the gateway as a duplicate of the first record.
+    expect(again.pending(10).map((r) => [r.seq, r.promptLength])).toEqual([[3, 3]]);
+  });
+});
+
+describe('sync client against the sync API', () => {
+  test('spooled records are pushed, stored once, and acknowledged (the spool empties)', async () => {
+    const spool = spoolAt(join(dir, 'spool.db'));
+    const c = client(spool);
+    spool.append([draft(1), draft(2), draft(3)]);
+    c.kick();
+    await until('the spool to empty', () => spool.count() === 0);
+    expect(stored().map((r) => [r.guard, r.guardSeq, r.promptLength])).toEqual([['gpu1', 1, 1], ['gpu1', 2, 2], ['gpu1', 3, 3]]);
+    expect(spool.pending(10)).toEqual([]);
+    const row = stored()[0]!;
+    expect(row).toMatchObject({ ...draft(1), at: row.at });
+    spool.append([draft(4)]);
+    c.kick();
+    await until('the next record', () => spool.count() === 0 && stored().length === 4);
+    expect(storedNumbers()).toEqual([1, 2, 3, 4]);
+    expect(c.state()).toMatchObject({ connected: true, pending: 0, lastError: null });
+  });
+
+  test('the peer set arrives, is saved in the spool, and a new spool on the same file reloads it', async () => {
+    const path = join(dir, 'spool.db');
+    const spool = spoolAt(path);
+    const sets: PeerSet[] = [];
+    const c = client(spool, (s) => sets.push(s));
+    await until('the first peer set', () => sets.length === 1);
+    expect(sets[0]!.peers.map((p) => p.name)).toEqual(['alice', 'bob']);
+    expect(sets[0]!.version).toBe(source.version());
+    expect(spool.loadPeerSet()).toEqual(sets[0]);
+
+    // A change reaches the long-polling client without waiting out the poll.
+    env.svc.disable('bob', WHO);
+    const changedAt = Date.now();
+    changes.notify();
+    await until('the changed peer set', () => sets.length === 2, 2000);
+    expect(Date.now() - changedAt).toBeLessThan(1000);
+    expect(sets[1]!.peers.map((p) => p.name)).toEqual(['alice']);
+    await c.stop();
+    spool.close();
+
+    const reopened = spoolAt(path);
+    expect(reopened.loadPeerSet()).toEqual(sets[1]);
+    // A guard restarted with it asks only for something newer than what it has.
+    const again = client(reopened);
+    expect(again.state().version).toBe(sets[1]!.version);
+  });
+
+  test('gateway down: records stay spooled; gateway back on the same port: every record arrives exactly once', async () => {
+    const spool = spoolAt(join(dir, 'spool.db'));
+    let connected = true;
+    const c = client(spool, () => undefined, (s) => (connected = s.connected));
+    spool.append([draft(1), draft(2)]);
+    c.kick();
+    await until('the first records', () => spool.count() === 0);
+
+    const samePort = port;
+    await stopGateway();
+    spool.append([draft(3), draft(4)]);
+    c.kick();
+    await until('the client to notice the gateway is gone', () => !connected);
+    spool.append([draft(5)]);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(spool.count()).toBe(3);
+    expect(storedNumbers()).toEqual([1, 2]);
+
+    await startGateway(samePort);
+    await until('the spool to drain after the restart', () => spool.count() === 0, 15_000);
+    expect(storedNumbers()).toEqual([1, 2, 3, 4, 5]);
+    expect(stored().map((r) => r.guardSeq)).toEqual([1, 2, 3, 4, 5]);
+    expect(reported.map((r) => r.promptLength)).toEqual([1, 2, 3, 4, 5]);
+    expect(c.state().connected).toBe(true);
+  });
+
+  test('an acknowledgement lost on the way back: the retry stores nothing twice', async () => {
+    await stopGateway();
+    let cut = 0;
+    // The first push is stored, then the connection dies before the answer leaves.
+    await startGateway(port, (req, res) => {
+      if (req.url === '/v1/records' && cut === 0) {
+        cut++;
+        res.end = (() => {
+          req.socket.destroy();
+          return res;
+        }) as typeof res.end;
+      }
+    });
+    const spool = spoolAt(join(dir, 'spool.db'));
+    const c = client(spool);
+    spool.append([draft(1), draft(2)]);
+    c.kick();
+    await until('the first push to be stored', () => stored().length === 2);
+    expect(spool.count()).toBe(2); // not acknowledged
+    spool.append([draft(3)]); // the retry carries old and new records together
+    await until('the spool to drain', () => spool.count() === 0, 15_000);
+    expect(cut).toBe(1);
+    expect(storedNumbers()).toEqual([1, 2, 3]);
+    expect(reported.map((r) => r.promptLength)).toEqual([1, 2, 3]);
+  });
+});
