@@ -109,7 +109,8 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
   const peer = deps.peerBySerial(identity.serial);
   const auth = authorize(identity, peer, started);
   if (!auth.ok) {
-    deps.metrics.authFailure(auth.refusal.reason);
+    // A certificate that failed verification was counted once, at the handshake; a peer check fails per request.
+    if (!identity.failure) deps.metrics.authFailure(auth.refusal.reason);
     return refuse(auth.refusal, true);
   }
   const { policy, name } = auth.peer;
@@ -120,6 +121,7 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
   const endpoint: EndpointDef = head.endpoint;
   draft.endpoint = endpoint.name;
   draft.path = head.path;
+  const { pathModel } = head;
 
   const rate = deps.rate.take(name, policy.requestsPerMinute, policy.burst, started);
   if (!rate.ok) return refuse({ status: 429, error: 'rate limit exceeded', reason: 'rate_limited', retryAfterSec: rate.retryAfterSec });
@@ -130,49 +132,64 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
     if (policy.tokensPerDay !== null && deps.budget.used(name, started) >= policy.tokensPerDay) {
       return refuse({ status: 429, error: `daily token budget of ${policy.tokensPerDay} used up`, reason: 'token_budget', retryAfterSec: secondsUntilUtcMidnight(started) });
     }
+    // The slot is taken now, not when forwarding: a request arriving while this body is still being read must see it.
+    deps.streams.set(name, (deps.streams.get(name) ?? 0) + 1);
+  }
+  try {
+    await decideAndForward();
+  } finally {
+    if (endpoint.generative) {
+      const n = (deps.streams.get(name) ?? 1) - 1;
+      if (n <= 0) deps.streams.delete(name);
+      else deps.streams.set(name, n);
+    }
   }
 
-  let forward: Buffer | undefined;
-  if (endpoint.body !== 'none' || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding']) {
-    let body: Buffer | null;
-    try {
-      body = await readBody(req, deps.limits.maxBodyBytes);
-    } catch {
-      draft.status = 499;
-      draft.refusal = 'client_aborted';
-      return finish();
-    }
-    if (body === null) return refuse({ status: 413, error: `request body too large (limit ${deps.limits.maxBodyBytes} bytes)`, reason: 'body_too_large' }, true);
-    draft.bytesIn = body.length;
-    if (endpoint.body === 'none' && body.length > 0) return refuse({ status: 400, error: `${endpoint.name} takes no request body`, reason: 'unexpected_body' });
-    forward = body;
-  }
-  let stream = false;
-  if (endpoint.body === 'json') {
-    const d = decideBody({ endpoint, pathModel: head.pathModel, body: forward ?? Buffer.alloc(0), policy });
-    if (!d.ok) return refuse(d.refusal);
-    forward = d.forward;
-    stream = d.stream;
-    draft.model = d.model;
-    if (d.prompt) {
-      draft.promptSha256 = d.prompt.sha256;
-      draft.promptLength = d.prompt.length;
-    }
-    if (deps.logPrompts() && endpoint.promptField) {
+  /** Body, body decision, forwarding: everything that runs while a generative request holds its slot. */
+  async function decideAndForward(): Promise<void> {
+    let forward: Buffer | undefined;
+    if (endpoint.body !== 'none' || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding']) {
+      let body: Buffer | null;
       try {
-        const v = (JSON.parse(forward.toString('utf8')) as Record<string, unknown>)[endpoint.promptField];
-        if (v !== undefined) draft.promptText = typeof v === 'string' ? v : JSON.stringify(v);
+        body = await readBody(req, deps.limits.maxBodyBytes);
       } catch {
-        /* already validated by decideBody */
+        // Gone mid-body, or cut by the guard (a body not received in time is answered 408 by the server).
+        draft.refusal = deps.cutReason(socket) ?? 'client_aborted';
+        draft.status = draft.refusal === 'request_timeout' ? 408 : 499;
+        return finish();
       }
+      if (body === null) return refuse({ status: 413, error: `request body too large (limit ${deps.limits.maxBodyBytes} bytes)`, reason: 'body_too_large' }, true);
+      draft.bytesIn = body.length;
+      if (endpoint.body === 'none' && body.length > 0) return refuse({ status: 400, error: `${endpoint.name} takes no request body`, reason: 'unexpected_body' });
+      forward = body;
     }
-  } else if (head.pathModel) {
-    const d = decideBody({ endpoint, pathModel: head.pathModel, body: Buffer.alloc(0), policy });
-    if (!d.ok) return refuse(d.refusal);
-    draft.model = d.model;
+    let stream = false;
+    if (endpoint.body === 'json') {
+      const d = decideBody({ endpoint, pathModel, body: forward ?? Buffer.alloc(0), policy });
+      if (!d.ok) return refuse(d.refusal);
+      forward = d.forward;
+      stream = d.stream;
+      draft.model = d.model;
+      if (d.prompt) {
+        draft.promptSha256 = d.prompt.sha256;
+        draft.promptLength = d.prompt.length;
+      }
+      if (deps.logPrompts() && endpoint.promptField) {
+        try {
+          const v = (JSON.parse(forward.toString('utf8')) as Record<string, unknown>)[endpoint.promptField];
+          if (v !== undefined) draft.promptText = typeof v === 'string' ? v : JSON.stringify(v);
+        } catch {
+          /* already validated by decideBody */
+        }
+      }
+    } else if (pathModel) {
+      const d = decideBody({ endpoint, pathModel, body: Buffer.alloc(0), policy });
+      if (!d.ok) return refuse(d.refusal);
+      draft.model = d.model;
+    }
+    await forwardUpstream(deps, { req, res, socket, draft, endpoint, forward, stream, peer: name, t0, policy });
+    finish();
   }
-  await forwardUpstream(deps, { req, res, socket, draft, endpoint, forward, stream, peer: name, t0, policy });
-  finish();
 }
 
 interface Forward {
@@ -211,10 +228,7 @@ async function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
     f.socket.destroy();
   }, deps.limits.maxRequestSec * 1000);
   const generative = endpoint.generative;
-  if (generative) {
-    deps.streams.set(f.peer, (deps.streams.get(f.peer) ?? 0) + 1);
-    deps.metrics.stream(f.peer, 1);
-  }
+  if (generative) deps.metrics.stream(f.peer, 1);
   const scanner = createTokenScanner();
   try {
     let up: Dispatcher.ResponseData;
@@ -290,12 +304,7 @@ async function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
   } finally {
     clearTimeout(maxTimer);
     res.off('close', onClose);
-    if (generative) {
-      const n = (deps.streams.get(f.peer) ?? 1) - 1;
-      if (n <= 0) deps.streams.delete(f.peer);
-      else deps.streams.set(f.peer, n);
-      deps.metrics.stream(f.peer, -1);
-    }
+    if (generative) deps.metrics.stream(f.peer, -1);
     const counts = scanner.result();
     if (counts) {
       draft.promptTokens = counts.promptTokens;

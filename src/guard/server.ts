@@ -45,6 +45,9 @@ export function createGuard(o: GuardOptions) {
   const identities = new WeakMap<TLSSocket, ConnectionIdentity>();
   const bySerial = new Map<string, Set<TLSSocket>>();
   const cutReasons = new WeakMap<TLSSocket, string>();
+  /** Requests of a socket now in handleExchange (which records them; pipelined ones overlap), and sockets a parser error was answered on. */
+  const inExchange = new WeakMap<Socket, number>();
+  const answered = new WeakSet<Socket>();
   const budget = createBudget();
   const upstream = new Pool(o.upstream, {
     connections: o.upstreamConnections ?? 256,
@@ -80,6 +83,9 @@ export function createGuard(o: GuardOptions) {
       minVersion: 'TLSv1.2',
       maxHeaderSize: o.limits.maxHeaderBytes,
       headersTimeout: o.limits.headerTimeoutSec * 1000,
+      // Node checks headersTimeout/requestTimeout only this often (default 30 s, so a slow-header
+      // client would hold its connection for up to 30 s past the limit).
+      connectionsCheckingInterval: Math.min(1000, o.limits.headerTimeoutSec * 250),
       requestTimeout: o.limits.bodyTimeoutSec * 1000 + o.limits.headerTimeoutSec * 1000,
       keepAliveTimeout: o.limits.keepAliveSec * 1000,
       noDelay: true,
@@ -89,6 +95,10 @@ export function createGuard(o: GuardOptions) {
     (req, res) => {
       const socket = req.socket as TLSSocket;
       const id = identities.get(socket) ?? identifyConnection(socket);
+      inExchange.set(socket, (inExchange.get(socket) ?? 0) + 1);
+      res.once('close', () => inExchange.set(socket, (inExchange.get(socket) ?? 1) - 1));
+      // Node sets a keep-alive connection's timeout to 0 when its next request arrives: re-arm the idle limit.
+      socket.setTimeout(o.limits.idleTimeoutSec * 1000);
       handleExchange(deps, id, req, res).catch((e: unknown) => {
         o.log.error({ event: 'exchange', err: (e as Error).message }, 'request failed');
         if (!res.headersSent && !res.destroyed) {
@@ -130,12 +140,19 @@ export function createGuard(o: GuardOptions) {
   server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
     const tls = socket as TLSSocket;
     const id = identities.get(tls);
+    // https.Server re-emits every tlsClientError as clientError: a failed handshake is recorded there, once.
+    // And one answer per connection: the client closing after our 408/431 is not another error.
+    if (!identities.has(tls) || answered.has(socket)) return void socket.destroy();
     const r = parserRefusal(err.code);
     if (r && socket.writable && !(err.code === 'ECONNRESET')) {
+      answered.add(socket);
       const body = refusalBody(r);
       socket.end(`HTTP/1.1 ${r.status} ${STATUS_TEXT[r.status] ?? 'Error'}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     } else socket.destroy();
-    if (r) {
+    if (r && (inExchange.get(socket) ?? 0) > 0) {
+      // The request was already handed over (its body was still arriving): the exchange records it, with this reason.
+      cutReasons.set(tls, r.reason);
+    } else if (r) {
       o.metrics.refusal(r.reason);
       const peer = id?.serial ? index.get(id.serial)?.name ?? null : null;
       o.record(errorRecord(id?.source ?? plainAddress(socket.remoteAddress), peer, id?.serial ?? null, r.status, r.reason, clock()));

@@ -2,6 +2,7 @@
  * Layer 3: who may talk to the guard. Every refusal is checked for its exact
  * status and JSON body, its record, and that the simulator never saw it.
  */
+import net from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { createCa, issueCertificate } from '../../../src/pki/ca.js';
 import { DAY_MS, errorOf, parseRaw, readUntilClose, startEnv, waitFor, type GuardEnv } from './guard-env.js';
@@ -131,5 +132,23 @@ describe('client certificates', () => {
     expect(c.closed).toBe(true);
     expect(c.afterMs).toBeGreaterThanOrEqual(150);
     await expectRefused('alice', 401, 'peer has expired', 'auth_peer_expired');
+  });
+
+  test('plain HTTP on the TLS port: the connection is dropped and recorded as a failed handshake', async () => {
+    const s = net.connect({ host: '127.0.0.1', port: env.port });
+    s.on('error', () => undefined);
+    await new Promise((r) => s.once('connect', r));
+    s.write('POST /api/pull HTTP/1.1\r\nHost: guard\r\nContent-Length: 2\r\n\r\n{}');
+    const closed = await new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => resolve(false), 2000);
+      s.once('close', () => (clearTimeout(t), resolve(true)));
+    });
+    expect(closed).toBe(true);
+    await waitFor(() => env.records.length >= 1, 1000, 'the record');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(env.records).toHaveLength(1);
+    expect(env.records[0]).toMatchObject({ status: 0, refusal: 'tls_handshake_failed', source: '127.0.0.1', method: null, path: null });
+    expect(env.sim.requests).toHaveLength(0);
+    expect(await env.registry.getSingleMetricAsString('wgo_guard_tls_auth_failures_total')).toMatch(/reason="tls_handshake"} [1-9]/);
   });
 });

@@ -146,6 +146,8 @@ export async function startEnv(o: EnvOptions = {}): Promise<GuardEnv> {
       const body = r.body === undefined ? undefined : typeof r.body === 'string' || Buffer.isBuffer(r.body) ? r.body : JSON.stringify(r.body);
       const headers: Record<string, string | number> = { ...r.headers };
       if (body !== undefined && headers['content-type'] === undefined) headers['content-type'] = 'application/json';
+      // Node's client sends a DELETE body without any framing unless told its length.
+      if (body !== undefined && headers['content-length'] === undefined && headers['transfer-encoding'] === undefined) headers['content-length'] = Buffer.byteLength(body);
       const req = https.request({
         host: '127.0.0.1', port, method: r.method ?? (body === undefined ? 'GET' : 'POST'), path: r.path, headers, agent: false,
         ...tlsFor(who), ...(r.localAddress ? { localAddress: r.localAddress } : {}),

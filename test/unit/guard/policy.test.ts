@@ -11,8 +11,8 @@ let env: GuardEnv;
 beforeAll(async () => {
   env = await startEnv({
     peers: [
-      { name: 'alice', address: '127.0.0.1', policy: { models: ['llama3.2'] } },
-      { name: 'bob', address: '127.0.0.2', policy: { endpoints: ['pull', 'delete', 'tags', 'version'] } },
+      { name: 'alice', address: '127.0.0.1', policy: { models: ['llama3.2'], requestsPerMinute: 100_000, burst: 1000 } },
+      { name: 'bob', address: '127.0.0.2', policy: { endpoints: ['pull', 'delete', 'tags', 'version', 'generate', 'ps'], requestsPerMinute: 100_000, burst: 1000 } },
     ],
   });
 });
@@ -49,6 +49,7 @@ describe('path tricks towards pull and delete', () => {
     ['POST', '/api/pull/', 400, 'invalid request path: path ends with "/"'],
     ['POST', '/api/pull;x', 400, 'invalid request path: path contains ";"'],
     ['POST', '/api/pull\\', 400, 'invalid request path: path contains "\\"'],
+    ['POST', 'http://127.0.0.1/api/pull', 400, 'invalid request path: request target must be a path starting with "/"'],
     ['POST', '/API/PULL', 404, 'path "/API/PULL" not found'],
     ['POST', '/api/Pull', 404, 'path "/api/Pull" not found'],
     ['DELETE', '/api/../api/delete', 400, 'invalid request path: path has a ".." segment'],
@@ -73,12 +74,14 @@ describe('path tricks towards pull and delete', () => {
   });
 
   test("pull allowed by a peer's policy reaches Ollama, on the canonical path, streaming its progress", async () => {
-    const r = await env.request('bob', { path: '/api/pull', body: { model: 'tinyllama' }, ...BOB });
+    const r = await env.request('bob', { path: '/api/pull', body: { model: 'llama3.2' }, ...BOB });
     expect(r.status).toBe(200);
     expect(r.text.trim().split('\n').map((l) => JSON.parse(l).status).at(-1)).toBe('success');
-    expect(env.sim.requests.map((q) => [q.method, q.path, q.body])).toEqual([['POST', '/api/pull', { model: 'tinyllama' }]]);
+    expect(env.sim.requests.map((q) => [q.method, q.path, q.body])).toEqual([['POST', '/api/pull', { model: 'llama3.2' }]]);
     // bob's policy has no chat: refused, not forwarded
     env.sim.clear();
+    await waitFor(() => env.records.length === 1, 2000, 'the record');
+    env.records.length = 0;
     await refused('bob', 'POST', '/api/chat', { model: 'llama3.2', messages: [] }, 403, 'endpoint "chat" is not allowed for this peer', 'endpoint_denied', BOB);
   });
 
@@ -129,7 +132,7 @@ describe('models outside the allowlist', () => {
   });
 
   test('the allowed model is served on native and /v1 (the control)', async () => {
-    for (const [path, body] of [['/api/chat', { ...chat('llama3.2'), stream: false }], ['/v1/chat/completions', chat('LLAMA3.2:latest')]] as const) {
+    for (const [path, body] of [['/api/chat', { ...chat('llama3.2'), stream: false }], ['/v1/chat/completions', chat('llama3.2:latest')]] as const) {
       const r = await env.request('alice', { path, body });
       expect(r.status).toBe(200);
     }
@@ -159,9 +162,12 @@ describe('model lists', () => {
 
   test('/api/ps is filtered the same way', async () => {
     await env.request('alice', { path: '/api/chat', body: { model: 'llama3.2', messages: [{ role: 'user', content: 'x' }], stream: false } });
-    await env.request('bob', { path: '/api/pull', body: { model: 'qwen2.5:0.5b' }, ...BOB }); // installed already; ps stays as is
+    // an empty prompt loads the model
+    expect((await env.request('bob', { path: '/api/generate', body: { model: 'qwen2.5:0.5b', prompt: '' }, ...BOB })).status).toBe(200);
+    const names = (r: { text: string }) => (JSON.parse(r.text) as { models: { name: string }[] }).models.map((m) => m.name).sort();
     const ps = await env.request('alice', { path: '/api/ps' });
     expect(ps.status).toBe(200);
-    expect((JSON.parse(ps.text) as { models: { name: string }[] }).models.map((m) => m.name)).toEqual(['llama3.2:latest']);
+    expect(names(ps)).toEqual(['llama3.2:latest']);
+    expect(names(await env.request('bob', { path: '/api/ps', ...BOB }))).toEqual(['llama3.2:latest', 'qwen2.5:0.5b']);
   });
 });
