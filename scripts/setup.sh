@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "setup: run as root (network namespaces, iptables, WireGuard)" >&2; exit 2; }
 
 # Debian packages: WireGuard (userspace wireguard-go where the kernel has no module),
-# the firewall tools, the lab's tools, zbarimg (QR decoding in tests), and a
+# the firewall tools, the lab's tools, zbarimg (QR decoding in tests), openssl (PKCS#12
+# checks in tests), and a
 # toolchain for better-sqlite3's native build.
-packages=(wireguard-tools wireguard-go iptables nftables ipset iproute2 conntrack curl zbar-tools python3 make g++)
+packages=(wireguard-tools wireguard-go iptables nftables ipset iproute2 conntrack curl zbar-tools openssl python3 make g++)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
