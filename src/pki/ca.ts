@@ -14,6 +14,7 @@ import type { KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import forge from 'node-forge';
 import { WgoError, badInput } from '../errors.js';
+import { parseX509 } from './x509.js';
 
 export { buildPkcs12, generatePassphrase } from './pkcs12.js';
 
@@ -354,14 +355,6 @@ function signAndEncode(cert: forge.pki.Certificate, signingKey: KeyObject, verif
   return pem;
 }
 
-function parseX509(pem: unknown, what: string): X509Certificate {
-  try {
-    if (typeof pem !== 'string') throw new TypeError('not a string');
-    return new X509Certificate(pem);
-  } catch (cause) {
-    throw new WgoError('BAD_INPUT', `the ${what} is not a valid PEM certificate`, { cause });
-  }
-}
 
 /** Splits Node's subjectAltName string ("DNS:a, IP Address:1.2.3.4"); entries with odd characters come JSON-quoted. */
 function splitSubjectAltName(san: string | undefined): string[] {

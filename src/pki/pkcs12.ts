@@ -16,10 +16,11 @@
  * friendlyName and localKeyID (SHA-1 of the leaf) are set on the key and the
  * leaf certificate so that key stores pair them and show a name.
  */
-import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
+import { createPrivateKey, randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import forge from 'node-forge';
 import { WgoError, badInput } from '../errors.js';
+import { parseX509 } from './x509.js';
 
 /** OpenSSL's default is 2048. The passphrases we generate carry 100 bits, so this is belt and braces. */
 const PBE_ITERATIONS = 10_000;
@@ -104,14 +105,6 @@ function validateFriendlyName(name: unknown): void {
   }
 }
 
-function parseX509(pem: unknown, what: string): X509Certificate {
-  try {
-    if (typeof pem !== 'string') throw new TypeError('not a string');
-    return new X509Certificate(pem);
-  } catch (cause) {
-    throw new WgoError('BAD_INPUT', `the ${what} is not a valid PEM certificate`, { cause });
-  }
-}
 
 function parsePrivateKey(pem: unknown): KeyObject {
   let key: KeyObject;
