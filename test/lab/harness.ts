@@ -42,7 +42,12 @@ export function requireBuilt(): void {
   if (!existsSync(join(ROOT, 'dist/cli/main.js'))) throw new Error('dist/ is missing: run `npm run build` first');
 }
 
-export async function createLab(prefix: string): Promise<Lab> {
+export interface LabOptions {
+  /** Start the plain listener on GPU:11434 and :22 (default true); off when a guard needs the port. */
+  gpuListener?: boolean;
+}
+
+export async function createLab(prefix: string, opts: LabOptions = {}): Promise<Lab> {
   requireBuilt();
   const dir = mkdtempSync(join(tmpdir(), `wgo-${prefix}-`));
   const procs: ResultPromise[] = [];
@@ -80,11 +85,13 @@ export async function createLab(prefix: string): Promise<Lab> {
     },
   };
   // Listeners: the GPU host (11434 = Ollama, 22 = SSH), another LAN host, the gateway itself.
-  lab.spawn(ns('gpu'), 'node', [LISTENER, 'gpu', '11434', '22']);
+  const gpuListener = opts.gpuListener ?? true;
+  if (gpuListener) lab.spawn(ns('gpu'), 'node', [LISTENER, 'gpu', '11434', '22']);
   lab.spawn(ns('other'), 'node', [LISTENER, 'other', '11434', '8080']);
   lab.spawn(ns('gw'), 'node', [LISTENER, 'gw', '8080', '22']);
   lab.spawn(ns('c2'), 'node', [LISTENER, 'c2', '8080']);
-  for (const [n, port] of [['gpu', 11434], ['other', 8080], ['gw', 8080], ['c2', 8080]] as const) {
+  const waits = [['gpu', 11434], ['other', 8080], ['gw', 8080], ['c2', 8080]] as const;
+  for (const [n, port] of waits.filter(([n]) => gpuListener || n !== 'gpu')) {
     await waitFor(async () => (await lab.exec(ns(n), 'curl', ['-s', '-m', '1', `http://127.0.0.1:${port}/`])).code === 0, 5000, `listener in ${n}`);
   }
   return lab;

@@ -1,0 +1,41 @@
+// Shared by the lab's client scripts: argv, an undici Agent that presents the
+// peer's client certificate and trusts the wg-ollama CA, and JSON output.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { Agent, fetch } from 'undici';
+
+/** --url --ca [--cert --key] [--model], plus the script's own options. */
+export function args(extra = {}) {
+  const { values } = parseArgs({
+    strict: true,
+    options: {
+      url: { type: 'string' }, ca: { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' },
+      model: { type: 'string', default: 'llama3.2' }, ...extra,
+    },
+  });
+  if (!values.url || !values.ca) throw new Error('--url and --ca are required');
+  return values;
+}
+
+export function tlsOptions(a) {
+  return { ca: readFileSync(a.ca), ...(a.cert ? { cert: readFileSync(a.cert), key: readFileSync(a.key) } : {}) };
+}
+
+export const tlsAgent = (a, opts = {}) => new Agent({ connect: { ...tlsOptions(a), timeout: 5000 }, ...opts });
+
+/** A fetch that goes through `dispatcher`, for clients that take a custom fetch. */
+export const fetchVia = (dispatcher) => (input, init = {}) => fetch(input, { ...init, dispatcher });
+
+export const print = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
+
+/** Prints an error as the result: message, a code if any, an HTTP status if the client gave one. */
+export function printError(e) {
+  print({
+    ok: false,
+    error: String(e?.error?.message ?? e?.error ?? e?.message ?? e),
+    name: e?.name ?? null,
+    code: e?.code ?? e?.cause?.code ?? null,
+    status: e?.status ?? e?.status_code ?? null,
+  });
+  process.exitCode = 1;
+}
