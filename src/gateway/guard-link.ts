@@ -67,51 +67,58 @@ export async function startGuardLink(ctx: GatewayContext, log: GuardLog, health:
   const changes = changeSignal();
   const closers: (() => Promise<void> | void)[] = [];
 
-  if (config.sync) {
-    const addr = parseListen(config.sync.listen)!;
-    const tls = ensureServerCert(ctx, 'sync', 'gateway-server', 'wg-ollama gateway', [addr.host], []);
-    const api = createSyncApi({ db: ctx.db, tls: { ...tls, ca: ca.certPem }, source, changes, onRecords: (_g, records) => gm.records(records) });
-    await listen(api, addr.host, addr.port);
-    closers.push(() => {
-      api.close();
-      api.closeAllConnections();
-    });
-    log.info({ event: 'sync', listen: config.sync.listen }, 'guard sync API listening');
-  }
-
   let localGuard: ReturnType<typeof createGuard> | null = null;
   let flushLocal = (): void => undefined;
-  if (config.guard) {
-    const g = config.guard;
-    const addr = parseListen(g.listen)!;
-    const tls = ensureServerCert(ctx, 'guard', 'guard-server', 'wg-ollama guard (local)', [addr.host], g.dnsNames);
-    const requests = requestRepository(ctx.db);
-    let seq = requests.maxSeq('local');
-    const recorder = createRecorder({
-      write: (batch) => {
-        const records = batch.map((r) => ({ ...r, seq: ++seq }));
-        requests.insertBatch('local', records);
-        gm.records(records);
-      },
-      onError: (e) => log.error({ event: 'records', err: e.message }, 'cannot store request records; retrying'),
-    });
-    flushLocal = recorder.flush;
-    localGuard = createGuard({ tls: { ...tls, ca: ca.certPem }, limits: g.limits, upstream: g.upstream, metrics: guardMetrics(registry), record: recorder.record, log });
-    localGuard.setPeers(source.load(Date.now()));
-    await listen(localGuard.server, addr.host, addr.port);
-    const guard = localGuard;
-    closers.push(async () => {
-      await guard.close();
-      recorder.flush();
-    });
-    log.info({ event: 'guard', listen: g.listen, upstream: g.upstream }, 'guard listening (single-box)');
-  }
+  try {
+    if (config.sync) {
+      const addr = parseListen(config.sync.listen)!;
+      const tls = ensureServerCert(ctx, 'sync', 'gateway-server', 'wg-ollama gateway', [addr.host], []);
+      const api = createSyncApi({ db: ctx.db, tls: { ...tls, ca: ca.certPem }, source, changes, onRecords: (_g, records) => gm.records(records) });
+      await listen(api, addr.host, addr.port, 'guard sync API (config sync.listen)');
+      closers.push(() => {
+        api.close();
+        api.closeAllConnections();
+      });
+      log.info({ event: 'sync', listen: config.sync.listen }, 'guard sync API listening');
+    }
 
-  if (config.metricsListen) {
-    const m = parseListen(config.metricsListen)!;
-    const server = createMetricsServer(registry, health);
-    await listen(server, m.host, m.port);
-    closers.push(() => void server.close());
+    if (config.guard) {
+      const g = config.guard;
+      const addr = parseListen(g.listen)!;
+      const tls = ensureServerCert(ctx, 'guard', 'guard-server', 'wg-ollama guard (local)', [addr.host], g.dnsNames);
+      const requests = requestRepository(ctx.db);
+      let seq = requests.maxSeq('local');
+      const recorder = createRecorder({
+        write: (batch) => {
+          const records = batch.map((r) => ({ ...r, seq: ++seq }));
+          requests.insertBatch('local', records);
+          gm.records(records);
+        },
+        onError: (e) => log.error({ event: 'records', err: e.message }, 'cannot store request records; retrying'),
+      });
+      flushLocal = recorder.flush;
+      localGuard = createGuard({ tls: { ...tls, ca: ca.certPem }, limits: g.limits, upstream: g.upstream, metrics: guardMetrics(registry), record: recorder.record, log });
+      localGuard.setPeers(source.load(Date.now()));
+      await listen(localGuard.server, addr.host, addr.port, 'guard (config guard.listen)');
+      const guard = localGuard;
+      closers.push(async () => {
+        await guard.close();
+        recorder.flush();
+      });
+      log.info({ event: 'guard', listen: g.listen, upstream: g.upstream }, 'guard listening (single-box)');
+    }
+
+    if (config.metricsListen) {
+      const m = parseListen(config.metricsListen)!;
+      const server = createMetricsServer(registry, health);
+      await listen(server, m.host, m.port, 'metrics (config metricsListen)');
+      closers.push(() => void server.close());
+    }
+
+  } catch (e) {
+    // Nothing half-started stays behind: close what did start.
+    for (const c of closers.reverse()) await c();
+    throw e;
   }
 
   let version = source.version();

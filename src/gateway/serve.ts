@@ -125,12 +125,24 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
   log.info({ event: 'start', pid: process.pid, interface: config.interface, peers: first.peers, ok: first.ok }, 'serving');
 
   // The CA (created here for gateways initialised before it existed), sync API, single-box guard, metrics.
-  const link = await startGuardLink(ctx, log, () => ({
-    ok: !!last?.ok,
-    interface: config.interface,
-    peers: last?.peers ?? 0,
-    lastReconcile: last ? { ok: last.ok, errors: last.errors } : null,
-  }));
+  let link: Awaited<ReturnType<typeof startGuardLink>>;
+  try {
+    link = await startGuardLink(ctx, log, () => ({
+      ok: !!last?.ok,
+      interface: config.interface,
+      peers: last?.peers ?? 0,
+      lastReconcile: last ? { ok: last.ok, errors: last.errors } : null,
+    }));
+  } catch (e) {
+    // Exit rather than run half a daemon; the firewall stays as it is (closed to all but active peers).
+    stopping = true;
+    clearTimeout(expiryTimer);
+    clearTimeout(retryTimer);
+    control.close();
+    await reconciler.idle();
+    ctx.close();
+    throw e;
+  }
   let linkVersion = dataVersion();
 
   const monitor = createMonitor({

@@ -61,7 +61,7 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
     },
   });
 
-  await listen(guard.server, addr.host, addr.port);
+  await listen(guard.server, addr.host, addr.port, 'guard (guard.json listen)');
   const metricsServer = config.metricsListen
     ? createMetricsServer(registry, () => {
         const s = sync!.state();
@@ -70,7 +70,7 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
     : null;
   if (metricsServer) {
     const m = parseListen(config.metricsListen!)!;
-    await listen(metricsServer, m.host, m.port);
+    await listen(metricsServer, m.host, m.port, 'metrics (guard.json metricsListen)');
   }
   log.info({ event: 'start', pid: process.pid, listen: config.listen, upstream: config.upstream, gateway: config.gatewayUrl }, 'guard serving');
 

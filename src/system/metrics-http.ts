@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
+import { WgoError } from '../errors.js';
 
 /**
  * Plain-HTTP /metrics (Prometheus text) and /healthz (JSON; 503 when not
@@ -33,12 +34,16 @@ export function createMetricsServer(registry: Registry, health: () => { ok: bool
   });
 }
 
-/** Listens and resolves once bound (rejects on EADDRINUSE and the like). */
-export function listen(server: Server | import('node:https').Server, host: string, port: number): Promise<void> {
+/** Listens and resolves once bound; rejects with a one-line error naming what could not listen (and which setting moves it). */
+export function listen(server: Server | import('node:https').Server, host: string, port: number, what = 'listener'): Promise<void> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const failed = (e: NodeJS.ErrnoException): void => {
+      const why = e.code === 'EADDRINUSE' ? 'the address is in use' : e.code === 'EADDRNOTAVAIL' ? 'no interface has that address' : e.message;
+      reject(new WgoError('EXEC_FAILED', `cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port} for the ${what}: ${why}`, { cause: e }));
+    };
+    server.once('error', failed);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', failed);
       resolve();
     });
   });
