@@ -280,7 +280,7 @@ export function keepAliveSeconds(v: unknown): number | null {
 
 export interface BodyDecision {
   ok: true;
-  /** The bytes to send to Ollama: the original Buffer when nothing changed. */
+  /** The bytes to send to Ollama: the parsed body re-serialised (or the original for bodies not parsed). */
   forward: Buffer;
   /** The (first) model, normalised; null when the endpoint names none. */
   model: string | null;
@@ -315,9 +315,14 @@ export function decideBody(input: { endpoint: EndpointDef; pathModel?: string; b
   if (!isRecord(parsed)) return refuse(400, 'bad_json', 'request body must be a JSON object');
   const req = parsed;
   for (const k of Object.keys(req)) {
+    // Go folds keys with Unicode rules (e.g. "ı" matches "i"): only ASCII keys can be compared here.
+    if (/[^\x20-\x7e]/.test(k)) return refuse(400, 'ambiguous_field', `field ${JSON.stringify(k)} is not accepted: field names must be ASCII`);
     if (!SIGNIFICANT.has(k) && SIGNIFICANT.has(goFold(k))) {
       return refuse(400, 'ambiguous_field', `field "${k}" is not accepted, use "${goFold(k)}"`);
     }
+  }
+  if (isRecord(req.stream_options) && Object.keys(req.stream_options).some((k) => /[^\x20-\x7e]/.test(k))) {
+    return refuse(400, 'ambiguous_field', 'stream_options field names must be ASCII');
   }
 
   // Models: required groups, then optional ones.
@@ -343,13 +348,11 @@ export function decideBody(input: { endpoint: EndpointDef; pathModel?: string; b
   const stream =
     endpoint.streaming === 'default-on' ? req.stream !== false : endpoint.streaming === 'opt-in' ? req.stream === true : false;
 
-  let changed = false;
   if (endpoint.generative && policy.maxKeepAliveSec !== null && req.keep_alive !== undefined && req.keep_alive !== null) {
     const secs = keepAliveSeconds(req.keep_alive);
     if (secs === null) return refuse(400, 'bad_keep_alive', `invalid keep_alive ${JSON.stringify(req.keep_alive)}`);
     if (secs > policy.maxKeepAliveSec) {
       req.keep_alive = policy.maxKeepAliveSec;
-      changed = true;
     }
   }
   if (endpoint.generative && policy.maxNumCtx !== null && isRecord(req.options) && req.options.num_ctx !== undefined) {
@@ -357,7 +360,6 @@ export function decideBody(input: { endpoint: EndpointDef; pathModel?: string; b
     if (typeof n !== 'number') return refuse(400, 'bad_option', 'options.num_ctx must be a number');
     if (n > policy.maxNumCtx) {
       req.options.num_ctx = policy.maxNumCtx;
-      changed = true;
     }
   }
   if (stream && policy.tokensPerDay !== null && (endpoint.name === 'v1.chat' || endpoint.name === 'v1.completions')) {
@@ -366,7 +368,6 @@ export function decideBody(input: { endpoint: EndpointDef; pathModel?: string; b
       // Rebuilt so no case-variant of include_usage can come after ours.
       const kept = Object.fromEntries(Object.entries(so).filter(([k]) => goFold(k) !== 'include_usage'));
       req.stream_options = { ...kept, include_usage: true };
-      changed = true;
     }
   }
 
@@ -378,7 +379,9 @@ export function decideBody(input: { endpoint: EndpointDef; pathModel?: string; b
       const bytes = Buffer.from(typeof p === 'string' ? p : JSON.stringify(p), 'utf8');
       prompt = { sha256: createHash('sha256').update(bytes).digest('hex'), length: bytes.length };
     }
-    if (changed) forward = Buffer.from(JSON.stringify(req), 'utf8');
+    // Always what was decided, re-serialised: duplicate keys collapse to the value checked
+    // here, so Ollama's parser cannot read a different model or option than the guard did.
+    forward = Buffer.from(JSON.stringify(req), 'utf8');
   } catch {
     return refuse(400, 'bad_json', 'request body is nested too deeply');
   }
