@@ -31,6 +31,23 @@ export interface RequestRecord {
 }
 
 const text = (max: number) => z.string().max(max).nullable();
+
+/** Longest prompt text kept (logPrompts): longer ones are cut, their hash and length still cover all of it. */
+export const MAX_PROMPT_TEXT = 1024 * 1024;
+const LIMITS = { peer: 64, source: 64, method: 16, path: 2048, endpoint: 32, model: 256, promptText: MAX_PROMPT_TEXT, refusal: 64 } as const;
+
+/**
+ * A record cut to what the gateway accepts: a client chooses the model name
+ * and the path, and one oversized field must never make a batch unstorable.
+ */
+export function fitRecord<T extends Omit<RequestRecord, 'seq'>>(r: T): T {
+  let out = r;
+  for (const [k, max] of Object.entries(LIMITS) as [keyof typeof LIMITS, number][]) {
+    const v = r[k];
+    if (typeof v === 'string' && v.length > max) out = { ...out, [k]: v.slice(0, max) };
+  }
+  return out;
+}
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
 /** Validates records pushed over the sync API: a guard is trusted to be itself, not to send well-formed data. */
@@ -47,7 +64,7 @@ export const requestRecordSchema = z
     model: text(256),
     promptSha256: z.string().regex(/^[0-9a-f]{64}$/).nullable(),
     promptLength: count.nullable(),
-    promptText: text(16 * 1024 * 1024),
+    promptText: text(MAX_PROMPT_TEXT),
     status: z.number().int().min(0).max(999),
     bytesIn: count,
     bytesOut: count,

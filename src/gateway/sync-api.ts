@@ -15,7 +15,7 @@ const MAX_WAIT_SEC = 30;
 export const MAX_PUSH_RECORDS = 1000;
 const MAX_PUSH_BYTES = 32 * 1024 * 1024;
 
-const pushSchema = z.object({ records: z.array(requestRecordSchema).max(MAX_PUSH_RECORDS) }).strict();
+const pushSchema = z.object({ records: z.array(z.unknown()).max(MAX_PUSH_RECORDS) }).strict();
 
 /** Wakes long-polls when the database changed (serve's change poll calls notify). */
 export function changeSignal() {
@@ -62,7 +62,8 @@ function json(res: ServerResponse, status: number, body: unknown): void {
  * The guard sync API (mTLS; only certificates issued to a guard, not revoked):
  *   GET  /v1/peers?after=VERSION&wait=SEC  the active peer set, long-polled: answered at once when
  *                                          the version differs, else when it changes, else 204 after SEC
- *   POST /v1/records {records:[...]}       request records; (guard, seq) already stored are skipped
+ *   POST /v1/records {records:[...]}       request records; (guard, seq) already stored are skipped,
+ *                                          malformed ones reported in `rejected` and skipped
  */
 export function createSyncApi(o: SyncApiOptions): Server {
   const clock = o.clock ?? Date.now;
@@ -122,11 +123,18 @@ export function createSyncApi(o: SyncApiOptions): Server {
         const issue = parsed.error.issues[0]!;
         return json(res, 400, { error: `invalid records: ${issue.path.join('.')}: ${issue.message}` });
       }
-      const records = parsed.data.records as RequestRecord[];
+      // Each record on its own: a malformed one is reported and skipped, never allowed to block the rest.
+      const records: RequestRecord[] = [];
+      const rejected: { seq: unknown; error: string }[] = [];
+      for (const raw of parsed.data.records) {
+        const r = requestRecordSchema.safeParse(raw);
+        if (r.success) records.push(r.data as RequestRecord);
+        else rejected.push({ seq: (raw as { seq?: unknown } | null)?.seq ?? null, error: r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ').slice(0, 300) });
+      }
       const fresh = requests.insertNew(guard.name, records);
       certs.guardSeen(guard.id, clock(), from, null);
       if (fresh.length > 0) o.onRecords?.(guard.name, fresh);
-      return json(res, 200, { received: records.length, stored: fresh.length, upTo: records.reduce((m, r) => Math.max(m, r.seq), 0) });
+      return json(res, 200, { received: parsed.data.records.length, stored: fresh.length, rejected, upTo: records.reduce((m, r) => Math.max(m, r.seq), 0) });
     }
     return json(res, 404, { error: 'unknown sync endpoint' });
   };

@@ -1,4 +1,4 @@
-import type { RequestRecord } from '../core/request-record.js';
+import { fitRecord, type RequestRecord } from '../core/request-record.js';
 
 export type DraftRecord = Omit<RequestRecord, 'seq'>;
 
@@ -31,7 +31,7 @@ export function createRecorder(o: { write(batch: DraftRecord[]): void; intervalM
 
   return {
     record(r: DraftRecord): void {
-      buffer.push(r);
+      buffer.push(fitRecord(r));
       if (buffer.length >= maxBatch) setImmediate(flush);
       else timer ??= setTimeout(flush, intervalMs);
     },

@@ -7,6 +7,18 @@ import type { Spool } from './spool.js';
 
 const LONG_POLL_SEC = 25;
 const PUSH_BATCH = 500;
+/** A push stays well under the gateway's 32 MiB limit, whatever the prompts (logPrompts) weigh. */
+const PUSH_MAX_BYTES = 8 * 1024 * 1024;
+
+/** The longest prefix of records that fits PUSH_MAX_BYTES (always at least one). */
+function fitBatch<T>(records: T[]): T[] {
+  let size = 0;
+  for (let i = 0; i < records.length; i++) {
+    size += JSON.stringify(records[i]).length;
+    if (size > PUSH_MAX_BYTES && i > 0) return records.slice(0, i);
+  }
+  return records;
+}
 const PUSH_INTERVAL_MS = 1000;
 const MAX_BACKOFF_MS = 10_000;
 
@@ -98,7 +110,7 @@ export function startSyncClient(o: SyncClientOptions) {
   const push = async (): Promise<void> => {
     let backoff = PUSH_INTERVAL_MS;
     while (!ac.signal.aborted) {
-      const batch = o.spool.pending(PUSH_BATCH);
+      const batch = fitBatch(o.spool.pending(PUSH_BATCH));
       if (batch.length === 0) {
         await new Promise<void>((resolve) => {
           wake = resolve;
@@ -117,6 +129,9 @@ export function startSyncClient(o: SyncClientOptions) {
         });
         const text = await r.body.text();
         if (r.statusCode !== 200) throw new Error(`gateway refused records: ${r.statusCode} ${text.slice(0, 200)}`);
+        const answer = JSON.parse(text) as { rejected?: { seq: unknown; error: string }[] };
+        // Acknowledged all the same: a record the gateway cannot store would otherwise block every later one.
+        for (const x of answer.rejected ?? []) o.log.error({ event: 'sync', seq: x.seq, err: x.error }, 'the gateway rejected a request record');
         o.spool.ack(batch[batch.length - 1]!.seq);
         backoff = PUSH_INTERVAL_MS;
         status(true, null);

@@ -209,7 +209,7 @@ describe('POST /v1/records', () => {
   test('stores the records under the guard, with peer_id from the certificate serial', async () => {
     const r = await push([rec(1, { certSerial: aliceCert.serial }), rec(2, { peer: null, certSerial: null, status: 401, refusal: 'auth_no_certificate' })]);
     expect(r.status, r.text).toBe(200);
-    expect(JSON.parse(r.text)).toEqual({ received: 2, stored: 2, upTo: 2 });
+    expect(JSON.parse(r.text)).toEqual({ received: 2, stored: 2, rejected: [], upTo: 2 });
     const alice = peerRepository(env.db).byName('alice')!;
     expect(rows().map((x) => [x.guard, x.guardSeq, x.peerId, x.status])).toEqual([['gpu1', 1, alice.id, 200], ['gpu1', 2, null, 401]]);
     expect(stored.map((s) => [s.guard, s.records.map((x) => x.seq)])).toEqual([['gpu1', [1, 2]]]);
@@ -217,15 +217,15 @@ describe('POST /v1/records', () => {
 
   test('the same batch pushed twice is stored once', async () => {
     const batch = [rec(1), rec(2), rec(3)];
-    expect(JSON.parse((await push(batch)).text)).toEqual({ received: 3, stored: 3, upTo: 3 });
-    expect(JSON.parse((await push(batch)).text)).toEqual({ received: 3, stored: 0, upTo: 3 });
+    expect(JSON.parse((await push(batch)).text)).toEqual({ received: 3, stored: 3, rejected: [], upTo: 3 });
+    expect(JSON.parse((await push(batch)).text)).toEqual({ received: 3, stored: 0, rejected: [], upTo: 3 });
     expect(rows()).toHaveLength(3);
     expect(stored).toHaveLength(1);
   });
 
   test('a batch that overlaps one already stored adds only its new records, and reports only those', async () => {
     await push([rec(1), rec(2)]);
-    expect(JSON.parse((await push([rec(1), rec(2), rec(3)])).text)).toEqual({ received: 3, stored: 1, upTo: 3 });
+    expect(JSON.parse((await push([rec(1), rec(2), rec(3)])).text)).toEqual({ received: 3, stored: 1, rejected: [], upTo: 3 });
     expect(rows().map((x) => x.guardSeq)).toEqual([1, 2, 3]);
     // onRecords feeds the metrics: a record counted twice would inflate them.
     expect(stored.map((s) => s.records.map((x) => x.seq))).toEqual([[1, 2], [3]]);
@@ -234,17 +234,30 @@ describe('POST /v1/records', () => {
   test.each([
     ['not JSON', '{"records": [', /body is not JSON/],
     ['no records field', JSON.stringify({ rows: [] }), /invalid records/],
-    ['seq 0', JSON.stringify({ records: [rec(1), rec(0)] }), /records\.1\.seq/],
-    ['an unknown field', JSON.stringify({ records: [{ ...rec(1), prompt: 'secret' }] }), /invalid records/],
-    ['an uppercase serial', JSON.stringify({ records: [rec(1, { certSerial: 'ABCDEF' })] }), /records\.0\.certSerial/],
-    ['a bad prompt hash', JSON.stringify({ records: [rec(1, { promptSha256: 'xyz' })] }), /records\.0\.promptSha256/],
-    ['a negative byte count', JSON.stringify({ records: [rec(1, { bytesOut: -1 })] }), /records\.0\.bytesOut/],
-    ['a missing field', JSON.stringify({ records: [(({ source: _s, ...r }) => r)(rec(1))] }), /records\.0\.source/],
+    ['records not an array', JSON.stringify({ records: {} }), /invalid records/],
   ])('%s is 400 and nothing is stored', async (_what, body, message) => {
     const r = await call(asGuard(), 'POST', '/v1/records', body);
     expect(r.status).toBe(400);
     expect(JSON.parse(r.text).error).toMatch(message);
     expect(rows()).toEqual([]);
     expect(stored).toEqual([]);
+  });
+
+  test.each([
+    ['seq 0', { ...rec(2), seq: 0 }, /seq/],
+    ['an unknown field', { ...rec(2), prompt: 'secret' }, /Unrecognized key/i],
+    ['an uppercase serial', rec(2, { certSerial: 'ABCDEF' }), /certSerial/],
+    ['a bad prompt hash', rec(2, { promptSha256: 'xyz' }), /promptSha256/],
+    ['a negative byte count', rec(2, { bytesOut: -1 }), /bytesOut/],
+    ['a missing field', (({ source: _s, ...r }) => r)(rec(2)), /source/],
+    ['a model name over 256 characters', rec(2, { model: 'm'.repeat(300) }), /model/],
+  ])('a record with %s is rejected and reported; the others in the batch are stored', async (_what, bad, message) => {
+    const r = await call(asGuard(), 'POST', '/v1/records', JSON.stringify({ records: [rec(1), bad, rec(3)] }));
+    expect(r.status).toBe(200);
+    const answer = JSON.parse(r.text) as { received: number; stored: number; rejected: { seq: unknown; error: string }[] };
+    expect(answer).toMatchObject({ received: 3, stored: 2 });
+    expect(answer.rejected).toHaveLength(1);
+    expect(answer.rejected[0]!.error).toMatch(message);
+    expect(rows().map((x) => x.guardSeq)).toEqual([1, 3]);
   });
 });
