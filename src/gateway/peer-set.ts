@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Config } from '../config.js';
 import { mergePolicy, type Policy } from '../core/policy.js';
 import { utcDay } from '../core/rate.js';
@@ -17,7 +18,9 @@ export function peerSetSource(db: Db, config: Config) {
   const peers = peerRepository(db);
   const requests = requestRepository(db);
   const defaults = defaultPolicy(config);
-  const configTag = `${config.logPrompts ? 1 : 0}`;
+  // Whatever of the config reaches guards is part of the version: a changed default policy is a new set.
+  const configTag = createHash('sha256').update(JSON.stringify({ logPrompts: config.logPrompts, defaults })).digest('hex').slice(0, 12);
+  const notAfter = db.prepare(`SELECT not_after FROM certificates WHERE serial = ?`).pluck();
   return {
     version: (): string => `${peers.maxSeq()}.${configTag}`,
     load(now: number): PeerSet {
@@ -31,7 +34,8 @@ export function peerSetSource(db: Db, config: Config) {
           name: p.name,
           address: p.address,
           serial: p.certSerial!,
-          expiresAt: p.expiresAt,
+          // The certificate's own end counts too: a resumed TLS session is not re-checked by OpenSSL.
+          expiresAt: earliest(p.expiresAt, (notAfter.get(p.certSerial) as number | undefined) ?? null),
           policy: p.policy === null ? defaults : mergePolicy(defaults, JSON.parse(p.policy) as Partial<Policy>),
         }));
         return {
@@ -45,5 +49,7 @@ export function peerSetSource(db: Db, config: Config) {
     },
   };
 }
+
+const earliest = (a: number | null, b: number | null): number | null => (a === null ? b : b === null ? a : Math.min(a, b));
 
 export type PeerSetSource = ReturnType<typeof peerSetSource>;

@@ -39,7 +39,8 @@ describe('peerSetSource', () => {
     const source = peerSetSource(e.db, e.config);
     const set = source.load(T0);
     expect(set.peers).toEqual([
-      { name: 'alice', address: alice.peer.address, serial: alice.certificate.serial, expiresAt: null, policy: DEFAULT_POLICY },
+      // A peer without an expiry is still bounded by its certificate's end.
+      { name: 'alice', address: alice.peer.address, serial: alice.certificate.serial, expiresAt: Date.parse(alice.certificate.notAfter), policy: DEFAULT_POLICY },
       { name: 'bob', address: bob.peer.address, serial: bob.certificate.serial, expiresAt: T0 + DAY, policy: DEFAULT_POLICY },
     ]);
     expect(set.version).toBe(source.version());
@@ -98,6 +99,15 @@ describe('peerSetSource', () => {
     e.svc.disable('bob', WHO); // already disabled
     expect(source.version()).toBe(afterDisable);
     expect(afterDisable).not.toBe(v);
+  });
+
+  test('the configured default policy is part of the version (guards must not keep an old default)', () => {
+    env = peerEnv();
+    env.svc.add({ name: 'alice' }, WHO);
+    const before = peerSetSource(env.db, env.config);
+    const after = peerSetSource(env.db, { ...env.config, policy: { maxStreams: 1 } });
+    expect(after.version()).not.toBe(before.version());
+    expect(after.load(T0).peers[0]!.policy.maxStreams).toBe(1);
   });
 
   test('logPrompts is part of the set and of the version', () => {
