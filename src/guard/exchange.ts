@@ -230,6 +230,8 @@ async function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
   const generative = endpoint.generative;
   if (generative) deps.metrics.stream(f.peer, 1);
   const scanner = createTokenScanner();
+  let lines = 0;
+  let responseType: string | undefined;
   try {
     let up: Dispatcher.ResponseData;
     try {
@@ -254,6 +256,7 @@ async function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
       return;
     }
     draft.status = up.statusCode;
+    responseType = typeof up.headers['content-type'] === 'string' ? up.headers['content-type'] : undefined;
     const out: Record<string, string> = {};
     for (const h of FORWARD_RESPONSE) {
       const v = up.headers[h];
@@ -281,6 +284,7 @@ async function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
         if (draft.ttfbMs === null) draft.ttfbMs = Math.round((performance.now() - f.t0) * 1000) / 1000;
         draft.bytesOut += chunk.length;
         scanner.push(chunk);
+        for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
         if (!res.write(chunk)) body.pause();
       });
       res.on('drain', () => body.resume());
@@ -311,6 +315,12 @@ async function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
       draft.evalTokens = counts.evalTokens;
       deps.budget.add(f.peer, counts.promptTokens + counts.evalTokens, deps.clock());
       deps.metrics.tokens(f.peer, draft.model, counts.promptTokens, counts.evalTokens);
+    } else if (generative && draft.status > 0 && draft.status < 400) {
+      // No final counts (the client left before them, or the endpoint reports none): the budget
+      // is still charged, with an estimate — a token per streamed line (SSE: per event) and
+      // one per four bytes of prompt. The record keeps null: only Ollama's own counts go there.
+      const sse = /event-stream/.test(String(responseType));
+      deps.budget.add(f.peer, Math.ceil((draft.promptLength ?? 0) / 4) + (sse ? Math.ceil(lines / 2) : lines), deps.clock());
     }
   }
 }

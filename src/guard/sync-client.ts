@@ -59,7 +59,9 @@ export function startSyncClient(o: SyncClientOptions) {
   // stop() waits for it when the gateway does not answer (a guard restart is downtime for every peer).
   const agent = new Agent({ connect: { ca: o.tls.ca, cert: o.tls.cert, key: o.tls.key, timeout: 3000 }, keepAliveTimeout: 60_000, headersTimeout: (LONG_POLL_SEC + 15) * 1000, bodyTimeout: 60_000 });
   const ac = new AbortController();
-  let version = o.spool.loadPeerSet()?.version ?? '';
+  // The first poll asks for the whole set even when one is saved: today's token use and any
+  // change made while this guard was down come with it (the saved set is enforced meanwhile).
+  let version = '';
   let connected = false;
   let lastError: string | null = null;
   let wake: (() => void) | null = null;

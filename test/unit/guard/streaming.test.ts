@@ -106,6 +106,25 @@ describe('streams cut short', () => {
     expect(await env.registry.getSingleMetricAsString('wgo_guard_active_streams')).toContain('wgo_guard_active_streams{peer="alice"} 0');
   });
 
+  test('leaving before the final counts does not escape the token budget: the streamed lines are charged', async () => {
+    // A guard of its own: the budget counts the whole day, and other tests spent alice's tokens here.
+    const shared = env;
+    env = await startEnv({ sim: { tokenRate: 20, tokens: 10 }, peers: [{ name: 'alice', address: '127.0.0.1', policy: { tokensPerDay: 3 } }] });
+    try {
+      const s = openStream('alice', '/api/generate', { model: 'llama3.2', prompt: 'a long story', options: { num_predict: 1000 } });
+      await waitFor(() => s.chunks.length >= 4, 3000, 'four chunks');
+      s.destroy();
+      await waitFor(() => env.records.length === 1, 2000, 'the record');
+      expect(env.records[0]).toMatchObject({ refusal: 'client_aborted', promptTokens: null, evalTokens: null });
+      const next = await env.request('alice', { path: '/api/generate', body: { model: 'llama3.2', prompt: 'again', stream: false } });
+      expect(next.status).toBe(429);
+      expect(JSON.parse(next.text)).toEqual({ error: 'daily token budget of 3 used up' });
+    } finally {
+      await env.close();
+      env = shared;
+    }
+  });
+
   test("revoking a peer mid-stream closes its stream within 1 s and aborts upstream; another peer's stream runs on", async () => {
     const a = openStream('alice', '/api/chat', chat(1000));
     const b = openStream('bob', '/api/chat', chat(20), '127.0.0.2');
