@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Registry, collectDefaultMetrics } from 'prom-client';
@@ -37,8 +37,10 @@ export function ensureServerCert(ctx: GatewayContext, file: string, role: CertRo
     const cert = readFileSync(certFile, 'utf8');
     const info = certificateInfo(cert);
     const same = (a: string[], b: string[]): boolean => a.length === b.length && a.every((x) => b.includes(x));
-    if (new X509Certificate(cert).verify(new X509Certificate(ca.certPem).publicKey) && same(info.ipAddresses, ips) && same(info.dnsNames, dns) && info.notAfter.getTime() - now > RENEW_BEFORE_MS) {
-      return { cert, key: readFileSync(keyFile, 'utf8') };
+    const key = readFileSync(keyFile, 'utf8');
+    const x = new X509Certificate(cert);
+    if (x.verify(new X509Certificate(ca.certPem).publicKey) && x.checkPrivateKey(createPrivateKey(key)) && same(info.ipAddresses, ips) && same(info.dnsNames, dns) && info.notAfter.getTime() - now > RENEW_BEFORE_MS) {
+      return { cert, key };
     }
   }
   const key = generateLeafKey();

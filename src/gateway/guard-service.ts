@@ -42,6 +42,7 @@ export function guardService(deps: { db: Db; config: Config; ca: CaStore; clock?
   return {
     add(input: { name: string; address: string; dnsNames?: string[] }, who: Actor): IssuedGuard {
       const name = validatePeerName(input.name, 'guard name');
+      if (name === 'local') throw badInput('guard name "local" is reserved for the guard inside serve (single-box mode)');
       if (isIP(input.address) === 0) throw badInput(`--address "${input.address}" is not an IP address`);
       const dnsNames = input.dnsNames ?? [];
       for (const d of dnsNames) {

@@ -94,7 +94,8 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
   };
   const finish = (): void => {
     draft.durationMs = Math.round((performance.now() - t0) * 1000) / 1000;
-    deps.metrics.request(draft.peer ?? '', draft.model, draft.status, draft.endpoint, draft.durationMs / 1000);
+    // Model names are the client's choice: only those Ollama served become label values (bounded series).
+    deps.metrics.request(draft.peer ?? '', draft.status > 0 && draft.status < 400 ? draft.model : null, draft.status, draft.endpoint, draft.durationMs / 1000);
     if (draft.refusal) deps.metrics.refusal(draft.refusal);
     deps.record(draft);
   };
@@ -115,6 +116,13 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
   }
   const { policy, name } = auth.peer;
   draft.peer = name;
+
+  // A browser holding a peer's .p12 must not be driven by another site: text/plain and form
+  // POSTs need no CORS preflight. Ollama's own clients send no Origin; browsers always do cross-site.
+  const site = req.headers['sec-fetch-site'];
+  if (req.headers.origin !== undefined || site === 'cross-site' || site === 'same-site') {
+    return refuse({ status: 403, error: 'requests from web pages are not accepted', reason: 'cross_origin' });
+  }
 
   const head = decideHead({ method: req.method ?? '', rawUrl: req.url ?? '', headers: req.headers, policy, maxBodyBytes: deps.limits.maxBodyBytes });
   if (!head.ok) return refuse(head.refusal);

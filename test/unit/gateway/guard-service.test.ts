@@ -105,6 +105,7 @@ describe('guardService.add', () => {
     ['dns with a leading hyphen', { name: 'gpu1', address: '10.0.0.1', dnsNames: ['ok.lan', '-x.lan'] }, /--dns "-x.lan"/],
     ['dns with a wildcard', { name: 'gpu1', address: '10.0.0.1', dnsNames: ['*.lan'] }, /--dns/],
     ['bad name', { name: 'GPU 1', address: '10.0.0.1' }, /name/],
+    ['the name of the in-process guard', { name: 'local', address: '10.0.0.1' }, /"local" is reserved/],
   ])('%s is BAD_INPUT and nothing is stored', (_what, input, message) => {
     const e = expectWgoError(() => svc.add(input, WHO), 'BAD_INPUT');
     expect(e.message).toMatch(message);

@@ -92,6 +92,19 @@ describe('path tricks towards pull and delete', () => {
   });
 });
 
+describe('requests from web pages', () => {
+  test.each<[string, Record<string, string>]>([
+    ['an Origin header', { origin: 'https://evil.example' }],
+    ['a null Origin', { origin: 'null' }],
+    ['Sec-Fetch-Site cross-site', { 'sec-fetch-site': 'cross-site' }],
+    ['Sec-Fetch-Site same-site', { 'sec-fetch-site': 'same-site' }],
+  ])('%s → 403: a browser holding the .p12 cannot be driven by another site', async (_what, headers) => {
+    await refused('alice', 'POST', '/api/generate', { model: 'llama3.2', prompt: 'x' }, 403, 'requests from web pages are not accepted', 'cross_origin', {
+      headers: { ...headers, 'content-type': 'text/plain' },
+    });
+  });
+});
+
 describe('methods', () => {
   test.each([
     ['GET', '/api/chat', 'POST'],
