@@ -121,11 +121,13 @@ export const MIGRATIONS: readonly string[] = [
     UPDATE peers SET change_seq = (SELECT coalesce(max(change_seq), 0) + 1 FROM peers) WHERE id = NEW.id;
   END;
 
-  -- One row per request the guard saw, refused ones included. (guard, guard_seq)
-  -- makes a batch pushed twice land once.
+  -- One row per request the guard saw, refused ones included. (guard, spool, guard_seq)
+  -- makes a batch pushed twice land once; spool is the random id of the guard's spool
+  -- file, so a guard whose spool was replaced starts a new sequence instead of colliding.
   CREATE TABLE requests (
     id            INTEGER PRIMARY KEY,
     guard         TEXT NOT NULL,
+    spool         TEXT NOT NULL DEFAULT '',
     guard_seq     INTEGER NOT NULL,
     at            INTEGER NOT NULL,
     peer_id       INTEGER REFERENCES peers (id),
@@ -147,7 +149,7 @@ export const MIGRATIONS: readonly string[] = [
     ttfb_ms       REAL,
     duration_ms   REAL NOT NULL,
     refusal       TEXT,
-    UNIQUE (guard, guard_seq)
+    UNIQUE (guard, spool, guard_seq)
   ) STRICT;
   CREATE INDEX requests_at ON requests (at);
   CREATE INDEX requests_peer ON requests (peer_id, at);

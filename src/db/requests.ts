@@ -29,31 +29,31 @@ const WHERE = `at >= @since AND id > @afterId AND (@peerId IS NULL OR peer_id = 
 /** Request records: written in batches, each (guard, seq) at most once. */
 export function requestRepository(db: Db) {
   const s = {
-    insert: db.prepare(`INSERT INTO requests (guard, guard_seq, at, peer_id, peer, cert_serial, source, method, path,
+    insert: db.prepare(`INSERT INTO requests (guard, spool, guard_seq, at, peer_id, peer, cert_serial, source, method, path,
         endpoint, model, prompt_sha256, prompt_length, prompt_text, status, bytes_in, bytes_out, prompt_tokens, eval_tokens,
         ttfb_ms, duration_ms, refusal)
-      VALUES (@guard, @seq, @at, (SELECT peer_id FROM certificates WHERE serial = @certSerial AND role = 'peer'), @peer,
+      VALUES (@guard, @spool, @seq, @at, (SELECT peer_id FROM certificates WHERE serial = @certSerial AND role = 'peer'), @peer,
         @certSerial, @source, @method, @path, @endpoint, @model, @promptSha256, @promptLength, @promptText, @status,
         @bytesIn, @bytesOut, @promptTokens, @evalTokens, @ttfbMs, @durationMs, @refusal)
-      ON CONFLICT (guard, guard_seq) DO NOTHING`),
+      ON CONFLICT (guard, spool, guard_seq) DO NOTHING`),
     list: db.prepare(`SELECT ${COLUMNS} FROM requests WHERE ${WHERE} ORDER BY id LIMIT @limit`),
     newest: db.prepare(`SELECT * FROM (SELECT ${COLUMNS} FROM requests WHERE ${WHERE} ORDER BY id DESC LIMIT @limit) ORDER BY id`),
-    maxSeq: db.prepare(`SELECT coalesce(max(guard_seq), 0) FROM requests WHERE guard = ?`).pluck(),
+    maxSeq: db.prepare(`SELECT coalesce(max(guard_seq), 0) FROM requests WHERE guard = ? AND spool = ''`).pluck(),
     tokensSince: db.prepare(`SELECT peer_id AS peerId, sum(coalesce(prompt_tokens, 0) + coalesce(eval_tokens, 0)) AS tokens
       FROM requests WHERE at >= ? AND peer_id IS NOT NULL GROUP BY peer_id`),
   };
-  const insertMany = db.transaction((guard: string, records: readonly RequestRecord[]) =>
-    records.filter((r) => s.insert.run({ guard, ...r }).changes > 0));
+  const insertMany = db.transaction((guard: string, spool: string, records: readonly RequestRecord[]) =>
+    records.filter((r) => s.insert.run({ guard, spool, ...r }).changes > 0));
   return {
     /** Inserts a batch in one transaction; records already present are skipped. Returns how many were new. */
-    insertBatch: (guard: string, records: readonly RequestRecord[]): number => insertMany.immediate(guard, records).length,
+    insertBatch: (guard: string, records: readonly RequestRecord[], spool = ''): number => insertMany.immediate(guard, spool, records).length,
     /** Like insertBatch, but returns the records that were new (for metrics that must count each record once). */
-    insertNew: (guard: string, records: readonly RequestRecord[]): RequestRecord[] => insertMany.immediate(guard, records),
+    insertNew: (guard: string, records: readonly RequestRecord[], spool = ''): RequestRecord[] => insertMany.immediate(guard, spool, records),
     list(q: RequestQuery): RequestRow[] {
       const params = { since: q.since, afterId: q.afterId ?? 0, peerId: q.peerId ?? null, model: q.model ?? null, status: q.status ?? null, limit: q.limit ?? 1000 };
       return (q.newest ? s.newest : s.list).all(params) as RequestRow[];
     },
-    /** The highest sequence number stored for a guard (0 when none). */
+    /** The highest sequence number stored for a guard without a spool id (the in-process guard; 0 when none). */
     maxSeq: (guard: string) => s.maxSeq.get(guard) as number,
     /** Tokens used per peer id since a moment (the daily budget); by id, so a new peer reusing a name starts at 0. */
     tokensSince(since: number): Map<number, number> {

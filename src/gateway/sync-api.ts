@@ -15,7 +15,7 @@ const MAX_WAIT_SEC = 30;
 export const MAX_PUSH_RECORDS = 1000;
 const MAX_PUSH_BYTES = 32 * 1024 * 1024;
 
-const pushSchema = z.object({ records: z.array(z.unknown()).max(MAX_PUSH_RECORDS) }).strict();
+const pushSchema = z.object({ spool: z.string().regex(/^[0-9a-f]{16,64}$/).optional(), records: z.array(z.unknown()).max(MAX_PUSH_RECORDS) }).strict();
 
 /** Wakes long-polls when the database changed (serve's change poll calls notify). */
 export function changeSignal() {
@@ -131,7 +131,7 @@ export function createSyncApi(o: SyncApiOptions): Server {
         if (r.success) records.push(r.data as RequestRecord);
         else rejected.push({ seq: (raw as { seq?: unknown } | null)?.seq ?? null, error: r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ').slice(0, 300) });
       }
-      const fresh = requests.insertNew(guard.name, records);
+      const fresh = requests.insertNew(guard.name, records, parsed.data.spool ?? '');
       certs.guardSeen(guard.id, clock(), from, null);
       if (fresh.length > 0) o.onRecords?.(guard.name, fresh);
       return json(res, 200, { received: parsed.data.records.length, stored: fresh.length, rejected, upTo: records.reduce((m, r) => Math.max(m, r.seq), 0) });

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type { RequestRecord } from '../core/request-record.js';
 import { WgoError } from '../errors.js';
@@ -18,7 +19,8 @@ export function openSpool(path: string) {
     throw new WgoError('NOT_INITIALIZED', `cannot open the guard spool ${path}: ${(e as Error).message}`, { cause: e });
   }
   db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = NORMAL');
+  // FULL: a committed record survives a power cut, so its sequence number is never handed out twice.
+  db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');
   db.exec(`
     CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL) STRICT;
@@ -32,6 +34,13 @@ export function openSpool(path: string) {
     get: db.prepare(`SELECT value FROM kv WHERE key = ?`).pluck(),
     put: db.prepare(`INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`),
   };
+  // A random id of this spool file: the gateway keys records by (guard, spool, seq), so a spool
+  // deleted or restored from a backup starts a new sequence instead of reusing numbers.
+  let epoch = s.get.get('spool') as string | undefined;
+  if (!epoch) {
+    epoch = randomBytes(16).toString('hex');
+    s.put.run('spool', epoch);
+  }
   const append = db.transaction((batch: DraftRecord[]) => {
     for (const r of batch) s.insert.run(JSON.stringify(r));
   });
@@ -44,6 +53,8 @@ export function openSpool(path: string) {
     /** The gateway has everything up to seq. */
     ack: (seq: number): void => void s.ack.run(seq),
     count: (): number => s.count.get() as number,
+    /** The spool's random id, sent with every push. */
+    id: (): string => epoch!,
     savePeerSet: (set: PeerSet): void => void s.put.run('peerSet', JSON.stringify(set)),
     loadPeerSet(): PeerSet | null {
       const v = s.get.get('peerSet') as string | undefined;

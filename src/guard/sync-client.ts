@@ -126,7 +126,7 @@ export function startSyncClient(o: SyncClientOptions) {
           dispatcher: agent,
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ records: batch }),
+          body: JSON.stringify({ spool: o.spool.id(), records: batch }),
           signal: ac.signal,
         });
         const text = await r.body.text();

@@ -223,6 +223,17 @@ describe('POST /v1/records', () => {
     expect(stored).toHaveLength(1);
   });
 
+  test('a replaced spool (new spool id) starts a new sequence: its records are not taken for duplicates', async () => {
+    const withSpool = (spool: string, records: unknown[]) => call(asGuard(), 'POST', '/v1/records', JSON.stringify({ spool, records }));
+    const a = 'a'.repeat(32);
+    const b = 'b'.repeat(32);
+    expect(JSON.parse((await withSpool(a, [rec(1), rec(2)])).text)).toMatchObject({ stored: 2 });
+    expect(JSON.parse((await withSpool(a, [rec(1), rec(2)])).text)).toMatchObject({ stored: 0 });
+    expect(JSON.parse((await withSpool(b, [rec(1)])).text)).toMatchObject({ stored: 1 });
+    expect(rows()).toHaveLength(3);
+    expect((await withSpool('not-hex', [rec(3)])).status).toBe(400);
+  });
+
   test('a batch that overlaps one already stored adds only its new records, and reports only those', async () => {
     await push([rec(1), rec(2)]);
     expect(JSON.parse((await push([rec(1), rec(2), rec(3)])).text)).toEqual({ received: 3, stored: 1, rejected: [], upTo: 3 });

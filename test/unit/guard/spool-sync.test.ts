@@ -194,8 +194,15 @@ describe('sync client against the sync API', () => {
     await c.stop();
     spool.close();
 
+    const firstId = spool.id();
     const reopened = spoolAt(path);
     expect(reopened.loadPeerSet()).toEqual(sets[1]);
+    // The spool keeps its id across restarts; a new spool file gets a new one.
+    expect(reopened.id()).toBe(firstId);
+    expect(firstId).toMatch(/^[0-9a-f]{32}$/);
+    const other = spoolAt(join(dir, 'other-spool.db'));
+    expect(other.id()).not.toBe(firstId);
+    other.close();
     // A guard restarted with it enforces it (main.ts) but asks for the whole set first:
     // today's token use and changes made while it was down come with the answer.
     const got: PeerSet[] = [];
