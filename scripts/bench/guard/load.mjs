@@ -18,7 +18,7 @@
 //              connection offers the last TLS session ticket it got.
 // URL is http://HOST:PORT (the simulator, direct) or https://HOST:PORT (mTLS with --tls-dir).
 import { connect as netConnect } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as tlsConnect, createSecureContext } from 'node:tls';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Pool, request as undiciRequest } from 'undici';
@@ -40,7 +40,7 @@ const { values: a } = parseArgs({
     ctl: { type: 'string' },
     tag: { type: 'string', default: 'x' },
     steps: { type: 'string', default: '1000' },
-    'open-concurrency': { type: 'string', default: '128' },
+    'open-concurrency': { type: 'string', default: '512' },
     resume: { type: 'string', default: '0' },
     'max-seconds': { type: 'string', default: '120' },
   },
@@ -184,6 +184,7 @@ async function stream() {
   await p.destroy().catch(() => {});
   const emits = await (await undiciRequest(`${a.ctl}/emits`)).body.json();
   const ttfb = [];
+  const reqLeg = [];
   const oneway = [];
   const gaps = [];
   let mismatched = 0;
@@ -196,6 +197,8 @@ async function stream() {
     }
     if (e.length !== rec.arrivals.length) mismatched++;
     if (rec.arrivals.length > 0) ttfb.push((rec.arrivals[0] - rec.t0) / 1000);
+    // Client send → the simulator's first write (its first token is due one token interval after the request arrives).
+    if (e.length > 0) reqLeg.push((e[0] - rec.t0) / 1000);
     for (let k = 1; k < Math.min(e.length, rec.arrivals.length); k++) {
       oneway.push(rec.arrivals[k] - e[k]);
       gaps.push((rec.arrivals[k] - rec.arrivals[k - 1]) / 1000);
@@ -204,6 +207,7 @@ async function stream() {
   const so = sorted(oneway);
   const st = sorted(ttfb);
   const sg = sorted(gaps);
+  const sr = sorted(reqLeg);
   out({
     mode: 'stream',
     target: a.target,
@@ -217,6 +221,7 @@ async function stream() {
     onewayP99Us: round(pct(so, 99), 1),
     ttfbP50Ms: round(pct(st, 50), 3),
     ttfbP99Ms: round(pct(st, 99), 3),
+    firstEmitP50Ms: round(pct(sr, 50), 3),
     gapP50Ms: round(pct(sg, 50), 3),
     gapP99Ms: round(pct(sg, 99), 3),
   });
@@ -224,10 +229,16 @@ async function stream() {
 
 // ---------------------------------------------------------------- raw connections
 
+// One SecureContext for every raw connection: tls.connect({ca, cert, key}) would parse the key and
+// build a new certificate store for each connection (milliseconds of generator CPU each).
+const secureContext = secure ? createSecureContext(tlsOpts) : null;
 function rawConnect(opts = {}) {
   const port = Number(url.port);
   const host = url.hostname;
-  return secure ? tlsConnect({ host, port, ...tlsOpts, rejectUnauthorized: true, ...opts }) : netConnect({ host, port });
+  const s = secure ? tlsConnect({ host, port, secureContext, rejectUnauthorized: true, ...opts }) : netConnect({ host, port });
+  // Nagle + delayed ACK would hold the request behind the client's last handshake flight (~40 ms).
+  s.setNoDelay(true);
+  return s;
 }
 
 // ---------------------------------------------------------------- hold
@@ -286,12 +297,24 @@ async function hold() {
   };
   const t0 = performance.now();
   for (const target of steps) {
+    // A sliding window of at most k streams waiting for their first chunk.
     let attempts = 0;
-    while (open < target && attempts < target * 2) {
-      const batch = Math.min(k, target - open);
-      attempts += batch;
-      await Promise.all(Array.from({ length: batch }, openOne));
-    }
+    let inflight = 0;
+    await new Promise((resolve) => {
+      const pump = () => {
+        while (inflight < k && open + inflight < target && attempts < target * 2) {
+          attempts++;
+          inflight++;
+          openOne().then(() => {
+            inflight--;
+            if (open >= target) resolve();
+            else pump();
+          });
+        }
+        if (inflight === 0) resolve(); // nothing left to wait for (attempts used up)
+      };
+      pump();
+    });
     await sleep(1000); // every first chunk in, the proxy settled
     out({ ready: open, target, lost, failedOpen, bad, seconds: round((performance.now() - t0) / 1000, 1) });
     await waitStdin(target === steps[steps.length - 1] ? 'done' : 'next', 90_000);

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Guard vs nginx (issue 3, "Benchmarks"): builds wg-ollama, then runs scripts/bench/guard/bench.mjs,
+# which starts the simulator, the guard (1 process), nginx (worker_processes 1) and the load
+# generator as separate processes on 127.0.0.1, and kills all of them by PID at the end.
+#   sudo scripts/bench/guard/run.sh                  # full run, ~7-9 min
+#   BENCH_QUICK=1 sudo -E scripts/bench/guard/run.sh # smoke test, ~1.5 min
+# Results: $BENCH_OUT/guard.json (every repetition) and guard.md (the tables); default
+# BENCH_OUT=/tmp/wgo-bench-results. Knobs: GB_REPS (3), GB_RPS_SECONDS (2.5),
+# GB_HOLD_STEPS (1000,5000), GB_HOLD_REPS (2), GB_DEADLINE_S (840), GB_KEEP_DIR=1.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+if [ "$(id -u)" != 0 ]; then echo "run as root: sudo scripts/bench/guard/run.sh" >&2; exit 2; fi
+command -v nginx >/dev/null || { echo "nginx is not installed (apt-get install nginx-light or nginx)" >&2; exit 2; }
+# 5,000 open streams: 5,000 client sockets in the generator, 10,000 in the proxy, 5,000 in the simulator.
+# Needs CAP_SYS_RESOURCE past the hard limit; otherwise take the hard limit (≥ 16384 is enough).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 16384 ]; then
+  echo "ulimit -n is $(ulimit -n): 5,000 open streams need at least 16384 descriptors per process" >&2; exit 2
+fi
+export BENCH_OUT=${BENCH_OUT:-/tmp/wgo-bench-results}
+mkdir -p "$BENCH_OUT"
+
+npm run build --silent
+
+pid=
+cleanup() {
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true   # bench.mjs kills its own children by PID on SIGTERM
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+node scripts/bench/guard/bench.mjs &
+pid=$!
+wait "$pid"
