@@ -20,7 +20,7 @@ function fitBatch<T>(records: T[]): T[] {
   return records;
 }
 const PUSH_INTERVAL_MS = 1000;
-const MAX_BACKOFF_MS = 10_000;
+const MAX_BACKOFF_MS = 5_000;
 
 const peerSetSchema = z.object({
   version: z.string().max(64),

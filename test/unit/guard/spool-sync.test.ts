@@ -237,7 +237,7 @@ describe('sync client against the sync API', () => {
     expect(stored().map((r) => r.guardSeq)).toEqual([1, 2, 3, 4, 5]);
     expect(reported.map((r) => r.promptLength)).toEqual([1, 2, 3, 4, 5]);
     expect(c.state().connected).toBe(true);
-  });
+  }, 40_000);
 
   test('an acknowledgement lost on the way back: the retry stores nothing twice', async () => {
     await stopGateway();
