@@ -17,6 +17,8 @@ export const limitsSchema = z
     maxRequestSec: z.number().min(1).max(86400).default(1800),
     /** Idle keep-alive connections are closed after this long. */
     keepAliveSec: z.number().min(0.1).max(3600).default(65),
+    /** Requests sent to Ollama at once (one upstream connection each); beyond, 503 with Retry-After. */
+    maxUpstreamRequests: z.number().int().min(1).max(100_000).default(1024),
   })
   .strict();
 

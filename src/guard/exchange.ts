@@ -32,6 +32,8 @@ export interface ExchangeDeps {
   record(r: Omit<RequestRecord, 'seq'>): void;
   /** In-flight generative requests per peer. */
   streams: Map<string, number>;
+  /** Requests to Ollama in flight, all peers together (bounded by limits.maxUpstreamRequests). */
+  inFlight: { n: number };
   /** Why the guard cut this connection (revocation, timeout), read when the request ends. */
   cutReason(socket: TLSSocket): string | undefined;
 }
@@ -195,6 +197,10 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
       if (!d.ok) return refuse(d.refusal);
       draft.model = d.model;
     }
+    // Beyond the pool, a request would wait without an answer; say so instead, as Ollama does when its queue is full.
+    if (deps.inFlight.n >= deps.limits.maxUpstreamRequests) {
+      return refuse({ status: 503, error: 'server busy, please try again (too many requests in flight)', reason: 'upstream_busy', retryAfterSec: 1 });
+    }
     await forwardUpstream(deps, { req, res, socket, draft, endpoint, forward, stream, peer: name, t0, policy });
     finish();
   }
@@ -237,6 +243,7 @@ async function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
   }, deps.limits.maxRequestSec * 1000);
   const generative = endpoint.generative;
   if (generative) deps.metrics.stream(f.peer, 1);
+  deps.inFlight.n++;
   const scanner = createTokenScanner();
   let lines = 0;
   let responseType: string | undefined;
@@ -314,6 +321,7 @@ async function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
     });
     if (clientGone) draft.refusal ??= deps.cutReason(f.socket) ?? 'client_aborted';
   } finally {
+    deps.inFlight.n--;
     clearTimeout(maxTimer);
     res.off('close', onClose);
     if (generative) deps.metrics.stream(f.peer, -1);

@@ -23,8 +23,6 @@ export interface GuardOptions {
   limits: Limits;
   /** Ollama's origin, e.g. http://127.0.0.1:11434. */
   upstream: string;
-  /** Upstream connections kept open to Ollama. */
-  upstreamConnections?: number;
   metrics: GuardMetrics;
   record(r: Omit<RequestRecord, 'seq'>): void;
   log: GuardLog;
@@ -50,7 +48,7 @@ export function createGuard(o: GuardOptions) {
   const answered = new WeakSet<Socket>();
   const budget = createBudget();
   const upstream = new Pool(o.upstream, {
-    connections: o.upstreamConnections ?? 256,
+    connections: o.limits.maxUpstreamRequests,
     keepAliveTimeout: 30_000,
     headersTimeout: o.limits.idleTimeoutSec * 1000,
     bodyTimeout: o.limits.idleTimeoutSec * 1000,
@@ -68,6 +66,7 @@ export function createGuard(o: GuardOptions) {
     logPrompts: () => set.logPrompts,
     record: o.record,
     streams: new Map(),
+    inFlight: { n: 0 },
     cutReason: (s) => cutReasons.get(s),
   };
 

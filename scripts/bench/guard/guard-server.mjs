@@ -67,9 +67,8 @@ const log = {
 };
 const guard = createGuard({
   tls,
-  limits: limitsSchema.parse({}),
+  limits: limitsSchema.parse(values['upstream-connections'] ? { maxUpstreamRequests: Number(values['upstream-connections']) } : {}),
   upstream: values.upstream,
-  upstreamConnections: values['upstream-connections'] ? Number(values['upstream-connections']) : undefined,
   metrics: guardMetrics(registry),
   record: recorder.record,
   log,

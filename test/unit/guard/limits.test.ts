@@ -231,3 +231,29 @@ describe('slow and ambiguous clients', () => {
     expect((await records(1))[0]).toMatchObject({ status: 400, refusal: 'ambiguous_length' });
   });
 });
+
+describe('requests to Ollama in flight', () => {
+  test('beyond maxUpstreamRequests a request is answered 503 with Retry-After at once, not queued; a freed slot is usable again', async () => {
+    const own = await startEnv({ limits: { maxUpstreamRequests: 1 }, peers: [{ name: 'alice', address: '127.0.0.1', policy: FAST }] });
+    try {
+      const first = https.request({ host: '127.0.0.1', port: own.port, method: 'POST', path: '/api/chat', agent: false, ...own.tlsFor('alice') });
+      first.on('error', () => undefined);
+      const gotChunk = new Promise<void>((resolve) => first.on('response', (res) => res.once('data', () => resolve())));
+      first.end(JSON.stringify(chat({ options: { num_predict: 100_000 } })));
+      await gotChunk;
+
+      const r = await own.request('alice', { path: '/api/version' });
+      expect(r.status).toBe(503);
+      expect(errorOf(r)).toBe('server busy, please try again (too many requests in flight)');
+      expect(r.headers['retry-after']).toBe('1');
+      expect(own.sim.requests.map((q) => q.path)).toEqual(['/api/chat']);
+
+      first.destroy();
+      await waitFor(() => own.sim.requests[0]!.ended, 1000, 'the first request ended upstream');
+      await waitFor(() => own.records.length === 2, 1000, 'both records');
+      expect((await own.request('alice', { path: '/api/version' })).status).toBe(200);
+    } finally {
+      await own.close();
+    }
+  });
+});
