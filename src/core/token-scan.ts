@@ -120,7 +120,11 @@ export function createTokenScanner(): TokenScanner {
         oddBefore = (run % 2 === 1) !== (j < 0 && oddBefore);
       }
       // Copied so that a large chunk is not kept alive through a view.
-      tail = Buffer.from(data.subarray(cut));
+      // A buffer of its own: Buffer.from would place it in Node's shared 8 KiB pool and keep a
+      // whole slab alive for every open stream.
+      const rest = data.subarray(cut);
+      tail = Buffer.allocUnsafeSlow(rest.length);
+      rest.copy(tail);
       tailStart += cut;
     },
     result() {
