@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { WgoError } from '../../../src/errors.js';
+import { expectWgoError } from '../helpers.js';
 import {
   certificateInfo,
   createCa,
@@ -59,17 +60,7 @@ function openssl(args: string[]): string {
   return execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-/** Runs fn and returns the WgoError it threw; fails the test on anything else. */
-function badInputFrom(fn: () => unknown): WgoError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(WgoError);
-    expect((e as WgoError).code).toBe('BAD_INPUT');
-    return e as WgoError;
-  }
-  throw new Error('expected a BAD_INPUT WgoError, but nothing was thrown');
-}
+const badInputFrom = (fn: () => unknown): WgoError => expectWgoError(fn, 'BAD_INPUT');
 
 describe('createCa', () => {
   test('is a self-signed RSA 3072 CA, CA:TRUE pathlen:0, certificate and CRL signing only', () => {

@@ -20,6 +20,7 @@ import {
   type IssuedCert,
 } from '../../../src/pki/ca.js';
 import { handshake } from './tls-harness.js';
+import { expectWgoError } from '../helpers.js';
 
 const DAY = 24 * 60 * 60 * 1000;
 const FRIENDLY_NAME = 'alice (wg-ollama)';
@@ -61,16 +62,7 @@ function pemBlocks(text: string, label: string): string[] {
   return text.match(new RegExp(`-----BEGIN ${label}-----[\\s\\S]+?-----END ${label}-----\\n`, 'g')) ?? [];
 }
 
-function badInputFrom(fn: () => unknown): WgoError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(WgoError);
-    expect((e as WgoError).code).toBe('BAD_INPUT');
-    return e as WgoError;
-  }
-  throw new Error('expected a BAD_INPUT WgoError, but nothing was thrown');
-}
+const badInputFrom = (fn: () => unknown): WgoError => expectWgoError(fn, 'BAD_INPUT');
 
 describe('buildPkcs12', () => {
   test('openssl pkcs12 without -legacy yields the same key, the leaf and the CA certificate', () => {
