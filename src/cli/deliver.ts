@@ -27,6 +27,15 @@ export interface TlsBundle {
  * files in it. The directory is created only when the files are written.
  */
 export function preflightOut(dir: string, name: string): string {
+  const abs = preflightDir(dir);
+  for (const f of Object.values(outFiles(abs, name))) {
+    if (existsSync(f)) throw new WgoError('CONFLICT', `${f} already exists; choose another --out directory`);
+  }
+  return abs;
+}
+
+/** DIR is a writable directory, or can be created under a writable parent; creates nothing. */
+export function preflightDir(dir: string): string {
   const abs = resolve(dir);
   let existing = abs;
   while (!existsSync(existing)) existing = dirname(existing);
@@ -35,9 +44,6 @@ export function preflightOut(dir: string, name: string): string {
     accessSync(existing, constants.W_OK);
   } catch {
     throw badInput(`--out ${dir}: ${existing} is not writable`);
-  }
-  for (const f of Object.values(outFiles(abs, name))) {
-    if (existsSync(f)) throw new WgoError('CONFLICT', `${f} already exists; choose another --out directory`);
   }
   return abs;
 }

@@ -1,11 +1,12 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Config } from '../config.js';
 import { parseCidr, intToIp, gatewayAddress } from '../core/ipv4.js';
 import { parseListen } from '../core/limits.js';
 import { WgoError, badInput } from '../errors.js';
 import { openGateway } from '../gateway/context.js';
 import type { Actor } from '../gateway/peer-service.js';
+import { preflightDir } from './deliver.js';
 import { emit, table, type Io } from './output.js';
 
 /** The files `add-guard --out DIR` writes; `guard --config DIR/guard.json` needs nothing else. */
@@ -25,7 +26,8 @@ export const guardFiles = (dir: string) => ({
  */
 export async function addGuard(config: Config, name: string, o: { address: string; dns?: string[]; out: string; json?: boolean }, io: Io, who: Actor): Promise<void> {
   if (!config.sync) throw badInput('the gateway has no guard sync API: set "sync": {"listen": "IP:PORT"} in its config (an address the GPU host reaches), restart serve, then add the guard');
-  const dir = resolve(o.out);
+  // Checked before anything is issued: a guard name, once used, is never given out again.
+  const dir = preflightDir(o.out);
   const files = guardFiles(dir);
   for (const f of Object.values(files)) if (existsSync(f)) throw new WgoError('CONFLICT', `${f} already exists; choose another --out directory`);
   const ctx = openGateway(config);
@@ -59,7 +61,7 @@ export async function addGuard(config: Config, name: string, o: { address: strin
     } catch (e) {
       for (const f of written) rmSync(f, { force: true });
       ctx.guards.remove(issued.guard.name, { ...who, source: `${who.source} (undo: writing the guard files failed)` });
-      throw new WgoError('EXEC_FAILED', `could not write the guard files to ${dir}: ${(e as Error).message}; the guard was removed again`, { cause: e });
+      throw new WgoError('EXEC_FAILED', `could not write the guard files to ${dir}: ${(e as Error).message}; the guard was removed again (its name stays taken: use another)`, { cause: e });
     }
     const data = { name: issued.guard.name, address: o.address, dnsNames: issued.guard.dnsNames, syncUrl: issued.syncUrl, config: files.config, files: written, serverCertificate: issued.server.serial, syncCertificate: issued.client.serial };
     emit(io, o.json, data, (d) =>
