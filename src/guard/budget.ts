@@ -8,10 +8,16 @@ import { utcDay } from '../core/rate.js';
  */
 export function createBudget() {
   let day = '';
+  /** The current day's bounds (ms), so most calls compare numbers instead of formatting a date. */
+  let dayStart = 0;
+  let dayEnd = -1;
   const local = new Map<string, number>();
   const seeded = new Map<string, number>();
   const roll = (now: number): void => {
+    if (now >= dayStart && now < dayEnd) return;
     const d = utcDay(now);
+    dayStart = Date.parse(`${d}T00:00:00Z`);
+    dayEnd = dayStart + 86_400_000;
     if (d !== day) {
       day = d;
       local.clear();

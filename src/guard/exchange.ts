@@ -219,7 +219,13 @@ interface Forward {
   policy: GuardPeer['policy'];
 }
 
-async function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
+/**
+ * Forwards through undici's dispatch() with a plain handler rather than request(): no body
+ * stream, AbortController or promise per request, and chunks go to the client straight from
+ * onResponseData. Backpressure: the upstream read pauses while the client's socket is full.
+ * A client that leaves, or the max-duration timer, aborts the upstream request.
+ */
+function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
   const { req, res, draft, endpoint } = f;
   const headers: Record<string, string> = {};
   for (const h of FORWARD_REQUEST) {
@@ -227,130 +233,159 @@ async function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
     if (typeof v === 'string') headers[h] = v;
   }
   if (f.forward) headers['content-length'] = String(f.forward.length);
-  const ac = new AbortController();
-  let clientGone = false;
-  const onClose = (): void => {
-    if (!res.writableFinished) {
-      clientGone = true;
-      ac.abort();
-    }
-  };
-  res.on('close', onClose);
-  const maxTimer = setTimeout(() => {
-    draft.refusal = 'max_duration';
-    ac.abort();
-    f.socket.destroy();
-  }, deps.limits.maxRequestSec * 1000);
   const generative = endpoint.generative;
-  if (generative) deps.metrics.stream(f.peer, 1);
-  deps.inFlight.n++;
   const scanner = createTokenScanner();
   let lines = 0;
   let responseType: string | undefined;
-  try {
-    let up: Dispatcher.ResponseData;
-    try {
-      up = await deps.upstream.request({
+  let controller: Dispatcher.DispatchController | null = null;
+  /** Set when the upstream request must stop (client gone, max duration) before or after it started. */
+  let abortReason: Error | null = null;
+  let clientGone = false;
+  /** /api/tags and /v1/models: read whole, filtered, then sent. */
+  let list: { chunks: Buffer[]; size: number; headers: Record<string, string> } | null = null;
+
+  const abort = (e: Error): void => {
+    abortReason ??= e;
+    if (controller && !controller.aborted) controller.abort(e);
+  };
+  const onClose = (): void => {
+    if (!res.writableFinished) {
+      clientGone = true;
+      abort(new Error('client gone'));
+    }
+  };
+  const onDrain = (): void => controller?.resume();
+  res.on('close', onClose);
+  res.on('drain', onDrain);
+  const maxTimer = setTimeout(() => {
+    draft.refusal = 'max_duration';
+    abort(new Error('max duration'));
+    f.socket.destroy();
+  }, deps.limits.maxRequestSec * 1000);
+  if (generative) deps.metrics.stream(f.peer, 1);
+  deps.inFlight.n++;
+  const ttfb = (): void => {
+    if (draft.ttfbMs === null) draft.ttfbMs = Math.round((performance.now() - f.t0) * 1000) / 1000;
+  };
+
+  return new Promise<void>((resolve) => {
+    let settled = false;
+    const settle = (): void => {
+      if (settled) return;
+      settled = true;
+      deps.inFlight.n--;
+      clearTimeout(maxTimer);
+      res.off('close', onClose);
+      res.off('drain', onDrain);
+      if (generative) deps.metrics.stream(f.peer, -1);
+      if (clientGone) draft.refusal ??= deps.cutReason(f.socket) ?? 'client_aborted';
+      chargeTokens();
+      resolve();
+    };
+    const chargeTokens = (): void => {
+      const counts = scanner.result();
+      if (counts) {
+        draft.promptTokens = counts.promptTokens;
+        draft.evalTokens = counts.evalTokens;
+        deps.budget.add(f.peer, counts.promptTokens + counts.evalTokens, deps.clock());
+        deps.metrics.tokens(f.peer, draft.model, counts.promptTokens, counts.evalTokens);
+      } else if (generative && draft.status > 0 && draft.status < 400) {
+        // No final counts (the client left before them, or the endpoint reports none): the budget
+        // is still charged, with an estimate — a token per streamed line (SSE: per event) and
+        // one per four bytes of prompt. The record keeps null: only Ollama's own counts go there.
+        const sse = /event-stream/.test(String(responseType));
+        deps.budget.add(f.peer, Math.ceil((draft.promptLength ?? 0) / 4) + (sse ? Math.ceil(lines / 2) : lines), deps.clock());
+      }
+    };
+
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart(c) {
+        controller = c;
+        if (abortReason) c.abort(abortReason);
+      },
+      onResponseStart(_c, statusCode, upHeaders) {
+        draft.status = statusCode;
+        const type = upHeaders['content-type'];
+        responseType = typeof type === 'string' ? type : undefined;
+        if (endpoint.listsModels && statusCode === 200) {
+          list = { chunks: [], size: 0, headers: pickHeaders(upHeaders) };
+          return;
+        }
+        res.writeHead(statusCode, pickHeaders(upHeaders));
+      },
+      onResponseData(c, chunk) {
+        if (list) {
+          list.size += chunk.length;
+          if (list.size > MAX_LIST_BYTES) c.abort(new Error('model list too large'));
+          else list.chunks.push(chunk);
+          return;
+        }
+        ttfb();
+        draft.bytesOut += chunk.length;
+        scanner.push(chunk);
+        for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
+        if (!res.write(chunk)) c.pause();
+      },
+      onResponseEnd(_c, _trailers) {
+        if (list) {
+          let body: string;
+          try {
+            body = JSON.stringify(filterModelList(endpoint.listsModels!, JSON.parse(Buffer.concat(list.chunks, list.size).toString('utf8')), f.policy));
+          } catch {
+            body = JSON.stringify(endpoint.listsModels === 'tags' ? { models: [] } : { object: 'list', data: [] });
+          }
+          ttfb();
+          list.headers['content-length'] = String(Buffer.byteLength(body));
+          res.writeHead(draft.status, list.headers);
+          res.end(body);
+          draft.bytesOut = Buffer.byteLength(body);
+        } else {
+          res.end();
+        }
+        settle();
+      },
+      onResponseError(_c, e) {
+        if (clientGone) {
+          // The record keeps Ollama's status when its answer had begun; 499 when it had not.
+          if (!res.headersSent) draft.status = 499;
+        } else if (!res.headersSent && !res.destroyed) {
+          // Nothing sent yet: Ollama was unreachable, or failed before answering.
+          draft.refusal ??= 'upstream_unavailable';
+          draft.status = 503;
+          draft.bytesOut = sendRefusal(res, { status: 503, error: `ollama is not reachable: ${e.message}`, reason: 'upstream_unavailable' }, false);
+        } else if (!res.destroyed) {
+          // Upstream died, or we aborted it (revoked, timed out), mid-answer: the client's answer is cut short.
+          res.destroy();
+        }
+        settle();
+      },
+    };
+    if (res.destroyed) {
+      // The client left while its body was being decided: Ollama never hears of it.
+      clientGone = true;
+      draft.status = 499;
+      return settle();
+    }
+    deps.upstream.dispatch(
+      {
         method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
         path: draft.path ?? '/',
         headers,
         body: f.forward,
-        signal: ac.signal,
         headersTimeout: deps.limits.idleTimeoutSec * 1000,
         bodyTimeout: deps.limits.idleTimeoutSec * 1000,
-      });
-    } catch (e) {
-      if (clientGone) {
-        draft.status = 499;
-        draft.refusal ??= deps.cutReason(f.socket) ?? 'client_aborted';
-        return;
-      }
-      draft.refusal ??= 'upstream_unavailable';
-      draft.status = 503;
-      if (!res.headersSent && !res.destroyed) draft.bytesOut = sendRefusal(res, { status: 503, error: `ollama is not reachable: ${(e as Error).message}`, reason: 'upstream_unavailable' }, false);
-      return;
-    }
-    draft.status = up.statusCode;
-    responseType = typeof up.headers['content-type'] === 'string' ? up.headers['content-type'] : undefined;
-    const out: Record<string, string> = {};
-    for (const h of FORWARD_RESPONSE) {
-      const v = up.headers[h];
-      if (typeof v === 'string') out[h] = v;
-    }
-    if (endpoint.listsModels && up.statusCode === 200) {
-      const text = await readAll(up.body, MAX_LIST_BYTES);
-      let body: string;
-      try {
-        body = JSON.stringify(filterModelList(endpoint.listsModels, JSON.parse(text), f.policy));
-      } catch {
-        body = JSON.stringify(endpoint.listsModels === 'tags' ? { models: [] } : { object: 'list', data: [] });
-      }
-      out['content-length'] = String(Buffer.byteLength(body));
-      draft.ttfbMs = Math.round((performance.now() - f.t0) * 1000) / 1000;
-      res.writeHead(up.statusCode, out);
-      res.end(body);
-      draft.bytesOut = Buffer.byteLength(body);
-      return;
-    }
-    res.writeHead(up.statusCode, out);
-    await new Promise<void>((resolve) => {
-      const body = up.body;
-      body.on('data', (chunk: Buffer) => {
-        if (draft.ttfbMs === null) draft.ttfbMs = Math.round((performance.now() - f.t0) * 1000) / 1000;
-        draft.bytesOut += chunk.length;
-        scanner.push(chunk);
-        for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
-        if (!res.write(chunk)) body.pause();
-      });
-      res.on('drain', () => body.resume());
-      body.on('end', () => {
-        res.end();
-        resolve();
-      });
-      body.on('error', () => {
-        // Upstream died or we aborted it (client gone, revoked, timed out): the client's answer is cut short.
-        if (!res.destroyed) res.destroy();
-        resolve();
-      });
-      res.on('close', () => {
-        if (!res.writableFinished) {
-          body.destroy();
-          resolve();
-        }
-      });
-    });
-    if (clientGone) draft.refusal ??= deps.cutReason(f.socket) ?? 'client_aborted';
-  } finally {
-    deps.inFlight.n--;
-    clearTimeout(maxTimer);
-    res.off('close', onClose);
-    if (generative) deps.metrics.stream(f.peer, -1);
-    const counts = scanner.result();
-    if (counts) {
-      draft.promptTokens = counts.promptTokens;
-      draft.evalTokens = counts.evalTokens;
-      deps.budget.add(f.peer, counts.promptTokens + counts.evalTokens, deps.clock());
-      deps.metrics.tokens(f.peer, draft.model, counts.promptTokens, counts.evalTokens);
-    } else if (generative && draft.status > 0 && draft.status < 400) {
-      // No final counts (the client left before them, or the endpoint reports none): the budget
-      // is still charged, with an estimate — a token per streamed line (SSE: per event) and
-      // one per four bytes of prompt. The record keeps null: only Ollama's own counts go there.
-      const sse = /event-stream/.test(String(responseType));
-      deps.budget.add(f.peer, Math.ceil((draft.promptLength ?? 0) / 4) + (sse ? Math.ceil(lines / 2) : lines), deps.clock());
-    }
-  }
+      },
+      handler,
+    );
+  });
 }
 
-async function readAll(body: Dispatcher.ResponseData['body'], max: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of body) {
-    size += (c as Buffer).length;
-    if (size > max) {
-      body.destroy();
-      throw new Error('model list too large');
-    }
-    chunks.push(c as Buffer);
+/** The response headers passed back to the client (FORWARD_RESPONSE), single-valued only. */
+function pickHeaders(h: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of FORWARD_RESPONSE) {
+    const v = h[k];
+    if (typeof v === 'string') out[k] = v;
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return out;
 }
