@@ -126,8 +126,10 @@ export interface StatePaths {
   /** The CA: certificate (public) and key (0600). */
   caCert: string;
   caKey: string;
-  /** Certificates the gateway itself serves with (sync API, single-box guard). */
+  /** Certificates the gateway itself serves with (sync API, single-box guard, admin UI). */
   tlsDir: string;
+  /** Key (0600) sealing the admins' TOTP secrets in the database. */
+  adminKey: string;
 }
 
 export function statePaths(stateDir: string): StatePaths {
@@ -139,6 +141,7 @@ export function statePaths(stateDir: string): StatePaths {
     caCert: join(stateDir, 'ca.crt'),
     caKey: join(stateDir, 'ca.key'),
     tlsDir: join(stateDir, 'tls'),
+    adminKey: join(stateDir, 'admin.key'),
   };
 }
 

@@ -108,6 +108,22 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
     .addOption(json)
     .action(async (name, o) => (await import('./policy.js')).setPolicy(config(), name, o, io, who()));
 
+  const admin = program.command('admin').description('web UI admins: add, list, remove, reset-totp');
+  admin.command('add').argument('<name>').description('add an admin; prints the TOTP enrolment QR code and otpauth:// URI once')
+    .option('--role <role>', 'admin (all) or viewer (read only)', 'admin')
+    .option('--password-stdin', 'read the password from standard input')
+    .addOption(json)
+    .action(async (name, o) => {
+      const m = await import('./admin.js');
+      await m.adminAdd(config(), name, o, io, who(), io.readStdin ?? m.stdinPassword());
+    });
+  admin.command('list').description('list admins').addOption(json)
+    .action(async (o) => (await import('./admin.js')).adminList(config(), o, io));
+  admin.command('remove').argument('<name>').description('remove an admin and end their sessions').addOption(json)
+    .action(async (name, o) => (await import('./admin.js')).adminRemove(config(), name, o, io, who()));
+  admin.command('reset-totp').argument('<name>').description('new TOTP secret (prints the QR code once); ends their sessions').addOption(json)
+    .action(async (name, o) => (await import('./admin.js')).adminResetTotp(config(), name, o, io, who()));
+
   program.command('add-guard').argument('<name>').description('issue certificates for a guard on a GPU host and write its config directory')
     .requiredOption('--address <ip>', 'the GPU host address peers dial (its server certificate names it)')
     .option('--dns <name...>', 'DNS names for the server certificate')

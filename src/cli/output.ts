@@ -11,6 +11,8 @@ export interface Io {
   out: (text: string) => void;
   err: (text: string) => void;
   env: NodeJS.ProcessEnv;
+  /** Standard input as text (tests pass their own; the CLI reads process.stdin). */
+  readStdin?: () => Promise<string>;
 }
 
 /** Prints data as one JSON document, or as text made by `text`. */

@@ -154,4 +154,56 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX requests_at ON requests (at);
   CREATE INDEX requests_peer ON requests (peer_id, at);
   `,
+  `
+  -- Admins of the web UI. No default account: "wg-ollama admin add" creates them.
+  -- password_hash is scrypt (see src/admin/passwords.ts); totp_secret is sealed with
+  -- the key in <state>/admin.key (AES-256-GCM), so a copy of the database alone
+  -- cannot produce codes. totp_step is the last accepted time step (no replay).
+  CREATE TABLE admins (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 32 AND name NOT GLOB '*[^a-z0-9._-]*'),
+    role          TEXT NOT NULL CHECK (role IN ('admin', 'viewer')),
+    password_hash TEXT NOT NULL,
+    totp_secret   TEXT NOT NULL,
+    totp_step     INTEGER NOT NULL DEFAULT 0,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL
+  ) STRICT;
+
+  -- Web sessions; the cookie holds the id, the table only its SHA-256.
+  CREATE TABLE admin_sessions (
+    id_hash    TEXT PRIMARY KEY,
+    admin_id   INTEGER NOT NULL REFERENCES admins (id) ON DELETE CASCADE,
+    csrf       TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    seen_at    INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX admin_sessions_admin ON admin_sessions (admin_id);
+
+  -- Failed sign-ins per key ('account:NAME' — names that do not exist too — and
+  -- 'source:IP'), counted in a window; locked_until is set when a limit is reached.
+  CREATE TABLE login_throttle (
+    key          TEXT PRIMARY KEY,
+    failures     INTEGER NOT NULL,
+    window_start INTEGER NOT NULL,
+    locked_until INTEGER
+  ) STRICT;
+
+  -- One-time enrollment links: the URL holds the token, the table only its SHA-256.
+  -- The peer is created when the link is used, so its keys exist only on that page.
+  CREATE TABLE enrollments (
+    id          INTEGER PRIMARY KEY,
+    token_hash  TEXT NOT NULL UNIQUE,
+    peer_name   TEXT NOT NULL,
+    expires_in_ms INTEGER,                    -- the peer's own lifetime, from enrollment
+    created_by  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    used_at     INTEGER,
+    used_from   TEXT,
+    cancelled_at INTEGER
+  ) STRICT;
+  CREATE INDEX enrollments_name ON enrollments (peer_name);
+  `,
 ];

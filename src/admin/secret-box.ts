@@ -1,0 +1,62 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { WgoError } from '../errors.js';
+import { readSecretFile, writeSecretFile } from '../system/files.js';
+
+/**
+ * Seals small secrets (TOTP secrets) for the database with AES-256-GCM under a
+ * key kept in a 0600 file outside it (<state>/admin.key). The admin name is
+ * the associated data, so a sealed secret copied onto another account fails.
+ * Format: `v1.<iv>.<tag>.<ciphertext>`, base64url.
+ */
+export interface SecretBox {
+  seal(plain: string, context: string): string;
+  open(sealed: string, context: string): string;
+}
+
+export function createSecretBox(key: Buffer): SecretBox {
+  if (key.length !== 32) throw new WgoError('INTERNAL', 'the admin key must be 32 bytes');
+  return {
+    seal(plain, context) {
+      const iv = randomBytes(12);
+      const c = createCipheriv('aes-256-gcm', key, iv);
+      c.setAAD(Buffer.from(context, 'utf8'));
+      const ct = Buffer.concat([c.update(plain, 'utf8'), c.final()]);
+      return ['v1', iv.toString('base64url'), c.getAuthTag().toString('base64url'), ct.toString('base64url')].join('.');
+    },
+    open(sealed, context) {
+      const parts = sealed.split('.');
+      if (parts.length !== 4 || parts[0] !== 'v1') throw new WgoError('INTERNAL', 'a sealed secret in the database is malformed');
+      try {
+        const d = createDecipheriv('aes-256-gcm', key, Buffer.from(parts[1]!, 'base64url'));
+        d.setAAD(Buffer.from(context, 'utf8'));
+        d.setAuthTag(Buffer.from(parts[2]!, 'base64url'));
+        return Buffer.concat([d.update(Buffer.from(parts[3]!, 'base64url')), d.final()]).toString('utf8');
+      } catch (e) {
+        throw new WgoError('INTERNAL', 'a sealed secret does not open with admin.key (was the key replaced?)', { cause: e });
+      }
+    },
+  };
+}
+
+/** Reads the admin key file, creating it (32 random bytes, hex, 0600) when `create` and it is missing. */
+export function loadAdminKey(path: string, create: boolean): Buffer {
+  let exists = true;
+  try {
+    statSync(path);
+  } catch {
+    exists = false;
+  }
+  if (!exists) {
+    if (!create) throw new WgoError('NOT_INITIALIZED', `no admin key at ${path}: add an admin first ("wg-ollama admin add NAME")`);
+    try {
+      writeSecretFile(path, randomBytes(32).toString('hex') + '\n', { exclusive: true });
+    } catch (e) {
+      // Another process created it first: use theirs.
+      if (!(e instanceof WgoError && e.code === 'CONFLICT')) throw e;
+    }
+  }
+  const text = readSecretFile(path);
+  if (!/^[0-9a-f]{64}$/.test(text)) throw new WgoError('CONFIG_INVALID', `${path} is not a 32-byte hex key`);
+  return Buffer.from(text, 'hex');
+}
