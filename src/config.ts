@@ -80,6 +80,21 @@ const schema = z
       .optional(),
     /** Prometheus /metrics and /healthz over plain HTTP; null turns it off. */
     metricsListen: listenSchema.nullable().default('127.0.0.1:9477'),
+    /** Admin web UI (HTTPS, password + TOTP). Never reachable from the tunnel; null turns it off. */
+    admin: z
+      .object({
+        /** IP:PORT addresses to serve on: loopback by default, plus management addresses. */
+        listen: z.array(listenSchema).min(1).max(8).default(['127.0.0.1:8443']),
+        /** Host names (besides the listen addresses and localhost) the UI answers to; any other Host header is refused. */
+        hosts: z.array(z.string().regex(HOSTNAME_RE, 'must be a DNS name')).max(16).default([]),
+        /** An admin-provided certificate and key (PEM files); default: issued by the wg-ollama CA. */
+        tls: z.object({ cert: z.string().refine(isAbsolute, 'must be an absolute path'), key: z.string().refine(isAbsolute, 'must be an absolute path') }).strict().optional(),
+        /** Lifetime of a one-time enrollment link, in minutes. */
+        enrollMinutes: z.number().int().min(1).max(7 * 24 * 60).default(15),
+      })
+      .strict()
+      .nullable()
+      .default({ listen: ['127.0.0.1:8443'], hosts: [], enrollMinutes: 15 }),
     /** Single-box mode: `serve` also runs the guard in-process, sharing the database. */
     guard: z
       .object({
@@ -110,6 +125,12 @@ const schema = z
       ctx.addIssue({ code: 'custom', path: ['ollamaHost'], message: 'must not be inside the tunnel subnet' });
     }
     if (poolSize(net) < 1) ctx.addIssue({ code: 'custom', path: ['subnet'], message: 'has no room for peers' });
+    for (const [i, l] of (c.admin?.listen ?? []).entries()) {
+      const host = l.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+      if (isIpv4(host) && contains(net, ipToInt(host))) {
+        ctx.addIssue({ code: 'custom', path: ['admin', 'listen', i], message: 'must not be inside the tunnel subnet (the admin UI is never reachable from the tunnel)' });
+      }
+    }
     if (c.guard && c.guard.listen !== `${c.ollamaHost}:${c.ollamaPort}`) {
       ctx.addIssue({ code: 'custom', path: ['guard', 'listen'], message: `must be ollamaHost:ollamaPort (${c.ollamaHost}:${c.ollamaPort}), the address peers dial` });
     }

@@ -20,18 +20,21 @@ export function auditRepository(db: Db) {
     `INSERT INTO audit_log (at, actor, action, target, source, details) VALUES (?, ?, ?, ?, ?, ?)`,
   );
   const since = db.prepare(
-    `SELECT id, at, actor, action, target, source, details FROM audit_log WHERE at >= ? AND id > ? ORDER BY id LIMIT ?`,
+    `SELECT id, at, actor, action, target, source, details FROM audit_log WHERE at >= ? AND id > ? AND (? IS NULL OR id < ?) AND (? IS NULL OR action LIKE ? ESCAPE '\\' OR actor = ? OR target = ?) ORDER BY id LIMIT ?`,
   );
   const newest = db.prepare(
-    `SELECT * FROM (SELECT id, at, actor, action, target, source, details FROM audit_log WHERE at >= ? AND id > ? ORDER BY id DESC LIMIT ?) ORDER BY id`,
+    `SELECT * FROM (SELECT id, at, actor, action, target, source, details FROM audit_log WHERE at >= ? AND id > ? AND (? IS NULL OR id < ?) AND (? IS NULL OR action LIKE ? ESCAPE '\\' OR actor = ? OR target = ?) ORDER BY id DESC LIMIT ?) ORDER BY id`,
   );
   return {
     record(e: AuditEntry, at: number): void {
       insert.run(at, e.actor, e.action, e.target, e.source, e.details ? JSON.stringify(e.details) : null);
     },
-    /** Rows after `afterId`, oldest first; with `newest`, the last `limit` of them. */
-    list(opts: { since: number; afterId?: number; limit?: number; newest?: boolean }): AuditRow[] {
-      const rows = (opts.newest ? newest : since).all(opts.since, opts.afterId ?? 0, opts.limit ?? 1000) as (AuditRow & { details: string | null })[];
+    /** Rows after `afterId` (and before `beforeId`), oldest first; with `newest`, the last `limit` of them. `match`: an action prefix, or exactly the actor or the target. */
+    list(opts: { since: number; afterId?: number; beforeId?: number; limit?: number; newest?: boolean; match?: string }): AuditRow[] {
+      const before = opts.beforeId ?? null;
+      const m = opts.match ?? null;
+      const like = m === null ? null : m.replace(/[\\%_]/g, (c) => '\\' + c) + '%';
+      const rows = (opts.newest ? newest : since).all(opts.since, opts.afterId ?? 0, before, before, m, like, m, m, opts.limit ?? 1000) as (AuditRow & { details: string | null })[];
       return rows.map((r) => ({ ...r, details: r.details ? (JSON.parse(r.details) as Record<string, unknown>) : null }));
     },
   };

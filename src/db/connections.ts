@@ -12,6 +12,8 @@ export interface EventQuery {
   since: number;
   peerId?: number;
   afterId?: number;
+  /** Only rows older than this id (paging backwards). */
+  beforeId?: number;
   limit?: number;
   /** With a limit: the newest rows (still printed oldest first) instead of the oldest. */
   newest?: boolean;
@@ -25,12 +27,12 @@ export function connectionRepository(db: Db) {
     list: db.prepare(`SELECT e.id, e.at, e.peer_id AS peerId, p.name AS peer, e.kind, e.endpoint, e.old_endpoint AS oldEndpoint,
         e.rx_bytes AS rxBytes, e.tx_bytes AS txBytes
       FROM connection_events e JOIN peers p ON p.id = e.peer_id
-      WHERE e.at >= @since AND e.id > @afterId AND (@peerId IS NULL OR e.peer_id = @peerId)
+      WHERE e.at >= @since AND e.id > @afterId AND (@beforeId IS NULL OR e.id < @beforeId) AND (@peerId IS NULL OR e.peer_id = @peerId)
       ORDER BY e.id LIMIT @limit`),
     newest: db.prepare(`SELECT * FROM (SELECT e.id, e.at, e.peer_id AS peerId, p.name AS peer, e.kind, e.endpoint, e.old_endpoint AS oldEndpoint,
         e.rx_bytes AS rxBytes, e.tx_bytes AS txBytes
       FROM connection_events e JOIN peers p ON p.id = e.peer_id
-      WHERE e.at >= @since AND e.id > @afterId AND (@peerId IS NULL OR e.peer_id = @peerId)
+      WHERE e.at >= @since AND e.id > @afterId AND (@beforeId IS NULL OR e.id < @beforeId) AND (@peerId IS NULL OR e.peer_id = @peerId)
       ORDER BY e.id DESC LIMIT @limit) ORDER BY id`),
     links: db.prepare(`SELECT peer_id AS peerId, public_key AS publicKey, endpoint, latest_handshake AS latestHandshake,
         connected, rx_seen AS rxSeen, tx_seen AS txSeen, rx_pending AS rxPending, tx_pending AS txPending,
@@ -47,7 +49,7 @@ export function connectionRepository(db: Db) {
   };
   return {
     list(q: EventQuery): ConnectionEventRow[] {
-      return (q.newest ? s.newest : s.list).all({ since: q.since, afterId: q.afterId ?? 0, peerId: q.peerId ?? null, limit: q.limit ?? 1000 }) as ConnectionEventRow[];
+      return (q.newest ? s.newest : s.list).all({ since: q.since, afterId: q.afterId ?? 0, beforeId: q.beforeId ?? null, peerId: q.peerId ?? null, limit: q.limit ?? 1000 }) as ConnectionEventRow[];
     },
     links(): Map<number, LinkState> {
       const rows = s.links.all() as (Omit<LinkState, 'connected'> & { peerId: number; connected: number })[];

@@ -14,6 +14,8 @@ export interface RequestQuery {
   model?: string;
   status?: number;
   afterId?: number;
+  /** Only rows older than this id (paging backwards). */
+  beforeId?: number;
   limit?: number;
   /** With a limit: the newest rows (still returned oldest first). */
   newest?: boolean;
@@ -23,7 +25,7 @@ const COLUMNS = `id, guard, guard_seq AS guardSeq, at, peer_id AS peerId, peer, 
   endpoint, model, prompt_sha256 AS promptSha256, prompt_length AS promptLength, prompt_text AS promptText, status,
   bytes_in AS bytesIn, bytes_out AS bytesOut, prompt_tokens AS promptTokens, eval_tokens AS evalTokens, ttfb_ms AS ttfbMs,
   duration_ms AS durationMs, refusal`;
-const WHERE = `at >= @since AND id > @afterId AND (@peerId IS NULL OR peer_id = @peerId)
+const WHERE = `at >= @since AND id > @afterId AND (@beforeId IS NULL OR id < @beforeId) AND (@peerId IS NULL OR peer_id = @peerId)
   AND (@model IS NULL OR model = @model) AND (@status IS NULL OR status = @status)`;
 
 /** Request records: written in batches, each (guard, seq) at most once. */
@@ -39,6 +41,8 @@ export function requestRepository(db: Db) {
     list: db.prepare(`SELECT ${COLUMNS} FROM requests WHERE ${WHERE} ORDER BY id LIMIT @limit`),
     newest: db.prepare(`SELECT * FROM (SELECT ${COLUMNS} FROM requests WHERE ${WHERE} ORDER BY id DESC LIMIT @limit) ORDER BY id`),
     maxSeq: db.prepare(`SELECT coalesce(max(guard_seq), 0) FROM requests WHERE guard = ? AND spool = ''`).pluck(),
+    countsSince: db.prepare(`SELECT peer_id AS peerId, count(*) AS requests, sum(coalesce(prompt_tokens, 0) + coalesce(eval_tokens, 0)) AS tokens
+      FROM requests WHERE at >= ? AND peer_id IS NOT NULL GROUP BY peer_id`),
     tokensSince: db.prepare(`SELECT peer_id AS peerId, sum(coalesce(prompt_tokens, 0) + coalesce(eval_tokens, 0)) AS tokens
       FROM requests WHERE at >= ? AND peer_id IS NOT NULL GROUP BY peer_id`),
   };
@@ -50,11 +54,15 @@ export function requestRepository(db: Db) {
     /** Like insertBatch, but returns the records that were new (for metrics that must count each record once). */
     insertNew: (guard: string, records: readonly RequestRecord[], spool = ''): RequestRecord[] => insertMany.immediate(guard, spool, records),
     list(q: RequestQuery): RequestRow[] {
-      const params = { since: q.since, afterId: q.afterId ?? 0, peerId: q.peerId ?? null, model: q.model ?? null, status: q.status ?? null, limit: q.limit ?? 1000 };
+      const params = { since: q.since, afterId: q.afterId ?? 0, beforeId: q.beforeId ?? null, peerId: q.peerId ?? null, model: q.model ?? null, status: q.status ?? null, limit: q.limit ?? 1000 };
       return (q.newest ? s.newest : s.list).all(params) as RequestRow[];
     },
     /** The highest sequence number stored for a guard without a spool id (the in-process guard; 0 when none). */
     maxSeq: (guard: string) => s.maxSeq.get(guard) as number,
+    /** Requests and tokens per peer id since a moment (the web UI's "today" columns). */
+    countsSince(since: number): Map<number, { requests: number; tokens: number }> {
+      return new Map((s.countsSince.all(since) as { peerId: number; requests: number; tokens: number }[]).map((r) => [r.peerId, { requests: r.requests, tokens: r.tokens }]));
+    },
     /** Tokens used per peer id since a moment (the daily budget); by id, so a new peer reusing a name starts at 0. */
     tokensSince(since: number): Map<number, number> {
       return new Map((s.tokensSince.all(since) as { peerId: number; tokens: number }[]).map((r) => [r.peerId, r.tokens]));

@@ -1,7 +1,9 @@
 import type { Logger } from 'pino';
 import { statSync } from 'node:fs';
 import type { Config } from '../config.js';
+import { startAdminUi } from '../admin/server.js';
 import { auditRepository } from '../db/audit.js';
+import { connectionRepository } from '../db/connections.js';
 import { peerRepository } from '../db/peers.js';
 import { WgoError } from '../errors.js';
 import { createConntrack } from '../system/conntrack.js';
@@ -66,6 +68,7 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
   const peers = peerRepository(ctx.db);
   const audit = auditRepository(ctx.db);
   let last: ReconcileResult | null = null;
+  let lastAt = 0;
   let expiryTimer: NodeJS.Timeout | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
   let stopping = false;
@@ -76,6 +79,7 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
     const requestedAt = Date.now();
     const res = await reconciler.request(mode);
     last = res;
+    lastAt = Date.now();
     if (stopping) return res;
     try {
       const now = Date.now();
@@ -143,6 +147,30 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
     ctx.close();
     throw e;
   }
+  // The admin web UI, in this process: its changes are applied at once (and seen by the change poll too).
+  let adminUi: Awaited<ReturnType<typeof startAdminUi>> = null;
+  try {
+    const links = connectionRepository(ctx.db);
+    adminUi = await startAdminUi(ctx, {
+      log,
+      onChange: () => void reconcile('changes'),
+      status: () => ({
+        interfaceUp: !!last && !last.errors.some((e) => /interface|wireguard/i.test(e)),
+        peersConnected: [...links.links().values()].filter((l) => l.connected).length,
+        firewallInSync: !!last?.ok,
+        lastReconcile: last ? `${new Date(lastAt).toISOString()} (${last.mode}, ${last.ok ? 'ok' : 'with errors'})` : null,
+        errors: last?.errors ?? [],
+      }),
+    });
+  } catch (e) {
+    stopping = true;
+    clearTimeout(expiryTimer);
+    clearTimeout(retryTimer);
+    control.close();
+    await Promise.all([reconciler.idle(), link.close()]);
+    ctx.close();
+    throw e;
+  }
   let linkVersion = dataVersion();
 
   const monitor = createMonitor({
@@ -180,7 +208,7 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
       clearTimeout(expiryTimer);
       clearTimeout(retryTimer);
       control.close();
-      void Promise.all([reconciler.idle(), link.close()]).finally(() => {
+      void Promise.all([reconciler.idle(), link.close(), adminUi?.close()]).finally(() => {
         ctx.close();
         resolve();
       });

@@ -1,0 +1,257 @@
+import { Router, type Request, type Response } from 'express';
+import { overridesFromFlags } from '../cli/policy.js';
+import { ago, bytes } from '../cli/output.js';
+import { parseDuration } from '../core/duration.js';
+import { mergePolicy, type Policy } from '../core/policy.js';
+import { isWgoError } from '../errors.js';
+import { connectionRepository } from '../db/connections.js';
+import { requestRepository } from '../db/requests.js';
+import { defaultPolicy, type PeerView } from '../gateway/peer-service.js';
+import { issuedPage, render } from './render.js';
+import { actorOf, guardUrlOf, requireAdmin, type AdminAppDeps } from './common.js';
+
+const ACTIONS = ['disable', 'enable', 'rotate', 'revoke'] as const;
+type Action = (typeof ACTIONS)[number];
+
+const COLUMNS: [string, string][] = [
+  ['name', 'Name'], ['address', 'Address'], ['status', 'Status'], ['expires', 'Expires'], ['handshake', 'Last handshake'],
+  ['endpoint', 'Endpoint'], ['traffic', 'Traffic'], ['requests', 'Requests today'], ['tokens', 'Tokens today'],
+];
+
+const POLICY_FIELDS: { name: keyof PolicyForm; label: string; show: (p: Policy) => string }[] = [
+  { name: 'models', label: 'Models', show: (p) => (p.models === null ? 'any' : p.models.join(', ')) },
+  { name: 'endpoints', label: 'Endpoints', show: (p) => p.endpoints.join(', ') },
+  { name: 'rate', label: 'Requests per minute', show: (p) => String(p.requestsPerMinute) },
+  { name: 'burst', label: 'Burst', show: (p) => String(p.burst) },
+  { name: 'streams', label: 'Concurrent streams', show: (p) => String(p.maxStreams) },
+  { name: 'tokensPerDay', label: 'Tokens per day', show: (p) => (p.tokensPerDay === null ? 'unlimited' : String(p.tokensPerDay)) },
+  { name: 'maxKeepAlive', label: 'Longest keep_alive (seconds)', show: (p) => (p.maxKeepAliveSec === null ? 'none' : String(p.maxKeepAliveSec)) },
+  { name: 'maxNumCtx', label: 'Largest num_ctx', show: (p) => (p.maxNumCtx === null ? 'none' : String(p.maxNumCtx)) },
+];
+type PolicyForm = { models?: string; endpoints?: string; rate?: string; burst?: string; streams?: string; tokensPerDay?: string; maxKeepAlive?: string; maxNumCtx?: string };
+/** Which override key each form field sets (to mark fields set for this peer). */
+const FIELD_KEY: Record<keyof PolicyForm, keyof Policy> = {
+  models: 'models', endpoints: 'endpoints', rate: 'requestsPerMinute', burst: 'burst', streams: 'maxStreams',
+  tokensPerDay: 'tokensPerDay', maxKeepAlive: 'maxKeepAliveSec', maxNumCtx: 'maxNumCtx',
+};
+
+const str = (v: unknown): string => (typeof v === 'string' ? v.trim() : '');
+const utcMidnight = (now: number): number => Math.floor(now / 86_400_000) * 86_400_000;
+const isAction = (a: string): a is Action => (ACTIONS as readonly string[]).includes(a);
+
+/** Peers: list, detail with timeline and policy, create (keys shown once), actions with confirmation; enrollment links. */
+export function peerPages(deps: AdminAppDeps): Router {
+  const r = Router();
+  const { ctx } = deps;
+  const links = connectionRepository(ctx.db);
+  const requests = requestRepository(ctx.db);
+
+  const linkView = (peerId: number, now: number) => {
+    const l = links.links().get(peerId);
+    return {
+      lastHandshake: l && l.latestHandshake > 0 ? ago(l.latestHandshake * 1000, now) : 'never',
+      handshakeAt: l?.latestHandshake ?? 0,
+      endpoint: l?.endpoint ?? null,
+      traffic: l ? `↓ ${bytes(l.rxTotal)} ↑ ${bytes(l.txTotal)}` : '—',
+      trafficTotal: l ? l.rxTotal + l.txTotal : 0,
+    };
+  };
+
+  r.get('/peers', (req, res) => {
+    const now = Date.now();
+    const q = str(req.query.q).toLowerCase().slice(0, 64);
+    const status = ['active', 'disabled', 'expired', 'revoked'].includes(str(req.query.status)) ? str(req.query.status) : '';
+    const sort = COLUMNS.some(([k]) => k === req.query.sort) ? String(req.query.sort) : 'name';
+    const dir = req.query.dir === 'desc' ? 'desc' : 'asc';
+    const today = requests.countsSince(utcMidnight(now));
+    const all = links.links();
+    let peers = ctx.peers.list({ includeRevoked: true }).map((p) => {
+      const l = all.get(p.id);
+      const t = today.get(p.id);
+      return {
+        ...p,
+        lastHandshake: l && l.latestHandshake > 0 ? ago(l.latestHandshake * 1000, now) : 'never',
+        handshakeAt: l?.latestHandshake ?? 0,
+        endpoint: l?.endpoint ?? null,
+        traffic: l ? `↓ ${bytes(l.rxTotal)} ↑ ${bytes(l.txTotal)}` : '—',
+        trafficTotal: l ? l.rxTotal + l.txTotal : 0,
+        requestsToday: t?.requests ?? 0,
+        tokensToday: t?.tokens ?? 0,
+      };
+    });
+    if (q) peers = peers.filter((p) => p.name.includes(q) || p.address.includes(q));
+    if (status) peers = peers.filter((p) => p.status === status);
+    const key: Record<string, (p: (typeof peers)[number]) => string | number> = {
+      name: (p) => p.name, address: (p) => p.address.split('.').map((o) => o.padStart(3, '0')).join('.'), status: (p) => p.status,
+      expires: (p) => p.expiresAt ?? '9999', handshake: (p) => p.handshakeAt, endpoint: (p) => p.endpoint ?? '',
+      traffic: (p) => p.trafficTotal, requests: (p) => p.requestsToday, tokens: (p) => p.tokensToday,
+    };
+    const k = key[sort]!;
+    peers.sort((a, b) => {
+      const x = k(a);
+      const y = k(b);
+      const c = x < y ? -1 : x > y ? 1 : a.name.localeCompare(b.name);
+      return dir === 'asc' ? c : -c;
+    });
+    const sortLink = (col: string): string => {
+      const p = new URLSearchParams({ q, status, sort: col, dir: col === sort && dir === 'asc' ? 'desc' : 'asc' });
+      return `/peers?${p.toString()}`;
+    };
+    render(req, res, 'peers', { title: 'Peers', nav: 'peers', peers, q, status, sort, dir, columns: COLUMNS, sortLink, canWrite: req.session!.admin.role === 'admin', flash: flashOf(req) });
+  });
+
+  r.get('/peers/new', requireAdmin, (req, res) => render(req, res, 'peer-new', { title: 'Add a peer', nav: 'peers', name: '', expires: '' }));
+
+  r.post('/peers', requireAdmin, async (req, res, next) => {
+    const name = str(req.body?.name);
+    const expires = str(req.body?.expires);
+    try {
+      const expiresInMs = expires ? parseDuration(expires, 'expiry') : undefined;
+      const issued = ctx.peers.add({ name, expiresInMs }, actorOf(req));
+      deps.onChange();
+      render(req, res, 'issued', await issuedPage(issued, guardUrlOf(ctx.config), `Peer ${issued.peer.name} created`, '; to get new keys, rotate the peer'));
+    } catch (e) {
+      if (isWgoError(e) && e.exitCode === 2) return render(req, res, 'peer-new', { title: 'Add a peer', nav: 'peers', name, expires, error: e.message }, 400);
+      next(e);
+    }
+  });
+
+  r.get('/peers/:name', (req, res, next) => {
+    try {
+      const peer = ctx.peers.show(String(req.params.name));
+      renderPeer(req, res, peer);
+    } catch (e) {
+      next(e);
+    }
+  });
+
+  const renderPeer = (req: Request, res: Response, peer: PeerView, policyError?: string, status = 200): void => {
+    const now = Date.now();
+    const effective = mergePolicy(defaultPolicy(ctx.config), peer.policy ?? {});
+    const timeline = [
+      ...links.list({ since: 0, peerId: peer.id, limit: 100, newest: true }).map((e) => ({
+        at: e.at, kind: 'connection', what: e.kind.replace('_', ' '),
+        details: e.kind === 'endpoint_changed' ? `${e.oldEndpoint ?? '?'} → ${e.endpoint ?? '?'}` : e.kind === 'traffic' ? `↓ ${bytes(e.rxBytes ?? 0)} ↑ ${bytes(e.txBytes ?? 0)}` : (e.endpoint ?? ''),
+      })),
+      ...requests.list({ since: 0, peerId: peer.id, limit: 100, newest: true }).map((q) => ({
+        at: q.at, kind: q.status === 401 ? 'tls' : 'request', what: q.status === 401 ? 'TLS refused' : `${q.method ?? ''} ${q.endpoint ?? q.path ?? ''}`,
+        details: [q.model, `status ${q.status}`, q.refusal, q.promptTokens !== null || q.evalTokens !== null ? `${(q.promptTokens ?? 0) + (q.evalTokens ?? 0)} tokens` : null, `${Math.round(q.durationMs)} ms`].filter(Boolean).join(' · '),
+      })),
+    ]
+      .sort((a, b) => b.at - a.at)
+      .slice(0, 100)
+      .map((e) => ({ ...e, at: new Date(e.at).toISOString() }));
+    const policyFields = POLICY_FIELDS.map((f) => ({ name: f.name, label: f.label, value: f.show(effective), overridden: !!peer.policy && FIELD_KEY[f.name] in peer.policy }));
+    const actions = ACTIONS.filter((a) => (a === 'disable' ? peer.status === 'active' : a === 'enable' ? peer.status === 'disabled' || peer.status === 'expired' : true));
+    render(req, res, 'peer', { title: `Peer ${peer.name}`, nav: 'peers', peer, link: linkView(peer.id, now), timeline, policyFields, actions, policyError, canWrite: req.session!.admin.role === 'admin', flash: flashOf(req) }, status);
+  };
+
+  r.post('/peers/:name/policy', requireAdmin, (req, res, next) => {
+    const name = String(req.params.name);
+    try {
+      const peer = ctx.peers.show(name);
+      if (req.body?.op === 'reset') {
+        ctx.peers.setPolicy(name, null, actorOf(req));
+      } else {
+        const form: PolicyForm = {};
+        for (const f of POLICY_FIELDS) form[f.name] = str(req.body?.[f.name]);
+        const effective = mergePolicy(defaultPolicy(ctx.config), peer.policy ?? {});
+        // Only fields that differ from what the form showed become overrides.
+        const changed: PolicyForm = {};
+        for (const f of POLICY_FIELDS) if (form[f.name] !== f.show(effective)) changed[f.name] = form[f.name]!.replace(/,\s+/g, ',');
+        const overrides = overridesFromFlags(changed);
+        if (Object.keys(overrides).length > 0) ctx.peers.setPolicy(name, { ...(peer.policy ?? {}), ...overrides }, actorOf(req));
+      }
+      deps.onChange();
+      res.redirect(303, `/peers/${encodeURIComponent(name)}?done=policy`);
+    } catch (e) {
+      if (isWgoError(e) && e.exitCode === 2 && e.code !== 'NOT_FOUND') {
+        try {
+          return renderPeer(req, res, ctx.peers.show(name), e.message.replace(/--([a-z-]+)/g, '$1'), 400);
+        } catch (e2) {
+          return next(e2);
+        }
+      }
+      next(e);
+    }
+  });
+
+  r.get('/peers/:name/:action', requireAdmin, (req, res, next) => {
+    const action = String(req.params.action);
+    if (!isAction(action)) return next();
+    try {
+      const peer = ctx.peers.show(String(req.params.name));
+      const q: Record<Action, string> = {
+        disable: `Disable ${peer.name}? Its connections stop until it is enabled again.`,
+        enable: `Enable ${peer.name} again?`,
+        rotate: `Rotate ${peer.name}? New keys and a new certificate are made and shown once; the old ones stop working at once.`,
+        revoke: `Revoke ${peer.name} for good? Its tunnel, firewall state and certificate die now, open streams included. This cannot be undone.`,
+      };
+      render(req, res, 'confirm', {
+        title: `${action} ${peer.name}`, nav: 'peers', heading: `${action[0]!.toUpperCase()}${action.slice(1)} ${peer.name}`, question: q[action],
+        action: `/peers/${encodeURIComponent(peer.name)}/${action}`, button: `${action[0]!.toUpperCase()}${action.slice(1)}`, danger: action === 'revoke',
+        withExpiry: action === 'enable', back: `/peers/${encodeURIComponent(peer.name)}`,
+      });
+    } catch (e) {
+      next(e);
+    }
+  });
+
+  r.post('/peers/:name/:action', requireAdmin, async (req, res, next) => {
+    const action = String(req.params.action);
+    if (!isAction(action)) return next();
+    const name = String(req.params.name);
+    try {
+      const who = actorOf(req);
+      if (action === 'rotate') {
+        const issued = ctx.peers.rotate(name, {}, who);
+        deps.onChange();
+        return render(req, res, 'issued', await issuedPage(issued, guardUrlOf(ctx.config), `New keys for ${issued.peer.name}`, '; to get new keys again, rotate the peer'));
+      }
+      if (action === 'disable') ctx.peers.disable(name, who);
+      else if (action === 'revoke') ctx.peers.revoke(name, who);
+      else {
+        const expires = str(req.body?.expires);
+        ctx.peers.enable(name, { expiresInMs: expires ? parseDuration(expires, 'expiry') : undefined }, who);
+      }
+      deps.onChange();
+      res.redirect(303, `/peers/${encodeURIComponent(name)}?done=${action}`);
+    } catch (e) {
+      next(e);
+    }
+  });
+
+  // --- enrollment links (admin side) -------------------------------------------
+  const enrollPage = (req: Request, res: Response, extra: Record<string, unknown> = {}, status = 200): void =>
+    render(req, res, 'enroll', { title: 'Enrollment links', nav: 'enroll', links: deps.enrollments.list(), ttlMinutes: ctx.config.admin?.enrollMinutes ?? 15, name: '', expires: '', canWrite: req.session!.admin.role === 'admin', ...extra }, status);
+  r.get('/enroll', (req, res) => enrollPage(req, res));
+  r.post('/enroll', requireAdmin, (req, res, next) => {
+    const name = str(req.body?.name);
+    const expires = str(req.body?.expires);
+    try {
+      const expiresInMs = expires ? parseDuration(expires, 'expiry') : null;
+      const { token, enrollment } = deps.enrollments.create({ peerName: name, expiresInMs }, actorOf(req));
+      enrollPage(req, res, { created: { peerName: enrollment.peerName, expiresAt: enrollment.expiresAt, url: `https://${req.headers.host}/e/${token}` } });
+    } catch (e) {
+      if (isWgoError(e) && e.exitCode === 2) return enrollPage(req, res, { name, expires, error: e.message }, 400);
+      next(e);
+    }
+  });
+  r.post('/enroll/:id/cancel', requireAdmin, (req, res, next) => {
+    try {
+      const id = Number(req.params.id);
+      if (!Number.isSafeInteger(id) || id <= 0) return next();
+      deps.enrollments.cancel(id, actorOf(req));
+      res.redirect(303, '/enroll');
+    } catch (e) {
+      next(e);
+    }
+  });
+  return r;
+}
+
+/** A one-line confirmation after a redirect (?done=action): fixed texts only, never echoed input. */
+function flashOf(req: Request): string | undefined {
+  const done: Record<string, string> = { disable: 'Disabled.', enable: 'Enabled.', revoke: 'Revoked.', policy: 'Policy saved.' };
+  return typeof req.query.done === 'string' ? done[req.query.done] : undefined;
+}

@@ -1,0 +1,133 @@
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { parseCidr } from '../core/ipv4.js';
+import { isWgoError } from '../errors.js';
+import { guardUrlOf, type AdminAppDeps } from './common.js';
+
+export type { AdminAppDeps } from './common.js';
+import { logPages } from './log-pages.js';
+import { peerPages } from './peer-pages.js';
+import {
+  checkCsrf, checkHost, checkOrigin, clearCookie, LOGIN_COOKIE, loadSession, newToken, refuseTunnel, safeEqual, safeNext,
+  securityHeaders, SESSION_COOKIE, setCookie, sourceOf,
+} from './protect.js';
+import { issuedPage, render, WEB_DIR } from './render.js';
+
+/** Pages for the signed-in; others go to the sign-in page (GET) or get 401 (anything else). */
+function requireSession(req: Request, res: Response, next: NextFunction): void {
+  if (req.session) return next();
+  if (req.method === 'GET' || req.method === 'HEAD') {
+    res.redirect(303, `/login?next=${encodeURIComponent(req.originalUrl)}`);
+    return;
+  }
+  res.status(401).type('text/plain').send('Sign in first.\n');
+}
+
+/**
+ * The admin web UI as an express app (not listening): sign-in with password +
+ * TOTP, peers, enrollment links, logs and status. Every change goes through
+ * the same services as the CLI. Security: Host check, no requests via the
+ * tunnel, helmet headers with a strict CSP, __Host- cookies, CSRF token plus
+ * Origin check on every POST, roles.
+ */
+export function createAdminApp(deps: AdminAppDeps): express.Express {
+  const app = express();
+  const { config } = deps.ctx;
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('trust proxy', false);
+  app.set('query parser', 'simple');
+  const hosts = new Set(deps.hosts.map((h) => h.toLowerCase()));
+
+  app.use(refuseTunnel(parseCidr(config.subnet)));
+  app.use(checkHost(hosts));
+  app.use(securityHeaders());
+  app.use((_req, res, next) => {
+    // Pages hold keys, codes and tokens: never cached, anywhere.
+    res.set('Cache-Control', 'no-store');
+    next();
+  });
+  app.use('/static', express.static(`${WEB_DIR}/static`, { dotfiles: 'deny', index: false, redirect: false, fallthrough: false, maxAge: 0 }));
+  app.use(express.urlencoded({ extended: false, limit: '32kb', parameterLimit: 50 }));
+  app.use(loadSession(deps.accounts));
+  app.use(checkOrigin());
+
+  // --- sign-in ---------------------------------------------------------------
+  const loginPage = (req: Request, res: Response, o: { error?: string; name?: string; next?: string }, status = 200): void => {
+    const token = newToken();
+    setCookie(res, LOGIN_COOKIE, token);
+    render(req, res, 'login', { title: 'Sign in', loginCsrf: token, error: o.error, name: o.name ?? '', next: safeNext(o.next ?? req.query.next) }, status);
+  };
+  app.get('/login', (req, res) => {
+    if (req.session) return res.redirect(303, safeNext(req.query.next));
+    loginPage(req, res, {});
+  });
+  app.post('/login', async (req, res, next) => {
+    try {
+      const body = (req.body ?? {}) as Record<string, unknown>;
+      if (!safeEqual(typeof body._csrf === 'string' ? body._csrf : undefined, req.cookies?.[LOGIN_COOKIE])) {
+        return loginPage(req, res, { error: 'The sign-in form expired; try again.' }, 403);
+      }
+      const r = await deps.accounts.login({ name: body.name, password: body.password, code: body.code }, sourceOf(req));
+      if (!r.ok) {
+        const error = r.reason === 'locked' ? `Too many failed sign-ins. Try again in ${Math.ceil((r.retryAfterSec ?? 60) / 60)} minutes.` : 'Sign-in failed: the name, password or code is wrong.';
+        if (r.retryAfterSec) res.set('Retry-After', String(r.retryAfterSec));
+        return loginPage(req, res, { error, name: typeof body.name === 'string' ? body.name.slice(0, 64) : '', next: String(body.next ?? '') }, r.reason === 'locked' ? 429 : 401);
+      }
+      // A new session id at every sign-in; whatever cookie came in is replaced.
+      deps.accounts.logout(req.cookies?.[SESSION_COOKIE], sourceOf(req));
+      setCookie(res, SESSION_COOKIE, r.session.id);
+      clearCookie(res, LOGIN_COOKIE);
+      res.redirect(303, safeNext(body.next));
+    } catch (e) {
+      next(e);
+    }
+  });
+  app.post('/logout', requireSession, checkCsrf, (req, res) => {
+    deps.accounts.logout(req.cookies?.[SESSION_COOKIE], sourceOf(req));
+    clearCookie(res, SESSION_COOKIE);
+    res.redirect(303, '/login');
+  });
+
+  // --- one-time enrollment (no sign-in: the token in the URL is the key) ----------
+  app.get('/e/:token', (req, res) => {
+    const token = String(req.params.token);
+    const e = deps.enrollments.peek(token);
+    render(req, res, 'enroll-public', { title: 'Enrollment', enrollment: e, token }, e ? 200 : 410);
+  });
+  app.post('/e/:token', async (req, res, next) => {
+    try {
+      const issued = deps.enrollments.redeem(String(req.params.token), sourceOf(req));
+      if (!issued) return render(req, res, 'enroll-public', { title: 'Enrollment', enrollment: null, token: '' }, 410);
+      deps.onChange();
+      render(req, res, 'issued', await issuedPage(issued, guardUrlOf(config), `Your access: ${issued.peer.name}`, ' (the link is used up)'));
+    } catch (e) {
+      next(e);
+    }
+  });
+
+  // --- signed-in pages --------------------------------------------------------
+  app.get('/', requireSession, (_req, res) => res.redirect(303, '/peers'));
+  app.use(requireSession);
+  app.use((req, res, next) => (req.method === 'POST' ? checkCsrf(req, res, next) : next()));
+  app.use(peerPages(deps));
+  app.use(logPages(deps));
+
+  app.use((req: Request, res: Response) => {
+    render(req, res, 'error', { title: 'Not found', heading: 'Not found', message: 'There is no such page.' }, 404);
+  });
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const status = (err as { status?: number }).status;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      // Body too large, malformed form, a static file that does not exist.
+      res.status(status).type('text/plain').send(status === 404 ? 'Not found.\n' : 'Bad request.\n');
+      return;
+    }
+    if (isWgoError(err)) {
+      render(req, res, 'error', { title: 'Error', heading: 'That did not work', message: err.message }, err.exitCode === 2 ? 400 : 500);
+      return;
+    }
+    deps.log?.error({ event: 'admin-ui', err: (err as Error).message }, 'admin UI request failed');
+    render(req, res, 'error', { title: 'Error', heading: 'Something went wrong', message: 'The error was logged.' }, 500);
+  });
+  return app;
+}

@@ -1,0 +1,126 @@
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generate } from 'otplib';
+import { Agent, request } from 'undici';
+import { accountService } from '../../../src/admin/accounts.js';
+import { createSecretBox, loadAdminKey } from '../../../src/admin/secret-box.js';
+import { startAdminUi } from '../../../src/admin/server.js';
+import { parseConfig, type Config } from '../../../src/config.js';
+import { generateKeyPair } from '../../../src/core/keys.js';
+import { openGateway, type GatewayContext } from '../../../src/gateway/context.js';
+import { writeSecretFile } from '../../../src/system/files.js';
+import { testCa } from '../ca-fixture.js';
+
+export const PASSWORD = 'correct horse battery staple';
+const WHO = { actor: 'root', source: 'cli' };
+const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
+
+export interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+  /** Set-Cookie values by name ('' for a cleared cookie). */
+  cookies: Record<string, string>;
+  setCookie: string[];
+}
+
+/**
+ * A real gateway state (temp dir, database, CA) with the admin UI listening on
+ * 127.0.0.1 over HTTPS, and an HTTP client that trusts the CA. The clock is
+ * the test's: `now.ms` moves only when a test moves it.
+ */
+export async function startWebEnv() {
+  const dir = mkdtempSync(join(tmpdir(), 'wgo-web-'));
+  const config: Config = parseConfig(
+    {
+      stateDir: join(dir, 'state'), interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820',
+      ollamaHost: '192.168.1.10', ollamaPort: 11434, admin: { listen: ['127.0.0.1:0'], hosts: ['admin.example.com'] },
+    },
+    'test',
+  );
+  mkdirSync(config.stateDir, { mode: 0o700 });
+  writeSecretFile(config.paths.serverKey, generateKeyPair().privateKey + '\n');
+  writeSecretFile(config.paths.caKey, testCa().keyPem + testCa().certPem);
+  const ctx: GatewayContext = openGateway(config);
+  const now = { ms: Date.UTC(2026, 10, 22, 12, 0, 0) };
+  const clock = (): number => now.ms;
+  const changes = { n: 0 };
+  const ui = (await startAdminUi(ctx, {
+    log: silent,
+    clock,
+    onChange: () => void changes.n++,
+    status: () => ({ interfaceUp: true, peersConnected: 0, firewallInSync: true, lastReconcile: null, errors: [] }),
+  }))!;
+  const port = ui.ports()[0]!;
+  const origin = `https://127.0.0.1:${port}`;
+  const agent = new Agent({ connect: { ca: testCa().certPem } });
+  // For Host-header tests only: undici takes the TLS server name from the Host header.
+  const anyNameAgent = new Agent({ connect: { ca: testCa().certPem, servername: 'localhost', checkServerIdentity: () => undefined } });
+  const accounts = accountService({ db: ctx.db, clock, box: () => createSecretBox(loadAdminKey(config.paths.adminKey, true)) });
+
+  async function http(method: string, path: string, o: { form?: Record<string, string>; cookie?: string; headers?: Record<string, string>; anyName?: boolean } = {}): Promise<Reply> {
+    const headers: Record<string, string> = { host: `127.0.0.1:${port}`, ...(o.cookie ? { cookie: o.cookie } : {}), ...o.headers };
+    let body: string | undefined;
+    if (o.form) {
+      body = new URLSearchParams(o.form).toString();
+      headers['content-type'] ??= 'application/x-www-form-urlencoded';
+      if (!('origin' in headers) && !o.headers?.['x-no-origin']) headers.origin = origin;
+    }
+    delete headers['x-no-origin'];
+    const r = await request(`${origin}${path}`, { method: method as 'GET', headers, body, dispatcher: o.anyName ? anyNameAgent : agent });
+    const text = await r.body.text();
+    const raw = r.headers['set-cookie'];
+    const setCookie = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
+    const cookies: Record<string, string> = {};
+    for (const c of setCookie) {
+      const m = /^([^=]+)=([^;]*)/.exec(c);
+      if (m) cookies[m[1]!] = m[2]!;
+    }
+    return { status: r.statusCode, headers: r.headers, body: text, cookies, setCookie };
+  }
+
+  /** Adds an admin and returns its TOTP secret. */
+  async function addAdmin(name: string, role: 'admin' | 'viewer' = 'admin'): Promise<string> {
+    const a = await accounts.add({ name, role, password: PASSWORD }, WHO);
+    return new URL(a.totpUri).searchParams.get('secret')!;
+  }
+  const code = (secret: string): Promise<string> => generate({ secret, epoch: Math.floor(now.ms / 1000) });
+
+  /** The login form's CSRF cookie and field. */
+  async function loginForm(): Promise<{ cookie: string; token: string }> {
+    const page = await http('GET', '/login');
+    const token = page.cookies['__Host-wgo_login']!;
+    return { cookie: `__Host-wgo_login=${token}`, token };
+  }
+
+  async function login(name: string, secret: string, o: { password?: string; next?: string } = {}): Promise<Reply> {
+    const f = await loginForm();
+    return http('POST', '/login', { cookie: f.cookie, form: { _csrf: f.token, name, password: o.password ?? PASSWORD, code: await code(secret), next: o.next ?? '' } });
+  }
+
+  /** Signs in (moving the clock a time step on, so each sign-in has a fresh code) and returns the session cookie and CSRF token. */
+  async function session(name: string, secret: string): Promise<{ cookie: string; csrf: string }> {
+    now.ms += 30_000;
+    const r = await login(name, secret);
+    if (r.status !== 303) throw new Error(`login failed: ${r.status} ${r.body.slice(0, 200)}`);
+    const cookie = `__Host-wgo_session=${r.cookies['__Host-wgo_session']}`;
+    const page = await http('GET', '/peers', { cookie });
+    const csrf = /name="_csrf" value="([^"]+)"/.exec(page.body)?.[1];
+    if (!csrf) throw new Error('no CSRF token on /peers');
+    return { cookie, csrf };
+  }
+
+  return {
+    dir, config, ctx, now, port, origin, changes, accounts, http, addAdmin, code, loginForm, login, session,
+    async close(): Promise<void> {
+      await ui.close();
+      await agent.close();
+      await anyNameAgent.close();
+      ctx.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export type WebEnv = Awaited<ReturnType<typeof startWebEnv>>;
