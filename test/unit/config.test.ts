@@ -33,6 +33,7 @@ describe('parseConfig', () => {
       policy: {},
       logPrompts: false,
       metricsListen: '127.0.0.1:9477',
+      admin: { listen: ['127.0.0.1:8443'], hosts: [], enrollMinutes: 15 },
       file: '/etc/wg-ollama/config.json',
       paths: {
         db: '/var/lib/wg-ollama/wg-ollama.db',
@@ -42,6 +43,7 @@ describe('parseConfig', () => {
         caCert: '/var/lib/wg-ollama/ca.crt',
         caKey: '/var/lib/wg-ollama/ca.key',
         tlsDir: '/var/lib/wg-ollama/tls',
+        adminKey: '/var/lib/wg-ollama/admin.key',
       },
     });
     expect(Object.isFrozen(c)).toBe(true);
@@ -97,6 +99,22 @@ describe('parseConfig', () => {
       'CONFIG_INVALID',
     );
     expect(err.message).toMatch(/stateDir: .*; endpoint: .*; ollamaHost: must not be inside/);
+  });
+
+  test('admin UI: management addresses and host names; never inside the tunnel subnet; null turns it off', () => {
+    const c = parseConfig({ ...valid, admin: { listen: ['127.0.0.1:8443', '192.168.1.1:8443'], hosts: ['admin.example.com'], tls: { cert: '/etc/x.crt', key: '/etc/x.key' } } }, 'c.json');
+    expect(c.admin).toEqual({ listen: ['127.0.0.1:8443', '192.168.1.1:8443'], hosts: ['admin.example.com'], tls: { cert: '/etc/x.crt', key: '/etc/x.key' }, enrollMinutes: 15 });
+    expect(parseConfig({ ...valid, admin: null }, 'c.json').admin).toBeNull();
+    const bad: [unknown, RegExp][] = [
+      [{ listen: ['10.66.0.1:8443'] }, /admin\.listen\.0: must not be inside the tunnel subnet/],
+      [{ listen: [] }, /admin\.listen/],
+      [{ listen: ['localhost:8443'] }, /admin\.listen\.0: must be IP:PORT/],
+      [{ hosts: ['evil.example/x'] }, /admin\.hosts\.0: must be a DNS name/],
+      [{ tls: { cert: 'rel.crt', key: '/k' } }, /admin\.tls\.cert: must be an absolute path/],
+      [{ enrollMinutes: 0 }, /admin\.enrollMinutes/],
+      [{ listen: ['127.0.0.1:8443'], extra: 1 }, /admin/],
+    ];
+    for (const [admin, msg] of bad) expect(expectWgoError(() => parseConfig({ ...valid, admin }, 'c.json'), 'CONFIG_INVALID').message).toMatch(msg);
   });
 
   test.each([[null], ['text'], [[valid]]])('rejects a non-object %j', (raw) => {

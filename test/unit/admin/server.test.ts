@@ -1,0 +1,85 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request, Agent } from 'undici';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { adminHosts, startAdminUi } from '../../../src/admin/server.js';
+import { parseConfig, type Config } from '../../../src/config.js';
+import { generateKeyPair } from '../../../src/core/keys.js';
+import { openGateway, type GatewayContext } from '../../../src/gateway/context.js';
+import { generateLeafKey } from '../../../src/gateway/ca-store.js';
+import { createCa, issueCertificate } from '../../../src/pki/ca.js';
+import { writeSecretFile } from '../../../src/system/files.js';
+import { testCa } from '../ca-fixture.js';
+
+const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
+const status = () => ({ interfaceUp: true, peersConnected: 0, firewallInSync: true, lastReconcile: null, errors: [] });
+
+describe('startAdminUi', () => {
+  let dir: string;
+  const contexts: GatewayContext[] = [];
+  const gateway = (admin: unknown): GatewayContext => {
+    const stateDir = mkdtempSync(join(dir, 'state-'));
+    const config: Config = parseConfig({ stateDir, interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820', ollamaHost: '192.168.1.10', ollamaPort: 11434, admin }, 'test');
+    writeSecretFile(config.paths.serverKey, generateKeyPair().privateKey + '\n');
+    writeSecretFile(config.paths.caKey, testCa().keyPem + testCa().certPem);
+    const ctx = openGateway(config);
+    contexts.push(ctx);
+    return ctx;
+  };
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'wgo-admin-server-'));
+    mkdirSync(join(dir, 'own'));
+  });
+  afterAll(() => {
+    for (const c of contexts) c.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('host names: localhost, each listen address (IPv6 in brackets) and admin.hosts, lowercase', () => {
+    expect(adminHosts(['127.0.0.1:8443', '[::1]:8443', '192.168.1.1:8443'], ['Admin.Example.com']).sort()).toEqual(['127.0.0.1', '192.168.1.1', '[::1]', 'admin.example.com', 'localhost']);
+  });
+
+  test("serves the admin's own certificate when admin.tls names one", async () => {
+    const own = createCa({ commonName: 'Company CA' });
+    const key = generateLeafKey();
+    const cert = issueCertificate(own, { role: 'gateway-server', commonName: 'admin', ipAddresses: ['127.0.0.1'], notAfter: new Date(Date.now() + 86_400_000), publicKeyPem: key.publicKeyPem });
+    writeFileSync(join(dir, 'own', 'admin.crt'), cert.certPem);
+    writeFileSync(join(dir, 'own', 'admin.key'), key.keyPem, { mode: 0o600 });
+    const ctx = gateway({ listen: ['127.0.0.1:0'], tls: { cert: join(dir, 'own', 'admin.crt'), key: join(dir, 'own', 'admin.key') } });
+    const ui = (await startAdminUi(ctx, { log: silent, onChange: () => undefined, status }))!;
+    try {
+      const port = ui.ports()[0]!;
+      const trusting = new Agent({ connect: { ca: own.certPem } });
+      const r = await request(`https://127.0.0.1:${port}/login`, { dispatcher: trusting });
+      expect(r.statusCode).toBe(200);
+      await r.body.text();
+      await trusting.close();
+      // The wg-ollama CA did not issue it.
+      const wgo = new Agent({ connect: { ca: testCa().certPem } });
+      await expect(request(`https://127.0.0.1:${port}/login`, { dispatcher: wgo })).rejects.toThrow(/certificate/i);
+      await wgo.close();
+    } finally {
+      await ui.close();
+    }
+  });
+
+  test('an unreadable admin.tls file or a taken port is a one-line error naming the setting', async () => {
+    await expect(startAdminUi(gateway({ listen: ['127.0.0.1:0'], tls: { cert: join(dir, 'nope.crt'), key: join(dir, 'nope.key') } }), { log: silent, onChange: () => undefined, status }))
+      .rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining('admin.tls') });
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+    const taken = (blocker.address() as { port: number }).port;
+    try {
+      await expect(startAdminUi(gateway({ listen: ['127.0.0.1:0', `127.0.0.1:${taken}`] }), { log: silent, onChange: () => undefined, status }))
+        .rejects.toMatchObject({ code: 'EXEC_FAILED', message: expect.stringMatching(/cannot listen on 127\.0\.0\.1:\d+ for the admin UI \(config admin\.listen\): the address is in use/) });
+    } finally {
+      blocker.close();
+    }
+  });
+
+  test('admin null: no UI', async () => {
+    expect(await startAdminUi(gateway(null), { log: silent, onChange: () => undefined, status })).toBeNull();
+  });
+});
