@@ -86,6 +86,17 @@ export function accountService(deps: { db: Db; box: () => SecretBox; clock?: () 
     const failures = fresh ? 1 : t.failures + 1;
     repo.throttle.put(key, failures, fresh ? now : t.windowStart, failures >= limit ? now + THROTTLE.lockMs : (t?.lockedUntil ?? null));
   };
+  /** Runs `fn` after every earlier call with the same key has settled (within this process). */
+  const queues = new Map<string, Promise<void>>();
+  const inTurn = <T>(key: string, fn: () => Promise<T>): Promise<T> => {
+    const run = (queues.get(key) ?? Promise.resolve()).then(fn);
+    const done = run.then(() => undefined, () => undefined);
+    queues.set(key, done);
+    void done.then(() => {
+      if (queues.get(key) === done) queues.delete(key);
+    });
+    return run;
+  };
   const lockedFor = (key: string, now: number): number => {
     const t = repo.throttle.get(key);
     return t?.lockedUntil && t.lockedUntil > now ? t.lockedUntil - now : 0;
@@ -139,46 +150,51 @@ export function accountService(deps: { db: Db; box: () => SecretBox; clock?: () 
      * Password + TOTP. The answer (and, within scrypt's noise, the time) is the
      * same for an unknown name, a wrong password and a wrong code. Failures are
      * throttled per account name (existing or not) and per source address.
+     * Attempts for one name, and from one source, are judged one at a time:
+     * otherwise many sent at once would all pass the lock check while the
+     * first were still hashing, and the limits would not hold.
      */
     async login(input: { name: unknown; password: unknown; code: unknown }, source: string): Promise<LoginResult> {
-      const now = clock();
       const name = typeof input.name === 'string' ? input.name.trim().toLowerCase().slice(0, 64) : '';
       const password = typeof input.password === 'string' ? input.password : '';
       const code = typeof input.code === 'string' ? input.code.replace(/\s+/g, '') : '';
       const accountKey = `account:${name}`;
       const sourceKey = `source:${source}`;
-      const locked = Math.max(lockedFor(accountKey, now), lockedFor(sourceKey, now));
-      if (locked > 0) {
-        audit.record({ actor: name || '-', source, action: 'admin.login.locked', target: name || null }, now);
-        return { ok: false, reason: 'locked', retryAfterSec: Math.ceil(locked / 1000) };
-      }
-      const a = name ? repo.byName(name) : undefined;
-      const passwordOk = await verifyPassword(password, a?.passwordHash ?? (await DUMMY_HASH_PROMISE()));
-      let secret = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
-      if (a) secret = deps.box().open(a.totpSecret, a.name);
-      const totp = /^\d{6}$/.test(code)
-        ? await verify({ secret, token: code, epochTolerance: TOTP_TOLERANCE_SEC, epoch: Math.floor(now / 1000) })
-        : { valid: false as const };
-      const step = totp.valid && 'timeStep' in totp ? Number(totp.timeStep) : -1;
-      const ok = !!a && passwordOk && totp.valid;
-      const fresh = ok && repo.useStep(a.id, step);
-      if (!fresh) {
+      return inTurn(accountKey, () => inTurn(sourceKey, async (): Promise<LoginResult> => {
+        const now = clock();
+        const locked = Math.max(lockedFor(accountKey, now), lockedFor(sourceKey, now));
+        if (locked > 0) {
+          audit.record({ actor: name || '-', source, action: 'admin.login.locked', target: name || null }, now);
+          return { ok: false, reason: 'locked', retryAfterSec: Math.ceil(locked / 1000) };
+        }
+        const a = name ? repo.byName(name) : undefined;
+        const passwordOk = await verifyPassword(password, a?.passwordHash ?? (await DUMMY_HASH_PROMISE()));
+        let secret = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
+        if (a) secret = deps.box().open(a.totpSecret, a.name);
+        const totp = /^\d{6}$/.test(code)
+          ? await verify({ secret, token: code, epochTolerance: TOTP_TOLERANCE_SEC, epoch: Math.floor(now / 1000) })
+          : { valid: false as const };
+        const step = totp.valid && 'timeStep' in totp ? Number(totp.timeStep) : -1;
+        const ok = !!a && passwordOk && totp.valid;
+        const fresh = ok && repo.useStep(a.id, step);
+        if (!fresh) {
+          deps.db.transaction(() => {
+            fail(accountKey, THROTTLE.perAccount, now);
+            fail(sourceKey, THROTTLE.perSource, now);
+            const replay = ok && !fresh;
+            audit.record({ actor: name || '-', source, action: replay ? 'admin.login.replay' : 'admin.login.failed', target: name || null }, now);
+          })();
+          return { ok: false, reason: 'invalid' };
+        }
+        const id = randomBytes(32).toString('base64url');
+        const csrf = randomBytes(32).toString('base64url');
         deps.db.transaction(() => {
-          fail(accountKey, THROTTLE.perAccount, now);
-          fail(sourceKey, THROTTLE.perSource, now);
-          const replay = ok && !fresh;
-          audit.record({ actor: name || '-', source, action: replay ? 'admin.login.replay' : 'admin.login.failed', target: name || null }, now);
+          repo.throttle.clear(accountKey);
+          repo.sessions.insert({ idHash: sha256(id), adminId: a.id, csrf, source, createdAt: now, seenAt: now });
+          audit.record({ actor: a.name, source, action: 'admin.login', target: a.name }, now);
         })();
-        return { ok: false, reason: 'invalid' };
-      }
-      const id = randomBytes(32).toString('base64url');
-      const csrf = randomBytes(32).toString('base64url');
-      deps.db.transaction(() => {
-        repo.throttle.clear(accountKey);
-        repo.sessions.insert({ idHash: sha256(id), adminId: a.id, csrf, source, createdAt: now, seenAt: now });
-        audit.record({ actor: a.name, source, action: 'admin.login', target: a.name }, now);
-      })();
-      return { ok: true, admin: view(a), session: { id, csrf } };
+        return { ok: true, admin: view(a), session: { id, csrf } };
+      }));
     },
 
     /** The session behind a cookie value, or null (unknown, idle 30 min, older than 12 h, account gone). */

@@ -11,6 +11,7 @@ const N = 1 << 15;
 const R = 8;
 const P = 1;
 const KEY_LEN = 32;
+const SALT_LEN = 16;
 const MAXMEM = 128 * N * R * 2;
 
 export const PASSWORD_MIN = 12;
@@ -30,12 +31,13 @@ export function checkNewPassword(password: unknown): string {
   const length = [...p].length;
   if (length < PASSWORD_MIN) throw badInput(`password must be at least ${PASSWORD_MIN} characters long`);
   if (length > PASSWORD_MAX) throw badInput(`password must be at most ${PASSWORD_MAX} characters long`);
-  if (/[\u0000-\u001f\u007f]/.test(p)) throw badInput('password must not contain control characters (line breaks, tabs)');
+  // \p{Cc}: C0, DEL and C1 (U+0085 is a line break too).
+  if (/\p{Cc}/u.test(p)) throw badInput('password must not contain control characters (line breaks, tabs)');
   return password;
 }
 
 export async function hashPassword(password: string): Promise<string> {
-  const salt = randomBytes(16);
+  const salt = randomBytes(SALT_LEN);
   const key = await derive(password, salt, { N, r: R, p: P, keylen: KEY_LEN });
   return `scrypt$${N}$${R}$${P}$${salt.toString('base64')}$${key.toString('base64')}`;
 }
@@ -46,9 +48,12 @@ export async function verifyPassword(password: string, stored: string): Promise<
   if (!m || typeof password !== 'string' || password.length > PASSWORD_MAX * 4) return false;
   const [n, r, p] = [Number(m[1]), Number(m[2]), Number(m[3])];
   if (n !== N || r !== R || p !== P) return false;
+  const salt = Buffer.from(m[4]!, 'base64');
   const expected = Buffer.from(m[5]!, 'base64');
-  const key = await derive(password, Buffer.from(m[4]!, 'base64'), { N: n, r, p, keylen: expected.length });
-  return key.length === expected.length && timingSafeEqual(key, expected);
+  // Only full-length keys: an empty or truncated one would match any password, or one in 256.
+  if (salt.length < SALT_LEN || expected.length !== KEY_LEN) return false;
+  const key = await derive(password, salt, { N: n, r, p, keylen: KEY_LEN });
+  return timingSafeEqual(key, expected);
 }
 
 /** A hash of nothing anyone knows: checked against for unknown names, so they cost the same time. */

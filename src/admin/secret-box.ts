@@ -1,13 +1,17 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { linkSync, statSync } from 'node:fs';
 import { WgoError } from '../errors.js';
-import { readSecretFile, writeSecretFile } from '../system/files.js';
+import { readSecretFile, removeFile, writeSecretFile } from '../system/files.js';
+
+const IV_LEN = 12;
+const TAG_LEN = 16;
 
 /**
  * Seals small secrets (TOTP secrets) for the database with AES-256-GCM under a
  * key kept in a 0600 file outside it (<state>/admin.key). The admin name is
  * the associated data, so a sealed secret copied onto another account fails.
- * Format: `v1.<iv>.<tag>.<ciphertext>`, base64url.
+ * Format: `v1.<iv>.<tag>.<ciphertext>`, base64url; the tag is always 16 bytes
+ * (GCM would otherwise accept a truncated tag, which is far easier to forge).
  */
 export interface SecretBox {
   seal(plain: string, context: string): string;
@@ -18,8 +22,8 @@ export function createSecretBox(key: Buffer): SecretBox {
   if (key.length !== 32) throw new WgoError('INTERNAL', 'the admin key must be 32 bytes');
   return {
     seal(plain, context) {
-      const iv = randomBytes(12);
-      const c = createCipheriv('aes-256-gcm', key, iv);
+      const iv = randomBytes(IV_LEN);
+      const c = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_LEN });
       c.setAAD(Buffer.from(context, 'utf8'));
       const ct = Buffer.concat([c.update(plain, 'utf8'), c.final()]);
       return ['v1', iv.toString('base64url'), c.getAuthTag().toString('base64url'), ct.toString('base64url')].join('.');
@@ -28,7 +32,9 @@ export function createSecretBox(key: Buffer): SecretBox {
       const parts = sealed.split('.');
       if (parts.length !== 4 || parts[0] !== 'v1') throw new WgoError('INTERNAL', 'a sealed secret in the database is malformed');
       try {
-        const d = createDecipheriv('aes-256-gcm', key, Buffer.from(parts[1]!, 'base64url'));
+        const iv = Buffer.from(parts[1]!, 'base64url');
+        if (iv.length !== IV_LEN) throw new Error(`the IV is ${iv.length} bytes, not ${IV_LEN}`);
+        const d = createDecipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_LEN });
         d.setAAD(Buffer.from(context, 'utf8'));
         d.setAuthTag(Buffer.from(parts[2]!, 'base64url'));
         return Buffer.concat([d.update(Buffer.from(parts[3]!, 'base64url')), d.final()]).toString('utf8');
@@ -49,14 +55,28 @@ export function loadAdminKey(path: string, create: boolean): Buffer {
   }
   if (!exists) {
     if (!create) throw new WgoError('NOT_INITIALIZED', `no admin key at ${path}: add an admin first ("wg-ollama admin add NAME")`);
-    try {
-      writeSecretFile(path, randomBytes(32).toString('hex') + '\n', { exclusive: true });
-    } catch (e) {
-      // Another process created it first: use theirs.
-      if (!(e instanceof WgoError && e.code === 'CONFLICT')) throw e;
-    }
+    createKeyFile(path);
   }
   const text = readSecretFile(path);
   if (!/^[0-9a-f]{64}$/.test(text)) throw new WgoError('CONFIG_INVALID', `${path} is not a 32-byte hex key`);
   return Buffer.from(text, 'hex');
+}
+
+/**
+ * Writes a new key to a private temporary file, then links it to `path`: a
+ * link never replaces an existing file, so when two processes create the key
+ * at once one wins and both read its key (a stat-then-rename could let the
+ * second overwrite a key the first has already sealed with).
+ */
+function createKeyFile(path: string): void {
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.new`;
+  writeSecretFile(tmp, randomBytes(32).toString('hex') + '\n');
+  try {
+    linkSync(tmp, path);
+  } catch (e) {
+    // Another process created it first: use theirs.
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  } finally {
+    removeFile(tmp);
+  }
 }
