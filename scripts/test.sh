@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian 12 clone, as root:
 #   sudo scripts/test.sh
-# Installs what is needed (scripts/setup.sh), runs the unit tests and the lab
-# tests (real network namespaces, wireguard-go, iptables), and ends with one
-# line "N passed, N failed". Exits non-zero on any failure.
+# Installs what is needed (scripts/setup.sh), runs every vitest project: the
+# unit tests, the lab tests (real network namespaces, wireguard-go, iptables)
+# and the browser tests (the admin UI in Chromium), and ends with one line
+# "N passed, N failed" counting all of them. Exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
