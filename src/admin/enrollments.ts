@@ -93,7 +93,7 @@ export function enrollmentService(deps: { db: Db; peers: PeerService; ttlMs: num
       const who: Actor = { actor: `enrollment:${e.createdBy}`, source };
       try {
         const issued = deps.peers.add({ name: e.peerName, expiresInMs: e.expiresInMs ?? undefined }, who);
-        audit.record({ ...who, action: 'enrollment.use', target: e.peerName, details: { id: e.id } }, now);
+        audit.record({ ...who, action: 'enrollment.use', target: e.peerName, details: { id: e.id } }, clock());
         return issued;
       } catch (err) {
         repo.unclaim(e.id);

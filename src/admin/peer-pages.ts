@@ -191,6 +191,8 @@ export function peerPages(deps: AdminAppDeps): Router {
         title: `${action} ${peer.name}`, nav: 'peers', heading: `${action[0]!.toUpperCase()}${action.slice(1)} ${peer.name}`, question: q[action],
         action: `/peers/${encodeURIComponent(peer.name)}/${action}`, button: `${action[0]!.toUpperCase()}${action.slice(1)}`, danger: action === 'revoke',
         withExpiry: action === 'enable', back: `/peers/${encodeURIComponent(peer.name)}`,
+        // Rotation names the keys it replaces: a reloaded (re-posted) answer page cannot rotate twice.
+        hidden: action === 'rotate' ? [['replaces', peer.publicKey]] : [],
       });
     } catch (e) {
       next(e);
@@ -204,6 +206,9 @@ export function peerPages(deps: AdminAppDeps): Router {
     try {
       const who = actorOf(req);
       if (action === 'rotate') {
+        if (str(req.body?.replaces) !== ctx.peers.show(name).publicKey) {
+          return render(req, res, 'error', { title: 'Already rotated', heading: 'Not rotated', message: `The keys of ${name} were replaced already (or the form is stale). Nothing was changed; rotate again from the peer's page if you need new keys.`, back: `/peers/${encodeURIComponent(name)}` }, 409);
+        }
         const issued = ctx.peers.rotate(name, {}, who);
         deps.onChange();
         return render(req, res, 'issued', await issuedPage(issued, guardUrlOf(ctx.config), `New keys for ${issued.peer.name}`, '; to get new keys again, rotate the peer'));

@@ -15,7 +15,9 @@ import { issuedPage, render, WEB_DIR } from './render.js';
 /** Pages for the signed-in; others go to the sign-in page (GET) or get 401 (anything else). */
 function requireSession(req: Request, res: Response, next: NextFunction): void {
   if (req.session) return next();
-  if (req.method === 'GET' || req.method === 'HEAD') {
+  // Page loads go to the sign-in form; anything a page loads by itself (images, icons) just fails.
+  const dest = req.headers['sec-fetch-dest'];
+  if ((req.method === 'GET' || req.method === 'HEAD') && (dest === undefined || dest === 'document')) {
     res.redirect(303, `/login?next=${encodeURIComponent(req.originalUrl)}`);
     return;
   }
@@ -51,10 +53,16 @@ export function createAdminApp(deps: AdminAppDeps): express.Express {
   app.use(loadSession(deps.accounts));
   app.use(checkOrigin());
 
+  // Browsers ask for it on their own; it is no page, so never a redirect to the sign-in form.
+  app.get('/favicon.ico', (_req, res) => void res.status(204).end());
+
   // --- sign-in ---------------------------------------------------------------
   const loginPage = (req: Request, res: Response, o: { error?: string; name?: string; next?: string }, status = 200): void => {
-    const token = newToken();
-    setCookie(res, LOGIN_COOKIE, token);
+    // One login token per browser, kept until sign-in: a second tab, or any request that lands
+    // on /login meanwhile, must not invalidate the form already shown.
+    const have = req.cookies?.[LOGIN_COOKIE] as string | undefined;
+    const token = have && /^[A-Za-z0-9_-]{43}$/.test(have) ? have : newToken();
+    if (token !== have) setCookie(res, LOGIN_COOKIE, token);
     render(req, res, 'login', { title: 'Sign in', loginCsrf: token, error: o.error, name: o.name ?? '', next: safeNext(o.next ?? req.query.next) }, status);
   };
   app.get('/login', (req, res) => {

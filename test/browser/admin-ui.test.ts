@@ -18,10 +18,9 @@ const SESSION_COOKIE = '__Host-wgo_session';
 const LOGIN_FAILED = 'Sign-in failed: the name, password or code is wrong.';
 /**
  * Console errors that are not failures: Chromium logs every 4xx answer (wrong
- * sign-in, bad names, used links are tested on purpose), and the known bug of
- * the add-peer form's pattern (see "known bugs"; remove it here once fixed).
+ * sign-in, bad names, used links are tested on purpose).
  */
-const EXPECTED_CONSOLE = [/^Failed to load resource: the server responded with a status of 4\d\d /, /^Pattern attribute value \[a-z0-9\]\[a-z0-9._-\]\* is not a valid regular expression/];
+const EXPECTED_CONSOLE = [/^Failed to load resource: the server responded with a status of 4\d\d /];
 const unexpected = (errors: string[]): string[] => errors.filter((e) => !EXPECTED_CONSOLE.some((re) => re.test(e)));
 
 let env: UiEnv;
@@ -178,7 +177,7 @@ describe('the one-time key page', () => {
     const everyday = await launchChromium({ everyday: true });
     try {
       // Signed in (alice's cookies); /favicon.ico is fetched as usual: signed in, it does no harm.
-      const { context } = await newContext(everyday, { storageState: await admin.context.storageState(), favicon: 'fetched' });
+      const { context } = await newContext(everyday, { storageState: await admin.context.storageState() });
       const p = await context.newPage();
       expect(await addPeerViaForm(p, 'laptop-2')).toBe(200);
       const conf2 = (await p.locator('#config').textContent())!;
@@ -430,16 +429,19 @@ describe('layout', () => {
   });
 });
 
-describe('known bugs', () => {
-  // test.fails: these pass while the bug is there. When one of them starts failing,
-  // the bug is fixed: make it a plain test() (and drop the favicon route in env.ts).
-
-  test.fails('BUG: sign-in in a browser that fetches /favicon.ico as Chromium does (the redirect to /login replaces the form\'s CSRF cookie)', async () => {
+describe('bugs found here, now fixed (regression tests)', () => {
+  test('sign-in works although the browser loads other things meanwhile (the favicon once replaced the form\'s CSRF cookie)', async () => {
     const dave = await env.addAdmin('dave');
-    const { context } = await newContext(browser, { favicon: 'fetched' });
+    const { context } = await newContext(browser);
     const page = await context.newPage();
     try {
       await page.goto(`${env.url}/login`);
+      // A second tab on the sign-in page, and an icon request, must not void the first form.
+      const other = await context.newPage();
+      await other.goto(`${env.url}/login`);
+      await page.evaluate(() => undefined);
+      const icon = await context.request.get(`${env.url}/favicon.ico`);
+      expect(icon.status()).toBe(204);
       const formToken = await page.inputValue('input[name=_csrf]');
       const cookieToken = async (): Promise<string | undefined> => (await context.cookies()).find((c) => c.name === '__Host-wgo_login')?.value;
       // Give the browser's own /favicon.ico request (made after load) time to land, as a person typing would.
@@ -454,7 +456,7 @@ describe('known bugs', () => {
     }
   });
 
-  test.fails('BUG: the add-peer form\'s pattern compiles in Chromium (v flag), so the browser holds back a bad name', async () => {
+  test('the add-peer form\'s pattern compiles in Chromium (v flag), so the browser holds back a bad name', async () => {
     const { context, consoleErrors } = await newContext(browser, { storageState: await admin.context.storageState() });
     const page = await context.newPage();
     try {

@@ -122,15 +122,9 @@ export function launchChromium(o: { everyday?: boolean } = {}): Promise<Browser>
  */
 export async function newContext(
   browser: Browser,
-  o: BrowserContextOptions & { favicon?: 'fetched' | 'blocked' } = {},
+  options: BrowserContextOptions = {},
 ): Promise<{ context: BrowserContext; dialogs: string[]; consoleErrors: string[] }> {
-  const { favicon = 'blocked', ...options } = o;
   const context = await browser.newContext({ ignoreHTTPSErrors: true, acceptDownloads: true, ...options });
-  // KNOWN BUG (see admin-ui.test.ts, "sign-in in a browser that fetches /favicon.ico"): the
-  // browser's own /favicon.ico request is redirected to /login, which replaces the sign-in
-  // form's CSRF cookie, so every sign-in fails. Until that is fixed the other tests answer
-  // /favicon.ico here, as a server that does not redirect it would (404), and test the rest.
-  if (favicon === 'blocked') await context.route('**/favicon.ico', (r) => r.fulfill({ status: 404, body: '' }));
   const dialogs: string[] = [];
   const consoleErrors: string[] = [];
   context.on('page', (p) => watch(p, dialogs, consoleErrors));

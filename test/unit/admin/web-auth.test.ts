@@ -115,6 +115,24 @@ describe('admin UI: sign-in, sessions and request checks (HTTPS on loopback)', (
     expect((await env.http('GET', '/peers', { cookie: busy.cookie })).status).toBe(303);
   });
 
+  test('the sign-in token survives other requests (a second tab, the favicon); icons are never redirected', async () => {
+    const first = await env.loginForm();
+    const again = await env.http('GET', '/login', { cookie: first.cookie });
+    expect(again.cookies['__Host-wgo_login']).toBeUndefined();
+    expect(again.body).toContain(`name="_csrf" value="${first.token}"`);
+    const icon = await env.http('GET', '/favicon.ico', { cookie: first.cookie });
+    expect(icon.status).toBe(204);
+    expect(icon.setCookie).toEqual([]);
+    const image = await env.http('GET', '/peers', { headers: { 'sec-fetch-dest': 'image' } });
+    expect(image.status).toBe(401);
+    env.now.ms += 30_000;
+    const r = await env.http('POST', '/login', { cookie: first.cookie, form: { _csrf: first.token, name: 'alice', password: PASSWORD, code: await env.code(aliceSecret), next: '' } });
+    expect(r.status).toBe(303);
+    // A malformed login cookie is replaced, not trusted.
+    const odd = await env.http('GET', '/login', { cookie: '__Host-wgo_login=short' });
+    expect(odd.cookies['__Host-wgo_login']).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  });
+
   test('the login form needs its CSRF cookie, and a cross-origin POST is refused', async () => {
     const f = await env.loginForm();
     env.now.ms += 30_000;

@@ -108,10 +108,18 @@ describe('admin UI pages: peers, enrollment, policy, logs (HTTPS on loopback)', 
     expect((await post('/peers/worker4/enable', { expires: '7d' })).status).toBe(303);
     expect(env.ctx.peers.show('worker4')).toMatchObject({ status: 'active', expiresAt: expect.any(String) });
     const oldKey = env.ctx.peers.show('worker4').publicKey;
-    const rotated = await post('/peers/worker4/rotate');
+    expect((await get('/peers/worker4/rotate')).body).toContain(`name="replaces" value="${oldKey}"`);
+    const stale = await post('/peers/worker4/rotate', { replaces: 'not-the-current-key' });
+    expect(stale.status).toBe(409);
+    expect(env.ctx.peers.show('worker4').publicKey).toBe(oldKey);
+    const rotated = await post('/peers/worker4/rotate', { replaces: oldKey });
     expect(rotated.status).toBe(200);
     expect(dataUri(rotated.body, 'download-conf').toString()).toContain('PrivateKey = ');
     expect(env.ctx.peers.show('worker4').publicKey).not.toBe(oldKey);
+    // The same form posted again (a reload of the answer page) rotates nothing.
+    const newKey = env.ctx.peers.show('worker4').publicKey;
+    expect((await post('/peers/worker4/rotate', { replaces: oldKey })).status).toBe(409);
+    expect(env.ctx.peers.show('worker4').publicKey).toBe(newKey);
     const revoked = await post('/peers/worker4/revoke');
     expect(revoked.status).toBe(303);
     expect(revoked.headers.location).toBe('/peers/worker4?done=revoke');
