@@ -140,6 +140,19 @@ step "metrics: guard and gateway"
 ip netns exec "$P-gpu" curl -s 127.0.0.1:9478/metrics | grep -E '^wgo_guard_(requests_total|refusals_total|tls_auth)' | head -8 | sed 's/^/  /'
 "${WGO[@]}" list-guards
 
+step "admin web UI (https://127.0.0.1:8443 in $P-gw): wg-ollama admin add, then sign in with password + TOTP"
+ADMIN_PW="demo admin passphrase"
+uri=$(printf '%s\n' "$ADMIN_PW" | "${WGO[@]}" admin add demo --password-stdin --json | node -e 'let s="";process.stdin.on("data",(d)=>(s+=d)).on("end",()=>console.log(JSON.parse(s).totpUri))')
+echo "  TOTP enrolment (an authenticator app scans it as the QR code 'admin add' prints): $uri"
+code=$(cd "$ROOT" && node -e 'require("otplib").generate({ secret: new URL(process.argv[1]).searchParams.get("secret") }).then((c) => console.log(c))' "$uri")
+UI=(ip netns exec "$P-gw" curl -sS --cacert "$STATE/state/ca.crt" -b "$STATE/ui.jar" -c "$STATE/ui.jar")
+token=$("${UI[@]}" https://127.0.0.1:8443/login | sed -n 's/.*name="_csrf" value="\([^"]*\)".*/\1/p' | head -1)
+"${UI[@]}" -o /dev/null -w '  sign-in: HTTP %{http_code} -> %{redirect_url}\n' -H 'Origin: https://127.0.0.1:8443' \
+  --data-urlencode "_csrf=$token" --data-urlencode name=demo --data-urlencode "password=$ADMIN_PW" --data-urlencode "code=$code" https://127.0.0.1:8443/login
+echo "  the peers page lists:"
+"${UI[@]}" https://127.0.0.1:8443/peers | grep -o 'data-peer="[^"]*"' | sed 's/^/    /'
+echo "  (with KEEP=1, a browser in the namespace reaches it: ip netns exec $P-gw chromium --no-sandbox https://127.0.0.1:8443)"
+
 step "audit log"
 "${WGO[@]}" logs audit --since 5m
 echo

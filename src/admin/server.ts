@@ -6,6 +6,7 @@ import { WgoError } from '../errors.js';
 import type { GatewayContext } from '../gateway/context.js';
 import { ensureServerCert } from '../gateway/guard-link.js';
 import { listen } from '../system/metrics-http.js';
+import { closeableServer } from '../system/sockets.js';
 import { accountService } from './accounts.js';
 import { enrollmentService } from './enrollments.js';
 import type { StatusSource } from './log-pages.js';
@@ -47,17 +48,19 @@ export async function startAdminUi(ctx: GatewayContext, o: { onChange(): void; s
   const enrollments = enrollmentService({ db: ctx.db, peers: ctx.peers, ttlMs: admin.enrollMinutes * 60_000, clock: o.clock });
   const app = createAdminApp({ ctx, accounts, enrollments, hosts, onChange: o.onChange, status: o.status, log: o.log });
   const servers: Server[] = [];
+  const closers: (() => Promise<void>)[] = [];
   try {
     for (const l of admin.listen) {
       const a = parseListen(l)!;
       const server = createServer({ ...tls, minVersion: 'TLSv1.2' }, app);
+      closers.push(closeableServer(server).close);
       server.headersTimeout = 10_000;
       server.requestTimeout = 30_000;
       await listen(server, a.host, a.port, 'admin UI (config admin.listen)');
       servers.push(server);
     }
   } catch (e) {
-    for (const s of servers) s.close();
+    await Promise.all(closers.map((c) => c()));
     throw e;
   }
   const sweep = setInterval(() => accounts.expireSessions(), 60_000);
@@ -68,7 +71,7 @@ export async function startAdminUi(ctx: GatewayContext, o: { onChange(): void; s
     ports: () => servers.map((s) => (s.address() as import('node:net').AddressInfo).port),
     close: async () => {
       clearInterval(sweep);
-      await Promise.all(servers.map((s) => new Promise<void>((r) => { s.closeAllConnections(); s.close(() => r()); })));
+      await Promise.all(closers.map((c) => c()));
     },
   };
 }

@@ -8,6 +8,7 @@ import { requestRepository } from '../db/requests.js';
 import type { CertRole } from '../db/certificates.js';
 import { certificateInfo, issueCertificate } from '../pki/ca.js';
 import { ensurePrivateDir, writeSecretFile } from '../system/files.js';
+import { closeableServer } from '../system/sockets.js';
 import { createMetricsServer, listen } from '../system/metrics-http.js';
 import { guardMetrics } from '../guard/metrics.js';
 import { createRecorder } from '../guard/recorder.js';
@@ -76,11 +77,9 @@ export async function startGuardLink(ctx: GatewayContext, log: GuardLog, health:
       const addr = parseListen(config.sync.listen)!;
       const tls = ensureServerCert(ctx, 'sync', 'gateway-server', 'wg-ollama gateway', [addr.host], []);
       const api = createSyncApi({ db: ctx.db, tls: { ...tls, ca: ca.certPem }, source, changes, onRecords: (_g, records) => gm.records(records) });
+      const closeable = closeableServer(api);
       await listen(api, addr.host, addr.port, 'guard sync API (config sync.listen)');
-      closers.push(() => {
-        api.close();
-        api.closeAllConnections();
-      });
+      closers.push(closeable.close);
       log.info({ event: 'sync', listen: config.sync.listen }, 'guard sync API listening');
     }
 

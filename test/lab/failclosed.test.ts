@@ -147,9 +147,9 @@ describe('fail closed', () => {
 
   it('two gateways in one namespace do not fight over the hooks', async () => {
     const other = await createGateway(lab, 'wgofd', ['--subnet', '10.68.0.0/24', '--listen-port', '51822']);
-    // Its own metrics port: two gateways in one namespace cannot share 127.0.0.1:9477.
+    // Its own metrics and admin UI ports: two gateways in one namespace cannot share 127.0.0.1:9477 and :8443.
     const conf = JSON.parse(readFileSync(other.configFile, 'utf8')) as Record<string, unknown>;
-    writeFileSync(other.configFile, JSON.stringify({ ...conf, metricsListen: '127.0.0.1:9479' }));
+    writeFileSync(other.configFile, JSON.stringify({ ...conf, metricsListen: '127.0.0.1:9479', admin: { listen: ['127.0.0.1:8444'] } }));
     await other.start();
     await new Promise((res) => setTimeout(res, 7000)); // two periodic reconciles each
     for (const g of [gw, other]) {

@@ -20,6 +20,7 @@ import type { DraftRecord } from '../../../src/guard/recorder.js';
 import { openSpool, type Spool } from '../../../src/guard/spool.js';
 import { startSyncClient, type SyncClient } from '../../../src/guard/sync-client.js';
 import { issueCertificate } from '../../../src/pki/ca.js';
+import { closeableServer } from '../../../src/system/sockets.js';
 import { testCa, testCaStore } from '../ca-fixture.js';
 import { WHO, peerEnv, type PeerEnv } from '../gateway/peer-env.js';
 
@@ -40,6 +41,7 @@ let guard: IssuedGuard;
 let source: PeerSetSource;
 let changes: ChangeSignal;
 let server: Server | null;
+let closing: (() => Promise<void>) | null = null;
 let port: number;
 /** Every batch the gateway reported as new, in order (what metrics would count). */
 let reported: RequestRecord[];
@@ -56,15 +58,16 @@ async function startGateway(onPort = 0, tap?: (req: IncomingMessage, res: Server
     s.listen(onPort, '127.0.0.1', () => resolve());
   });
   server = s;
+  closing = closeableServer(s).close;
   port = (s.address() as AddressInfo).port;
 }
 
 async function stopGateway(): Promise<void> {
-  const s = server;
+  if (!server) return;
   server = null;
-  if (!s) return;
-  s.closeAllConnections();
-  await new Promise<void>((resolve) => s.close(() => resolve()));
+  // Every socket, TLS handshakes in progress included: closeAllConnections() alone misses a
+  // reconnect accepted just before, which then holds close() up for a whole long-poll (~25 s).
+  await closing!();
 }
 
 function spoolAt(path: string): Spool {
