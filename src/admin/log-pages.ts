@@ -1,5 +1,5 @@
 import { Router, type Request } from 'express';
-import { ago } from '../cli/output.js';
+import { ago } from '../core/format.js';
 import { parseDuration } from '../core/duration.js';
 import { auditRepository } from '../db/audit.js';
 import { certificateRepository } from '../db/certificates.js';

@@ -1,7 +1,8 @@
 import { Router, type Request, type Response } from 'express';
-import { overridesFromFlags } from '../cli/policy.js';
-import { ago, bytes } from '../cli/output.js';
+import { overridesFromFlags } from '../core/policy-input.js';
+import { ago, bytes } from '../core/format.js';
 import { parseDuration } from '../core/duration.js';
+import type { LinkState } from '../core/monitor.js';
 import { mergePolicy, type Policy } from '../core/policy.js';
 import { isWgoError } from '../errors.js';
 import { connectionRepository } from '../db/connections.js';
@@ -46,16 +47,14 @@ export function peerPages(deps: AdminAppDeps): Router {
   const links = connectionRepository(ctx.db);
   const requests = requestRepository(ctx.db);
 
-  const linkView = (peerId: number, now: number) => {
-    const l = links.links().get(peerId);
-    return {
-      lastHandshake: l && l.latestHandshake > 0 ? ago(l.latestHandshake * 1000, now) : 'never',
-      handshakeAt: l?.latestHandshake ?? 0,
-      endpoint: l?.endpoint ?? null,
-      traffic: l ? `↓ ${bytes(l.rxTotal)} ↑ ${bytes(l.txTotal)}` : '—',
-      trafficTotal: l ? l.rxTotal + l.txTotal : 0,
-    };
-  };
+  /** Handshake, endpoint and traffic of a peer, from the monitor's link table. */
+  const linkView = (l: LinkState | undefined, now: number) => ({
+    lastHandshake: l && l.latestHandshake > 0 ? ago(l.latestHandshake * 1000, now) : 'never',
+    handshakeAt: l?.latestHandshake ?? 0,
+    endpoint: l?.endpoint ?? null,
+    traffic: l ? `↓ ${bytes(l.rxTotal)} ↑ ${bytes(l.txTotal)}` : '—',
+    trafficTotal: l ? l.rxTotal + l.txTotal : 0,
+  });
 
   r.get('/peers', (req, res) => {
     const now = Date.now();
@@ -66,18 +65,8 @@ export function peerPages(deps: AdminAppDeps): Router {
     const today = requests.countsSince(utcMidnight(now));
     const all = links.links();
     let peers = ctx.peers.list({ includeRevoked: true }).map((p) => {
-      const l = all.get(p.id);
       const t = today.get(p.id);
-      return {
-        ...p,
-        lastHandshake: l && l.latestHandshake > 0 ? ago(l.latestHandshake * 1000, now) : 'never',
-        handshakeAt: l?.latestHandshake ?? 0,
-        endpoint: l?.endpoint ?? null,
-        traffic: l ? `↓ ${bytes(l.rxTotal)} ↑ ${bytes(l.txTotal)}` : '—',
-        trafficTotal: l ? l.rxTotal + l.txTotal : 0,
-        requestsToday: t?.requests ?? 0,
-        tokensToday: t?.tokens ?? 0,
-      };
+      return { ...p, ...linkView(all.get(p.id), now), requestsToday: t?.requests ?? 0, tokensToday: t?.tokens ?? 0 };
     });
     if (q) peers = peers.filter((p) => p.name.includes(q) || p.address.includes(q));
     if (status) peers = peers.filter((p) => p.status === status);
@@ -143,7 +132,7 @@ export function peerPages(deps: AdminAppDeps): Router {
       .map((e) => ({ ...e, at: new Date(e.at).toISOString() }));
     const policyFields = POLICY_FIELDS.map((f) => ({ name: f.name, label: f.label, value: f.show(effective), overridden: !!peer.policy && FIELD_KEY[f.name] in peer.policy }));
     const actions = ACTIONS.filter((a) => (a === 'disable' ? peer.status === 'active' : a === 'enable' ? peer.status === 'disabled' || peer.status === 'expired' : true));
-    render(req, res, 'peer', { title: `Peer ${peer.name}`, nav: 'peers', peer, link: linkView(peer.id, now), timeline, policyFields, actions, policyError, canWrite: req.session!.admin.role === 'admin', flash: flashOf(req) }, status);
+    render(req, res, 'peer', { title: `Peer ${peer.name}`, nav: 'peers', peer, link: linkView(links.links().get(peer.id), now), timeline, policyFields, actions, policyError, canWrite: req.session!.admin.role === 'admin', flash: flashOf(req) }, status);
   };
 
   r.post('/peers/:name/policy', requireAdmin, (req, res, next) => {
