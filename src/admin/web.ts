@@ -131,7 +131,8 @@ export function createAdminApp(deps: AdminAppDeps): express.Express {
       return;
     }
     if (isWgoError(err)) {
-      render(req, res, 'error', { title: 'Error', heading: 'That did not work', message: err.message }, err.exitCode === 2 ? 400 : 500);
+      const code = err.code === 'NOT_FOUND' ? 404 : err.code === 'CONFLICT' ? 409 : err.exitCode === 2 ? 400 : 500;
+      render(req, res, 'error', { title: 'Error', heading: 'That did not work', message: err.message }, code);
       return;
     }
     deps.log?.error({ event: 'admin-ui', err: (err as Error).message }, 'admin UI request failed');

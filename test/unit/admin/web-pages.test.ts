@@ -132,7 +132,7 @@ describe('admin UI pages: peers, enrollment, policy, logs (HTTPS on loopback)', 
     // A revoked peer offers no actions, and unknown actions or peers are 404.
     expect((await get('/peers/worker4')).body).not.toContain('/peers/worker4/revoke"');
     expect((await post('/peers/worker4/explode')).status).toBe(404);
-    expect((await get('/peers/nobody')).status).toBe(400);
+    expect((await get('/peers/nobody')).status).toBe(404);
   });
 
   test('policy: the form changes only the fields edited; bad values are answered inline and change nothing', async () => {
@@ -189,7 +189,8 @@ describe('admin UI pages: peers, enrollment, policy, logs (HTTPS on loopback)', 
     const taken = /id="enroll-link">([^<]+)</.exec((await post('/enroll', { name: 'staff9' })).body)![1]!;
     await post('/peers', { name: 'staff9' });
     const clash = await env.http('POST', new URL(taken).pathname, { form: {} });
-    expect(clash.status).toBe(400);
+    expect(clash.status).toBe(409);
+    expect(clash.body).toContain('already exists');
     expect(env.ctx.db.prepare("SELECT used_at FROM enrollments WHERE peer_name = 'staff9'").pluck().get()).toBeNull();
   });
 
