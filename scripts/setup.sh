@@ -9,9 +9,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: WireGuard (userspace wireguard-go where the kernel has no module),
 # the firewall tools, the lab's tools, zbarimg (QR decoding in tests), openssl (PKCS#12
-# checks in tests), chromium (the admin UI's browser tests, driven by playwright-core),
+# checks in tests), python3-httpx (a plain Python client in the lab tests), chromium (the admin UI's browser tests, driven by playwright-core),
 # and a toolchain for better-sqlite3's native build.
-packages=(wireguard-tools wireguard-go iptables nftables ipset iproute2 conntrack curl zbar-tools openssl chromium python3 make g++)
+packages=(wireguard-tools wireguard-go iptables nftables ipset iproute2 conntrack curl zbar-tools openssl chromium python3 python3-httpx make g++)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
