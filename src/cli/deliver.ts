@@ -1,5 +1,6 @@
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import QRCode from 'qrcode';
 import { WgoError, badInput } from '../errors.js';
 
@@ -11,7 +12,17 @@ export const outFiles = (dir: string, name: string) => ({
   crt: join(dir, `${name}.crt`),
   key: join(dir, `${name}.key`),
   p12: join(dir, `${name}.p12`),
+  connect: join(dir, `${name}.connect.json`),
 });
+
+/** The connector everyone gets (not a secret; shared by the peers of one --out directory). */
+export const CONNECTOR_FILE = 'wg-ollama-connect.mjs';
+
+/** The bundled connector built by `npm run build` (src/cli and dist/cli are both two levels below the root). */
+export function connectorBundle(): string | null {
+  const file = fileURLToPath(new URL(`../../dist/connect/${CONNECTOR_FILE}`, import.meta.url));
+  return existsSync(file) ? file : null;
+}
 
 /** What a peer gets besides its WireGuard config: the client certificate, its key, the CA and a .p12 of them. */
 export interface TlsBundle {
@@ -19,6 +30,8 @@ export interface TlsBundle {
   keyPem: string;
   caPem: string;
   p12: Buffer;
+  /** The connect profile (NAME.connect.json): guard URL, CA, certificate and key in one file. */
+  connectProfile: string;
 }
 
 /**
@@ -50,31 +63,30 @@ export function preflightDir(dir: string): string {
 
 /**
  * Writes NAME.conf, NAME.png, NAME.svg (the QR code holds the private key),
- * and with a TLS bundle NAME.crt, NAME.key, NAME.p12 and ca.crt. Secrets are
- * 0600; ca.crt (public, 0644) is left alone when it already holds the same
- * CA. Renders first; on any failure removes what it wrote.
+ * and with a TLS bundle NAME.crt, NAME.key, NAME.p12, NAME.connect.json,
+ * ca.crt and the connector (wg-ollama-connect.mjs). Secrets are 0600; ca.crt
+ * and the connector (public, 0644) are left alone when they already hold the
+ * same bytes. Renders first; on any failure removes what it wrote.
  */
 export async function writeOut(dir: string, name: string, config: string, tls?: TlsBundle): Promise<string[]> {
   const f = outFiles(dir, name);
   const png = await QRCode.toBuffer(config, { type: 'png', errorCorrectionLevel: 'M', margin: 4, scale: 6 });
   const svg = await QRCode.toString(config, { type: 'svg', errorCorrectionLevel: 'M', margin: 4 });
   const ca = join(dir, 'ca.crt');
-  const items: [string, string | Buffer, number][] = [[f.conf, config, 0o600], [f.png, png, 0o600], [f.svg, svg, 0o600]];
+  const items: [string, string | Buffer, number, 'wx' | 'w'][] = [[f.conf, config, 0o600, 'wx'], [f.png, png, 0o600, 'wx'], [f.svg, svg, 0o600, 'wx']];
   if (tls) {
-    items.push([f.crt, tls.certPem, 0o600], [f.key, tls.keyPem, 0o600], [f.p12, tls.p12, 0o600]);
-    let same = false;
-    try {
-      same = readFileSync(ca, 'utf8') === tls.caPem;
-    } catch {
-      /* not there */
-    }
-    if (!same) items.push([ca, tls.caPem, 0o644]);
+    items.push([f.crt, tls.certPem, 0o600, 'wx'], [f.key, tls.keyPem, 0o600, 'wx'], [f.p12, tls.p12, 0o600, 'wx'], [f.connect, tls.connectProfile, 0o600, 'wx']);
+    const shared: [string, string | Buffer][] = [[ca, tls.caPem]];
+    const bundle = connectorBundle();
+    if (bundle) shared.push([join(dir, CONNECTOR_FILE), readFileSync(bundle)]);
+    // Public and shared by the peers of this directory: replaced when they differ (a new CA, an upgraded connector).
+    for (const [file, data] of shared) if (!sameContent(file, data)) items.push([file, data, 0o644, 'w']);
   }
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const written: string[] = [];
   try {
-    for (const [file, data, mode] of items) {
-      writeFileSync(file, data, { mode, flag: 'wx' });
+    for (const [file, data, mode, flag] of items) {
+      writeFileSync(file, data, { mode, flag });
       written.push(file);
     }
   } catch (e) {
@@ -86,6 +98,14 @@ export async function writeOut(dir: string, name: string, config: string, tls?: 
     throw e;
   }
   return written;
+}
+
+function sameContent(file: string, data: string | Buffer): boolean {
+  try {
+    return readFileSync(file).equals(Buffer.from(data));
+  } catch {
+    return false;
+  }
 }
 
 export function terminalQr(config: string): Promise<string> {

@@ -2,6 +2,7 @@ import { userInfo } from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
 import { configFileFrom, loadConfig } from '../config.js';
 import type { Actor } from '../gateway/peer-service.js';
+import { describeConnect as connectVerb } from '../connect/options.js';
 import { asWgoError, type Io } from './output.js';
 
 // Verb implementations are imported when their verb runs: `--help` and small
@@ -164,6 +165,13 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
       }
+    });
+
+  connectVerb(program.command('connect'))
+    .description("on a staff laptop: serve the team's GPU as a local Ollama (http://127.0.0.1:11434), forwarding to the guard with the peer's certificate")
+    .action(async (profile: string, o) => {
+      const { runConnect } = await import('../connect/run.js');
+      exitCode = await runConnect(profile, o, io);
     });
 
   program.command('status').description('daemon, interface, firewall and peers at a glance').addOption(json)

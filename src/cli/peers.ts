@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import type { Config } from '../config.js';
 import { parseDuration } from '../core/duration.js';
 import { connectionRepository } from '../db/connections.js';
@@ -7,7 +9,8 @@ import { applyNow, type Removal } from './apply.js';
 import { validatePeerName } from '../core/names.js';
 import { WgoError } from '../errors.js';
 import { buildPkcs12, generatePassphrase } from '../pki/ca.js';
-import { preflightOut, terminalQr, writeOut } from './deliver.js';
+import { renderConnectProfile } from '../core/connect-profile.js';
+import { CONNECTOR_FILE, outFiles, preflightOut, terminalQr, writeOut } from './deliver.js';
 import { ago, bytes, emit, table, type Io } from './output.js';
 
 export interface IssueOptions {
@@ -28,6 +31,10 @@ function withGateway<T>(config: Config, fn: (ctx: ReturnType<typeof openGateway>
 /** Where peers reach the guard: the GPU host address and port they are allowed through the firewall. */
 export const guardUrl = (config: Config): string => `https://${config.ollamaHost}:${config.ollamaPort}`;
 
+/** What a person runs in the --out directory, from the files it holds. */
+export const connectCommand = (name: string, bundled: boolean): string =>
+  `${bundled ? `node ${CONNECTOR_FILE}` : 'wg-ollama connect'} ${basename(outFiles('.', name).connect)}`;
+
 /** Prints what add-peer / rotate-peer issued: once, and never again. */
 async function deliver(config: Config, io: Io, issued: IssuedPeer, o: IssueOptions, outDir: string | null, removal?: Removal): Promise<void> {
   let files: string[] = [];
@@ -40,6 +47,7 @@ async function deliver(config: Config, io: Io, issued: IssuedPeer, o: IssueOptio
           keyPem: issued.certificate.keyPem,
           caPem: issued.caCertificate,
           p12: buildPkcs12({ certPem: issued.certificate.certPem, keyPem: issued.certificate.keyPem, caCertPem: issued.caCertificate, friendlyName: `wg-ollama ${name}`, passphrase: passphrase! }),
+          connectProfile: renderConnectProfile({ peer: name, guardUrl: guardUrl(config), ca: issued.caCertificate, certificate: issued.certificate.certPem, key: issued.certificate.keyPem }),
         }
       : undefined;
     files = outDir ? await writeOut(outDir, name, issued.config, tls) : [];
@@ -65,6 +73,8 @@ async function deliver(config: Config, io: Io, issued: IssuedPeer, o: IssueOptio
     caCertificate: issued.caCertificate,
     guardUrl: guardUrl(config),
     p12Passphrase: passphrase,
+    /** With --out: the one command that makes the GPU a local Ollama on the person's laptop (run in DIR). */
+    connectCommand: outDir ? connectCommand(name, existsSync(join(outDir, CONNECTOR_FILE))) : null,
     files,
     live,
   };
@@ -74,6 +84,9 @@ async function deliver(config: Config, io: Io, issued: IssuedPeer, o: IssueOptio
   if (files.length) {
     text += `\nwrote ${files.join(', ')}\n`;
     text += `PKCS#12 passphrase for ${name}.p12 (shown once): ${passphrase}\n`;
+    text += `\nFor ${name}, once the WireGuard tunnel is up:\n` +
+      `  laptop: ${data.connectCommand}   (Node.js >= 20; then any Ollama tool uses http://127.0.0.1:11434)\n` +
+      `  phone or browser: import ${name}.p12 with the passphrase above, then open ${data.guardUrl}/\n`;
   } else {
     // Without --out the certificate and its key exist only here.
     text += `\n# client certificate for ${data.guardUrl} (curl --cert/--key; valid until ${data.certificateExpiresAt})\n${data.certificate}${data.certificateKey}# CA certificate (curl --cacert)\n${data.caCertificate}`;

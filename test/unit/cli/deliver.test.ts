@@ -1,8 +1,8 @@
-import { existsSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { outFiles, preflightOut, writeOut } from '../../../src/cli/deliver.js';
+import { CONNECTOR_FILE, connectorBundle, outFiles, preflightOut, writeOut } from '../../../src/cli/deliver.js';
 
 const CONFIG = '[Interface]\nPrivateKey = x\n';
 
@@ -35,5 +35,30 @@ describe('--out delivery', () => {
     writeFileSync(outFiles(dir, 'alice').svg, 'someone else');
     await expect(writeOut(dir, 'alice', CONFIG)).rejects.toThrow(/EEXIST/);
     expect(readdirSync(dir)).toEqual(['alice.svg']);
+  });
+
+  it('with a TLS bundle: the certificate, key, .p12 and connect profile are 0600; ca.crt and the connector are shared', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wgo-out-'));
+    const tls = { certPem: 'CERT', keyPem: 'KEY', caPem: 'CA', p12: Buffer.from('P12'), connectProfile: '{"wgOllamaConnect":1}\n' };
+    const files = await writeOut(dir, 'alice', CONFIG, tls);
+    const names = files.map((f) => f.slice(dir.length + 1));
+    expect(names).toEqual(['alice.conf', 'alice.png', 'alice.svg', 'alice.crt', 'alice.key', 'alice.p12', 'alice.connect.json', 'ca.crt', CONNECTOR_FILE]);
+    for (const f of files.slice(0, 7)) expect(statSync(f).mode & 0o077).toBe(0);
+    expect(readFileSync(outFiles(dir, 'alice').connect, 'utf8')).toBe(tls.connectProfile);
+    // The connector handed out is the bundle npm run build made.
+    expect(readFileSync(join(dir, CONNECTOR_FILE)).equals(readFileSync(connectorBundle()!))).toBe(true);
+    // A second peer in the same directory shares ca.crt and the connector: they are not written again.
+    const bob = await writeOut(dir, 'bob', CONFIG, tls);
+    expect(bob.map((f) => f.slice(dir.length + 1))).toEqual(['bob.conf', 'bob.png', 'bob.svg', 'bob.crt', 'bob.key', 'bob.p12', 'bob.connect.json']);
+    // An older connector left there (an upgrade) is replaced, not an error.
+    writeFileSync(join(dir, CONNECTOR_FILE), 'old');
+    const carol = await writeOut(dir, 'carol', CONFIG, tls);
+    expect(carol.map((f) => f.slice(dir.length + 1))).toContain(CONNECTOR_FILE);
+  });
+
+  it('preflight refuses an existing connect profile', () => {
+    const base = mkdtempSync(join(tmpdir(), 'wgo-out-'));
+    writeFileSync(outFiles(base, 'alice').connect, '');
+    expect(() => preflightOut(base, 'alice')).toThrow(/alice\.connect\.json already exists/);
   });
 });
