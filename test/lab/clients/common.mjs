@@ -1,5 +1,6 @@
 // Shared by the lab's client scripts: argv, an undici Agent that presents the
-// peer's client certificate and trusts the wg-ollama CA, and JSON output.
+// peer's client certificate and trusts the wg-ollama CA (or, for a plain http
+// URL such as the local connector's, no TLS at all), and JSON output.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Agent, fetch } from 'undici';
@@ -13,11 +14,14 @@ export function args(extra = {}) {
       model: { type: 'string', default: 'llama3.2' }, ...extra,
     },
   });
-  if (!values.url || !values.ca) throw new Error('--url and --ca are required');
+  if (!values.url) throw new Error('--url is required');
+  // https needs the CA to trust; plain http (the local connector) needs no TLS material at all.
+  if (values.url.startsWith('https:') && !values.ca) throw new Error('--ca is required for an https --url');
   return values;
 }
 
 export function tlsOptions(a) {
+  if (!a.ca) return {};
   return { ca: readFileSync(a.ca), ...(a.cert ? { cert: readFileSync(a.cert), key: readFileSync(a.key) } : {}) };
 }
 
