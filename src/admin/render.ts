@@ -4,7 +4,12 @@ import { Eta } from 'eta';
 import type { Request, Response } from 'express';
 import QRCode from 'qrcode';
 import type { IssuedPeer } from '../gateway/peer-service.js';
+import { CONNECTOR_FILE, connectorBundle } from '../connect/bundle.js';
+import { renderConnectProfile } from '../core/connect-profile.js';
 import { buildPkcs12, generatePassphrase } from '../pki/pkcs12.js';
+
+/** Where the admin UI serves the connector (not a secret: the same file for everyone). */
+export const CONNECTOR_DOWNLOAD = `/downloads/${CONNECTOR_FILE}`;
 
 /** web/ at the top of the checkout: two levels up from src/admin and from dist/admin alike. */
 export const WEB_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'web');
@@ -33,8 +38,9 @@ const dataUri = (type: string, body: Buffer | string): string => `data:${type};b
 
 /**
  * The page that shows a peer's keys once: the QR code (SVG) of the WireGuard
- * config, and the config, certificate, key, CA and a .p12 as downloads (data:
- * URIs, so nothing is kept on the server to be fetched again).
+ * config, and the config, certificate, key, CA, a .p12 and the connect
+ * profile as downloads (data: URIs, so nothing is kept on the server to be
+ * fetched again), with the connector's (public) download link.
  */
 export async function issuedPage(issued: IssuedPeer, guardUrl: string, heading: string, afterwards: string): Promise<PageData> {
   const name = issued.peer.name;
@@ -54,6 +60,9 @@ export async function issuedPage(issued: IssuedPeer, guardUrl: string, heading: 
     crtHref: dataUri('application/x-pem-file', issued.certificate.certPem),
     keyHref: dataUri('application/x-pem-file', issued.certificate.keyPem),
     caHref: dataUri('application/x-pem-file', issued.caCertificate),
+    connectHref: dataUri('application/json', renderConnectProfile({ peer: name, guardUrl, ca: issued.caCertificate, certificate: issued.certificate.certPem, key: issued.certificate.keyPem })),
+    connectorHref: connectorBundle() ? CONNECTOR_DOWNLOAD : null,
+    connectCommand: `node ${CONNECTOR_FILE} ${name}.connect.json`,
     passphrase,
     guardUrl,
     certificateExpiresAt: issued.certificate.notAfter,

@@ -10,7 +10,8 @@ import {
   checkCsrf, checkHost, checkOrigin, clearCookie, LOGIN_COOKIE, loadSession, newToken, refuseTunnel, safeEqual, safeNext,
   securityHeaders, SESSION_COOKIE, setCookie, sourceOf,
 } from './protect.js';
-import { issuedPage, render, WEB_DIR } from './render.js';
+import { CONNECTOR_DOWNLOAD, issuedPage, render, WEB_DIR } from './render.js';
+import { CONNECTOR_FILE, connectorBundle } from '../connect/bundle.js';
 
 /** Pages for the signed-in; others go to the sign-in page (GET) or get 401 (anything else). */
 function requireSession(req: Request, res: Response, next: NextFunction): void {
@@ -55,6 +56,12 @@ export function createAdminApp(deps: AdminAppDeps): express.Express {
 
   // Browsers ask for it on their own; it is no page, so never a redirect to the sign-in form.
   app.get('/favicon.ico', (_req, res) => void res.status(204).end());
+  // The connector every staff laptop runs: public (no key in it), so an enrollment link's page can offer it too.
+  app.get(CONNECTOR_DOWNLOAD, (_req, res) => {
+    const file = connectorBundle();
+    if (!file) return void res.status(404).type('text/plain').send('The connector is not built on this gateway (npm run build).\n');
+    res.attachment(CONNECTOR_FILE).type('text/javascript').sendFile(file);
+  });
 
   // --- sign-in ---------------------------------------------------------------
   const loginPage = (req: Request, res: Response, o: { error?: string; name?: string; next?: string }, status = 200): void => {

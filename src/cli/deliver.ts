@@ -1,6 +1,6 @@
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { CONNECTOR_FILE, connectorBundle } from '../connect/bundle.js';
 import QRCode from 'qrcode';
 import { WgoError, badInput } from '../errors.js';
 
@@ -15,14 +15,6 @@ export const outFiles = (dir: string, name: string) => ({
   connect: join(dir, `${name}.connect.json`),
 });
 
-/** The connector everyone gets (not a secret; shared by the peers of one --out directory). */
-export const CONNECTOR_FILE = 'wg-ollama-connect.mjs';
-
-/** The bundled connector built by `npm run build` (src/cli and dist/cli are both two levels below the root). */
-export function connectorBundle(): string | null {
-  const file = fileURLToPath(new URL(`../../dist/connect/${CONNECTOR_FILE}`, import.meta.url));
-  return existsSync(file) ? file : null;
-}
 
 /** What a peer gets besides its WireGuard config: the client certificate, its key, the CA and a .p12 of them. */
 export interface TlsBundle {

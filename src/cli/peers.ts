@@ -10,7 +10,8 @@ import { validatePeerName } from '../core/names.js';
 import { WgoError } from '../errors.js';
 import { buildPkcs12, generatePassphrase } from '../pki/ca.js';
 import { renderConnectProfile } from '../core/connect-profile.js';
-import { CONNECTOR_FILE, outFiles, preflightOut, terminalQr, writeOut } from './deliver.js';
+import { CONNECTOR_FILE } from '../connect/bundle.js';
+import { outFiles, preflightOut, terminalQr, writeOut } from './deliver.js';
 import { ago, bytes, emit, table, type Io } from './output.js';
 
 export interface IssueOptions {

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { refuseTunnel } from '../../../src/admin/protect.js';
 import { parseCidr } from '../../../src/core/ipv4.js';
+import { parseConnectProfile } from '../../../src/core/connect-profile.js';
+import { connectorBundle } from '../../../src/connect/bundle.js';
 import { auditRepository } from '../../../src/db/audit.js';
 import { requestRepository } from '../../../src/db/requests.js';
 import { startWebEnv, type WebEnv } from './web-env.js';
@@ -236,5 +238,22 @@ describe('admin UI pages: peers, enrollment, policy, logs (HTTPS on loopback)', 
     expect(run('0.0.0.0', '10.66.0.7')).toEqual({ status: 403, passed: false });
     expect(run('127.0.0.1', '127.0.0.1')).toEqual({ status: 0, passed: true });
     expect(run('192.168.1.1', '192.168.1.5')).toEqual({ status: 0, passed: true });
+  });
+
+  test('the page hands out the connect profile and the connector, with the one command and the chat page address', async () => {
+    const r = await post('/peers', { name: 'laptop9' });
+    expect(r.status).toBe(200);
+    const profile = parseConnectProfile(JSON.parse(dataUri(r.body, 'download-connect').toString('utf8')));
+    expect(profile).toMatchObject({ peer: 'laptop9', guardUrl: 'https://192.168.1.10:11434' });
+    expect(profile.certificate).toBe(dataUri(r.body, 'download-crt').toString());
+    expect(profile.key).toBe(dataUri(r.body, 'download-key').toString());
+    expect(unescape(/<pre id="connect-command">([^<]*)<\/pre>/.exec(r.body)![1]!)).toBe('node wg-ollama-connect.mjs laptop9.connect.json');
+    expect(r.body).toContain('id="chat-url" href="https://192.168.1.10:11434/"');
+    expect(/id="download-connector" download href="([^"]+)"/.exec(r.body)?.[1]).toBe('/downloads/wg-ollama-connect.mjs');
+    // The connector is public (it holds no key): no session needed, the bytes npm run build made.
+    const dl = await env.http('GET', '/downloads/wg-ollama-connect.mjs');
+    expect(dl.status).toBe(200);
+    expect(dl.headers['content-disposition']).toBe('attachment; filename=wg-ollama-connect.mjs');
+    expect(dl.body).toBe(readFileSync(connectorBundle()!, 'utf8'));
   });
 });

@@ -2,7 +2,8 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFile
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CONNECTOR_FILE, connectorBundle, outFiles, preflightOut, writeOut } from '../../../src/cli/deliver.js';
+import { outFiles, preflightOut, writeOut } from '../../../src/cli/deliver.js';
+import { CONNECTOR_FILE, connectorBundle } from '../../../src/connect/bundle.js';
 
 const CONFIG = '[Interface]\nPrivateKey = x\n';
 
