@@ -89,6 +89,7 @@ export function renderCheck(r: CheckReport): string {
   if (r.guard.reachable) {
     lines.push(r.guard.accepted ? `${mark(true)} certificate accepted${r.guard.version ? ` (Ollama ${r.guard.version})` : ''}${r.guard.error ? `; ${r.guard.error}` : ''}` : `FAIL ${r.guard.error}`);
   }
-  lines.push(r.listen.free ? `ok   ${r.listen.address} is free for the connector` : `warn ${r.listen.error}`);
+  // In use is fine when it is this connector, already running; --check cannot tell it from a local Ollama.
+  lines.push(r.listen.free ? `ok   ${r.listen.address} is free for the connector` : `note ${r.listen.address} is in use: fine if the connector already runs there; otherwise: ${r.listen.error}`);
   return lines.join('\n') + '\n';
 }
