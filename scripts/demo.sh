@@ -7,8 +7,10 @@
 # guard sync API), start `serve`, set up the guard on the GPU host in front of
 # "Ollama", add a first peer (its config and QR code are printed, with its
 # client certificate and .p12), bring the laptop's tunnel up with exactly that
-# config (wg-quick), stream a generation through tunnel + mTLS, show what is
-# refused and blocked, change the peer's policy, and revoke it mid-stream.
+# config (wg-quick), stream a generation through tunnel + mTLS, and again
+# through the connector (wg-ollama connect) with no certificate options, show
+# what is refused and blocked, change the peer's policy, and revoke it
+# mid-stream.
 #
 # "Ollama" is the Ollama-API simulator, unless a real Ollama answers on this
 # host at OLLAMA_URL (default http://127.0.0.1:11434): then the guard proxies
@@ -101,6 +103,22 @@ G=https://198.51.100.10:11434
 step "laptop -> guard (tunnel + mTLS): stream a generation, token by token"
 ip netns exec "$P-c1" curl -sS -N -m 30 "${TLS[@]}" "$G/api/generate" -d "{\"model\":\"$MODEL\",\"prompt\":\"Why is the sky blue?\",\"options\":{\"num_predict\":20}}" |
   node -e 'const rl=require("readline").createInterface({input:process.stdin});rl.on("line",l=>{const j=JSON.parse(l);if(j.done)console.log(`\n  [done: ${j.prompt_eval_count} prompt + ${j.eval_count} eval tokens]`);else process.stdout.write(j.response)})'
+
+step "laptop: the GPU as a local Ollama for any tool: node wg-ollama-connect.mjs alice.connect.json (as an ordinary user)"
+LAPTOP=$(mktemp -d /tmp/wg-ollama-demo-laptop.XXXXXX)
+cp "$STATE/out/alice.connect.json" "$STATE/out/wg-ollama-connect.mjs" "$LAPTOP/"
+chown -R nobody "$LAPTOP"
+ip netns exec "$P-c1" setpriv --reuid=nobody --regid=nogroup --clear-groups node "$LAPTOP/wg-ollama-connect.mjs" "$LAPTOP/alice.connect.json" >"$STATE/connect.log" 2>&1 &
+cpid=$!
+pids+=($cpid)
+for _ in $(seq 50); do grep -q 'can now use' "$STATE/connect.log" && break; sleep 0.1; done
+sed 's/^/  /' "$STATE/connect.log"
+echo "  curl with no certificate options, on Ollama's default address:"
+ip netns exec "$P-c1" curl -sS -N -m 30 http://127.0.0.1:11434/api/generate -d "{\"model\":\"$MODEL\",\"prompt\":\"Why is the sky blue?\",\"options\":{\"num_predict\":12}}" |
+  node -e 'const rl=require("readline").createInterface({input:process.stdin});process.stdout.write("  ");rl.on("line",l=>{const j=JSON.parse(l);if(j.done)console.log(`\n  [done: ${j.eval_count} tokens, through the connector]`);else process.stdout.write(j.response)})'
+kill "$cpid" 2>/dev/null || true
+wait "$cpid" 2>/dev/null || true
+rm -rf "$LAPTOP"
 
 step "what the guard refuses (answers like Ollama, nothing reaches Ollama)"
 show() { printf '  %-44s ' "$1"; shift; ip netns exec "$P-c1" curl -sS -m 5 -o - -w '  -> %{http_code}\n' "$@"; }
