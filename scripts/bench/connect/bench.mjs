@@ -16,51 +16,19 @@
 //   node scripts/bench/connect/bench.mjs        (after npm run build; ~3 min)
 //   CB_REPS=1 CB_SECONDS=1 node scripts/bench/connect/bench.mjs   (smoke test, ~1 min)
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HERE as GUARD_BENCH, ROOT, dist, killAll, makeCertificates, median, round, runOnce, sleep, start, stop } from '../guard/common.mjs';
+import { HERE as GUARD_BENCH, ROOT, boundRun, canConnect, dist, freePort, killAll, makeCertificates, median, round, runOnce, sleep, start, stop } from '../guard/common.mjs';
 
 const REPS = Number(process.env.CB_REPS || 3);
 const SECONDS = Number(process.env.CB_SECONDS || 2.5);
 const OUT_DIR = process.env.BENCH_OUT || '/tmp/wgo-bench-results';
 const DEADLINE_MS = Number(process.env.CB_DEADLINE_S || 600) * 1000;
-const t0 = Date.now();
-const log = (m) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(3)} s] ${m}\n`);
-
-const deadline = setTimeout(() => {
-  log(`over ${DEADLINE_MS / 1000} s: killing everything`);
-  killAll();
-  process.exit(3);
-}, DEADLINE_MS);
-deadline.unref();
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.once(sig, () => {
-    killAll();
-    process.exit(130);
-  });
-}
+const log = boundRun(DEADLINE_MS);
 
 const node = process.execPath;
 const dir = mkdtempSync(join(tmpdir(), 'wgo-connect-bench-'));
 const bundle = join(ROOT, 'dist/connect/wg-ollama-connect.mjs');
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-const canConnect = (port) =>
-  new Promise((res) => {
-    const s = connect({ host: '127.0.0.1', port });
-    s.once('connect', () => (s.destroy(), res(true)));
-    s.once('error', () => res(false));
-  });
 
 async function load(args, timeoutMs = 60_000) {
   const r = await runOnce(node, [join(GUARD_BENCH, 'load.mjs'), '--tls-dir', dir, ...args], { timeoutMs });

@@ -15,10 +15,9 @@
 //   4. RSS with 1,000 and 5,000 open slow streams (simulator 1 token/s), fresh proxies.
 // Repetitions alternate the order of guard and nginx. Raw results: $BENCH_OUT/guard.json.
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
-import { HERE, childrenOf, killAll, makeCertificates, median, round, rssKbOf, runOnce, sleep, start, stop } from './common.mjs';
+import { HERE, boundRun, canConnect, childrenOf, freePort, killAll, makeCertificates, median, round, rssKbOf, runOnce, sleep, start, stop } from './common.mjs';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const REPS = Number(process.env.GB_REPS || (QUICK ? 1 : 3));
@@ -29,39 +28,7 @@ const HOLD_STEPS = (process.env.GB_HOLD_STEPS || (QUICK ? '200,500' : '1000,5000
 const HOLD_REPS = Number(process.env.GB_HOLD_REPS || (QUICK ? 1 : 2));
 const ONLY = new Set((process.env.GB_ONLY || 'rps,streams,handshakes,rss').split(','));
 const t0 = Date.now();
-const log = (m) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(3)} s] ${m}\n`);
-
-const deadline = setTimeout(() => {
-  log(`over ${DEADLINE_MS / 1000} s: killing everything`);
-  killAll();
-  process.exit(3);
-}, DEADLINE_MS);
-deadline.unref();
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.once(sig, () => {
-    log(`${sig}: killing everything`);
-    killAll();
-    process.exit(130);
-  });
-}
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-function canConnect(port) {
-  return new Promise((res) => {
-    const s = connect({ host: '127.0.0.1', port });
-    s.once('connect', () => (s.destroy(), res(true)));
-    s.once('error', () => res(false));
-  });
-}
+const log = boundRun(DEADLINE_MS);
 
 const dir = mkdtempSync(join(tmpdir(), 'wgo-guard-bench-'));
 mkdirSync(join(dir, 'tmp'));

@@ -6,6 +6,7 @@ import { readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { connect, createServer } from 'node:net';
 
 export const HERE = dirname(fileURLToPath(import.meta.url));
 export const ROOT = resolve(HERE, '../../..');
@@ -208,4 +209,48 @@ export function killAll() {
     }
   }
   tracked.clear();
+}
+
+/**
+ * Bounds a benchmark: after `ms` (and on SIGINT, SIGTERM, SIGHUP) every tracked process is
+ * killed and this one exits. Returns a logger that prefixes the seconds since the start.
+ */
+export function boundRun(ms) {
+  const t0 = Date.now();
+  const log = (m) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(3)} s] ${m}\n`);
+  const deadline = setTimeout(() => {
+    log(`over ${ms / 1000} s: killing everything`);
+    killAll();
+    process.exit(3);
+  }, ms);
+  deadline.unref();
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.once(sig, () => {
+      log(`${sig}: killing everything`);
+      killAll();
+      process.exit(130);
+    });
+  }
+  return log;
+}
+
+/** A TCP port free on 127.0.0.1 right now. */
+export function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:port. */
+export function canConnect(port) {
+  return new Promise((res) => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.once('connect', () => (s.destroy(), res(true)));
+    s.once('error', () => res(false));
+  });
 }
