@@ -133,8 +133,9 @@ function send(
   };
   if (file.etag) headers.etag = file.etag;
   if (o.allow) headers.allow = o.allow;
-  // A request whose body was not read closes its connection: the body must not be parsed as the next request.
-  if (o.close || !req.complete) headers.connection = 'close';
+  // A request with a body (never read here) closes its connection: the body must not be parsed as the next request.
+  const cl = req.headers['content-length'];
+  if (o.close || (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined) headers.connection = 'close';
   const body = o.notModified || req.method === 'HEAD' ? null : file.body;
   if (!o.notModified) {
     headers['content-type'] = file.type;

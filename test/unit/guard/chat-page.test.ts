@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { CHAT_CSP, CHAT_DIR, loadChatSite } from '../../../src/guard/browser.js';
+import { requestRecordSchema } from '../../../src/core/request-record.js';
 import { isWgoError } from '../../../src/errors.js';
 import { errorOf, ndjson, startEnv, waitFor, type GuardEnv, type Reply } from './guard-env.js';
 
@@ -62,7 +63,10 @@ describe('the chat page for a peer', () => {
     expectWebHeaders(r);
     expect(r.headers['cache-control']).toBe('no-store');
     expect(env.sim.requests).toEqual([]);
-    expect(await oneRecord()).toMatchObject({ peer: 'alice', method: 'GET', path: '/', endpoint: 'web', status: 200, refusal: null, model: null, bytesOut: Buffer.byteLength(file('index.html')) });
+    const rec = await oneRecord();
+    expect(rec).toMatchObject({ peer: 'alice', method: 'GET', path: '/', endpoint: 'web', status: 200, refusal: null, model: null, bytesOut: Buffer.byteLength(file('index.html')) });
+    // The gateway takes it over the sync API as it is.
+    expect(requestRecordSchema.safeParse({ ...rec, seq: 1 }).success).toBe(true);
   });
 
   test('Safari without Fetch Metadata (Accept text/html first) also gets the page; HEAD gets its headers only', async () => {
