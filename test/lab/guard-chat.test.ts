@@ -24,7 +24,7 @@ import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, clientUp, waitFor } from './harness.js';
-import { CLIENTS, GUARD_URL, addPeer, createGuardLab, requestLog, type GuardLab, type Peer, type SimEvent } from './guard-harness.js';
+import { CLIENTS, GUARD_URL, addPeer, createGuardLab, requestLog, tlsCurl, type GuardLab, type Peer, type SimEvent } from './guard-harness.js';
 
 const SHOTS = join(ROOT, 'test-artifacts', 'screenshots');
 /** What the simulator answers: markup that would run if the page used innerHTML. */
@@ -173,6 +173,25 @@ describe('guard: the chat page in Chromium through the tunnel', () => {
     expect(r.errors.filter((e) => !/^Failed to load resource: the server responded with a status of 401\b/.test(e))).toEqual([]);
     expect((await gl.health()).ok).toBe(true);
     expect(arrivals().length).toBe(before);
+  });
+
+  it('curl with the .p12 as in the README: Accept text/html gets the page; GET / and HEAD / without it still reach Ollama', async () => {
+    const p12 = ['--cert-type', 'P12', '--cert', `${alice.p12}:${alice.p12Passphrase}`];
+    const before = arrivals().length;
+    const page = await tlsCurl(gl.lab, c1, { ca: alice.ca }, '/', { headers: ['Accept: text/html'], extra: p12 });
+    expect(page.status, page.stderr).toBe(200);
+    // (the lab's exec strips the final newline of curl's output)
+    expect(page.body).toBe(readFileSync(join(ROOT, 'web/chat/index.html'), 'utf8').replace(/\n$/, ''));
+    expect(page.headers['content-security-policy']).toBe(CSP);
+    expect(arrivals().length).toBe(before);
+    const api = await tlsCurl(gl.lab, c1, { ca: alice.ca }, '/', { extra: p12 });
+    expect([api.status, api.body]).toEqual([200, 'Ollama is running']);
+    const head = await tlsCurl(gl.lab, c1, { ca: alice.ca }, '/', { extra: [...p12, '-I'] });
+    expect(head.status).toBe(200);
+    expect(arrivals().slice(before).map((e) => `${e.method} ${e.path}`)).toEqual(['GET /', 'HEAD /']);
+    const noCert = await tlsCurl(gl.lab, c1, { ca: alice.ca }, '/');
+    expect(noCert.status).toBe(401);
+    expect(noCert.json()).toEqual({ error: 'client certificate required' });
   });
 
   it("the guard's server certificate is verified for real: a .p12 without the CA and no other trust gets Playwright's TLS error, the CA given separately opens the page", async () => {
