@@ -42,6 +42,7 @@ interface ChatRun {
   ok: boolean; error?: string; status: number; headers: Record<string, string>; title: string; models: string[];
   first: Bubble[]; injected: { pwned: unknown; title: string; elementsInLog: number }; stopped: Bubble[]; stopDisabled: boolean;
   afterNew: Bubble[]; third: Bubble[]; layout: { composerBottom: number; composerWidth: number; scrollWidth: number };
+  denied: { bubbles: Bubble[]; sendEnabled: boolean };
   errors: string[]; requests: string[];
 }
 interface CrossRun { ok: boolean; error?: string; fetches: { what: string; type?: string; status?: number; error?: string }[]; formAnswer: string; dataFetch: { type?: string; error?: string } }
@@ -114,7 +115,13 @@ describe('guard: the chat page in Chromium through the tunnel', () => {
 
     expect(r.afterNew).toEqual([]);
     expect(r.third.map((b) => [b.kind, b.state, b.text])).toEqual([['msg user', null, 'third question'], ['msg assistant', 'done', FULL]]);
-    expect(r.errors).toEqual([]); // no CSP violation, no script error
+    // A model outside the policy (a stale picker): the guard's refusal is shown as text, nothing reached Ollama.
+    expect(r.denied.bubbles.slice(2).map((b) => [b.kind, b.text])).toEqual([
+      ['msg user', 'a question for a model I may not use'], ['msg error', 'model "nomic-embed-text:latest" is not allowed for this peer (403)'],
+    ]);
+    expect(r.denied.sendEnabled).toBe(true);
+    // No CSP violation, no script error; the one failed load is the refused chat.
+    expect(r.errors).toEqual(['Failed to load resource: the server responded with a status of 403 (Forbidden)']);
     // Only the guard's own origin was asked for anything; no /favicon.ico.
     for (const q of r.requests) expect(q).toMatch(new RegExp(`^(GET|POST) ${GUARD_URL.replace(/\./g, '\\.')}/(|_wgo/(chat\\.js|chat\\.css|icon\\.svg)|api/(tags|chat))$`));
     // Desktop: the composer sits inside the window, nothing scrolls sideways.

@@ -126,6 +126,7 @@
         note(out, 'stopped');
       } else {
         ended = 'error';
+        if (answer === '') out.remove();
         bubble('error', e.message);
       }
     } finally {

@@ -121,8 +121,15 @@ async function chatScenario(browser, pass) {
     const r = document.querySelector('#ask').getBoundingClientRect();
     return { composerBottom: Math.round(r.bottom), composerWidth: Math.round(r.width), scrollWidth: document.documentElement.scrollWidth };
   });
+  // A picker gone stale (the policy changed since the page loaded): the guard's refusal is shown, the page stays usable.
+  await dpage.evaluate(() => document.querySelector('#model').add(new Option('nomic-embed-text:latest', 'nomic-embed-text:latest')));
+  await dpage.selectOption('#model', 'nomic-embed-text:latest');
+  await dpage.fill('#prompt', 'a question for a model I may not use');
+  await dpage.click('#send');
+  await dpage.locator('#log .msg.error').waitFor({ timeout: 10_000 });
+  const denied = { bubbles: await bubbles(dpage), sendEnabled: await dpage.isEnabled('#send') };
   await dctx.close();
-  return { status: res.status(), headers, title, models, first, injected, stopped, stopDisabled, afterNew, third, layout, errors: seen.errors, requests: seen.requests };
+  return { status: res.status(), headers, title, models, first, injected, stopped, stopDisabled, afterNew, third, layout, denied, errors: seen.errors, requests: seen.requests };
 }
 
 /** Another origin (a page served from this namespace) and a data: page try to make the browser, holding the certificate, call the guard. */
