@@ -266,6 +266,9 @@ install_app() {
     (cd -- "$stage" && npm rebuild --no-audit --no-fund)
   fi
   "$node" "$stage/bin/wg-ollama.js" --help >/dev/null || die "the staged copy in $stage does not run"
+  # The guard reads its chat page (web/chat) at start and will not start without it.
+  "$node" --input-type=module -e 'const { pathToFileURL } = await import("node:url"); (await import(pathToFileURL(process.argv[1]).href)).loadChatSite();' \
+    "$stage/dist/guard/browser.js" || die "the staged copy in $stage has no complete web/chat (the guard's chat page)"
   version=$("$node" -p 'require(process.argv[1]).version' "$stage/package.json")
   printf 'wg-ollama %s\nsource %s\n' "$version" "$repo" >"$stage/$MARKER"
   chmod 0755 -- "$stage"

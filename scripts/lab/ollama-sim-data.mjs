@@ -12,7 +12,7 @@ const DEFAULT_KEEP_ALIVE_MS = 5 * 60_000;
 
 /** Fills in defaults and rejects options the simulator cannot honour. */
 export function resolveOptions(o) {
-  const cfg = { tokenRate: 50, tokens: 20, models: [...DEFAULT_MODELS], record: undefined, version: DEFAULT_VERSION };
+  const cfg = { tokenRate: 50, tokens: 20, models: [...DEFAULT_MODELS], record: undefined, version: DEFAULT_VERSION, answer: undefined };
   for (const [k, v] of Object.entries(o)) if (v !== undefined) cfg[k] = v;
   if (typeof cfg.tokenRate !== 'number' || !Number.isFinite(cfg.tokenRate) || cfg.tokenRate < 0) {
     throw new RangeError(`tokenRate must be a number ≥ 0 (tokens per second), got ${String(cfg.tokenRate)}`);
@@ -22,6 +22,7 @@ export function resolveOptions(o) {
     throw new TypeError('models must be an array of non-empty model names');
   }
   if (cfg.record !== undefined && (typeof cfg.record !== 'string' || cfg.record === '')) throw new TypeError('record must be a file path');
+  if (cfg.answer !== undefined && (typeof cfg.answer !== 'string' || cfg.answer === '')) throw new TypeError('answer must be a non-empty string');
   return cfg;
 }
 

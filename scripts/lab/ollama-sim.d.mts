@@ -11,6 +11,8 @@ export interface SimulatorOptions {
   record?: string;
   /** What GET /api/version answers. Default '0.12.6'. */
   version?: string;
+  /** The generated text: this string, four characters a token, repeated to the token count. Default: a sentence about the sky. */
+  answer?: string;
 }
 
 /** One request as the simulator saw it; updated in place when it ends. */

@@ -5,7 +5,7 @@
 // Every request is recorded (in memory, and optionally as JSON lines in a file)
 // as soon as its body has arrived, before any answer.
 //
-//   node ollama-sim.mjs --listen 127.0.0.1:11434 [--token-rate 50] [--tokens 20] [--record FILE]
+//   node ollama-sim.mjs --listen 127.0.0.1:11434 [--token-rate 50] [--tokens 20] [--record FILE] [--answer TEXT]
 //
 // Record lines: {"event":"request",id,at,method,path,headers,body,bodyBytes,remoteAddress}
 //               {"event":"end",id,at,status,aborted,tokens,durationMs}
@@ -23,10 +23,13 @@ import { openaiRoutes } from './ollama-sim-openai.mjs';
 const LOAD_NS = 12_000_000; // the load_duration reported: the simulated model is always warm
 
 /**
- * @param {{ tokenRate?: number, tokens?: number, models?: string[], record?: string, version?: string }} [options]
+ * @param {{ tokenRate?: number, tokens?: number, models?: string[], record?: string, version?: string, answer?: string }} [options]
  */
 export function createSimulator(options = {}) {
   const cfg = resolveOptions(options);
+  // --answer: the generated text is this one, four characters a token, repeated to the token count.
+  const answerPieces = cfg.answer === undefined ? null : cfg.answer.match(/[\s\S]{1,4}/gu);
+  const nthToken = (i) => (answerPieces ? answerPieces[i % answerPieces.length] : tokenAt(i));
   const modifiedAt = new Date().toISOString();
   const models = new Map(cfg.models.map((m) => [normalizeModelName(m), modifiedAt]));
   const loaded = new Map(); // model name → expiry (ms since epoch)
@@ -179,7 +182,7 @@ export function createSimulator(options = {}) {
     const step = () => {
       if (ctx.closed) return;
       if (i >= n) return finish();
-      const writable = token(tokenAt(i));
+      const writable = token(nthToken(i));
       ctx.rec.tokens = ++i;
       if (i >= n) return finish();
       if (!writable) {
@@ -311,7 +314,7 @@ export function createSimulator(options = {}) {
 
 // ---- CLI ------------------------------------------------------------------------------------
 
-const USAGE = 'usage: ollama-sim.mjs --listen HOST:PORT [--token-rate N] [--tokens N] [--models a,b,c] [--record FILE] [--ollama-version V]';
+const USAGE = 'usage: ollama-sim.mjs --listen HOST:PORT [--token-rate N] [--tokens N] [--models a,b,c] [--record FILE] [--ollama-version V] [--answer TEXT]';
 
 function fail(message) {
   process.stderr.write(`ollama-sim: ${message}\n${USAGE}\n`);
@@ -329,7 +332,8 @@ function main(argv) {
   try {
     ({ values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: {
       listen: { type: 'string' }, 'token-rate': { type: 'string' }, tokens: { type: 'string' },
-      models: { type: 'string' }, record: { type: 'string' }, 'ollama-version': { type: 'string' }, help: { type: 'boolean' },
+      models: { type: 'string' }, record: { type: 'string' }, 'ollama-version': { type: 'string' }, answer: { type: 'string' },
+      help: { type: 'boolean' },
     } }));
   } catch (e) {
     return fail(e.message);
@@ -348,8 +352,9 @@ function main(argv) {
   };
   const models = values.models?.split(',').map((m) => m.trim()).filter(Boolean);
   if (models && models.length === 0) fail('--models needs at least one model name');
+  if (values.answer === '') fail('--answer must not be empty');
   const sim = createSimulator({ tokenRate: num('token-rate', false), tokens: num('tokens', true), models,
-    record: values.record, version: values['ollama-version'] });
+    record: values.record, version: values['ollama-version'], answer: values.answer });
   sim.server.on('error', (e) => {
     process.stderr.write(`ollama-sim: cannot listen on ${values.listen}: ${e.message}\n`);
     process.exit(1);

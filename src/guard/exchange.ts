@@ -7,6 +7,8 @@ import { decideBody, decideHead, filterModelList, type Refusal } from '../core/p
 import { createRateLimiter, secondsUntilUtcMidnight } from '../core/rate.js';
 import type { RequestRecord } from '../core/request-record.js';
 import { createTokenScanner } from '../core/token-scan.js';
+import { sameOriginAllowed } from '../core/web-request.js';
+import { answerBrowser, type ChatSite } from './browser.js';
 import type { Budget } from './budget.js';
 import { authorize, type ConnectionIdentity } from './identity.js';
 import type { GuardMetrics } from './metrics.js';
@@ -36,6 +38,8 @@ export interface ExchangeDeps {
   inFlight: { n: number };
   /** Why the guard cut this connection (revocation, timeout), read when the request ends. */
   cutReason(socket: TLSSocket): string | undefined;
+  /** The chat page and its files (browser.ts). */
+  web: ChatSite;
 }
 
 type Draft = Omit<RequestRecord, 'seq'>;
@@ -114,17 +118,19 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
   if (!auth.ok) {
     // A certificate that failed verification was counted once, at the handshake; a peer check fails per request.
     if (!identity.failure) deps.metrics.authFailure(auth.refusal.reason);
+    // A browser navigation gets the HTML page on installing the certificate; API clients keep JSON.
+    if (answerBrowser(deps.web, req, res, draft, auth.refusal)) return finish();
     return refuse(auth.refusal, true);
   }
   const { policy, name } = auth.peer;
   draft.peer = name;
 
-  // A browser holding a peer's .p12 must not be driven by another site: text/plain and form
-  // POSTs need no CORS preflight. Ollama's own clients send no Origin; browsers always do cross-site.
-  const site = req.headers['sec-fetch-site'];
-  if (req.headers.origin !== undefined || site === 'cross-site' || site === 'same-site') {
+  // A browser holding a peer's .p12 must not be driven by another site; the guard's own chat page may (core/web-request.ts).
+  if (!sameOriginAllowed({ origin: req.headers.origin, host: req.headers.host, fetchSite: req.headers['sec-fetch-site'] })) {
     return refuse({ status: 403, error: 'requests from web pages are not accepted', reason: 'cross_origin' });
   }
+  // The chat page and its files (/_wgo/...) are answered here and never reach Ollama.
+  if (answerBrowser(deps.web, req, res, draft, null)) return finish();
 
   const head = decideHead({ method: req.method ?? '', rawUrl: req.url ?? '', headers: req.headers, policy, maxBodyBytes: deps.limits.maxBodyBytes });
   if (!head.ok) return refuse(head.refusal);

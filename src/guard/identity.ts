@@ -40,6 +40,10 @@ export function identifyConnection(socket: TLSSocket): ConnectionIdentity {
     return { source, serial: null, sanIps: [], failure: refusal(401, 'client certificate is not from this wg-ollama CA', 'auth_untrusted') };
   }
   const cert = socket.getPeerCertificate();
+  // Node calls a resumed TLS 1.3 session without a peer certificate authorized (as for PSK), with an empty certificate.
+  if (!cert || typeof cert.serialNumber !== 'string') {
+    return { source, serial: null, sanIps: [], failure: refusal(401, 'client certificate required', 'auth_no_certificate') };
+  }
   const sanIps = (cert.subjectaltname ?? '').split(', ').filter((e) => e.startsWith('IP Address:')).map((e) => plainAddress(e.slice(11)));
   return { source, serial: normaliseSerial(cert.serialNumber), sanIps, failure: null };
 }

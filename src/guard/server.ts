@@ -6,6 +6,7 @@ import type { Limits } from '../core/limits.js';
 import type { Refusal } from '../core/policy.js';
 import { createRateLimiter } from '../core/rate.js';
 import type { RequestRecord } from '../core/request-record.js';
+import { loadChatSite, type ChatSite } from './browser.js';
 import { createBudget } from './budget.js';
 import { handleExchange, refusalBody, type ExchangeDeps } from './exchange.js';
 import { identifyConnection, plainAddress, type ConnectionIdentity } from './identity.js';
@@ -27,6 +28,8 @@ export interface GuardOptions {
   record(r: Omit<RequestRecord, 'seq'>): void;
   log: GuardLog;
   clock?: () => number;
+  /** The chat page's files; read from web/chat when the guard is created if not given. */
+  web?: ChatSite;
 }
 
 /**
@@ -68,6 +71,7 @@ export function createGuard(o: GuardOptions) {
     streams: new Map(),
     inFlight: { n: 0 },
     cutReason: (s) => cutReasons.get(s),
+    web: o.web ?? loadChatSite(),
   };
 
   const server: Server = createServer(

@@ -313,6 +313,17 @@ describe('recording and aborts', () => {
     expect(() => createSimulator({ tokenRate: -1 })).toThrow(/tokenRate/);
     expect(() => createSimulator({ tokens: 1.5 })).toThrow(/tokens/);
     expect(() => createSimulator({ models: [''] })).toThrow(/models/);
+    expect(() => createSimulator({ answer: '' })).toThrow(/answer/);
+  });
+
+  test('answer: the generated text is that string, four characters a token, repeated to the token count (chat and /v1 alike)', async () => {
+    const answer = '<b>hi</b><script>x()</script>';
+    const { base } = await start({ tokens: 10, answer });
+    const lines = ndjson(await (await post(base, '/api/chat', { model: 'llama3.2', messages: [{ role: 'user', content: 'q' }] })).text());
+    expect(lines.slice(0, -1).map((l) => l.message.content)).toEqual(['<b>h', 'i</b', '><sc', 'ript', '>x()', '</sc', 'ript', '>', '<b>h', 'i</b']);
+    expect(lines.at(-1)).toMatchObject({ done: true, eval_count: 10 });
+    const v1 = await (await post(base, '/v1/chat/completions', { model: 'llama3.2', messages: [{ role: 'user', content: 'q' }] })).json();
+    expect(v1.choices[0].message.content).toBe(answer + '<b>hi</b');
   });
 });
 
@@ -334,6 +345,7 @@ describe('CLI', () => {
     [['--listen', '127.0.0.1:0', '--token-rate', 'fast'], /--token-rate must be a number/],
     [['--listen', '127.0.0.1:0', '--tokens', '2.5'], /--tokens must be an integer/],
     [['--listen', '127.0.0.1:0', '--frobnicate'], /Unknown option '--frobnicate'/],
+    [['--listen', '127.0.0.1:0', '--answer', ''], /--answer must not be empty/],
   ])('%j exits 2 with a clear message', async (args, message) => {
     const { code, stderr } = await run(args);
     expect(code).toBe(2);
