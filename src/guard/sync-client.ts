@@ -30,6 +30,7 @@ const peerSetSchema = z.object({
     serial: z.string().regex(/^[0-9a-f]{1,64}$/),
     expiresAt: z.number().nullable(),
     policy: policySchema,
+    tokenSha256: z.string().regex(/^[0-9a-f]{64}$/).nullable().optional(),
   })),
   logPrompts: z.boolean(),
   tokensToday: z.record(z.string(), z.number().min(0)),
