@@ -11,6 +11,7 @@ import type { Budget } from './budget.js';
 import { authorize, type ConnectionIdentity } from './identity.js';
 import type { GuardMetrics } from './metrics.js';
 import type { GuardPeer } from './peer-set.js';
+import type { TokenGate } from './tokens.js';
 
 /** Request headers passed on to Ollama; everything else (cookies, Origin, Authorization, encodings) stays behind. */
 const FORWARD_REQUEST = ['content-type', 'accept', 'user-agent'];
@@ -36,6 +37,8 @@ export interface ExchangeDeps {
   inFlight: { n: number };
   /** Why the guard cut this connection (revocation, timeout), read when the request ends. */
   cutReason(socket: TLSSocket): string | undefined;
+  /** Peer-bound API tokens (requests without a client certificate); without it, certificates only. */
+  tokens?: TokenGate;
 }
 
 type Draft = Omit<RequestRecord, 'seq'>;
@@ -110,7 +113,9 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
   };
 
   const peer = deps.peerBySerial(identity.serial);
-  const auth = authorize(identity, peer, started);
+  const { auth, method, serial } = deps.tokens ? deps.tokens.authenticate(identity, peer, req, started) : { auth: authorize(identity, peer, started), method: null, serial: identity.serial };
+  draft.auth = method;
+  draft.certSerial = serial;
   if (!auth.ok) {
     // A certificate that failed verification was counted once, at the handshake; a peer check fails per request.
     if (!identity.failure) deps.metrics.authFailure(auth.refusal.reason);
