@@ -3,6 +3,8 @@
  * (127.0.0.1) has a token, bob (127.0.0.2) has none. Every refusal is checked
  * for its status, its JSON body, its record, and that the simulator saw nothing.
  */
+import { once } from 'node:events';
+import tls from 'node:tls';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { generateApiToken, tokenHash } from '../../../src/core/api-token.js';
 import type { PeerSet } from '../../../src/guard/peer-set.js';
@@ -218,5 +220,40 @@ describe('token connections are cut', () => {
     expect(got).not.toContain('"done":true');
     await waitFor(() => env.records.length === 1, 2000, 'the record');
     expect(env.records[0]).toMatchObject({ peer: 'alice', auth: 'token', refusal: 'token_revoked', status: 200 });
+  });
+});
+
+describe('TLS 1.3 session resumption without a client certificate', () => {
+  useEnv();
+
+  /** A first connection without a certificate, then a second that resumes its session. */
+  async function resumed(): Promise<tls.TLSSocket> {
+    const first = tls.connect({ host: '127.0.0.1', port: env.port, ...env.tlsFor(null), minVersion: 'TLSv1.3' });
+    const session = new Promise<Buffer>((resolve) => first.once('session', resolve));
+    first.on('error', () => undefined);
+    await once(first, 'secureConnect');
+    // The server sends its ticket after the handshake; a request makes sure it has arrived.
+    first.write('GET /api/version HTTP/1.1\r\nHost: guard\r\nConnection: close\r\n\r\n');
+    const ticket = await session;
+    first.destroy();
+    const s = tls.connect({ host: '127.0.0.1', port: env.port, ...env.tlsFor(null), minVersion: 'TLSv1.3', session: ticket });
+    s.on('error', () => undefined);
+    await once(s, 'secureConnect');
+    expect(s.isSessionReused()).toBe(true);
+    return s;
+  }
+
+  test('(Node calls such a socket authorized) is "no certificate": 401 without a token, served with one — and the guard keeps running', async () => {
+    const s = await resumed();
+    const answer = readUntilClose(s, 2000);
+    s.write('GET /api/version HTTP/1.1\r\nHost: guard\r\n\r\n');
+    const r = await answer;
+    expect(parseRaw(r.data).status).toBe(401);
+    expect(errorOf(parseRaw(r.data))).toBe('client certificate required');
+    const t = await resumed();
+    const served = readUntilClose(t, 2000);
+    t.write(`GET /api/version HTTP/1.1\r\nHost: guard\r\nAuthorization: Bearer ${TOKEN}\r\nConnection: close\r\n\r\n`);
+    expect(parseRaw((await served).data).status).toBe(200);
+    expect((await send('alice', {})).status).toBe(200);
   });
 });
