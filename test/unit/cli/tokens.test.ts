@@ -108,6 +108,21 @@ describe('the CLI verbs', () => {
     expect(audit().map((a) => a.action)).toEqual(['peer.policy', 'peer.token.issue', 'peer.token.issue']);
   });
 
+  test('show-peer says whether the peer has a token in force: active, stale after a rotation, none', async () => {
+    const state = async (name: string) => (JSON.parse((await cli('show-peer', name, '--json')).out) as { apiToken: string }).apiToken;
+    expect(await state('alice')).toBe('active');
+    expect(await state('bob')).toBe('none');
+    // Through the service: rotate-peer without a daemon would apply the removal to this machine's kernel.
+    const ctx = openGateway(config);
+    try {
+      ctx.peers.rotate('alice', {}, WHO);
+    } finally {
+      ctx.close();
+    }
+    expect(await state('alice')).toBe('stale');
+    expect((await cli('show-peer', 'alice')).out).toMatch(/^apiToken {9}stale$/m);
+  });
+
   test('revoke-token: exit 0, says so; again: "had no API token"; an unknown peer: exit 2', async () => {
     await cli('set-policy', 'bob', '--api-tokens', 'on');
     expect((await cli('issue-token', 'bob')).code).toBe(0);
