@@ -8,10 +8,10 @@ import { createRateLimiter, secondsUntilUtcMidnight } from '../core/rate.js';
 import type { RequestRecord } from '../core/request-record.js';
 import { createTokenScanner } from '../core/token-scan.js';
 import type { Budget } from './budget.js';
-import { authorize, type ConnectionIdentity } from './identity.js';
+import type { ConnectionIdentity } from './identity.js';
 import type { GuardMetrics } from './metrics.js';
 import type { GuardPeer } from './peer-set.js';
-import type { TokenGate } from './tokens.js';
+import { authenticateByCertificate, type TokenGate } from './tokens.js';
 
 /** Request headers passed on to Ollama; everything else (cookies, Origin, Authorization, encodings) stays behind. */
 const FORWARD_REQUEST = ['content-type', 'accept', 'user-agent'];
@@ -113,7 +113,7 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
   };
 
   const peer = deps.peerBySerial(identity.serial);
-  const { auth, method, serial } = deps.tokens ? deps.tokens.authenticate(identity, peer, req, started) : { auth: authorize(identity, peer, started), method: null, serial: identity.serial };
+  const { auth, method, serial } = deps.tokens ? deps.tokens.authenticate(identity, peer, req, started) : authenticateByCertificate(identity, peer, started);
   draft.auth = method;
   draft.certSerial = serial;
   if (!auth.ok) {

@@ -17,6 +17,11 @@ export interface RequestAuth {
   serial: string | null;
 }
 
+/** The certificate path: authorize() on the verified certificate, recorded as 'certificate' when one verified. */
+export function authenticateByCertificate(id: ConnectionIdentity, peer: GuardPeer | undefined, now: number): RequestAuth {
+  return { auth: authorize(id, peer, now), method: id.serial === null ? null : 'certificate', serial: id.serial };
+}
+
 const refusal = (status: 401 | 403 | 429, error: string, reason: string, retryAfterSec?: number): Refusal =>
   ({ status, error, reason, ...(retryAfterSec === undefined ? {} : { retryAfterSec }) });
 
@@ -96,7 +101,7 @@ export function createTokenGate(o: { tokenFailure(reason: string): void; limiter
     authenticate(id: ConnectionIdentity, certPeer: GuardPeer | undefined, req: IncomingMessage, now: number): RequestAuth {
       const noCertificate = id.failure?.reason === 'auth_no_certificate';
       if (noCertificate && req.headers.authorization !== undefined) return byToken(id, req, now);
-      return { auth: authorize(id, certPeer, now), method: id.serial === null ? null : 'certificate', serial: id.serial };
+      return authenticateByCertificate(id, certPeer, now);
     },
     /** Closes token connections whose token is no longer in the set or whose peer has expired. */
     enforce(now: number, cut: (socket: Socket, reason: string) => void): void {
