@@ -91,6 +91,12 @@ describe('a peer-bound token', () => {
     expect(await failures('unknown')).toBe(before + 1);
   });
 
+});
+
+// Its own guard: each failure above counts against 127.0.0.1, and ten in a minute mean 429.
+describe('a peer-bound token, refused for its certificate, its peer or its form', () => {
+  useEnv();
+
   test('rotated: the set names a new serial and no token → 401', async () => {
     const rotated = issueCertificate(env.ca, { role: 'peer', commonName: 'alice', ipAddresses: ['127.0.0.1'], notAfter: new Date(Date.now() + DAY_MS) });
     const set = env.peerSet();
