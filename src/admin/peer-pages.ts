@@ -8,6 +8,7 @@ import { isWgoError } from '../errors.js';
 import { connectionRepository } from '../db/connections.js';
 import { requestRepository } from '../db/requests.js';
 import { defaultPolicy, type PeerView } from '../gateway/peer-service.js';
+import { tokenService } from '../gateway/token-service.js';
 import { issuedPage, render } from './render.js';
 import { actorOf, guardUrlOf, requireAdmin, type AdminAppDeps } from './common.js';
 
@@ -46,6 +47,7 @@ export function peerPages(deps: AdminAppDeps): Router {
   const { ctx } = deps;
   const links = connectionRepository(ctx.db);
   const requests = requestRepository(ctx.db);
+  const tokens = tokenService({ db: ctx.db, config: ctx.config });
 
   /** Handshake, endpoint and traffic of a peer, from the monitor's link table. */
   const linkView = (l: LinkState | undefined, now: number) => ({
@@ -132,7 +134,8 @@ export function peerPages(deps: AdminAppDeps): Router {
       .map((e) => ({ ...e, at: new Date(e.at).toISOString() }));
     const policyFields = POLICY_FIELDS.map((f) => ({ name: f.name, label: f.label, value: f.show(effective), overridden: !!peer.policy && FIELD_KEY[f.name] in peer.policy }));
     const actions = ACTIONS.filter((a) => (a === 'disable' ? peer.status === 'active' : a === 'enable' ? peer.status === 'disabled' || peer.status === 'expired' : true));
-    render(req, res, 'peer', { title: `Peer ${peer.name}`, nav: 'peers', peer, link: linkView(links.links().get(peer.id), now), timeline, policyFields, actions, policyError, canWrite: req.session!.admin.role === 'admin', flash: flashOf(req) }, status);
+    const apiTokens = { overridden: !!peer.policy && 'apiTokens' in peer.policy, ...tokens.status(peer.name) };
+    render(req, res, 'peer', { title: `Peer ${peer.name}`, nav: 'peers', peer, link: linkView(links.links().get(peer.id), now), timeline, policyFields, apiTokens, actions, policyError, canWrite: req.session!.admin.role === 'admin', flash: flashOf(req) }, status);
   };
 
   r.post('/peers/:name/policy', requireAdmin, (req, res, next) => {
@@ -149,6 +152,9 @@ export function peerPages(deps: AdminAppDeps): Router {
         const changed: PolicyForm = {};
         for (const f of POLICY_FIELDS) if (form[f.name] !== f.show(effective)) changed[f.name] = form[f.name]!.replace(/,\s+/g, ',');
         const overrides = overridesFromFlags(changed);
+        // A checkbox: absent from the form when unchecked.
+        const wantTokens = req.body?.apiTokens === 'on';
+        if (wantTokens !== effective.apiTokens) overrides.apiTokens = wantTokens;
         if (Object.keys(overrides).length > 0) ctx.peers.setPolicy(name, { ...(peer.policy ?? {}), ...overrides }, actorOf(req));
       }
       deps.onChange();
@@ -246,6 +252,6 @@ export function peerPages(deps: AdminAppDeps): Router {
 
 /** A one-line confirmation after a redirect (?done=action): fixed texts only, never echoed input. */
 function flashOf(req: Request): string | undefined {
-  const done: Record<string, string> = { disable: 'Disabled.', enable: 'Enabled.', revoke: 'Revoked.', policy: 'Policy saved.' };
+  const done: Record<string, string> = { disable: 'Disabled.', enable: 'Enabled.', revoke: 'Revoked.', policy: 'Policy saved.', 'token-revoked': 'API token revoked.' };
   return typeof req.query.done === 'string' ? done[req.query.done] : undefined;
 }

@@ -6,6 +6,7 @@ import { guardUrlOf, type AdminAppDeps } from './common.js';
 export type { AdminAppDeps } from './common.js';
 import { logPages } from './log-pages.js';
 import { peerPages } from './peer-pages.js';
+import { tokenPages } from './token-pages.js';
 import {
   checkCsrf, checkHost, checkOrigin, clearCookie, LOGIN_COOKIE, loadSession, newToken, refuseTunnel, safeEqual, safeNext,
   securityHeaders, SESSION_COOKIE, setCookie, sourceOf,
@@ -125,6 +126,7 @@ export function createAdminApp(deps: AdminAppDeps): express.Express {
   app.use(requireSession);
   app.use((req, res, next) => (req.method === 'POST' ? checkCsrf(req, res, next) : next()));
   app.use(peerPages(deps));
+  app.use(tokenPages(deps));
   app.use(logPages(deps));
 
   app.use((req: Request, res: Response) => {

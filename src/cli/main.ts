@@ -105,9 +105,16 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
     .option('--tokens-per-day <n>', 'prompt + eval tokens per UTC day, or "unlimited"')
     .option('--max-keep-alive <duration>', 'clamp keep_alive (e.g. 5m), or "none"')
     .option('--max-num-ctx <n>', 'clamp options.num_ctx, or "none"')
+    .option('--api-tokens <on|off>', 'allow a peer-bound API token for this peer (issue-token); off revokes it')
     .option('--reset', 'start from the configured default policy')
     .addOption(json)
     .action(async (name, o) => (await import('./policy.js')).setPolicy(config(), name, o, io, who()));
+
+  program.command('issue-token').argument('<name>').description("a peer-bound API token (Bearer, from the peer's tunnel address), printed once; replaces the old one")
+    .addOption(json)
+    .action(async (name, o) => (await import('./tokens.js')).issueToken(config(), name, o, io, who()));
+  program.command('revoke-token').argument('<name>').description("kill a peer's API token (its certificate stays)").addOption(json)
+    .action(async (name, o) => (await import('./tokens.js')).revokeToken(config(), name, o, io, who()));
 
   const admin = program.command('admin').description('web UI admins: add, list, remove, reset-totp');
   admin.command('add').argument('<name>').description('add an admin; prints the TOTP enrolment QR code and otpauth:// URI once')

@@ -5,6 +5,7 @@ import { parseDuration } from '../core/duration.js';
 import { connectionRepository } from '../db/connections.js';
 import { openGateway } from '../gateway/context.js';
 import type { Actor, IssuedPeer, PeerView } from '../gateway/peer-service.js';
+import { tokenService } from '../gateway/token-service.js';
 import { applyNow, type Removal } from './apply.js';
 import { validatePeerName } from '../core/names.js';
 import { WgoError } from '../errors.js';
@@ -186,7 +187,9 @@ export async function listPeers(config: Config, o: { json?: boolean; all?: boole
 export async function showPeer(config: Config, name: string, o: { json?: boolean }, io: Io): Promise<void> {
   await withGateway(config, (ctx) => {
     const [p] = withLinks(ctx, [ctx.peers.show(name)]);
-    emit(io, o.json, p!, (d) =>
+    // active: guards accept it; stale: stored but dead (rotated, policy off, peer not active); none.
+    const apiToken = tokenService({ db: ctx.db, config }).status(name).state;
+    emit(io, o.json, { ...p!, apiToken }, (d) =>
       Object.entries(d)
         .map(([k, v]) => `${k.padEnd(16)} ${v ?? '-'}`)
         .join('\n') + '\n');

@@ -16,6 +16,8 @@ export interface PolicyInput {
   tokensPerDay?: string;
   maxKeepAlive?: string;
   maxNumCtx?: string;
+  /** 'on' or 'off': whether the peer may be issued a peer-bound API token. */
+  apiTokens?: string;
 }
 
 const list = (text: string): string[] => text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
@@ -49,5 +51,9 @@ export function overridesFromFlags(o: PolicyInput): Partial<Policy> {
   if (o.tokensPerDay !== undefined) p.tokensPerDay = orNone(o.tokensPerDay, (t) => whole(t, '--tokens-per-day'));
   if (o.maxKeepAlive !== undefined) p.maxKeepAliveSec = orNone(o.maxKeepAlive, (t) => Math.round(parseDuration(/^\d+$/.test(t) ? `${t}s` : t, '--max-keep-alive') / 1000));
   if (o.maxNumCtx !== undefined) p.maxNumCtx = orNone(o.maxNumCtx, (t) => whole(t, '--max-num-ctx'));
+  if (o.apiTokens !== undefined) {
+    if (o.apiTokens !== 'on' && o.apiTokens !== 'off') throw badInput(`--api-tokens "${o.apiTokens}" must be on or off`);
+    p.apiTokens = o.apiTokens === 'on';
+  }
   return p;
 }

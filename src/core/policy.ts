@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { DEFAULT_ENDPOINTS, ENDPOINT_NAMES, canonicalPath, matchEndpoint, type EndpointDef, type EndpointName } from './ollama-api.js';
 
-export interface Policy {
+/** What the guard needs to decide a request (every policy field but apiTokens, which the gateway applies). */
+export interface RequestPolicy {
   /** Endpoints the peer may call (default: DEFAULT_ENDPOINTS, i.e. no pull/push/delete/create/copy/blobs). */
   endpoints: EndpointName[];
   /** Models the peer may use; null = every model. 'llama3.2' means llama3.2:latest, 'llama3.2:*' any tag. */
@@ -24,6 +25,15 @@ export interface Policy {
   maxKeepAliveSec: number | null;
   /** Upper bound for options.num_ctx; null = leave num_ctx alone. */
   maxNumCtx: number | null;
+}
+
+export interface Policy extends RequestPolicy {
+  /**
+   * The peer may be issued a peer-bound API token (Bearer, from its own tunnel
+   * address, for tools that cannot present a client certificate). Decided at the
+   * gateway: guards get the token's hash only while this is on.
+   */
+  apiTokens: boolean;
 }
 
 // ---- model names --------------------------------------------------------
@@ -68,7 +78,7 @@ function compile(models: readonly string[]): CompiledModels {
 }
 
 /** Whether the peer may use `model`. With an allowlist, names that do not parse are refused. */
-export function modelAllowed(policy: Policy, model: string): boolean {
+export function modelAllowed(policy: RequestPolicy, model: string): boolean {
   if (policy.models === null) return true;
   const n = normaliseModel(model);
   if (!NAME_RE.test(n)) return false;
@@ -83,7 +93,7 @@ const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
  * `{object:'list', data:[{id}]}`: keeps only allowed models (an entry without
  * a name is dropped). Anything not of that shape is returned unchanged.
  */
-export function filterModelList(kind: 'tags' | 'v1.models', body: unknown, policy: Policy): unknown {
+export function filterModelList(kind: 'tags' | 'v1.models', body: unknown, policy: RequestPolicy): unknown {
   if (policy.models === null || !isRecord(body)) return body;
   const key = kind === 'tags' ? 'models' : 'data';
   const items = body[key];
@@ -118,6 +128,7 @@ const fields = {
   tokensPerDay: int(1, 1e12).nullable().describe('prompt + eval tokens per UTC day; null = unlimited'),
   maxKeepAliveSec: int(0, 10 * 365 * 86_400).nullable().describe('upper bound for keep_alive in seconds; null = no clamp'),
   maxNumCtx: int(1, 16_777_216).nullable().describe('upper bound for options.num_ctx; null = no clamp'),
+  apiTokens: z.boolean().describe('the peer may be issued a peer-bound API token (off by default)'),
 };
 
 export const DEFAULT_POLICY: Policy = Object.freeze({
@@ -129,6 +140,7 @@ export const DEFAULT_POLICY: Policy = Object.freeze({
   tokensPerDay: null,
   maxKeepAliveSec: null,
   maxNumCtx: null,
+  apiTokens: false,
 });
 
 /** A complete policy; missing fields take DEFAULT_POLICY's values. Unknown fields are an error. */
@@ -141,6 +153,7 @@ export const policySchema: z.ZodType<Policy> = z.strictObject({
   tokensPerDay: fields.tokensPerDay.default(null),
   maxKeepAliveSec: fields.maxKeepAliveSec.default(null),
   maxNumCtx: fields.maxNumCtx.default(null),
+  apiTokens: fields.apiTokens.default(false),
 });
 
 /** A per-peer override: any subset of the fields, no defaults filled in. */
@@ -198,7 +211,7 @@ export function decideHead(input: {
   method: string;
   rawUrl: string;
   headers: Headers;
-  policy: Policy;
+  policy: RequestPolicy;
   maxBodyBytes: number;
 }): { ok: true; endpoint: EndpointDef; path: string; pathModel?: string } | { ok: false; refusal: Refusal } {
   const { method, headers, policy } = input;
@@ -295,7 +308,7 @@ export interface BodyDecision {
  * keep_alive and options.num_ctx, ask /v1 streams for usage when a token
  * budget applies, and digest the prompt.
  */
-export function decideBody(input: { endpoint: EndpointDef; pathModel?: string; body: Buffer; policy: Policy }): BodyDecision | { ok: false; refusal: Refusal } {
+export function decideBody(input: { endpoint: EndpointDef; pathModel?: string; body: Buffer; policy: RequestPolicy }): BodyDecision | { ok: false; refusal: Refusal } {
   const { endpoint, policy, body } = input;
   if (endpoint.modelFromPath) {
     const model = input.pathModel ?? '';

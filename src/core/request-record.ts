@@ -28,6 +28,12 @@ export interface RequestRecord {
   durationMs: number;
   /** Why the guard refused or cut the request (e.g. model_denied, auth_revoked, peer_revoked), null when it was served. */
   refusal: string | null;
+  /**
+   * What authenticated the request: a client certificate or a peer-bound token
+   * (then certSerial is the certificate the token is bound to); null when it was
+   * refused before any credential verified. Absent in records from older guards.
+   */
+  auth?: 'certificate' | 'token' | null;
 }
 
 const text = (max: number) => z.string().max(max).nullable();
@@ -73,5 +79,6 @@ export const requestRecordSchema = z
     ttfbMs: z.number().min(0).max(1e9).nullable(),
     durationMs: z.number().min(0).max(1e10),
     refusal: text(64),
+    auth: z.enum(['certificate', 'token']).nullable().optional(),
   })
   .strict();

@@ -206,4 +206,29 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX enrollments_name ON enrollments (peer_name);
   `,
+  // 5: peer-bound API tokens (issue 9), and which method authenticated each request.
+  `
+  -- At most one token per peer, stored only as its SHA-256. It is bound to the peer's
+  -- certificate current when it was issued: rotate-peer leaves it behind, dead.
+  CREATE TABLE peer_tokens (
+    peer_id      INTEGER PRIMARY KEY REFERENCES peers (id),
+    token_sha256 TEXT NOT NULL UNIQUE CHECK (length(token_sha256) = 64 AND token_sha256 NOT GLOB '*[^0-9a-f]*'),
+    cert_serial  TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    created_by   TEXT NOT NULL
+  ) STRICT;
+  -- A token issued, replaced or revoked changes what guards enforce: it moves the peer's change sequence.
+  CREATE TRIGGER peer_tokens_seq_insert AFTER INSERT ON peer_tokens BEGIN
+    UPDATE peers SET change_seq = (SELECT coalesce(max(change_seq), 0) + 1 FROM peers) WHERE id = NEW.peer_id;
+  END;
+  CREATE TRIGGER peer_tokens_seq_update AFTER UPDATE ON peer_tokens BEGIN
+    UPDATE peers SET change_seq = (SELECT coalesce(max(change_seq), 0) + 1 FROM peers) WHERE id IN (OLD.peer_id, NEW.peer_id);
+  END;
+  CREATE TRIGGER peer_tokens_seq_delete AFTER DELETE ON peer_tokens BEGIN
+    UPDATE peers SET change_seq = (SELECT coalesce(max(change_seq), 0) + 1 FROM peers) WHERE id = OLD.peer_id;
+  END;
+
+  -- 'certificate' or 'token'; NULL for a request refused before anyone was identified (and for rows from older guards).
+  ALTER TABLE requests ADD COLUMN auth TEXT CHECK (auth IN ('certificate', 'token'));
+  `,
 ];

@@ -24,7 +24,7 @@ export interface RequestQuery {
 const COLUMNS = `id, guard, guard_seq AS guardSeq, at, peer_id AS peerId, peer, cert_serial AS certSerial, source, method, path,
   endpoint, model, prompt_sha256 AS promptSha256, prompt_length AS promptLength, prompt_text AS promptText, status,
   bytes_in AS bytesIn, bytes_out AS bytesOut, prompt_tokens AS promptTokens, eval_tokens AS evalTokens, ttfb_ms AS ttfbMs,
-  duration_ms AS durationMs, refusal`;
+  duration_ms AS durationMs, refusal, auth`;
 const WHERE = `at >= @since AND id > @afterId AND (@beforeId IS NULL OR id < @beforeId) AND (@peerId IS NULL OR peer_id = @peerId)
   AND (@model IS NULL OR model = @model) AND (@status IS NULL OR status = @status)`;
 
@@ -33,10 +33,10 @@ export function requestRepository(db: Db) {
   const s = {
     insert: db.prepare(`INSERT INTO requests (guard, spool, guard_seq, at, peer_id, peer, cert_serial, source, method, path,
         endpoint, model, prompt_sha256, prompt_length, prompt_text, status, bytes_in, bytes_out, prompt_tokens, eval_tokens,
-        ttfb_ms, duration_ms, refusal)
+        ttfb_ms, duration_ms, refusal, auth)
       VALUES (@guard, @spool, @seq, @at, (SELECT peer_id FROM certificates WHERE serial = @certSerial AND role = 'peer'), @peer,
         @certSerial, @source, @method, @path, @endpoint, @model, @promptSha256, @promptLength, @promptText, @status,
-        @bytesIn, @bytesOut, @promptTokens, @evalTokens, @ttfbMs, @durationMs, @refusal)
+        @bytesIn, @bytesOut, @promptTokens, @evalTokens, @ttfbMs, @durationMs, @refusal, @auth)
       ON CONFLICT (guard, spool, guard_seq) DO NOTHING`),
     list: db.prepare(`SELECT ${COLUMNS} FROM requests WHERE ${WHERE} ORDER BY id LIMIT @limit`),
     newest: db.prepare(`SELECT * FROM (SELECT ${COLUMNS} FROM requests WHERE ${WHERE} ORDER BY id DESC LIMIT @limit) ORDER BY id`),
@@ -47,7 +47,7 @@ export function requestRepository(db: Db) {
       FROM requests WHERE at >= ? AND peer_id IS NOT NULL GROUP BY peer_id`),
   };
   const insertMany = db.transaction((guard: string, spool: string, records: readonly RequestRecord[]) =>
-    records.filter((r) => s.insert.run({ guard, spool, ...r }).changes > 0));
+    records.filter((r) => s.insert.run({ guard, spool, ...r, auth: r.auth ?? null }).changes > 0));
   return {
     /** Inserts a batch in one transaction; records already present are skipped. Returns how many were new. */
     insertBatch: (guard: string, records: readonly RequestRecord[], spool = ''): number => insertMany.immediate(guard, spool, records).length,

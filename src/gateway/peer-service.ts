@@ -8,6 +8,7 @@ import { auditRepository } from '../db/audit.js';
 import type { Db } from '../db/open.js';
 import { peerRepository, type PeerRow } from '../db/peers.js';
 import { certificateRepository } from '../db/certificates.js';
+import { tokenRepository } from '../db/tokens.js';
 import { issueCertificate } from '../pki/ca.js';
 import { DEFAULT_POLICY, mergePolicy, policyOverrideSchema, type Policy } from '../core/policy.js';
 import { generateLeafKey, type CaStore } from './ca-store.js';
@@ -89,6 +90,7 @@ export function peerService(deps: PeerServiceDeps) {
   const peers = peerRepository(db);
   const audit = auditRepository(db);
   const certs = certificateRepository(db);
+  const tokens = tokenRepository(db);
   const net = parseCidr(config.subnet);
 
   /**
@@ -272,11 +274,14 @@ export function peerService(deps: PeerServiceDeps) {
         const now = clock();
         const p = findLive(name, 'change the policy of');
         const changed = p.policy !== text;
+        const effective = mergePolicy(defaultPolicy(config), value ?? {});
         if (changed) {
           peers.setPolicy(p.id, text, now);
           audit.record({ ...who, action: 'peer.policy', target: p.name, details: { policy: value } }, now);
+          // A policy that no longer allows API tokens kills the peer's token for good (turning it on again revives nothing).
+          if (!effective.apiTokens && tokens.remove(p.id)) audit.record({ ...who, action: 'peer.token.revoke', target: p.name, details: { reason: 'policy' } }, now);
         }
-        return { peer: toView(peers.byId(p.id)!, now), effective: mergePolicy(defaultPolicy(config), value ?? {}), changed };
+        return { peer: toView(peers.byId(p.id)!, now), effective, changed };
       }).immediate();
     },
 

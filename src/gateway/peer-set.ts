@@ -5,18 +5,22 @@ import { utcDay } from '../core/rate.js';
 import type { Db } from '../db/open.js';
 import { peerRepository } from '../db/peers.js';
 import { requestRepository } from '../db/requests.js';
+import { tokenRepository } from '../db/tokens.js';
 import type { PeerSet } from '../guard/peer-set.js';
 import { defaultPolicy } from './peer-service.js';
 
 /**
  * The guard's view of the database: every active, unexpired peer with a
- * certificate, its effective policy, and today's token use. The version is the
- * peers' change sequence plus the config's default policy, so any change to a
- * peer (status, certificate, policy, expiry) gives a new version.
+ * certificate, its effective policy, its API token's hash (only while its
+ * policy allows tokens and the token is bound to its current certificate),
+ * and today's token use. The version is the peers' change sequence plus the
+ * config's default policy, so any change to a peer (status, certificate,
+ * policy, expiry, API token) gives a new version.
  */
 export function peerSetSource(db: Db, config: Config) {
   const peers = peerRepository(db);
   const requests = requestRepository(db);
+  const apiTokens = tokenRepository(db);
   const defaults = defaultPolicy(config);
   // Whatever of the config reaches guards is part of the version: a changed default policy is a new set.
   const configTag = createHash('sha256').update(JSON.stringify({ logPrompts: config.logPrompts, defaults })).digest('hex').slice(0, 12);
@@ -30,14 +34,21 @@ export function peerSetSource(db: Db, config: Config) {
         const dayStart = Date.parse(`${day}T00:00:00Z`);
         const tokens = requests.tokensSince(dayStart);
         const rows = peers.active(now).filter((p) => p.certSerial !== null);
-        const list = rows.map((p) => ({
-          name: p.name,
-          address: p.address,
-          serial: p.certSerial!,
-          // The certificate's own end counts too: a resumed TLS session is not re-checked by OpenSSL.
-          expiresAt: earliest(p.expiresAt, (notAfter.get(p.certSerial) as number | undefined) ?? null),
-          policy: p.policy === null ? defaults : mergePolicy(defaults, JSON.parse(p.policy) as Partial<Policy>),
-        }));
+        const stored = apiTokens.byPeerId();
+        const list = rows.map((p) => {
+          // apiTokens stays at the gateway (guards that predate it refuse unknown policy fields): it shows as tokenSha256.
+          const { apiTokens: allowed, ...policy } = p.policy === null ? defaults : mergePolicy(defaults, JSON.parse(p.policy) as Partial<Policy>);
+          const token = stored.get(p.id);
+          return {
+            name: p.name,
+            address: p.address,
+            serial: p.certSerial!,
+            // The certificate's own end counts too: a resumed TLS session is not re-checked by OpenSSL.
+            expiresAt: earliest(p.expiresAt, (notAfter.get(p.certSerial) as number | undefined) ?? null),
+            policy,
+            tokenSha256: allowed && token && token.certSerial === p.certSerial ? token.tokenSha256 : null,
+          };
+        });
         return {
           version,
           peers: list,

@@ -10,9 +10,10 @@ import { createTokenScanner } from '../core/token-scan.js';
 import { sameOriginAllowed } from '../core/web-request.js';
 import { answerBrowser, type ChatSite } from './browser.js';
 import type { Budget } from './budget.js';
-import { authorize, type ConnectionIdentity } from './identity.js';
+import type { ConnectionIdentity } from './identity.js';
 import type { GuardMetrics } from './metrics.js';
 import type { GuardPeer } from './peer-set.js';
+import { authenticateByCertificate, type TokenGate } from './tokens.js';
 
 /** Request headers passed on to Ollama; everything else (cookies, Origin, Authorization, encodings) stays behind. */
 const FORWARD_REQUEST = ['content-type', 'accept', 'user-agent'];
@@ -40,6 +41,8 @@ export interface ExchangeDeps {
   cutReason(socket: TLSSocket): string | undefined;
   /** The chat page and its files (browser.ts). */
   web: ChatSite;
+  /** Peer-bound API tokens (requests without a client certificate); without it, certificates only. */
+  tokens?: TokenGate;
 }
 
 type Draft = Omit<RequestRecord, 'seq'>;
@@ -114,7 +117,9 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
   };
 
   const peer = deps.peerBySerial(identity.serial);
-  const auth = authorize(identity, peer, started);
+  const { auth, method, serial } = deps.tokens ? deps.tokens.authenticate(identity, peer, req, started) : authenticateByCertificate(identity, peer, started);
+  draft.auth = method;
+  draft.certSerial = serial;
   if (!auth.ok) {
     // A certificate that failed verification was counted once, at the handshake; a peer check fails per request.
     if (!identity.failure) deps.metrics.authFailure(auth.refusal.reason);

@@ -29,20 +29,17 @@ const refusal = (status: 401 | 403, error: string, reason: string): Refusal => (
  */
 export function identifyConnection(socket: TLSSocket): ConnectionIdentity {
   const source = plainAddress(socket.remoteAddress);
+  const cert = socket.getPeerCertificate();
+  // A TLS 1.3 session resumed without a client certificate counts as "authorized" in Node (no
+  // certificate, nothing failed to verify): no certificate is no certificate, whatever the flag says.
+  if (!cert || Object.keys(cert).length === 0 || typeof cert.serialNumber !== 'string') {
+    return { source, serial: null, sanIps: [], failure: refusal(401, 'client certificate required', 'auth_no_certificate') };
+  }
   if (!socket.authorized) {
     const code = String(socket.authorizationError ?? '');
-    const cert = socket.getPeerCertificate();
-    if (!cert || Object.keys(cert).length === 0) {
-      return { source, serial: null, sanIps: [], failure: refusal(401, 'client certificate required', 'auth_no_certificate') };
-    }
     if (code === 'CERT_HAS_EXPIRED') return { source, serial: null, sanIps: [], failure: refusal(401, 'client certificate has expired', 'auth_expired') };
     if (code === 'CERT_NOT_YET_VALID') return { source, serial: null, sanIps: [], failure: refusal(401, 'client certificate is not valid yet', 'auth_not_yet_valid') };
     return { source, serial: null, sanIps: [], failure: refusal(401, 'client certificate is not from this wg-ollama CA', 'auth_untrusted') };
-  }
-  const cert = socket.getPeerCertificate();
-  // Node calls a resumed TLS 1.3 session without a peer certificate authorized (as for PSK), with an empty certificate.
-  if (!cert || typeof cert.serialNumber !== 'string') {
-    return { source, serial: null, sanIps: [], failure: refusal(401, 'client certificate required', 'auth_no_certificate') };
   }
   const sanIps = (cert.subjectaltname ?? '').split(', ').filter((e) => e.startsWith('IP Address:')).map((e) => plainAddress(e.slice(11)));
   return { source, serial: normaliseSerial(cert.serialNumber), sanIps, failure: null };

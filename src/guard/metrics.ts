@@ -32,6 +32,12 @@ export function guardMetrics(registry: Registry) {
     labelNames: ['reason'] as const,
     registers: [registry],
   });
+  const tokenFailures = new Counter({
+    name: 'wgo_guard_token_failures_total',
+    help: 'Requests refused for their peer-bound API token, by reason (malformed, unknown, wrong_source, expired, rate_limited)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
   const duration = new Histogram({
     name: 'wgo_guard_request_duration_seconds',
     help: 'Time from request to the last byte of the answer',
@@ -52,6 +58,7 @@ export function guardMetrics(registry: Registry) {
     stream: (peer: string, delta: 1 | -1) => streams.inc({ peer }, delta),
     refusal: (reason: string) => refusals.inc({ reason }),
     authFailure: (reason: string) => authFailures.inc({ reason }),
+    tokenFailure: (reason: string) => tokenFailures.inc({ reason }),
     peers: (n: number) => peerSetVersion.set(n),
   };
 }

@@ -1,4 +1,4 @@
-import type { Policy } from '../core/policy.js';
+import type { RequestPolicy } from '../core/policy.js';
 
 /** One peer as the guard knows it: who may present which certificate, from where, under what policy. */
 export interface GuardPeer {
@@ -8,7 +8,13 @@ export interface GuardPeer {
   /** Serial of the peer's current client certificate (normalised hex). */
   serial: string;
   expiresAt: number | null;
-  policy: Policy;
+  /** The policy the guard applies (apiTokens is the gateway's: it shows here as tokenSha256). */
+  policy: RequestPolicy;
+  /**
+   * SHA-256 (hex) of the peer's API token: present only while its policy allows
+   * tokens and the token is bound to `serial`. Absent in sets from older gateways.
+   */
+  tokenSha256?: string | null;
 }
 
 /** The versioned set of active peers the guard enforces; it changes only as a whole. */

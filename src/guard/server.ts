@@ -12,6 +12,7 @@ import { handleExchange, refusalBody, type ExchangeDeps } from './exchange.js';
 import { identifyConnection, plainAddress, type ConnectionIdentity } from './identity.js';
 import type { GuardMetrics } from './metrics.js';
 import { EMPTY_PEER_SET, indexPeerSet, type GuardPeer, type PeerSet } from './peer-set.js';
+import { createTokenGate } from './tokens.js';
 
 export interface GuardLog {
   info(obj: object, msg?: string): void;
@@ -50,6 +51,7 @@ export function createGuard(o: GuardOptions) {
   const inExchange = new WeakMap<Socket, number>();
   const answered = new WeakSet<Socket>();
   const budget = createBudget();
+  const tokens = createTokenGate({ tokenFailure: (reason) => o.metrics.tokenFailure(reason) });
   const upstream = new Pool(o.upstream, {
     connections: o.limits.maxUpstreamRequests,
     keepAliveTimeout: 30_000,
@@ -72,6 +74,7 @@ export function createGuard(o: GuardOptions) {
     inFlight: { n: 0 },
     cutReason: (s) => cutReasons.get(s),
     web: o.web ?? loadChatSite(),
+    tokens,
   };
 
   const server: Server = createServer(
@@ -179,6 +182,10 @@ export function createGuard(o: GuardOptions) {
         s.destroy();
       }
     }
+    tokens.enforce(now, (s, reason) => {
+      cutReasons.set(s as TLSSocket, reason);
+      s.destroy();
+    });
     if (next !== Infinity) expiryTimer = setTimeout(enforce, Math.min(Math.max(0, next - now + 1), 2 ** 31 - 1));
   };
 
@@ -188,13 +195,14 @@ export function createGuard(o: GuardOptions) {
     setPeers(next: PeerSet): void {
       set = next;
       index = indexPeerSet(next);
+      tokens.setPeers(next.peers);
       budget.seed(next.day, next.tokensToday, clock());
       o.metrics.peers(next.peers.length);
       enforce();
     },
     peers: (): PeerSet => set,
     /** Open client connections (for health and tests). */
-    connections: (): number => [...bySerial.values()].reduce((n, s) => n + s.size, 0),
+    connections: (): number => [...bySerial.values()].reduce((n, s) => n + s.size, 0) + tokens.connections(),
     async close(): Promise<void> {
       clearTimeout(expiryTimer);
       server.close();

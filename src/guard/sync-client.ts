@@ -29,7 +29,9 @@ const peerSetSchema = z.object({
     address: z.string().min(1).max(64),
     serial: z.string().regex(/^[0-9a-f]{1,64}$/),
     expiresAt: z.number().nullable(),
-    policy: policySchema,
+    // apiTokens is the gateway's business (it shows as tokenSha256): not kept here even if sent.
+    policy: policySchema.transform(({ apiTokens: _gatewayOnly, ...policy }) => policy),
+    tokenSha256: z.string().regex(/^[0-9a-f]{64}$/).nullable().optional(),
   })),
   logPrompts: z.boolean(),
   tokensToday: z.record(z.string(), z.number().min(0)),

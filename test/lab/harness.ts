@@ -29,8 +29,8 @@ export interface Lab {
   prefix: string;
   dir: string;
   ns: (name: 'gw' | 'gpu' | 'other' | 'c1' | 'c2') => string;
-  /** Runs a command in a namespace; never throws on a non-zero exit. */
-  exec: (ns: string, cmd: string, args: string[], opts?: { input?: string; timeoutMs?: number }) => Promise<CliResult>;
+  /** Runs a command in a namespace; never throws on a non-zero exit. `env` adds variables (e.g. a client's CA bundle). */
+  exec: (ns: string, cmd: string, args: string[], opts?: { input?: string; timeoutMs?: number; env?: Record<string, string> }) => Promise<CliResult>;
   /** Starts a long-running process in a namespace, tracked for cleanup. */
   spawn: (ns: string, cmd: string, args: string[]) => ResultPromise;
   cleanup: () => Promise<void>;
@@ -62,7 +62,7 @@ export async function createLab(prefix: string, opts: LabOptions = {}): Promise<
         reject: false,
         input: opts.input ?? '',
         timeout: opts.timeoutMs ?? 60_000,
-        env: { WG_QUICK_USERSPACE_IMPLEMENTATION: 'wireguard-go' },
+        env: { WG_QUICK_USERSPACE_IMPLEMENTATION: 'wireguard-go', ...opts.env },
       });
       return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
     },

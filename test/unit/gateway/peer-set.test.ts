@@ -13,6 +13,9 @@ afterEach(() => {
   env = undefined;
 });
 
+/** The default policy as guards get it: apiTokens stays at the gateway. */
+const { apiTokens: _gatewayOnly, ...GUARD_DEFAULT } = DEFAULT_POLICY;
+
 /** A record as a guard sends it: the peer is known to the gateway by its certificate serial. */
 let serials: Record<string, string> = {};
 function rec(seq: number, at: number, peer: string, promptTokens: number | null, evalTokens: number | null): RequestRecord {
@@ -40,8 +43,8 @@ describe('peerSetSource', () => {
     const set = source.load(T0);
     expect(set.peers).toEqual([
       // A peer without an expiry is still bounded by its certificate's end.
-      { name: 'alice', address: alice.peer.address, serial: alice.certificate.serial, expiresAt: Date.parse(alice.certificate.notAfter), policy: DEFAULT_POLICY },
-      { name: 'bob', address: bob.peer.address, serial: bob.certificate.serial, expiresAt: T0 + DAY, policy: DEFAULT_POLICY },
+      { name: 'alice', address: alice.peer.address, serial: alice.certificate.serial, expiresAt: Date.parse(alice.certificate.notAfter), policy: GUARD_DEFAULT, tokenSha256: null },
+      { name: 'bob', address: bob.peer.address, serial: bob.certificate.serial, expiresAt: T0 + DAY, policy: GUARD_DEFAULT, tokenSha256: null },
     ]);
     expect(set.version).toBe(source.version());
     expect(set.day).toBe('2025-01-01');
@@ -62,8 +65,8 @@ describe('peerSetSource', () => {
     env.svc.add({ name: 'bob' }, WHO);
     env.svc.setPolicy('alice', { models: ['qwen2.5:*'], tokensPerDay: null, burst: 3 }, WHO);
     const byName = new Map(peerSetSource(env.db, env.config).load(T0).peers.map((p) => [p.name, p.policy]));
-    expect(byName.get('bob')).toEqual({ ...DEFAULT_POLICY, maxStreams: 2, models: ['llama3.2'], tokensPerDay: 5000 });
-    expect(byName.get('alice')).toEqual({ ...DEFAULT_POLICY, maxStreams: 2, models: ['qwen2.5:*'], tokensPerDay: null, burst: 3 });
+    expect(byName.get('bob')).toEqual({ ...GUARD_DEFAULT, maxStreams: 2, models: ['llama3.2'], tokensPerDay: 5000 });
+    expect(byName.get('alice')).toEqual({ ...GUARD_DEFAULT, maxStreams: 2, models: ['qwen2.5:*'], tokensPerDay: null, burst: 3 });
   });
 
   test('the version changes on every change a guard must see, and only then', () => {

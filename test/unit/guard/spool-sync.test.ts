@@ -11,7 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { RequestRecord } from '../../../src/core/request-record.js';
+import { tokenHash } from '../../../src/core/api-token.js';
 import { requestRepository } from '../../../src/db/requests.js';
+import { tokenService } from '../../../src/gateway/token-service.js';
 import { guardService, type IssuedGuard } from '../../../src/gateway/guard-service.js';
 import { peerSetSource, type PeerSetSource } from '../../../src/gateway/peer-set.js';
 import { changeSignal, createSyncApi, type ChangeSignal } from '../../../src/gateway/sync-api.js';
@@ -214,6 +216,22 @@ describe('sync client against the sync API', () => {
     await until('the whole set again', () => got.length === 1, 2000);
     expect(got[0]).toEqual(sets[1]);
     await again.stop();
+  });
+
+  test("a peer's token hash reaches the guard (apiTokens stays at the gateway); records pushed with auth keep it", async () => {
+    env.svc.setPolicy('alice', { apiTokens: true }, WHO);
+    const t = tokenService({ db: env.db, config: env.config }).issue('alice', WHO);
+    const spool = spoolAt(join(dir, 'spool.db'));
+    const sets: PeerSet[] = [];
+    client(spool, (set) => sets.push(set));
+    await until('the peer set', () => sets.length === 1);
+    expect(sets[0]!.peers.map((p) => [p.name, p.tokenSha256])).toEqual([['alice', tokenHash(t.token)], ['bob', null]]);
+    for (const p of sets[0]!.peers) expect(p.policy).not.toHaveProperty('apiTokens');
+    expect(spool.loadPeerSet()).toEqual(sets[0]);
+    const serial = env.svc.show('alice').certificateSerial!;
+    spool.append([draft(1, { certSerial: serial, auth: 'token' }), draft(2, { certSerial: serial, auth: 'certificate' }), draft(3, { peer: null, status: 401, refusal: 'token_invalid', auth: null })]);
+    await until('three records stored', () => stored().length === 3);
+    expect(stored().map((r) => [r.promptLength, r.auth, r.peerId !== null])).toEqual([[1, 'token', true], [2, 'certificate', true], [3, null, false]]);
   });
 
   test('gateway down: records stay spooled; gateway back on the same port: every record arrives exactly once', async () => {
