@@ -346,9 +346,13 @@ describe('hostile input is shown as text', () => {
     const before = admin.dialogs.length;
     const page = await adminPage('/logs/requests');
     const rows = await logRows(page);
-    const row = rows.find((c) => c[4] === model);
+    // Columns by their headings, so a column added to the log does not move what is checked.
+    const heads = await page.$$eval('table#log thead th', (ths) => ths.map((th) => th.textContent ?? ''));
+    const col = (name: string): number => heads.indexOf(name);
+    expect(col('Model'), JSON.stringify(heads)).toBeGreaterThan(-1);
+    const row = rows.find((c) => c[col('Model')] === model);
     expect(row, JSON.stringify(rows)).toBeDefined();
-    expect(row![3]).toBe(`POST ${path}`);
+    expect(row![col('Request')]).toBe(`POST ${path}`);
     expect(await page.locator('table#log').innerText()).toContain(model);
     expect(await page.$$eval('script', (s) => s.map((x) => x.textContent))).toEqual([]);
     expect(await page.$$('img')).toHaveLength(0);
