@@ -53,7 +53,7 @@ export function hostAllowed(host: string | undefined, listen: ConnectListen, all
 export function describeGuardFailure(err: { code?: string; message?: string } | undefined, guardUrl: string): string {
   const code = err?.code ?? '';
   const why = code || err?.message || 'unknown error';
-  const tunnel = 'is the WireGuard tunnel up? (the WireGuard app, or `wg show`)';
+  const tunnel = 'is the WireGuard tunnel up? (the WireGuard app, or `wg show`: no recent handshake means it is down, or your peer was disabled or revoked)';
   switch (code) {
     case 'ECONNREFUSED':
       return `the wg-ollama guard at ${guardUrl} refused the connection (${why}): the tunnel is up but the guard is not running; tell your admin`;

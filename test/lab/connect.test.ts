@@ -174,7 +174,7 @@ describe('connect: unmodified clients on a laptop, through the shipped connector
     const before = arrivals().length;
     const r = await localCurl('/api/tags');
     expect(r.status).toBe(502);
-    expect(JSON.parse(r.body)).toEqual({ error: expect.stringMatching(/^cannot reach the wg-ollama guard at https:\/\/198\.51\.100\.10:11434 \(.+\): is the WireGuard tunnel up\?/) });
+    expect(JSON.parse(r.body)).toEqual({ error: expect.stringMatching(/^cannot reach the wg-ollama guard at https:\/\/198\.51\.100\.10:11434 \(.+\): is the WireGuard tunnel up\? .*your peer was disabled or revoked/) });
     const { code, report } = await check(join(laptop, 'alice.connect.json'));
     expect(code).toBe(1);
     expect(report).toMatchObject({ ok: false, guard: { reachable: false, accepted: false } });

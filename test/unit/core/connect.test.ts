@@ -60,7 +60,7 @@ describe('hostAllowed (DNS rebinding)', () => {
 
 describe('describeGuardFailure', () => {
   it.each([
-    ['UND_ERR_CONNECT_TIMEOUT', /cannot reach the wg-ollama guard at https:\/\/10\.66\.0\.1:11434 .*WireGuard tunnel up/],
+    ['UND_ERR_CONNECT_TIMEOUT', /cannot reach the wg-ollama guard at https:\/\/10\.66\.0\.1:11434 .*WireGuard tunnel up\? .*no recent handshake means it is down, or your peer was disabled or revoked/],
     ['EHOSTUNREACH', /cannot reach .*WireGuard tunnel up/],
     ['ENETUNREACH', /cannot reach .*WireGuard tunnel up/],
     ['ECONNREFUSED', /refused the connection .*guard is not running/],
