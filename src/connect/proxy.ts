@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { Pool, type Dispatcher } from 'undici';
 import { describeGuardFailure, hostAllowed, type ConnectListen } from '../core/connect.js';
+import { isNavigation } from '../core/web-request.js';
 import { closeableServer } from '../system/sockets.js';
 
 /**
@@ -60,6 +61,11 @@ export function createConnector(o: ConnectorOptions) {
     if (!hostAllowed(req.headers.host, listen, o.allowRemote)) {
       // Ollama answers unknown hosts the same way: a page whose DNS name points at 127.0.0.1 gets nothing.
       return sendError(res, 403, `host "${req.headers.host ?? ''}" is not this connector (use http://${listen.text})`);
+    }
+    // A browser opening this address would get the guard's chat page, whose requests the guard
+    // then refuses (its origin is not the guard's): say where the page is instead.
+    if (req.url === '/' && isNavigation({ method: req.method ?? '', fetchMode: req.headers['sec-fetch-mode'], fetchDest: req.headers['sec-fetch-dest'], accept: req.headers.accept, userAgent: req.headers['user-agent'] })) {
+      return sendText(res, browserNote(o.guardUrl, listen.text));
     }
     forward(req, res);
   });
@@ -144,6 +150,16 @@ export function createConnector(o: ConnectorOptions) {
 }
 
 export type Connector = ReturnType<typeof createConnector>;
+
+const browserNote = (guardUrl: string, local: string): string =>
+  `This is wg-ollama connect: http://${local} is for Ollama and OpenAI clients on this computer ` +
+  `(OpenAI-compatible base URL: http://${local}/v1).\n` +
+  `The chat page is at ${guardUrl}/ : open it in a browser that has your .p12 certificate installed, with the WireGuard tunnel up.\n`;
+
+function sendText(res: ServerResponse, text: string): void {
+  res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text), 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' });
+  res.end(text);
+}
 
 function sendError(res: ServerResponse, status: number, error: string): void {
   if (res.headersSent || res.destroyed) return void res.destroy();

@@ -37,7 +37,7 @@ export function renderConnectProfile(p: Omit<ConnectProfile, 'wgOllamaConnect'>)
 }
 
 export interface ParsedProfile extends ConnectProfile {
-  /** Serial (upper-case hex) and end of the client certificate. */
+  /** Serial (lower-case hex without leading zeros, as `show-peer` prints it) and end of the client certificate. */
   serial: string;
   notAfter: number;
 }
@@ -72,5 +72,5 @@ export function parseConnectProfile(raw: unknown): ParsedProfile {
   } catch {
     throw new Error("the profile's private key does not belong to its client certificate");
   }
-  return { ...p, guardUrl: p.guardUrl.replace(/\/$/, ''), serial: cert.serialNumber.toUpperCase(), notAfter: Date.parse(cert.validTo) };
+  return { ...p, guardUrl: p.guardUrl.replace(/\/$/, ''), serial: cert.serialNumber.toLowerCase().replace(/^0+(?=.)/, ''), notAfter: Date.parse(cert.validTo) };
 }

@@ -18,6 +18,10 @@ export interface OriginInput {
   host: HeaderValue;
   /** The Sec-Fetch-Site header, as received. */
   fetchSite: HeaderValue;
+  /** The Referer header, as received (browsers without Fetch Metadata still send it; API clients never do). */
+  referer?: HeaderValue;
+  /** The request line and Fetch Metadata: a link to the chat page is a top-level navigation to `/`. */
+  navigation?: { method: string; target: string; fetchMode: HeaderValue; fetchDest: HeaderValue };
 }
 
 /**
@@ -38,11 +42,32 @@ export interface OriginInput {
  */
 export function sameOriginAllowed(i: OriginInput): boolean {
   if (Array.isArray(i.fetchSite) || Array.isArray(i.origin) || Array.isArray(i.host)) return false;
+  // A link to the page from anywhere (a chat app, a mail, the admin UI): the page is static and
+  // starts nothing on its own, it cannot be framed (X-Frame-Options, frame-ancestors) and cuts
+  // its opener (COOP). Only a top-level GET/HEAD of exactly `/`, which never reaches Ollama.
+  if (i.origin === undefined && topLevelPageLoad(i.navigation)) return true;
+  if (!refererAllowed(i.referer, i.host)) return false;
   const site = i.fetchSite;
   if (i.origin === undefined) return site === undefined || site === 'none' || site === 'same-origin';
   if (site !== undefined && site !== 'same-origin') return false;
   if (i.host === undefined || i.host === '') return false;
   return i.origin === `https://${i.host}`;
+}
+
+function topLevelPageLoad(n: OriginInput['navigation']): boolean {
+  return !!n && (n.method === 'GET' || n.method === 'HEAD') && n.target === '/' && n.fetchMode === 'navigate' && n.fetchDest === 'document';
+}
+
+/** No Referer, or one on the guard's own https origin (the chat page itself sends none: no-referrer). */
+function refererAllowed(referer: HeaderValue, host: string | undefined): boolean {
+  if (referer === undefined) return true;
+  if (Array.isArray(referer) || !host) return false;
+  try {
+    const r = new URL(referer);
+    return r.protocol === 'https:' && r.origin === new URL(`https://${host}`).origin;
+  } catch {
+    return false;
+  }
 }
 
 export interface NavigationInput {
@@ -51,6 +76,8 @@ export interface NavigationInput {
   fetchMode: HeaderValue;
   fetchDest: HeaderValue;
   accept: HeaderValue;
+  /** User-Agent: the Accept fallback (no Fetch Metadata) is for browsers only ("Mozilla/..."). */
+  userAgent?: HeaderValue;
 }
 
 /**
@@ -58,7 +85,8 @@ export interface NavigationInput {
  * than an API client (which keeps getting what Ollama answers, and JSON
  * errors). Browsers mark navigations with `Sec-Fetch-Mode: navigate` /
  * `Sec-Fetch-Dest: document`; a browser without Fetch Metadata (older Safari)
- * is recognised by an Accept header whose most preferred type is text/html.
+ * is recognised by an Accept header whose most preferred type is text/html,
+ * with a browser's User-Agent (Java's HttpURLConnection prefers text/html too).
  * API clients (curl, the ollama and openai clients, httpx) send `*\/*`,
  * `application/json` or nothing, so `GET /` from them still reaches Ollama.
  * When Fetch Metadata is present and says something else (a script's fetch(),
@@ -69,8 +97,9 @@ export function isNavigation(i: NavigationInput): boolean {
   const mode = one(i.fetchMode);
   const dest = one(i.fetchDest);
   if (mode !== undefined || dest !== undefined) return mode === 'navigate' || dest === 'document';
+  // Java's HttpURLConnection also prefers text/html by default; every browser's User-Agent starts "Mozilla/".
   const accept = one(i.accept);
-  return accept !== undefined && preferredType(accept) === 'text/html';
+  return accept !== undefined && /^Mozilla\//.test(one(i.userAgent) ?? '') && preferredType(accept) === 'text/html';
 }
 
 const one = (v: HeaderValue): string | undefined => (Array.isArray(v) ? v[0] : v);
@@ -84,8 +113,10 @@ export function preferredType(accept: string): string | null {
     if (!type || !/^[\w.+*-]+\/[\w.+*-]+$/.test(type)) continue;
     let q = 1;
     for (const p of params) {
-      const m = /^q\s*=\s*([0-9.]+)$/i.exec(p);
-      if (m) q = Number(m[1]);
+      if (!/^q\s*=/i.test(p)) continue;
+      // RFC 9110 qvalue: 0 to 1 with at most three decimals; anything else drops this media range.
+      const m = /^q\s*=\s*(0(?:\.\d{0,3})?|1(?:\.0{0,3})?|\.\d{1,3})$/i.exec(p);
+      q = m ? Number(m[1]) : NaN;
     }
     if (!Number.isFinite(q) || q <= 0 || q > 1) continue;
     if (q > bestQ) {

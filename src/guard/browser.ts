@@ -77,6 +77,7 @@ const navInput = (req: IncomingMessage): NavigationInput => ({
   fetchMode: req.headers['sec-fetch-mode'],
   fetchDest: req.headers['sec-fetch-dest'],
   accept: req.headers.accept,
+  userAgent: req.headers['user-agent'],
 });
 
 /**

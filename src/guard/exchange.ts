@@ -19,6 +19,11 @@ import { authenticateByCertificate, type TokenGate } from './tokens.js';
 const FORWARD_REQUEST = ['content-type', 'accept', 'user-agent'];
 /** Response headers passed back; hop-by-hop ones and anything unexpected are dropped. */
 const FORWARD_RESPONSE = ['content-type', 'content-length', 'date', 'cache-control', 'etag', 'last-modified', 'location'];
+/**
+ * On every answer: a browser holding the peer's certificate must not let another site embed
+ * or sniff one (an <img> or <script> of /api/tags); API clients ignore both.
+ */
+const NOT_FOR_OTHER_SITES = Object.freeze({ 'x-content-type-options': 'nosniff', 'cross-origin-resource-policy': 'same-origin' });
 /** /api/tags and /v1/models are filtered, so read whole; they are small, but not unbounded. */
 const MAX_LIST_BYTES = 16 * 1024 * 1024;
 
@@ -54,7 +59,7 @@ export function refusalBody(r: Refusal): string {
 /** Answers like Ollama: JSON {"error": "..."} with the status, plus Allow / Retry-After where they apply. */
 function sendRefusal(res: ServerResponse, r: Refusal, close: boolean): number {
   const body = refusalBody(r);
-  const headers: Record<string, string | number> = { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) };
+  const headers: Record<string, string | number> = { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), ...NOT_FOR_OTHER_SITES };
   if (r.allow) headers.allow = r.allow.join(', ');
   if (r.retryAfterSec !== undefined) headers['retry-after'] = Math.max(1, Math.ceil(r.retryAfterSec));
   if (close) headers.connection = 'close';
@@ -131,7 +136,9 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
   draft.peer = name;
 
   // A browser holding a peer's .p12 must not be driven by another site; the guard's own chat page may (core/web-request.ts).
-  if (!sameOriginAllowed({ origin: req.headers.origin, host: req.headers.host, fetchSite: req.headers['sec-fetch-site'] })) {
+  const h = req.headers;
+  const navigation = { method: req.method ?? '', target: req.url ?? '', fetchMode: h['sec-fetch-mode'], fetchDest: h['sec-fetch-dest'] };
+  if (!sameOriginAllowed({ origin: h.origin, host: h.host, fetchSite: h['sec-fetch-site'], referer: h.referer, navigation })) {
     return refuse({ status: 403, error: 'requests from web pages are not accepted', reason: 'cross_origin' });
   }
   // The chat page and its files (/_wgo/...) are answered here and never reach Ollama.
@@ -391,9 +398,9 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
   });
 }
 
-/** The response headers passed back to the client (FORWARD_RESPONSE), single-valued only. */
+/** The response headers passed back to the client (FORWARD_RESPONSE), single-valued only, plus NOT_FOR_OTHER_SITES. */
 function pickHeaders(h: Record<string, string | string[] | undefined>): Record<string, string> {
-  const out: Record<string, string> = {};
+  const out: Record<string, string> = { ...NOT_FOR_OTHER_SITES };
   for (const k of FORWARD_RESPONSE) {
     const v = h[k];
     if (typeof v === 'string') out[k] = v;

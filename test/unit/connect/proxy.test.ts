@@ -110,6 +110,20 @@ describe('the guard decides; the connector passes its answers through', () => {
     expect(ce.env.sim.requests).toEqual([]);
   });
 
+  it('a browser opening the connector\'s address gets a note pointing to the chat page, not a page that cannot send', async () => {
+    const r = await fetch(`${ce.url}/`, { headers: { accept: 'text/html,*/*;q=0.8', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' } });
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toBe('text/plain; charset=utf-8');
+    expect(r.headers.get('x-content-type-options')).toBe('nosniff');
+    const text = await r.text();
+    expect(text).toContain(`https://127.0.0.1:${ce.env.port}/`);
+    expect(text).toMatch(/for Ollama and OpenAI clients on this computer/);
+    expect(ce.env.records).toEqual([]);
+    // API clients still get Ollama's answer at /.
+    const api = await fetch(`${ce.url}/`);
+    expect(await api.text()).toBe('Ollama is running');
+  });
+
   it('a page that rebinds its DNS name to 127.0.0.1 gets 403 from the connector itself', async () => {
     const r = await rawHttp(ce.url, 'GET /api/tags HTTP/1.1\r\nHost: rebind.evil.example:11434\r\nConnection: close\r\n\r\n');
     expect(r).toMatch(/^HTTP\/1\.1 403 /);

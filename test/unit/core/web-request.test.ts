@@ -2,6 +2,11 @@ import { describe, expect, test } from 'vitest';
 import { isNavigation, preferredType, sameOriginAllowed, webRoute, type NavigationInput, type OriginInput } from '../../../src/core/web-request.js';
 
 const HOST = '198.51.100.10:11434';
+/** A top-level navigation to the page, as a link click sends it; `referer` goes into the outer input. */
+const link = (o: Partial<NonNullable<OriginInput['navigation']>> & { referer?: string } = {}): NonNullable<OriginInput['navigation']> => {
+  const { referer: _r, ...rest } = o;
+  return { method: 'GET', target: '/', fetchMode: 'navigate', fetchDest: 'document', ...rest };
+};
 
 describe('sameOriginAllowed', () => {
   test.each<[string, OriginInput, boolean]>([
@@ -35,11 +40,28 @@ describe('sameOriginAllowed', () => {
     ['Origin a prefix of the host', { origin: 'https://198.51.100.10', host: HOST, fetchSite: 'same-origin' }, false],
     ['two Sec-Fetch-Site headers', { origin: undefined, host: HOST, fetchSite: ['same-origin', 'same-origin'] }, false],
     ['two Origin headers', { origin: [`https://${HOST}`, `https://${HOST}`], host: HOST, fetchSite: 'same-origin' }, false],
+    // A link to the chat page in a chat app, a mail or the admin UI: a top-level GET of / only.
+    ['a link from another site to the page (top-level navigation to /)', { origin: undefined, host: HOST, fetchSite: 'cross-site', navigation: link() }, true],
+    ['a link from the admin UI (same-site) to the page', { origin: undefined, host: HOST, fetchSite: 'same-site', navigation: link({ referer: 'https://198.51.100.10:8443/peers' }) }, true],
+    ['HEAD of such a link', { origin: undefined, host: HOST, fetchSite: 'cross-site', navigation: link({ method: 'HEAD' }) }, true],
+    ['a cross-site navigation to an API path', { origin: undefined, host: HOST, fetchSite: 'cross-site', navigation: link({ target: '/api/tags' }) }, false],
+    ['a cross-site navigation to / with a query', { origin: undefined, host: HOST, fetchSite: 'cross-site', navigation: link({ target: '/?x=1' }) }, false],
+    ['a cross-site iframe loading /', { origin: undefined, host: HOST, fetchSite: 'cross-site', navigation: link({ fetchDest: 'iframe' }) }, false],
+    ['a cross-site form POST to /', { origin: 'https://evil.example', host: HOST, fetchSite: 'cross-site', navigation: link({ method: 'POST' }) }, false],
+    ['a cross-site <img> of /', { origin: undefined, host: HOST, fetchSite: 'cross-site', navigation: link({ fetchMode: 'no-cors', fetchDest: 'image' }) }, false],
+    // Browsers without Fetch Metadata (Safari before 16.4) still send a Referer by default; API clients never do.
+    ['another site in the Referer, no Fetch Metadata (an old Safari <img>)', { origin: undefined, host: HOST, fetchSite: undefined, referer: 'https://evil.example/page' }, false],
+    ['the guard itself in the Referer', { origin: undefined, host: HOST, fetchSite: undefined, referer: `https://${HOST}/` }, true],
+    ['http on the same host and port in the Referer', { origin: undefined, host: HOST, fetchSite: undefined, referer: `http://${HOST}/` }, false],
+    ['a Referer that is no URL', { origin: undefined, host: HOST, fetchSite: undefined, referer: 'not a url' }, false],
+    ['two Referer headers', { origin: undefined, host: HOST, fetchSite: undefined, referer: [`https://${HOST}/`, `https://${HOST}/`] }, false],
+    ['the right Origin with another site in the Referer', { origin: `https://${HOST}`, host: HOST, fetchSite: undefined, referer: 'https://evil.example/' }, false],
   ])('%s → %s', (_name, input, want) => {
     expect(sameOriginAllowed(input)).toBe(want);
   });
 });
 
+const SAFARI = 'Mozilla/5.0 (iPhone; CPU iPhone OS 15_8 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/15.6 Mobile/15E148 Safari/604.1';
 const CHROME_ACCEPT = 'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8';
 const nav = (o: Partial<NavigationInput>): NavigationInput => ({ method: 'GET', fetchMode: undefined, fetchDest: undefined, accept: undefined, ...o });
 
@@ -49,8 +71,11 @@ describe('isNavigation', () => {
     ['HEAD of a navigation', nav({ method: 'HEAD', fetchMode: 'navigate', fetchDest: 'document' }), true],
     ['Sec-Fetch-Dest document alone', nav({ fetchDest: 'document' }), true],
     ['Sec-Fetch-Mode navigate alone', nav({ fetchMode: 'navigate' }), true],
-    ['old Safari: no Fetch Metadata, Accept text/html first', nav({ accept: 'text/html,application/xhtml+xml,*/*;q=0.8' }), true],
-    ['Accept text/html preferred by q', nav({ accept: 'application/json;q=0.5, text/html' }), true],
+    ['old Safari: no Fetch Metadata, Accept text/html first', nav({ accept: 'text/html,application/xhtml+xml,*/*;q=0.8', userAgent: SAFARI }), true],
+    ['Accept text/html preferred by q, a browser', nav({ accept: 'application/json;q=0.5, text/html', userAgent: SAFARI }), true],
+    // Java's HttpURLConnection sends this Accept by default: an API client, not a browser.
+    ['Java HttpURLConnection', nav({ accept: 'text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2', userAgent: 'Java/17.0.15' }), false],
+    ['Accept text/html without a User-Agent', nav({ accept: 'text/html,*/*;q=0.8' }), false],
     ['curl (Accept */*)', nav({ accept: '*/*' }), false],
     ['no Accept at all', nav({}), false],
     ['the ollama client (application/json)', nav({ accept: 'application/json' }), false],
@@ -73,6 +98,9 @@ describe('preferredType', () => {
     ['TEXT/HTML', 'text/html'],
     ['text/plain;q=0.2, text/html;q=0.1', 'text/plain'],
     ['text/html;q=2', null],
+    ['text/html;q=0.1x, application/json', 'application/json'],
+    ['text/html;q=1.5, application/json', 'application/json'],
+    ['text/html;q=.5, application/json;q=0.4', 'text/html'],
     ['garbage', null],
     ['', null],
   ])('%j → %j', (accept, want) => {

@@ -38,6 +38,7 @@ beforeEach(() => {
 const CHROME_ACCEPT = 'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8';
 /** What Chromium sends when the user opens the address. */
 const NAVIGATE = { accept: CHROME_ACCEPT, 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document', 'sec-fetch-site': 'none', 'sec-fetch-user': '?1' };
+const SAFARI_15 = 'Mozilla/5.0 (iPhone; CPU iPhone OS 15_8 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/15.6 Mobile/15E148 Safari/604.1';
 const file = (name: string): string => readFileSync(join(CHAT_DIR, name), 'utf8');
 
 function expectWebHeaders(r: Reply): void {
@@ -70,7 +71,7 @@ describe('the chat page for a peer', () => {
   });
 
   test('Safari without Fetch Metadata (Accept text/html first) also gets the page; HEAD gets its headers only', async () => {
-    const r = await env.request('alice', { path: '/', headers: { accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8' } });
+    const r = await env.request('alice', { path: '/', headers: { accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8', 'user-agent': SAFARI_15 } });
     expect(r.status).toBe(200);
     expect(r.text).toBe(file('index.html'));
     const h = await env.request('alice', { method: 'HEAD', path: '/', headers: NAVIGATE });
@@ -225,13 +226,38 @@ describe('same origin only', () => {
     expect(env.sim.requests).toEqual([]);
   });
 
-  test('a navigation from another site to / or to an asset is refused as well, with no page', async () => {
-    for (const path of ['/', '/_wgo/chat.js']) {
-      const r = await env.request('alice', { path, headers: { ...NAVIGATE, 'sec-fetch-site': 'cross-site' } });
-      expect(r.status).toBe(403);
-      expect(r.headers['content-type']).toBe('application/json; charset=utf-8');
+  test('a link from another site (a chat app, the admin UI) opens the page: a top-level navigation to / only', async () => {
+    for (const site of ['cross-site', 'same-site']) {
+      const r = await env.request('alice', { path: '/', headers: { ...NAVIGATE, 'sec-fetch-site': site, referer: 'https://chat.example/' } });
+      expect(r.status).toBe(200);
+      expect(r.text).toBe(file('index.html'));
+      expectWebHeaders(r);
     }
     expect(env.sim.requests).toEqual([]);
+  });
+
+  test.each<[string, string, Record<string, string>]>([
+    ['a navigation from another site to an asset', '/_wgo/chat.js', { ...NAVIGATE, 'sec-fetch-site': 'cross-site' }],
+    ['another site loading / in an iframe', '/', { ...NAVIGATE, 'sec-fetch-dest': 'iframe', 'sec-fetch-site': 'cross-site' }],
+    ['another site navigating to an API path', '/api/tags', { ...NAVIGATE, 'sec-fetch-site': 'cross-site' }],
+    ['an old Safari <img> on another site (no Fetch Metadata, its Referer)', '/api/tags', { accept: 'image/webp,*/*', referer: 'https://evil.example/page', 'user-agent': SAFARI_15 }],
+  ])('%s → 403 JSON, nothing reaches Ollama', async (_what, path, headers) => {
+    const r = await env.request('alice', { path, headers });
+    expect(r.status).toBe(403);
+    expect(r.headers['content-type']).toBe('application/json; charset=utf-8');
+    expect(errorOf(r)).toBe('requests from web pages are not accepted');
+    expect(env.sim.requests).toEqual([]);
+  });
+
+  test("answers from Ollama and the guard's refusals are not for other sites to embed (nosniff, CORP same-origin)", async () => {
+    const tags = await env.request('alice', { path: '/api/tags' });
+    expect(tags.status).toBe(200);
+    const refused = await env.request('alice', { path: '/api/pull', body: { model: 'llama3.2' } });
+    expect(refused.status).toBe(403);
+    for (const r of [tags, refused]) {
+      expect(r.headers['x-content-type-options']).toBe('nosniff');
+      expect(r.headers['cross-origin-resource-policy']).toBe('same-origin');
+    }
   });
 });
 
