@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { PassThrough } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import { describeGuardFailure, hostAllowed, type ConnectListen } from '../core/connect.js';
 import { isNavigation } from '../core/web-request.js';
@@ -76,9 +77,22 @@ export function createConnector(o: ConnectorOptions) {
   const closer = closeableServer(server);
 
   function forward(req: IncomingMessage, res: ServerResponse): void {
+    // Origin-form only: `*` and absolute-form targets are no request for the guard (it would refuse them anyway).
+    if (!req.url?.startsWith('/')) return sendError(res, 400, `request target "${(req.url ?? '').slice(0, 100)}" is not a path`);
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !DROP_REQUEST.has(k)) headers[k] = v;
     const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined;
+    // The body goes to the guard through a pipe of its own, so that when the guard answers before
+    // reading all of it (a refusal), the rest can be read and dropped here: a client still
+    // writing its body would otherwise wait for ever, and its connection with it.
+    const body = hasBody ? new PassThrough() : null;
+    if (body) req.pipe(body);
+    const dropRest = (): void => {
+      if (!body || req.complete) return;
+      req.unpipe(body);
+      body.destroy();
+      req.resume();
+    };
     let controller: Dispatcher.DispatchController | null = null;
     let clientGone = false;
     const onClose = (): void => {
@@ -110,10 +124,13 @@ export function createConnector(o: ConnectorOptions) {
       onResponseEnd() {
         res.end();
         done();
+        dropRest();
       },
       onResponseError(_c, e) {
         done();
+        dropRest();
         if (clientGone) return;
+        if ((e as NodeJS.ErrnoException).code === 'UND_ERR_INVALID_ARG') return sendError(res, 400, `cannot forward this request: ${e.message}`);
         if (!res.headersSent) {
           const text = describeGuardFailure(e as NodeJS.ErrnoException, o.guardUrl);
           o.log.warn(text);
@@ -131,12 +148,13 @@ export function createConnector(o: ConnectorOptions) {
           method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
           path: req.url ?? '/',
           headers,
-          body: hasBody ? req : null,
+          body,
         },
         handler,
       );
     } catch (e) {
       done();
+      dropRest();
       sendError(res, 400, `cannot forward this request: ${(e as Error).message}`);
     }
   }

@@ -132,6 +132,45 @@ describe('the guard decides; the connector passes its answers through', () => {
   });
 });
 
+describe('refusals before the body was read', () => {
+  it("a large body the guard refused early (429) does not wedge the client's next requests", async () => {
+    const limited = await startConnectEnv({ peers: [{ name: 'alice', address: '127.0.0.1', policy: { requestsPerMinute: 1, burst: 1 } }] });
+    try {
+      const body = JSON.stringify({ model: 'llama3.2', input: 'x'.repeat(600_000) });
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        const r = await fetch(`${limited.url}/api/embed`, { method: 'POST', body, headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(3000) });
+        await r.text();
+        statuses.push(r.status);
+      }
+      expect(statuses).toEqual([200, 429, 429, 429]);
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it("a revoked peer's large upload gets the guard's 401, not a 502 about the tunnel", async () => {
+    ce.env.guard.setPeers(ce.env.peerSet({ without: ['alice'] }));
+    try {
+      const r = await fetch(`${ce.url}/api/embed`, { method: 'POST', body: JSON.stringify({ model: 'llama3.2', input: 'x'.repeat(1_000_000) }), headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(5000) });
+      expect(r.status).toBe(401);
+      expect(errorOf({ text: await r.text() })).toMatch(/revoked or belongs to no active peer/);
+      expect(ce.warnings.filter((w) => /tunnel/.test(w))).toEqual([]);
+    } finally {
+      ce.env.guard.setPeers(ce.env.peerSet());
+    }
+  });
+
+  it('a request target that is not a path is bad input (400), not a tunnel problem', async () => {
+    const r = await rawHttp(ce.url, `OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1:${new URL(ce.url).port}\r\nConnection: close\r\n\r\n`);
+    expect(r).toMatch(/^HTTP\/1\.1 400 /);
+    expect(r).not.toMatch(/tunnel/);
+    const abs = await rawHttp(ce.url, `GET http://evil.example/api/tags HTTP/1.1\r\nHost: 127.0.0.1:${new URL(ce.url).port}\r\nConnection: close\r\n\r\n`);
+    expect(abs).toMatch(/^HTTP\/1\.1 400 /);
+    expect(ce.env.records).toEqual([]);
+  });
+});
+
 describe('going away and being cut off', () => {
   it('a client that leaves mid-stream aborts the request at Ollama', async () => {
     const ac = new AbortController();
