@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
 import { configFileFrom, loadConfig } from '../config.js';
@@ -217,5 +218,5 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
 }
 
 function defaultIo(): Io {
-  return { out: (t) => void process.stdout.write(t), err: (t) => void process.stderr.write(t), env: process.env };
+  return { out: (t) => void process.stdout.write(t), outSync: (t) => void writeSync(1, t), err: (t) => void process.stderr.write(t), env: process.env };
 }

@@ -9,6 +9,8 @@ export interface GlobalOptions {
 
 export interface Io {
   out: (text: string) => void;
+  /** Writes to standard output before returning, throwing on failure (for what must not be lost: a token shown once). */
+  outSync?: (text: string) => void;
   err: (text: string) => void;
   env: NodeJS.ProcessEnv;
   /** Standard input as text (tests pass their own; the CLI reads process.stdin). */

@@ -12,8 +12,10 @@ import { emit, type Io } from './output.js';
 export function issueToken(config: Config, name: string, o: { json?: boolean }, io: Io, who: Actor): void {
   const ctx = openGateway(config);
   try {
-    const t = tokenService({ db: ctx.db, config }).issue(name, who);
-    emit(io, o.json, { name: t.name, token: t.token, createdAt: t.createdAt, replaced: t.replaced }, (d) => `${d.token}\n`);
+    // Written before the transaction commits, and synchronously: a write that fails keeps the old token.
+    const write = io.outSync ?? io.out;
+    const t = tokenService({ db: ctx.db, config }).issue(name, who, (d) =>
+      emit({ ...io, out: write }, o.json, { name: d.name, token: d.token, createdAt: d.createdAt, replaced: d.replaced }, (x) => `${x.token}\n`));
     if (!o.json) {
       io.err(`API token for ${t.name}${t.replaced ? ' (the previous one is dead)' : ''}: shown once, store it now. ` +
         `It works only as "Authorization: Bearer" over TLS from ${ctx.peers.show(t.name).address}, without a client certificate.\n`);

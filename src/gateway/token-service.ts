@@ -53,7 +53,12 @@ export function tokenService(deps: { db: Db; config: Config; clock?: () => numbe
     (p.policy === null ? defaultPolicy(config) : mergePolicy(defaultPolicy(config), JSON.parse(p.policy) as Partial<Policy>)).apiTokens;
 
   return {
-    issue(name: string, who: Actor): IssuedToken {
+    /**
+     * A new token for the peer, replacing its previous one. `deliver` shows it to the person
+     * inside the transaction: if that fails (a full disk, a closed pipe), nothing is stored and
+     * the previous token stays in force — a token nobody saw must not replace one that works.
+     */
+    issue(name: string, who: Actor, deliver?: (t: IssuedToken) => void): IssuedToken {
       return db.transaction(() => {
         const now = clock();
         const p = find(name);
@@ -65,7 +70,9 @@ export function tokenService(deps: { db: Db; config: Config; clock?: () => numbe
         const replaced = tokens.byPeer(p.id) !== undefined;
         tokens.put({ peerId: p.id, tokenSha256: tokenHash(token), certSerial: p.certSerial, createdAt: now, createdBy: who.actor });
         audit.record({ ...who, action: 'peer.token.issue', target: p.name, details: { replaced, certificate: p.certSerial } }, now);
-        return { name: p.name, token, createdAt: new Date(now).toISOString(), replaced };
+        const issued = { name: p.name, token, createdAt: new Date(now).toISOString(), replaced };
+        deliver?.(issued);
+        return issued;
       }).immediate();
     },
 

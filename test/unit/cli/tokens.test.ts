@@ -52,6 +52,17 @@ describe('the CLI verbs', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+  /** The SHA-256 stored for a peer's token, or null. */
+  function storedHash(name: string): string | null {
+    const ctx = openGateway(config);
+    try {
+      const row = ctx.db.prepare('SELECT t.token_sha256 FROM peer_tokens t JOIN peers p ON p.id = t.peer_id WHERE p.name = ?').pluck().get(name) as string | undefined;
+      return row ?? null;
+    } finally {
+      ctx.close();
+    }
+  }
+
   async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
     const out: string[] = [];
     const err: string[] = [];
@@ -130,6 +141,26 @@ describe('the CLI verbs', () => {
     expect(JSON.parse((await cli('revoke-token', 'bob', '--json')).out)).toEqual({ name: 'bob', changed: false });
     expect((await cli('revoke-token', 'nobody')).code).toBe(2);
     expect((await cli('issue-token', 'nobody')).code).toBe(2);
+  });
+
+  test('a token that cannot be printed (stdout full) is not issued: exit 1, the previous token stays in force', async () => {
+    await cli('set-policy', 'bob', '--api-tokens', 'on');
+    const first = await cli('issue-token', 'bob');
+    expect(first.code).toBe(0);
+    const before = storedHash('bob');
+    expect(before).toBe(tokenHash(first.out.trim()));
+    const err: string[] = [];
+    const full: Io = {
+      out: () => {
+        throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      },
+      err: (t) => void err.push(t),
+      env: {},
+    };
+    expect(await main(['--config', file, 'issue-token', 'bob'], full)).toBe(1);
+    expect(err.join('')).toMatch(/ENOSPC/);
+    expect(err.join('')).not.toMatch(/shown once/);
+    expect(storedHash('bob')).toBe(before);
   });
 
   test('a disabled peer cannot get a token (exit 2)', async () => {
