@@ -78,9 +78,9 @@ export function createTokenGate(o: { tokenFailure(reason: string): void; limiter
     const peer = byHash.get(hash);
     // Unknown, revoked, replaced and rotated-away tokens get the same answer.
     if (!peer) return fail(id.source, now, 'unknown', refusal(401, 'invalid API token', 'token_invalid'));
-    if (peer.address !== id.source) {
-      return fail(id.source, now, 'wrong_source', refusal(403, `API token is valid only from ${peer.address}, not from ${id.source}`, 'token_wrong_source'), peer);
-    }
+    // From another address, the same answer as an unknown token: whoever holds a leaked token
+    // learns neither that it is live nor where it works. The record and metric say why.
+    if (peer.address !== id.source) return fail(id.source, now, 'wrong_source', refusal(401, 'invalid API token', 'token_wrong_source'), peer);
     if (peer.expiresAt !== null && peer.expiresAt <= now) {
       return fail(id.source, now, 'expired', refusal(401, 'peer has expired', 'auth_peer_expired'), peer);
     }
