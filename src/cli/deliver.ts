@@ -1,5 +1,6 @@
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { CONNECTOR_FILE, connectorBundle } from '../connect/bundle.js';
 import QRCode from 'qrcode';
 import { WgoError, badInput } from '../errors.js';
@@ -64,29 +65,46 @@ export async function writeOut(dir: string, name: string, config: string, tls?: 
   const f = outFiles(dir, name);
   const png = await QRCode.toBuffer(config, { type: 'png', errorCorrectionLevel: 'M', margin: 4, scale: 6 });
   const svg = await QRCode.toString(config, { type: 'svg', errorCorrectionLevel: 'M', margin: 4 });
-  const ca = join(dir, 'ca.crt');
-  const items: [string, string | Buffer, number, 'wx' | 'w'][] = [[f.conf, config, 0o600, 'wx'], [f.png, png, 0o600, 'wx'], [f.svg, svg, 0o600, 'wx']];
+  // The peer's own files: new, 0600, never over anything (preflightOut checked; 'wx' makes sure).
+  const own: [string, string | Buffer][] = [[f.conf, config], [f.png, png], [f.svg, svg]];
+  // Public files the peers of this directory share: replaced when they differ (a new CA, an upgraded connector).
+  const shared: [string, string | Buffer][] = [];
   if (tls) {
-    items.push([f.crt, tls.certPem, 0o600, 'wx'], [f.key, tls.keyPem, 0o600, 'wx'], [f.p12, tls.p12, 0o600, 'wx'], [f.connect, tls.connectProfile, 0o600, 'wx']);
-    const shared: [string, string | Buffer][] = [[ca, tls.caPem]];
+    own.push([f.crt, tls.certPem], [f.key, tls.keyPem], [f.p12, tls.p12], [f.connect, tls.connectProfile]);
     const bundle = connectorBundle();
-    if (bundle) shared.push([join(dir, CONNECTOR_FILE), readFileSync(bundle)]);
-    // Public and shared by the peers of this directory: replaced when they differ (a new CA, an upgraded connector).
-    for (const [file, data] of shared) if (!sameContent(file, data)) items.push([file, data, 0o644, 'w']);
+    for (const [file, data] of [[join(dir, 'ca.crt'), tls.caPem], ...(bundle ? [[join(dir, CONNECTOR_FILE), readFileSync(bundle)]] : [])] as [string, string | Buffer][]) {
+      if (!sameContent(file, data)) shared.push([file, data]);
+    }
   }
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const written: string[] = [];
+  const temps: string[] = [];
   try {
-    for (const [file, data, mode, flag] of items) {
-      writeFileSync(file, data, { mode, flag });
+    for (const [file, data] of own) {
+      try {
+        writeFileSync(file, data, { mode: 0o600, flag: 'wx' });
+      } catch (e) {
+        // Created by us but not completely written (a full disk): ours to remove. EEXIST: not ours.
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') rmSync(file, { force: true });
+        throw e;
+      }
+      written.push(file);
+    }
+    // Shared files: written next to the target, then renamed over it. A rename replaces a symlink
+    // planted there instead of writing through it (this runs as root), and a failure leaves the
+    // file other peers use as it was.
+    for (const [file, data] of shared) {
+      const tmp = join(dir, `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+      temps.push(tmp);
+      writeFileSync(tmp, data, { mode: 0o644, flag: 'wx' });
+    }
+    for (const [i, [file]] of shared.entries()) {
+      renameSync(temps[i]!, file);
       written.push(file);
     }
   } catch (e) {
-    for (const file of written) rmSync(file, { force: true });
-    // A file created but not completely written (disk full) is removed too.
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-      for (const [file] of items) if (!written.includes(file)) rmSync(file, { force: true });
-    }
+    for (const file of written.filter((w) => own.some(([o]) => o === w))) rmSync(file, { force: true });
+    for (const tmp of temps) rmSync(tmp, { force: true });
     throw e;
   }
   return written;

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -61,5 +61,33 @@ describe('--out delivery', () => {
     const base = mkdtempSync(join(tmpdir(), 'wgo-out-'));
     writeFileSync(outFiles(base, 'alice').connect, '');
     expect(() => preflightOut(base, 'alice')).toThrow(/alice\.connect\.json already exists/);
+  });
+
+  it('shared files planted as symlinks are replaced, never written through (add-peer runs as root)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wgo-out-'));
+    const victim = join(mkdtempSync(join(tmpdir(), 'wgo-victim-')), 'victim.txt');
+    writeFileSync(victim, 'precious');
+    symlinkSync(victim, join(dir, CONNECTOR_FILE));
+    symlinkSync(victim, join(dir, 'ca.crt'));
+    const tls = { certPem: 'CERT', keyPem: 'KEY', caPem: 'CA', p12: Buffer.from('P12'), connectProfile: '{}' };
+    await writeOut(dir, 'alice', CONFIG, tls);
+    expect(readFileSync(victim, 'utf8')).toBe('precious');
+    expect(lstatSync(join(dir, 'ca.crt')).isSymbolicLink()).toBe(false);
+    expect(readFileSync(join(dir, 'ca.crt'), 'utf8')).toBe('CA');
+    expect(lstatSync(join(dir, CONNECTOR_FILE)).isSymbolicLink()).toBe(false);
+    expect(readdirSync(dir).filter((f) => f.startsWith('.'))).toEqual([]);
+  });
+
+  it("a failure part-way leaves the directory's shared files (other peers use them) as they were", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wgo-out-'));
+    writeFileSync(join(dir, 'ca.crt'), 'OLD CA');
+    writeFileSync(join(dir, CONNECTOR_FILE), 'old connector');
+    // alice.connect.json is in the way (a directory): the last per-peer file cannot be written.
+    mkdirSync(outFiles(dir, 'alice').connect);
+    const tls = { certPem: 'CERT', keyPem: 'KEY', caPem: 'NEW CA', p12: Buffer.from('P12'), connectProfile: '{}' };
+    await expect(writeOut(dir, 'alice', CONFIG, tls)).rejects.toThrow();
+    expect(readFileSync(join(dir, 'ca.crt'), 'utf8')).toBe('OLD CA');
+    expect(readFileSync(join(dir, CONNECTOR_FILE), 'utf8')).toBe('old connector');
+    expect(readdirSync(dir).sort()).toEqual(['alice.connect.json', 'ca.crt', CONNECTOR_FILE].sort());
   });
 });
