@@ -82,3 +82,21 @@ export const requestRecordSchema = z
     auth: z.enum(['certificate', 'token']).nullable().optional(),
   })
   .strict();
+
+/** Record fields a gateway may not know: sent only when its peer set names them (`recordFields`). */
+const NEWER_FIELDS = ['auth'] as const;
+/** What this build's gateway takes besides the original fields; it says so in every peer set. */
+export const RECORD_FIELDS: readonly string[] = Object.freeze([...NEWER_FIELDS]);
+
+/**
+ * A record as the gateway that sent `accepted` (its peer set's recordFields) can store it: an
+ * older gateway refuses unknown fields, and a refused record is lost, so fields it did not
+ * name are left out.
+ */
+export function recordForGateway<T extends object>(r: T, accepted: readonly string[] | undefined): T {
+  const drop = NEWER_FIELDS.filter((f) => f in r && !(accepted ?? []).includes(f));
+  if (drop.length === 0) return r;
+  const out = { ...r } as Record<string, unknown>;
+  for (const f of drop) delete out[f];
+  return out as T;
+}

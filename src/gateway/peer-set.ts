@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Config } from '../config.js';
 import { mergePolicy, type Policy } from '../core/policy.js';
 import { utcDay } from '../core/rate.js';
+import { RECORD_FIELDS } from '../core/request-record.js';
 import type { Db } from '../db/open.js';
 import { peerRepository } from '../db/peers.js';
 import { requestRepository } from '../db/requests.js';
@@ -55,6 +56,7 @@ export function peerSetSource(db: Db, config: Config) {
           logPrompts: config.logPrompts,
           tokensToday: Object.fromEntries(rows.map((p) => [p.name, tokens.get(p.id) ?? 0])),
           day,
+          recordFields: [...RECORD_FIELDS],
         };
       })();
     },

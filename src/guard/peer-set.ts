@@ -27,6 +27,8 @@ export interface PeerSet {
   tokensToday: Record<string, number>;
   /** The UTC day tokensToday is for. */
   day: string;
+  /** Record fields the gateway stores beyond the original ones (core/request-record.ts RECORD_FIELDS); absent from older gateways. */
+  recordFields?: string[];
 }
 
 export const EMPTY_PEER_SET: PeerSet = { version: '', peers: [], logPrompts: false, tokensToday: {}, day: '' };

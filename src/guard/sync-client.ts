@@ -1,6 +1,7 @@
 import { Agent, request } from 'undici';
 import { z } from 'zod';
 import { policySchema } from '../core/policy.js';
+import { recordForGateway } from '../core/request-record.js';
 import type { PeerSet } from './peer-set.js';
 import type { GuardLog } from './server.js';
 import type { Spool } from './spool.js';
@@ -36,6 +37,7 @@ const peerSetSchema = z.object({
   logPrompts: z.boolean(),
   tokensToday: z.record(z.string(), z.number().min(0)),
   day: z.string().max(16),
+  recordFields: z.array(z.string().max(32)).max(32).optional(),
 });
 
 export interface SyncClientOptions {
@@ -64,6 +66,8 @@ export function startSyncClient(o: SyncClientOptions) {
   // The first poll asks for the whole set even when one is saved: today's token use and any
   // change made while this guard was down come with it (the saved set is enforced meanwhile).
   let version = '';
+  // Record fields the gateway stores (from its last peer set; the saved one until the first poll answers).
+  let recordFields = o.spool.loadPeerSet()?.recordFields;
   let connected = false;
   let lastError: string | null = null;
   let wake: (() => void) | null = null;
@@ -96,6 +100,7 @@ export function startSyncClient(o: SyncClientOptions) {
           const set = peerSetSchema.parse(JSON.parse(text)) as PeerSet;
           o.spool.savePeerSet(set);
           version = set.version;
+          recordFields = set.recordFields;
           o.onPeerSet(set);
         } else if (r.statusCode !== 204) {
           throw new Error(`gateway answered ${r.statusCode}: ${text.slice(0, 200)}`);
@@ -128,7 +133,7 @@ export function startSyncClient(o: SyncClientOptions) {
           dispatcher: agent,
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ spool: o.spool.id(), records: batch }),
+          body: JSON.stringify({ spool: o.spool.id(), records: batch.map((r) => recordForGateway(r, recordFields)) }),
           signal: ac.signal,
         });
         const text = await r.body.text();

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { fitRecord, requestRecordSchema, type RequestRecord } from '../../../src/core/request-record.js';
+import { RECORD_FIELDS, fitRecord, recordForGateway, requestRecordSchema, type RequestRecord } from '../../../src/core/request-record.js';
 import { createRecorder, type DraftRecord } from '../../../src/guard/recorder.js';
 
 const draft = (o: Partial<DraftRecord> = {}): DraftRecord => ({
@@ -26,5 +26,27 @@ describe('request records fit what the gateway stores', () => {
     rec.record(draft({ model: 'x'.repeat(300) }));
     rec.flush();
     expect(written.map((r) => r.model!.length)).toEqual([256]);
+  });
+});
+
+describe('records for gateways of another version', () => {
+  const rec = {
+    seq: 1, at: 1_700_000_000_000, peer: 'alice', certSerial: 'ab', source: '10.66.0.2', method: 'POST', path: '/api/chat', endpoint: 'chat', model: 'llama3.2:latest',
+    promptSha256: null, promptLength: null, promptText: null, status: 200, bytesIn: 1, bytesOut: 2, promptTokens: 1, evalTokens: 2, ttfbMs: 1, durationMs: 2, refusal: null, auth: 'token' as const,
+  };
+  // The record schema before the auth field (the gateway of the previous release): strict, so an unknown field is a rejected record.
+  const previousRelease = requestRecordSchema.omit({ auth: true }).strict();
+
+  test('a gateway that does not name auth gets records without it, which it stores', () => {
+    expect(previousRelease.safeParse(rec).success).toBe(false);
+    const sent = recordForGateway(rec, undefined);
+    expect(previousRelease.safeParse(sent).success).toBe(true);
+    expect(recordForGateway(rec, [])).not.toHaveProperty('auth');
+  });
+
+  test('a gateway that names auth (this build: RECORD_FIELDS) gets it', () => {
+    expect(RECORD_FIELDS).toContain('auth');
+    expect(recordForGateway(rec, RECORD_FIELDS)).toEqual(rec);
+    expect(requestRecordSchema.safeParse(recordForGateway(rec, RECORD_FIELDS)).success).toBe(true);
   });
 });
