@@ -12,6 +12,7 @@ import { createFirewall } from '../system/firewall.js';
 import { enableIpForwarding, ipForwarding } from '../system/sysctl.js';
 import { createWireguard } from '../system/wireguard.js';
 import { createDesiredStore, openGateway } from './context.js';
+import { tokenService } from './token-service.js';
 import { listenControl } from './control.js';
 import { startGuardLink } from './guard-link.js';
 import { createMonitor } from './monitor.js';
@@ -30,6 +31,9 @@ const RETRY_MS = 1000;
  */
 export async function serve(config: Config, log: Logger, run: Runner = execRunner): Promise<void> {
   const ctx = openGateway(config);
+  // A config whose default policy no longer allows API tokens takes them away for good.
+  const tokensPruned = tokenService({ db: ctx.db, config }).prune({ actor: 'serve', source: 'config' });
+  if (tokensPruned.length) log.info({ event: 'tokens', peers: tokensPruned }, 'API tokens removed: the default policy no longer allows them');
   const wg = createWireguard(run, { tmpDir: config.stateDir });
   const fw = createFirewall(run);
   const startedAt = Date.now();

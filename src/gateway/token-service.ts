@@ -86,6 +86,27 @@ export function tokenService(deps: { db: Db; config: Config; clock?: () => numbe
       }).immediate();
     },
 
+    /**
+     * Deletes every stored token its peer's policy no longer allows (the config's default
+     * policy turned tokens off), each with an audit record, so that allowing tokens again later
+     * revives none of them. `serve` runs it at start, where a changed config takes effect.
+     * Returns the peers whose token went.
+     */
+    prune(who: Actor): string[] {
+      return db.transaction(() => {
+        const now = clock();
+        const gone: string[] = [];
+        for (const t of tokens.byPeerId().values()) {
+          const p = peers.byId(t.peerId);
+          if (!p || allows(p)) continue;
+          tokens.remove(p.id);
+          audit.record({ ...who, action: 'peer.token.revoke', target: p.name, details: { reason: 'the policy no longer allows API tokens' } }, now);
+          gone.push(p.name);
+        }
+        return gone;
+      }).immediate();
+    },
+
     status(name: string): TokenStatus {
       const p = find(name);
       const t = tokens.byPeer(p.id);

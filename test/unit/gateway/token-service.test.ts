@@ -200,3 +200,25 @@ describe('migration 5', () => {
     expect(() => rec.run(4, 'password')).toThrow(/CHECK/);
   });
 });
+
+describe('a default policy that turns tokens off, then on again', () => {
+  test('serve starting with tokens off by default prunes the tokens that rested on the default; turning them on again revives none', () => {
+    // dave has no policy of his own: he has tokens through the config's default only.
+    setup({ apiTokens: true });
+    env.svc.add({ name: 'dave' }, WHO);
+    const t = tokens.issue('dave', WHO);
+    const kept = tokens.issue('alice', WHO); // alice's own policy allows tokens: not the default's
+    // The admin turns the default off (config edit, serve restarted) ...
+    const off = tokenService({ db: env.db, config: { ...env.config, policy: { ...env.config.policy, apiTokens: false } }, clock: () => env.now });
+    expect(off.prune(WHO)).toEqual(['dave']);
+    expect(off.status('dave').state).toBe('none');
+    expect(tokenAudit().at(-1)).toMatchObject({ action: 'peer.token.revoke', target: 'dave' });
+    // ... and on again: dave's old token stays dead; alice's was never touched.
+    expect(tokens.status('dave').state).toBe('none');
+    expect(guardPeer('dave')?.tokenSha256 ?? null).toBeNull();
+    expect(tokens.status('alice').state).toBe('active');
+    expect(guardPeer('alice')?.tokenSha256).toBe(tokenHash(kept.token));
+    expect(t.token).not.toBe(kept.token);
+    expect(tokens.prune(WHO)).toEqual([]);
+  });
+});
