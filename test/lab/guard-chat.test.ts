@@ -24,7 +24,7 @@ import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, clientUp, waitFor } from './harness.js';
-import { CLIENTS, GUARD_URL, addPeer, createGuardLab, requestLog, tlsCurl, type GuardLab, type Peer, type SimEvent } from './guard-harness.js';
+import { CLIENTS, GUARD_URL, addPeer, createGuardLab, parseCurl, requestLog, tlsCurl, type GuardLab, type Peer, type SimEvent } from './guard-harness.js';
 
 const SHOTS = join(ROOT, 'test-artifacts', 'screenshots');
 /** What the simulator answers: markup that would run if the page used innerHTML. */
@@ -182,10 +182,12 @@ describe('guard: the chat page in Chromium through the tunnel', () => {
     expect(arrivals().length).toBe(before);
   });
 
-  it('curl with the .p12 as in the README: Accept text/html gets the page; GET / and HEAD / without it still reach Ollama', async () => {
+  it('curl with the .p12 as in the README: a navigation gets the page (curl asking for HTML does not); GET / and HEAD / without it still reach Ollama', async () => {
     const p12 = ['--cert-type', 'P12', '--cert', `${alice.p12}:${alice.p12Passphrase}`];
     const before = arrivals().length;
-    const page = await tlsCurl(gl.lab, c1, { ca: alice.ca }, '/', { headers: ['Accept: text/html'], extra: p12 });
+    // Exactly the README's command: the passphrase on curl's stdin (-K -), not on its command line.
+    const page = parseCurl(await gl.lab.exec(c1, 'curl', ['-K', '-', '-s', '-S', '-i', '--cacert', alice.ca, '--cert-type', 'P12', '-H', 'Sec-Fetch-Mode: navigate', `${GUARD_URL}/`],
+      { input: `cert = "${alice.p12}:${alice.p12Passphrase}"\n` }));
     expect(page.status, page.stderr).toBe(200);
     // (the lab's exec strips the final newline of curl's output)
     expect(page.body).toBe(readFileSync(join(ROOT, 'web/chat/index.html'), 'utf8').replace(/\n$/, ''));
@@ -193,9 +195,12 @@ describe('guard: the chat page in Chromium through the tunnel', () => {
     expect(arrivals().length).toBe(before);
     const api = await tlsCurl(gl.lab, c1, { ca: alice.ca }, '/', { extra: p12 });
     expect([api.status, api.body]).toEqual([200, 'Ollama is running']);
+    // An API client that prefers HTML is no browser (Java's default Accept does this): it gets Ollama's answer too.
+    const html = await tlsCurl(gl.lab, c1, { ca: alice.ca }, '/', { headers: ['Accept: text/html'], extra: p12 });
+    expect([html.status, html.body]).toEqual([200, 'Ollama is running']);
     const head = await tlsCurl(gl.lab, c1, { ca: alice.ca }, '/', { extra: [...p12, '-I'] });
     expect(head.status).toBe(200);
-    expect(arrivals().slice(before).map((e) => `${e.method} ${e.path}`)).toEqual(['GET /', 'HEAD /']);
+    expect(arrivals().slice(before).map((e) => `${e.method} ${e.path}`)).toEqual(['GET /', 'GET /', 'HEAD /']);
     const noCert = await tlsCurl(gl.lab, c1, { ca: alice.ca }, '/');
     expect(noCert.status).toBe(401);
     expect(noCert.json()).toEqual({ error: 'client certificate required' });

@@ -140,7 +140,7 @@ describe('guard: peer-bound API tokens through the tunnel', () => {
     expect(chat.map((r) => [r.peer, r.source, auth(r), r.certSerial])).toEqual([['alice', '10.66.0.2', 'token', alice.certificateSerial]]);
     expect(rows.filter((r) => r.path === '/api/chat' && r.status === 200).map(auth)).toEqual(['token', 'token']); // alice, then bob
     expect(rows.filter((r) => r.path === '/api/version').map(auth)).toEqual(['certificate']);
-    expect(rows.filter((r) => r.refusal === 'token_wrong_source').map((r) => [r.source, auth(r), r.status])).toEqual([['10.66.0.3', 'token', 403], ['10.66.0.3', 'token', 403]]);
+    expect(rows.filter((r) => r.refusal === 'token_wrong_source').map((r) => [r.source, auth(r), r.status])).toEqual([['10.66.0.3', 'token', 401], ['10.66.0.3', 'token', 401]]);
     for (const r of rows.filter((x) => x.refusal === 'token_invalid')) expect([r.peer, auth(r), r.status]).toEqual([null, null, 401]);
     const text = await gl.gw.cli('logs', 'requests', '--since', '1h', '--peer', 'alice');
     expect(text.stdout).toMatch(/^\S+ {2}alice@10\.66\.0\.2 {2}POST \/v1\/chat\/completions .* via token$/m);
