@@ -43,3 +43,26 @@ export function printError(e) {
   });
   process.exitCode = 1;
 }
+
+/**
+ * What the openai-* client scripts do with a configured `openai` client: a streamed chat
+ * completion with usage, then the model list. Returns {ok, chunks, content, finishReason, usage, models}.
+ */
+export async function openaiChatAndModels(client, a) {
+  const stream = await client.chat.completions.create({
+    model: a.model, messages: [{ role: 'user', content: a.prompt }], stream: true, stream_options: { include_usage: true },
+  });
+  let content = '';
+  let chunks = 0;
+  let finishReason = null;
+  let usage = null;
+  for await (const chunk of stream) {
+    chunks++;
+    content += chunk.choices[0]?.delta?.content ?? '';
+    finishReason = chunk.choices[0]?.finish_reason ?? finishReason;
+    if (chunk.usage) usage = chunk.usage;
+  }
+  const models = [];
+  for await (const m of client.models.list()) models.push(m.id);
+  return { ok: true, chunks, content, finishReason, usage, models };
+}

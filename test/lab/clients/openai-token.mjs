@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import OpenAI from 'openai';
-import { print, printError } from './common.mjs';
+import { openaiChatAndModels, print, printError } from './common.mjs';
 
 const { values: a } = parseArgs({
   strict: true,
@@ -19,22 +19,7 @@ if (!a.url) throw new Error('--url is required');
 const token = readFileSync(0, 'utf8').split('\n')[0].trim();
 const client = new OpenAI({ baseURL: `${a.url}/v1`, apiKey: token, maxRetries: 0, timeout: 20_000 });
 try {
-  const stream = await client.chat.completions.create({
-    model: a.model, messages: [{ role: 'user', content: a.prompt }], stream: true, stream_options: { include_usage: true },
-  });
-  let content = '';
-  let chunks = 0;
-  let finishReason = null;
-  let usage = null;
-  for await (const chunk of stream) {
-    chunks++;
-    content += chunk.choices[0]?.delta?.content ?? '';
-    finishReason = chunk.choices[0]?.finish_reason ?? finishReason;
-    if (chunk.usage) usage = chunk.usage;
-  }
-  const models = [];
-  for await (const m of client.models.list()) models.push(m.id);
-  print({ ok: true, chunks, content, finishReason, usage, models });
+  print(await openaiChatAndModels(client, a));
 } catch (e) {
   printError(e);
 }
