@@ -226,7 +226,9 @@ export function decideHead(input: {
     return r;
   }
   const { endpoint } = m;
-  if (!policy.endpoints.includes(endpoint.name)) {
+  // `/` is the probe every Ollama client sends first ("Ollama is running"): it tells nothing, so
+  // it is answered for every peer, whatever endpoints its policy lists.
+  if (path !== '/' && !policy.endpoints.includes(endpoint.name)) {
     return refuse(403, 'endpoint_denied', `endpoint "${endpoint.name}" is not allowed for this peer`);
   }
 

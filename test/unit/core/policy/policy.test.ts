@@ -195,6 +195,14 @@ describe('decideHead', () => {
     expect(head('POST', blob, { 'content-length': String(10 * LIMIT), 'content-type': 'application/octet-stream' }, p)).toMatchObject({ ok: true });
   });
 
+  test("the root probe (GET / and HEAD /: \"Ollama is running\") is answered for every peer, whatever its endpoint list", () => {
+    const p = policy({ endpoints: ['chat'] });
+    expect(head('GET', '/', {}, p)).toMatchObject({ ok: true, path: '/' });
+    expect(head('HEAD', '/', {}, p)).toMatchObject({ ok: true, path: '/' });
+    expect(head('GET', '/api/version', {}, p)).toMatchObject({ ok: false, refusal: { reason: 'endpoint_denied' } });
+    expect(head('POST', '/', {}, p)).toMatchObject({ ok: false, refusal: { reason: 'method_not_allowed' } });
+  });
+
   test('the path model of /v1/models/:model is passed on', () => {
     expect(head('GET', '/v1/models/llama3.2')).toMatchObject({ ok: true, pathModel: 'llama3.2' });
   });
