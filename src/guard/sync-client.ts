@@ -70,6 +70,8 @@ export function startSyncClient(o: SyncClientOptions) {
   let recordFields = o.spool.loadPeerSet()?.recordFields;
   let connected = false;
   let lastError: string | null = null;
+  /** Why the last peer set could not be saved, until one is (reported by state() and /healthz). */
+  let spoolError: string | null = null;
   let wake: (() => void) | null = null;
 
   const sleep = (ms: number): Promise<void> =>
@@ -98,10 +100,18 @@ export function startSyncClient(o: SyncClientOptions) {
         const text = await r.body.text();
         if (r.statusCode === 200) {
           const set = peerSetSchema.parse(JSON.parse(text)) as PeerSet;
-          o.spool.savePeerSet(set);
           version = set.version;
           recordFields = set.recordFields;
+          // Enforced first: a spool that cannot be written (a full disk) must not freeze policy,
+          // revocations included. Saving it is for a restart while the gateway is away.
           o.onPeerSet(set);
+          try {
+            o.spool.savePeerSet(set);
+            spoolError = null;
+          } catch (e) {
+            spoolError = `cannot save the peer set to the spool: ${(e as Error).message}`;
+            o.log.error({ event: 'spool', version: set.version, err: (e as Error).message }, 'cannot save the peer set to the spool: it is enforced, but a restart before the gateway answers again would enforce the last one saved');
+          }
         } else if (r.statusCode !== 204) {
           throw new Error(`gateway answered ${r.statusCode}: ${text.slice(0, 200)}`);
         }
@@ -157,7 +167,7 @@ export function startSyncClient(o: SyncClientOptions) {
   return {
     /** Records were spooled: push soon. */
     kick: (): void => wake?.(),
-    state: () => ({ connected, pending: o.spool.count(), lastError, version }),
+    state: () => ({ connected, pending: o.spool.count(), lastError: spoolError ?? lastError, version }),
     async stop(): Promise<void> {
       ac.abort();
       await done.catch(() => undefined);

@@ -286,3 +286,29 @@ describe('sync client against the sync API', () => {
     expect(reported.map((r) => r.promptLength)).toEqual([1, 2, 3]);
   });
 });
+
+describe('a spool that cannot be written (issue 10, item 10)', () => {
+  test('a new peer set is enforced all the same, and the failure is said loudly; it is saved once the spool works again', async () => {
+    const spool = spoolAt(join(dir, 'spool.db'));
+    let failing = true;
+    const real = spool.savePeerSet.bind(spool);
+    spool.savePeerSet = (set) => {
+      if (failing) throw Object.assign(new Error('SQLITE_FULL: database or disk is full'), { code: 'SQLITE_FULL' });
+      real(set);
+    };
+    const sets: PeerSet[] = [];
+    client(spool, (s) => sets.push(s));
+    await until('the first peer set, spool failing', () => sets.length === 1);
+    expect(sets[0]!.peers.map((p) => p.name).sort()).toEqual(['alice', 'bob']);
+    await until('the failure to be reported', () => warnings.some((w) => /cannot save the peer set/.test(w)));
+    // A revocation while the disk is still full reaches the guard too: its policy does not freeze.
+    env.svc.revoke('bob', WHO);
+    changes.notify();
+    await until('the set without bob', () => sets.length >= 2 && !sets.at(-1)!.peers.some((p) => p.name === 'bob'));
+    expect(spool.loadPeerSet()).toBeNull();
+    failing = false;
+    env.svc.revoke('alice', WHO);
+    changes.notify();
+    await until('the next set saved', () => spool.loadPeerSet()?.peers.length === 0);
+  });
+});
