@@ -16,7 +16,7 @@ import { createGuard, type GuardLog } from '../guard/server.js';
 import { generateLeafKey } from './ca-store.js';
 import type { GatewayContext } from './context.js';
 import { gatewayMetrics } from './metrics.js';
-import { peerSetSource } from './peer-set.js';
+import { followPeerSet, peerSetSource } from './peer-set.js';
 import { changeSignal, createSyncApi } from './sync-api.js';
 
 /** Server certificates the gateway makes for itself are renewed this long before they expire. */
@@ -123,13 +123,16 @@ export async function startGuardLink(ctx: GatewayContext, log: GuardLog, health:
   }
 
   let version = source.version();
+  const follow = localGuard
+    ? followPeerSet(source, localGuard.setPeers, (e) => log.error({ event: 'peers', err: e.message }, 'cannot load the peer set for the local guard; retrying at the next change poll'))
+    : () => undefined;
   return {
     /** The database changed: wake long-polls, and give the local guard the new peer set. */
     changed(): void {
+      follow();
       const v = source.version();
       if (v === version) return;
       version = v;
-      localGuard?.setPeers(source.load(Date.now()));
       changes.notify();
     },
     flush: (): void => flushLocal(),

@@ -66,3 +66,23 @@ export function peerSetSource(db: Db, config: Config) {
 const earliest = (a: number | null, b: number | null): number | null => (a === null ? b : b === null ? a : Math.min(a, b));
 
 export type PeerSetSource = ReturnType<typeof peerSetSource>;
+
+/**
+ * What follows the database's peer set (the in-process guard of single-box mode): returns a
+ * `changed()` to call on every database change. A version counts as applied only once its set
+ * was loaded and handed over — a load that fails (a locked or full database) is reported and
+ * tried again at the next call, instead of leaving the guard on an old set until the next change.
+ */
+export function followPeerSet(source: Pick<PeerSetSource, 'version' | 'load'>, apply: (set: PeerSet) => void, onError: (e: Error) => void, clock: () => number = Date.now): () => void {
+  let applied: string | null = null;
+  return () => {
+    const v = source.version();
+    if (v === applied) return;
+    try {
+      apply(source.load(clock()));
+      applied = v;
+    } catch (e) {
+      onError(e as Error);
+    }
+  };
+}

@@ -4,7 +4,8 @@ import { DEFAULT_POLICY } from '../../../src/core/policy.js';
 import type { RequestRecord } from '../../../src/core/request-record.js';
 import { peerRepository } from '../../../src/db/peers.js';
 import { requestRepository } from '../../../src/db/requests.js';
-import { peerSetSource } from '../../../src/gateway/peer-set.js';
+import { followPeerSet, peerSetSource } from '../../../src/gateway/peer-set.js';
+import type { PeerSet } from '../../../src/guard/peer-set.js';
 import { DAY, T0, WHO, peerEnv, type PeerEnv } from './peer-env.js';
 
 let env: PeerEnv | undefined;
@@ -140,5 +141,35 @@ describe('peerSetSource', () => {
     const next = peerSetSource(env.db, env.config).load(dayStart + DAY);
     expect(next.day).toBe('2025-01-02');
     expect(next.tokensToday).toEqual({ alice: 0, bob: 0, carol: 0 });
+  });
+});
+
+describe('followPeerSet (single-box: the in-process guard follows the database)', () => {
+  const set = (version: string): PeerSet => ({ version, peers: [], logPrompts: false, tokensToday: {}, day: '2026-12-04' });
+
+  test('a load that fails does not count as applied: the next change applies the newest set', () => {
+    let version = '1';
+    let failing = false;
+    const applied: string[] = [];
+    const errors: string[] = [];
+    const source = {
+      version: () => version,
+      load: (): PeerSet => {
+        if (failing) throw new Error('SQLITE_BUSY: database is locked');
+        return set(version);
+      },
+    };
+    const changed = followPeerSet(source, (s) => applied.push(s.version), (e) => errors.push(e.message));
+    version = '2';
+    failing = true;
+    changed();
+    expect(applied).toEqual([]);
+    expect(errors).toEqual(['SQLITE_BUSY: database is locked']);
+    // Nothing else changed in the database, but the set at version 2 was never applied: the next poll must try again.
+    failing = false;
+    changed();
+    expect(applied).toEqual(['2']);
+    changed();
+    expect(applied).toEqual(['2']);
   });
 });
