@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry } from 'prom-client';
+import { modelLabeller } from '../core/metric-labels.js';
 import type { RequestRecord } from '../core/request-record.js';
 import { certificateRepository } from '../db/certificates.js';
 import { connectionRepository } from '../db/connections.js';
@@ -61,12 +62,15 @@ export function gatewayMetrics(registry: Registry, db: Db, clock: () => number =
       for (const g of certs.guards()) if (g.revokedAt === null && g.lastSeenAt !== null) this.set({ guard: g.name }, Math.round((now - g.lastSeenAt) / 1000));
     },
   });
+  // Model names come from clients (through the guards' records): only served ones, bounded in number.
+  const label = modelLabeller();
   return {
     records(list: readonly Omit<RequestRecord, 'seq'>[]): void {
       for (const r of list) {
-        requests.inc({ peer: r.peer ?? '', model: r.model ?? '', status: String(r.status) });
-        if (r.promptTokens) tokens.inc({ peer: r.peer ?? '', model: r.model ?? '', kind: 'prompt' }, r.promptTokens);
-        if (r.evalTokens) tokens.inc({ peer: r.peer ?? '', model: r.model ?? '', kind: 'eval' }, r.evalTokens);
+        const model = label(r.model, r.status > 0 && r.status < 400 && r.refusal === null);
+        requests.inc({ peer: r.peer ?? '', model, status: String(r.status) });
+        if (r.promptTokens) tokens.inc({ peer: r.peer ?? '', model, kind: 'prompt' }, r.promptTokens);
+        if (r.evalTokens) tokens.inc({ peer: r.peer ?? '', model, kind: 'eval' }, r.evalTokens);
         if (r.refusal) refusals.inc({ reason: r.refusal });
       }
     },

@@ -1,3 +1,4 @@
+import { modelLabeller } from '../core/metric-labels.js';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** What the guard counts, as Prometheus metrics in the given registry. */
@@ -46,14 +47,16 @@ export function guardMetrics(registry: Registry) {
     registers: [registry],
   });
   const peerSetVersion = new Gauge({ name: 'wgo_guard_peers', help: 'Active peers the guard enforces', registers: [registry] });
+  // The exchange passes a model only for answers Ollama served; the labeller bounds how many there are.
+  const model = modelLabeller();
   return {
-    request(peer: string, model: string | null, status: number, endpoint: string | null, seconds: number): void {
-      requests.inc({ peer, model: model ?? '', status: String(status) });
+    request(peer: string, m: string | null, status: number, endpoint: string | null, seconds: number): void {
+      requests.inc({ peer, model: model(m, true), status: String(status) });
       duration.observe({ endpoint: endpoint ?? '' }, seconds);
     },
-    tokens(peer: string, model: string | null, prompt: number, evalCount: number): void {
-      if (prompt) tokens.inc({ peer, model: model ?? '', kind: 'prompt' }, prompt);
-      if (evalCount) tokens.inc({ peer, model: model ?? '', kind: 'eval' }, evalCount);
+    tokens(peer: string, m: string | null, prompt: number, evalCount: number): void {
+      if (prompt) tokens.inc({ peer, model: model(m, true), kind: 'prompt' }, prompt);
+      if (evalCount) tokens.inc({ peer, model: model(m, true), kind: 'eval' }, evalCount);
     },
     stream: (peer: string, delta: 1 | -1) => streams.inc({ peer }, delta),
     refusal: (reason: string) => refusals.inc({ reason }),
