@@ -277,6 +277,9 @@ const SIGNIFICANT = new Set([
 /** toLowerCase already maps the Kelvin sign to 'k'; the long s needs a hand. */
 const goFold = (k: string): string => k.toLowerCase().replace(/\u017f/g, 's');
 
+/** How long Ollama keeps a model loaded when a request names no keep_alive (its default, OLLAMA_KEEP_ALIVE unset). */
+const OLLAMA_DEFAULT_KEEP_ALIVE_SEC = 300;
+
 /** Go duration ("5m", "1h30m", "-1s", "0") or a bare number of seconds → seconds; negative = forever. */
 export function keepAliveSeconds(v: unknown): number | null {
   if (typeof v === 'number') return Number.isFinite(v) ? (v < 0 ? Infinity : v) : null;
@@ -369,6 +372,9 @@ export function decideBody(input: { endpoint: EndpointDef; pathModel?: string; b
     if (secs > policy.maxKeepAliveSec) {
       req.keep_alive = policy.maxKeepAliveSec;
     }
+  } else if (endpoint.generative && policy.maxKeepAliveSec !== null && !endpoint.name.startsWith('v1.')) {
+    // Omitted: Ollama would keep the model OLLAMA_KEEP_ALIVE long (5 min unless set), past a shorter clamp.
+    req.keep_alive = Math.min(policy.maxKeepAliveSec, OLLAMA_DEFAULT_KEEP_ALIVE_SEC);
   }
   if (endpoint.generative && policy.maxNumCtx !== null && isRecord(req.options) && req.options.num_ctx !== undefined) {
     const n = req.options.num_ctx;

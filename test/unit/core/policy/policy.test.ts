@@ -333,9 +333,22 @@ describe('decideBody', () => {
     ['"-1m"', '-1m', 300],
     ['"3600" as text', '3600', 300],
     ['"0"', '0', '0'],
-    ['absent', undefined, undefined],
+    ['absent (Ollama would keep it 5 min, its default)', undefined, 300],
   ])('keep_alive %s → %j', (_, given, sent) => {
     const r = body('/api/generate', { model: 'llama3.2', keep_alive: given }, { maxKeepAliveSec: 300 });
+    expect(r.ok).toBe(true);
+    if (r.ok) expect(JSON.parse(r.forward.toString()).keep_alive).toEqual(sent);
+  });
+
+  test.each<[string, string, number | null, unknown]>([
+    ['a clamp under Ollama\'s 5-minute default', '/api/chat', 60, 60],
+    ['a clamp over it: the default stands', '/api/generate', 3600, 300],
+    ['embeddings keep their model loaded too', '/api/embed', 30, 30],
+    ['no clamp: left to Ollama', '/api/chat', null, undefined],
+    ['the OpenAI-compatible API has no keep_alive: left alone', '/v1/chat/completions', 60, undefined],
+  ])('keep_alive omitted, %s', (_, path, clamp, sent) => {
+    const b = path === '/api/embed' ? { model: 'x', input: 'hi' } : path.startsWith('/v1') ? { model: 'x', messages: [] } : { model: 'x', prompt: 'hi', messages: [] };
+    const r = body(path, b, { maxKeepAliveSec: clamp });
     expect(r.ok).toBe(true);
     if (r.ok) expect(JSON.parse(r.forward.toString()).keep_alive).toEqual(sent);
   });
