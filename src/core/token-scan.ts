@@ -1,45 +1,36 @@
 /**
  * Finds the token counts in an Ollama response while it streams past, without
- * holding the body: Ollama's `"prompt_eval_count":N` / `"eval_count":N`
- * (NDJSON lines or one JSON object) and OpenAI's `"usage":{"prompt_tokens":N,
- * "completion_tokens":M}` (SSE `data:` lines or one JSON object).
+ * holding the body: Ollama's own final statistics — `prompt_eval_count` and
+ * `eval_count` at the top level of a JSON document (the final NDJSON line, or
+ * the one object of a non-streamed answer) — and OpenAI's top-level
+ * `"usage":{"prompt_tokens":N,"completion_tokens":M}` (SSE `data:` lines or
+ * one object).
  *
- * Why matching bytes is safe: in valid JSON a `"` inside a string value is
- * always written `\"`, so the bytes `"eval_count"` followed by `:` can only be
- * an object key named exactly eval_count (model output saying
- * `"eval_count":999` arrives as `\"eval_count\":999` and never matches). The
- * opening quote must not itself be escaped (a key such as `x\"eval_count`),
- * which is checked by counting the backslashes before it, across chunks too.
- * The last occurrence wins; a real nested key (e.g. in tool-call arguments of
- * native /api/chat) is overridden by the final statistics that follow it.
+ * It follows the JSON structure byte by byte (strings, escapes, nesting) so
+ * that only those positions count: a key of the same name anywhere deeper —
+ * in a tool call's arguments, which native /api/chat sends as an object the
+ * model wrote — is not a count, and neither is model text (inside strings).
+ * A stream cut before the final statistics therefore has no counts, and is
+ * charged an estimate instead (see the guard's exchange). Each newline-
+ * separated document is read on its own; the last count seen wins.
  */
 
-/** Bytes kept from one chunk to the next: longer than any key + value we look for. */
-const TAIL = 512;
 const MAX_DIGITS = 15;
+/** Longest key that matters ("prompt_eval_count", "completion_tokens"); longer strings are not collected. */
+const MAX_KEY = 17;
+
+type Key = 'prompt_eval_count' | 'eval_count' | 'prompt_tokens' | 'completion_tokens';
+const TOP_KEYS: ReadonlySet<string> = new Set(['prompt_eval_count', 'eval_count']);
+const USAGE_KEYS: ReadonlySet<string> = new Set(['prompt_tokens', 'completion_tokens']);
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const COLON = 0x3a;
-
-type Key = 'prompt_eval_count' | 'eval_count' | 'prompt_tokens' | 'completion_tokens';
-
-/** Each needle ends with the closing quote; the key's start is found by looking back. */
-const NEEDLES: readonly { needle: Buffer; keys: readonly Key[] }[] = [
-  { needle: Buffer.from('eval_count"'), keys: ['eval_count', 'prompt_eval_count'] },
-  { needle: Buffer.from('_tokens"'), keys: ['prompt_tokens', 'completion_tokens'] },
-];
-const KEY_BYTES: Record<Key, Buffer> = {
-  prompt_eval_count: Buffer.from('"prompt_eval_count"'),
-  eval_count: Buffer.from('"eval_count"'),
-  prompt_tokens: Buffer.from('"prompt_tokens"'),
-  completion_tokens: Buffer.from('"completion_tokens"'),
-};
-
-const isWs = (c: number | undefined): boolean => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
-const isDigit = (c: number | undefined): c is number => c !== undefined && c >= 0x30 && c <= 0x39;
-/** What may follow a JSON integer that is a whole value. */
-const ends = (c: number): boolean => c === 0x2c || c === 0x7d || c === 0x5d || isWs(c);
+const COMMA = 0x2c;
+const OPEN_OBJECT = 0x7b;
+const CLOSE_OBJECT = 0x7d;
+const OPEN_ARRAY = 0x5b;
+const CLOSE_ARRAY = 0x5d;
 
 export interface TokenScanner {
   /** Feed the next response chunk, as sent to the client. */
@@ -49,83 +40,115 @@ export interface TokenScanner {
 }
 
 export function createTokenScanner(): TokenScanner {
-  /** The last bytes of everything pushed so far. */
-  let tail = Buffer.alloc(0);
-  /** Bytes pushed before `tail` starts. */
-  let tailStart = 0;
-  /** Whether an odd run of backslashes ends right before `tail` starts. */
-  let oddBefore = false;
-  /** Per key: the value and the stream offset of its last occurrence. */
+  // The structure so far: one entry per open container — true for an object, false for an array —
+  // and, for depth 2, whether it is the value of the top-level key "usage".
+  const stack: boolean[] = [];
+  let usageObject = false;
+  let inString = false;
+  let escaped = false;
+  /** Where the next string in an object is a key. */
+  let expectKey = false;
+  /** The key string being read (only at depth 1, or 2 inside "usage"); null when not collected. */
+  let keyBytes: number[] | null = null;
+  /** The last complete key, waiting for its ':'. */
+  let lastKey: string | null = null;
+  /** The key whose value is being read, and its digits so far (-1: not a count). */
+  let valueKey: string | null = null;
+  let digits = 0;
+  let digitCount = 0;
+  let n = 0;
+  /** Per key: the value and the order of its last occurrence. */
   const seen = new Map<Key, { value: number; at: number }>();
 
-  /** Whether the byte at `i` of `data` is preceded by an odd number of backslashes. */
-  function escaped(data: Buffer, i: number, odd: boolean): boolean {
-    let j = i - 1;
-    let run = 0;
-    while (j >= 0 && data[j] === BACKSLASH) {
-      run++;
-      j--;
-    }
-    return (run % 2 === 1) !== (j < 0 && odd);
-  }
+  const commitNumber = (): void => {
+    if (valueKey !== null && digitCount > 0 && digitCount <= MAX_DIGITS) seen.set(valueKey as Key, { value: digits, at: n++ });
+    valueKey = null;
+    digitCount = 0;
+    digits = 0;
+  };
+  /** Whether a key at this position is one we count. */
+  const counted = (key: string): boolean =>
+    (stack.length === 1 && TOP_KEYS.has(key)) || (stack.length === 2 && usageObject && USAGE_KEYS.has(key));
 
-  /** The integer after `"key"` ending at `end` (exclusive): a number, null if not a count, 'more' if cut off. */
-  function valueAfter(data: Buffer, end: number): number | null | 'more' {
-    let i = end;
-    while (i < data.length && isWs(data[i])) i++;
-    if (i >= data.length) return 'more';
-    if (data[i] !== COLON) return null;
-    i++;
-    while (i < data.length && isWs(data[i])) i++;
-    if (i >= data.length) return 'more';
-    const start = i;
-    while (i < data.length && isDigit(data[i])) i++;
-    if (i === start || i - start > MAX_DIGITS) return null;
-    if (i >= data.length) return 'more';
-    return ends(data[i] ?? 0) ? Number(data.toString('latin1', start, i)) : null;
-  }
-
-  function scan(data: Buffer, base: number, odd: boolean): void {
-    for (const { needle, keys } of NEEDLES) {
-      for (let at = data.indexOf(needle); at !== -1; at = data.indexOf(needle, at + 1)) {
-        const end = at + needle.length;
-        for (const key of keys) {
-          const kb = KEY_BYTES[key];
-          const q = end - kb.length;
-          if (q < 0 || !data.subarray(q, end).equals(kb) || escaped(data, q, odd)) continue;
-          const v = valueAfter(data, end);
-          // Cut off: left in the tail, found again with the next chunk.
-          if (typeof v === 'number') {
-            const prev = seen.get(key);
-            if (!prev || prev.at <= base + q) seen.set(key, { value: v, at: base + q });
-          }
+  function step(c: number): void {
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (c === BACKSLASH) escaped = true;
+      else if (c === QUOTE) {
+        inString = false;
+        if (keyBytes) {
+          lastKey = keyBytes.length <= MAX_KEY ? String.fromCharCode(...keyBytes) : null;
+          keyBytes = null;
         }
+      } else if (keyBytes && keyBytes.length <= MAX_KEY) keyBytes.push(c);
+      return;
+    }
+    if (valueKey !== null) {
+      if (c >= 0x30 && c <= 0x39 && digitCount <= MAX_DIGITS) {
+        digits = digits * 10 + (c - 0x30);
+        digitCount++;
+        return;
+      }
+      // A whole integer ends at one of these; anything else (".", "e", a quote) is not a count.
+      if (c === COMMA || c === CLOSE_OBJECT || c === CLOSE_ARRAY || c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) {
+        if (digitCount > 0 || (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d)) commitNumber();
+      } else {
+        valueKey = null;
+        digitCount = 0;
+        digits = 0;
       }
     }
+    switch (c) {
+      case QUOTE:
+        inString = true;
+        // Keys are collected only where a counted key can be.
+        keyBytes = expectKey && (stack.length === 1 || (stack.length === 2 && usageObject)) ? [] : null;
+        if (!expectKey) lastKey = null;
+        break;
+      case COLON:
+        if (stack[stack.length - 1] === true && lastKey !== null) {
+          if (counted(lastKey)) {
+            valueKey = lastKey;
+            digits = 0;
+            digitCount = 0;
+          }
+          // The value of the top-level "usage" key opens the only depth-2 object that counts.
+          pendingUsage = stack.length === 1 && lastKey === 'usage';
+        } else pendingUsage = false;
+        expectKey = false;
+        lastKey = null;
+        break;
+      case OPEN_OBJECT:
+      case OPEN_ARRAY:
+        stack.push(c === OPEN_OBJECT);
+        if (stack.length === 2) usageObject = pendingUsage && c === OPEN_OBJECT;
+        pendingUsage = false;
+        expectKey = c === OPEN_OBJECT;
+        break;
+      case CLOSE_OBJECT:
+      case CLOSE_ARRAY:
+        stack.pop();
+        if (stack.length < 2) usageObject = false;
+        expectKey = false;
+        break;
+      case COMMA:
+        expectKey = stack[stack.length - 1] === true;
+        pendingUsage = false;
+        break;
+      case 0x0a:
+        // A new document (NDJSON line, SSE event) starts at depth 0 after a newline at depth 0.
+        if (stack.length === 0) expectKey = false;
+        break;
+      default:
+        // Anything else outside a string (true, false, null, numbers not counted, "data: ") ends a pending "usage".
+        if (c !== 0x20 && c !== 0x09 && c !== 0x0d) pendingUsage = false;
+    }
   }
+  let pendingUsage = false;
 
   return {
     push(chunk) {
-      if (chunk.length === 0) return;
-      const data = tail.length ? Buffer.concat([tail, chunk]) : chunk;
-      scan(data, tailStart, oddBefore);
-      const cut = Math.max(0, data.length - TAIL);
-      if (cut > 0) {
-        let j = cut - 1;
-        let run = 0;
-        while (j >= 0 && data[j] === BACKSLASH) {
-          run++;
-          j--;
-        }
-        oddBefore = (run % 2 === 1) !== (j < 0 && oddBefore);
-      }
-      // Copied so that a large chunk is not kept alive through a view.
-      // A buffer of its own: Buffer.from would place it in Node's shared 8 KiB pool and keep a
-      // whole slab alive for every open stream.
-      const rest = data.subarray(cut);
-      tail = Buffer.allocUnsafeSlow(rest.length);
-      rest.copy(tail);
-      tailStart += cut;
+      for (let i = 0; i < chunk.length; i++) step(chunk[i]!);
     },
     result() {
       const at = (k: Key): number => seen.get(k)?.at ?? -1;

@@ -46,6 +46,19 @@ describe('createTokenScanner', () => {
       { promptTokens: 26, evalTokens: 290 },
     ],
     ['an error line after nothing', ['{"error":"model not found"}'], null],
+    // Issue 10, item 2: a model that emits a tool call whose arguments carry the keys (native
+    // /api/chat sends arguments as an object) must not set what a cut-short stream is charged.
+    [
+      'tool-call arguments naming the counts, then the client leaves before the final line',
+      ['{"model":"m","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":{"done":true,"eval_count":1,"prompt_eval_count":1}}}]},"done":false}\n'],
+      null,
+    ],
+    [
+      'OpenAI tool-call output with a usage-like object is not the usage',
+      ['data: {"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"x"}}]}}],"x":{"usage":{"prompt_tokens":1,"completion_tokens":1}}}\n\n'],
+      null,
+    ],
+    ['a top-level count in a nested object of the final line is not the count', ['{"done":true,"meta":{"eval_count":3},"eval_count":290,"prompt_eval_count":26}\n'], { promptTokens: 26, evalTokens: 290 }],
   ])('%s', (_, chunks, expected) => {
     expect(scan(...chunks)).toEqual(expected);
   });
