@@ -423,17 +423,17 @@ describe('decideBody', () => {
   });
 
   test.each<[string, unknown, string | null]>([
-    ['/api/generate', { model: 'x', prompt: 'Why is the sky blue? ☁' }, 'Why is the sky blue? ☁'],
-    ['/api/chat', { model: 'x', messages: [{ role: 'user', content: 'hi' }] }, JSON.stringify([{ role: 'user', content: 'hi' }])],
-    ['/api/embed', { model: 'x', input: ['a', 'b'] }, '["a","b"]'],
-    ['/v1/embeddings', { model: 'x', input: 'text' }, 'text'],
+    ['/api/generate', { model: 'x', prompt: 'Why is the sky blue? ☁' }, '[["prompt","Why is the sky blue? ☁"]]'],
+    ['/api/chat', { model: 'x', messages: [{ role: 'user', content: 'hi' }] }, '[["messages",[{"content":"hi","role":"user"}]]]'],
+    ['/api/embed', { model: 'x', input: ['a', 'b'] }, '[["input",["a","b"]]]'],
+    ['/v1/embeddings', { model: 'x', input: 'text' }, '[["input","text"]]'],
     ['/api/generate', { model: 'x' }, null],
     ['/api/show', { model: 'x' }, null],
   ])('prompt digest of %s %j', (path, b, hashed) => {
     const r = body(path, b);
     expect(r.ok).toBe(true);
     if (r.ok) {
-      expect(r.prompt).toEqual(hashed === null ? null : { sha256: sha(hashed), length: Buffer.byteLength(hashed) });
+      expect(r.prompt).toEqual(hashed === null ? null : { sha256: sha(hashed), length: Buffer.byteLength(hashed), text: hashed });
     }
   });
 
