@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { DEFAULT_ENDPOINTS, ENDPOINT_NAMES, PROMPT_FIELDS, canonicalPath, matchEndpoint, type EndpointDef, type EndpointName } from './ollama-api.js';
+import { hopByHopRefusal } from './hop-by-hop.js';
 import { promptDigest, type PromptDigest } from './prompt-digest.js';
 
 /** What the guard needs to decide a request (every policy field but apiTokens, which the gateway applies). */
@@ -231,6 +232,9 @@ export function decideHead(input: {
   if (path !== '/' && !policy.endpoints.includes(endpoint.name)) {
     return refuse(403, 'endpoint_denied', `endpoint "${endpoint.name}" is not allowed for this peer`);
   }
+
+  const hop = hopByHopRefusal(header(headers, 'upgrade'), header(headers, 'connection'));
+  if (hop) return { ok: false, refusal: hop };
 
   const cl = header(headers, 'content-length');
   const te = header(headers, 'transfer-encoding');
