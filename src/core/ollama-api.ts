@@ -52,8 +52,11 @@ export interface EndpointDef {
   optionalModelFields?: readonly (readonly string[])[];
   /** The model is the last path segment (/v1/models/:model). */
   modelFromPath?: boolean;
-  /** Field holding the prompt/messages/input, for hashing, or null. */
-  promptField: string | null;
+  /**
+   * Every request field the model reads (PROMPT_FIELDS), in the order the
+   * prompt digest lists them; [] = no prompt.
+   */
+  promptFields: readonly string[];
   /**
    * Runs inference on a model (generation, chat and embeddings alike): counts
    * toward concurrent streams and the daily token budget, and gets the
@@ -84,12 +87,35 @@ function def(d: EndpointDef): EndpointDef {
   return Object.freeze(d);
 }
 
-const infer = (name: EndpointName, promptField: string, streaming: EndpointDef['streaming']): EndpointDef =>
-  def({ name, methods: POST, body: 'json', modelFields: MODEL, promptField, generative: true, streaming });
+/**
+ * What the model reads, per inference endpoint, from Ollama's api/types.go and openai/openai.go:
+ * - generate (GenerateRequest): the prompt, the fill-in-the-middle suffix, the system prompt and
+ *   template that replace the model's own, images, the context tokens of an earlier answer, and
+ *   raw (whether the template is applied at all);
+ * - chat (ChatRequest): messages, whose content, images, tool calls and tool results are all
+ *   rendered into the prompt, and the tool definitions;
+ * - embed / embeddings / v1 embeddings: input (embeddings: prompt);
+ * - v1 chat: messages, tools and tool_choice; v1 completions: prompt and suffix.
+ * Left out: options, format, think, keep_alive, stream, truncate and the like steer sampling,
+ * output grammar or scheduling, not what the prompt says.
+ */
+export const PROMPT_FIELDS: Readonly<Partial<Record<EndpointName, readonly string[]>>> = Object.freeze({
+  generate: Object.freeze(['prompt', 'suffix', 'system', 'template', 'images', 'context', 'raw']),
+  chat: Object.freeze(['messages', 'tools']),
+  embed: Object.freeze(['input']),
+  embeddings: Object.freeze(['prompt']),
+  'v1.chat': Object.freeze(['messages', 'tools', 'tool_choice']),
+  'v1.completions': Object.freeze(['prompt', 'suffix']),
+  'v1.embeddings': Object.freeze(['input']),
+});
+const NO_PROMPT = Object.freeze([]) as readonly string[];
+
+const infer = (name: EndpointName, streaming: EndpointDef['streaming']): EndpointDef =>
+  def({ name, methods: POST, body: 'json', modelFields: MODEL, promptFields: PROMPT_FIELDS[name] ?? NO_PROMPT, generative: true, streaming });
 const manage = (name: EndpointName, methods: readonly string[], streaming: EndpointDef['streaming']): EndpointDef =>
-  def({ name, methods, body: 'json', modelFields: MODEL_OR_NAME, promptField: null, generative: false, streaming });
+  def({ name, methods, body: 'json', modelFields: MODEL_OR_NAME, promptFields: NO_PROMPT, generative: false, streaming });
 const list = (name: EndpointName, listsModels?: EndpointDef['listsModels']): EndpointDef =>
-  def({ name, methods: GET, body: 'none', modelFields: NONE, promptField: null, generative: false, streaming: 'none', ...(listsModels ? { listsModels } : {}) });
+  def({ name, methods: GET, body: 'none', modelFields: NONE, promptFields: NO_PROMPT, generative: false, streaming: 'none', ...(listsModels ? { listsModels } : {}) });
 
 const EXACT: ReadonlyMap<string, EndpointDef> = new Map([
   ['/', list('version')],
@@ -97,13 +123,13 @@ const EXACT: ReadonlyMap<string, EndpointDef> = new Map([
   ['/api/tags', list('tags', 'tags')],
   ['/api/ps', list('ps', 'tags')],
   ['/v1/models', list('v1.models', 'v1.models')],
-  ['/api/generate', infer('generate', 'prompt', 'default-on')],
-  ['/api/chat', infer('chat', 'messages', 'default-on')],
-  ['/api/embed', infer('embed', 'input', 'none')],
-  ['/api/embeddings', infer('embeddings', 'prompt', 'none')],
-  ['/v1/chat/completions', infer('v1.chat', 'messages', 'opt-in')],
-  ['/v1/completions', infer('v1.completions', 'prompt', 'opt-in')],
-  ['/v1/embeddings', infer('v1.embeddings', 'input', 'none')],
+  ['/api/generate', infer('generate', 'default-on')],
+  ['/api/chat', infer('chat', 'default-on')],
+  ['/api/embed', infer('embed', 'none')],
+  ['/api/embeddings', infer('embeddings', 'none')],
+  ['/v1/chat/completions', infer('v1.chat', 'opt-in')],
+  ['/v1/completions', infer('v1.completions', 'opt-in')],
+  ['/v1/embeddings', infer('v1.embeddings', 'none')],
   ['/api/show', manage('show', POST, 'none')],
   ['/api/pull', manage('pull', POST, 'default-on')],
   ['/api/push', manage('push', POST, 'default-on')],
@@ -111,12 +137,12 @@ const EXACT: ReadonlyMap<string, EndpointDef> = new Map([
   ['/api/create', def({ ...manage('create', POST, 'default-on'), optionalModelFields: Object.freeze([Object.freeze(['from'])]) })],
   [
     '/api/copy',
-    def({ name: 'copy', methods: POST, body: 'json', modelFields: Object.freeze([Object.freeze(['source']), Object.freeze(['destination'])]), promptField: null, generative: false, streaming: 'none' }),
+    def({ name: 'copy', methods: POST, body: 'json', modelFields: Object.freeze([Object.freeze(['source']), Object.freeze(['destination'])]), promptFields: NO_PROMPT, generative: false, streaming: 'none' }),
   ],
 ]);
 
 const V1_MODEL = def({ ...list('v1.models'), modelFromPath: true });
-const BLOBS = def({ name: 'blobs', methods: Object.freeze(['HEAD', 'POST']), body: 'binary', modelFields: NONE, promptField: null, generative: false, streaming: 'none' });
+const BLOBS = def({ name: 'blobs', methods: Object.freeze(['HEAD', 'POST']), body: 'binary', modelFields: NONE, promptFields: NO_PROMPT, generative: false, streaming: 'none' });
 
 const MAX_URL = 2048;
 const PATH_CHARS = /^[A-Za-z0-9._~:@!$&'()*+,=\/-]*$/;

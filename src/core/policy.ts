@@ -3,9 +3,10 @@
  * model names and the allowlist, the model-list filter, decideHead on the
  * request line and headers, decideBody on the body.
  */
-import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { DEFAULT_ENDPOINTS, ENDPOINT_NAMES, canonicalPath, matchEndpoint, type EndpointDef, type EndpointName } from './ollama-api.js';
+import { DEFAULT_ENDPOINTS, ENDPOINT_NAMES, PROMPT_FIELDS, canonicalPath, matchEndpoint, type EndpointDef, type EndpointName } from './ollama-api.js';
+import { hopByHopRefusal } from './hop-by-hop.js';
+import { promptDigest, type PromptDigest } from './prompt-digest.js';
 
 /** What the guard needs to decide a request (every policy field but apiTokens, which the gateway applies). */
 export interface RequestPolicy {
@@ -232,6 +233,9 @@ export function decideHead(input: {
     return refuse(403, 'endpoint_denied', `endpoint "${endpoint.name}" is not allowed for this peer`);
   }
 
+  const hop = hopByHopRefusal(header(headers, 'upgrade'), header(headers, 'connection'));
+  if (hop) return { ok: false, refusal: hop };
+
   const cl = header(headers, 'content-length');
   const te = header(headers, 'transfer-encoding');
   if (cl !== undefined && te !== undefined) {
@@ -271,8 +275,8 @@ export function decideHead(input: {
  * that folds onto one of these without being it is refused.
  */
 const SIGNIFICANT = new Set([
-  'model', 'name', 'source', 'destination', 'from', 'stream', 'stream_options',
-  'keep_alive', 'options', 'prompt', 'messages', 'input',
+  'model', 'name', 'source', 'destination', 'from', 'stream', 'stream_options', 'keep_alive', 'options',
+  ...Object.values(PROMPT_FIELDS).flat(),
 ]);
 /** toLowerCase already maps the Kelvin sign to 'k'; the long s needs a hand. */
 const goFold = (k: string): string => k.toLowerCase().replace(/\u017f/g, 's');
@@ -304,8 +308,8 @@ export interface BodyDecision {
   model: string | null;
   /** Whether the response will stream. */
   stream: boolean;
-  /** SHA-256 (hex) and byte length of the prompt/messages/input, or null. */
-  prompt: { sha256: string; length: number } | null;
+  /** The digest of every field the model reads (core/prompt-digest.ts), or null when there is none. */
+  prompt: PromptDigest | null;
 }
 
 /**
@@ -395,11 +399,7 @@ export function decideBody(input: { endpoint: EndpointDef; pathModel?: string; b
   let prompt: BodyDecision['prompt'] = null;
   let forward = body;
   try {
-    const p = endpoint.promptField === null ? undefined : req[endpoint.promptField];
-    if (p !== undefined && p !== null) {
-      const bytes = Buffer.from(typeof p === 'string' ? p : JSON.stringify(p), 'utf8');
-      prompt = { sha256: createHash('sha256').update(bytes).digest('hex'), length: bytes.length };
-    }
+    prompt = promptDigest(endpoint.promptFields, req);
     // Always what was decided, re-serialised: duplicate keys collapse to the value checked
     // here, so Ollama's parser cannot read a different model or option than the guard did.
     forward = Buffer.from(JSON.stringify(req), 'utf8');

@@ -201,14 +201,8 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
       if (d.prompt) {
         draft.promptSha256 = d.prompt.sha256;
         draft.promptLength = d.prompt.length;
-      }
-      if (deps.logPrompts() && endpoint.promptField) {
-        try {
-          const v = (JSON.parse(forward.toString('utf8')) as Record<string, unknown>)[endpoint.promptField];
-          if (v !== undefined) draft.promptText = typeof v === 'string' ? v : JSON.stringify(v);
-        } catch {
-          /* already validated by decideBody */
-        }
+        // The digested text itself (cut to MAX_PROMPT_TEXT when recorded; the digest covers all of it).
+        if (deps.logPrompts()) draft.promptText = d.prompt.text;
       }
     } else if (pathModel) {
       const d = decideBody({ endpoint, pathModel, body: Buffer.alloc(0), policy });

@@ -9,6 +9,9 @@ import { errorOf, ndjson, startEnv, waitFor, type GuardEnv, type Rec } from './g
 
 let env: GuardEnv;
 const sha256 = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');
+/** The digested text (core/prompt-digest.ts): [field, value] pairs; these messages' keys are already sorted. */
+const canon = (...pairs: [string, unknown][]): string => JSON.stringify(pairs);
+const msg = (role: string, content: string) => ({ content, role });
 
 beforeAll(async () => {
   env = await startEnv({
@@ -48,7 +51,7 @@ function expectServed(rec: Rec, o: { peer: string; source: string; method: strin
 
 describe('request records', () => {
   test('native streaming chat: prompt digest and length, bytes, token counts equal to the final statistics', async () => {
-    const messages = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Why is the sky blue? ☀' }];
+    const messages = [msg('system', 'Be brief.'), msg('user', 'Why is the sky blue? ☀')];
     const body = JSON.stringify({ model: 'llama3.2', messages });
     const r = await env.request('alice', { path: '/api/chat', body });
     expect(r.status).toBe(200);
@@ -56,34 +59,34 @@ describe('request records', () => {
     expect(last.done).toBe(true);
     const [rec] = await only();
     expectServed(rec!, { peer: 'alice', source: '127.0.0.1', method: 'POST', path: '/api/chat', endpoint: 'chat', model: 'llama3.2:latest', bodyBytes: Buffer.byteLength(body), replyBytes: Buffer.byteLength(r.text) });
-    expect(rec!.promptSha256).toBe(sha256(JSON.stringify(messages)));
-    expect(rec!.promptLength).toBe(Buffer.byteLength(JSON.stringify(messages)));
+    expect(rec!.promptSha256).toBe(sha256(canon(['messages', messages])));
+    expect(rec!.promptLength).toBe(Buffer.byteLength(canon(['messages', messages])));
     expect(rec!.promptTokens).toBe(last.prompt_eval_count);
     expect(rec!.evalTokens).toBe(last.eval_count);
     expect(rec!.evalTokens).toBe(env.sim.requests[0]!.tokens);
   });
 
-  test('native generate, not streamed: the prompt string is what is digested', async () => {
+  test('native generate, not streamed: the prompt is what is digested', async () => {
     const prompt = 'Write a haiku about TLS.';
     const body = { model: 'llama3.2:latest', prompt, stream: false, options: { num_predict: 7 } };
     const r = await env.request('alice', { path: '/api/generate', body });
     const answer = JSON.parse(r.text) as { prompt_eval_count: number; eval_count: number };
     const [rec] = await only();
     expectServed(rec!, { peer: 'alice', source: '127.0.0.1', method: 'POST', path: '/api/generate', endpoint: 'generate', model: 'llama3.2:latest', bodyBytes: Buffer.byteLength(JSON.stringify(body)), replyBytes: Buffer.byteLength(r.text) });
-    expect(rec!.promptSha256).toBe(sha256(prompt));
-    expect(rec!.promptLength).toBe(Buffer.byteLength(prompt));
+    expect(rec!.promptSha256).toBe(sha256(canon(['prompt', prompt])));
+    expect(rec!.promptLength).toBe(Buffer.byteLength(canon(['prompt', prompt])));
     expect([rec!.promptTokens, rec!.evalTokens]).toEqual([answer.prompt_eval_count, 7]);
   });
 
   test('/v1 chat with usage (streamed with include_usage, and not streamed): counts from usage', async () => {
-    const messages = [{ role: 'user', content: 'hello there' }];
+    const messages = [msg('user', 'hello there')];
     const streamed = await env.request('alice', { path: '/v1/chat/completions', body: { model: 'llama3.2', messages, stream: true, stream_options: { include_usage: true }, max_tokens: 5 } });
     const usageEvent = streamed.text.split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)) as { usage?: { prompt_tokens: number; completion_tokens: number } }).find((e) => e.usage);
     expect(usageEvent?.usage?.completion_tokens).toBe(5);
     const plain = await env.request('alice', { path: '/v1/chat/completions', body: { model: 'llama3.2', messages, max_tokens: 3 } });
     const usage = (JSON.parse(plain.text) as { usage: { prompt_tokens: number; completion_tokens: number } }).usage;
     const recs = await only(2);
-    expect(recs[0]).toMatchObject({ endpoint: 'v1.chat', model: 'llama3.2:latest', promptSha256: sha256(JSON.stringify(messages)), promptTokens: usageEvent!.usage!.prompt_tokens, evalTokens: 5, bytesOut: Buffer.byteLength(streamed.text) });
+    expect(recs[0]).toMatchObject({ endpoint: 'v1.chat', model: 'llama3.2:latest', promptSha256: sha256(canon(['messages', messages])), promptTokens: usageEvent!.usage!.prompt_tokens, evalTokens: 5, bytesOut: Buffer.byteLength(streamed.text) });
     expect(recs[1]).toMatchObject({ endpoint: 'v1.chat', promptTokens: usage.prompt_tokens, evalTokens: 3 });
   });
 
@@ -100,7 +103,7 @@ describe('request records', () => {
     await env.request('alice', { path: '/api/embed', body: { model: 'nomic-embed-text', input: ['one', 'two three'] } });
     await env.request('alice', { path: '/api/tags' });
     const recs = await only(2);
-    expect(recs[0]).toMatchObject({ endpoint: 'embed', model: 'nomic-embed-text:latest', promptSha256: sha256(JSON.stringify(['one', 'two three'])), evalTokens: 0 });
+    expect(recs[0]).toMatchObject({ endpoint: 'embed', model: 'nomic-embed-text:latest', promptSha256: sha256(canon(['input', ['one', 'two three']])), evalTokens: 0 });
     expect(recs[0]!.promptTokens).toBeGreaterThan(0);
     expect(recs[1]).toMatchObject({ method: 'GET', path: '/api/tags', endpoint: 'tags', model: null, promptSha256: null, promptLength: null, promptTokens: null, evalTokens: null, bytesIn: 0, status: 200 });
   });
@@ -131,12 +134,30 @@ describe('request records', () => {
   test('prompt text is kept only when the peer set says logPrompts', async () => {
     env.guard.setPeers(env.peerSet({ logPrompts: true }));
     const prompt = 'keep me';
-    const messages = [{ role: 'user', content: 'and me' }];
+    const messages = [msg('user', 'and me')];
     await env.request('alice', { path: '/api/generate', body: { model: 'llama3.2', prompt, stream: false } });
     await env.request('alice', { path: '/api/chat', body: { model: 'llama3.2', messages, stream: false } });
     const recs = await only(2);
-    expect(recs[0]).toMatchObject({ promptText: prompt, promptSha256: sha256(prompt) });
-    expect(recs[1]).toMatchObject({ promptText: JSON.stringify(messages), promptSha256: sha256(JSON.stringify(messages)) });
+    expect(recs[0]).toMatchObject({ promptText: canon(['prompt', prompt]), promptSha256: sha256(canon(['prompt', prompt])) });
+    expect(recs[1]).toMatchObject({ promptText: canon(['messages', messages]), promptSha256: sha256(canon(['messages', messages])) });
+  });
+
+  test('everything the model reads is digested (system, images, tools), and kept as the prompt text with logPrompts', async () => {
+    env.guard.setPeers(env.peerSet({ logPrompts: true }));
+    const plain = { model: 'llama3.2', prompt: 'p', stream: false };
+    const tools = [{ type: 'function', function: { name: 'f' } }];
+    await env.request('alice', { path: '/api/generate', body: plain });
+    await env.request('alice', { path: '/api/generate', body: { ...plain, system: 'Ignore the policy.', images: ['aGk='] } });
+    await env.request('alice', { path: '/api/chat', body: { model: 'llama3.2', messages: [msg('user', 'x')], tools, stream: false } });
+    const recs = await only(3);
+    const generate = canon(['prompt', 'p'], ['system', 'Ignore the policy.'], ['images', ['aGk=']]);
+    expect(recs[1]).toMatchObject({ status: 200, promptText: generate, promptSha256: sha256(generate), promptLength: Buffer.byteLength(generate) });
+    expect(recs[1]!.promptSha256).not.toBe(recs[0]!.promptSha256);
+    const chat = canon(['messages', [msg('user', 'x')]], ['tools', [{ function: { name: 'f' }, type: 'function' }]]);
+    expect(recs[2]).toMatchObject({ status: 200, promptText: chat, promptSha256: sha256(chat) });
+    // Forwarded as sent: the digest changes what is recorded, not what Ollama reads.
+    expect(env.sim.requests[1]!.body).toEqual({ ...plain, system: 'Ignore the policy.', images: ['aGk='] });
+    expect(env.sim.requests[2]!.body).toMatchObject({ tools });
   });
 });
 

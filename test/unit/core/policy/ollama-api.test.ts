@@ -122,10 +122,10 @@ describe('matchEndpoint', () => {
       if (m.kind !== 'ok') throw new Error(`${path} did not match`);
       return m.endpoint;
     };
-    expect(at('/api/generate')).toMatchObject({ modelFields: [['model']], promptField: 'prompt', generative: true, body: 'json', streaming: 'default-on' });
-    expect(at('/api/chat')).toMatchObject({ promptField: 'messages', generative: true });
-    expect(at('/api/embed')).toMatchObject({ promptField: 'input', generative: true, streaming: 'none' });
-    expect(at('/v1/chat/completions')).toMatchObject({ promptField: 'messages', streaming: 'opt-in' });
+    expect(at('/api/generate')).toMatchObject({ modelFields: [['model']], promptFields: ['prompt', 'suffix', 'system', 'template', 'images', 'context', 'raw'], generative: true, body: 'json', streaming: 'default-on' });
+    expect(at('/api/chat')).toMatchObject({ promptFields: ['messages', 'tools'], generative: true });
+    expect(at('/api/embed')).toMatchObject({ promptFields: ['input'], generative: true, streaming: 'none' });
+    expect(at('/v1/chat/completions')).toMatchObject({ promptFields: ['messages', 'tools', 'tool_choice'], streaming: 'opt-in' });
     expect(at('/api/show')).toMatchObject({ modelFields: [['model', 'name']], generative: false });
     expect(at('/api/copy')).toMatchObject({ modelFields: [['source'], ['destination']] });
     expect(at('/api/create')).toMatchObject({ modelFields: [['model', 'name']], optionalModelFields: [['from']] });

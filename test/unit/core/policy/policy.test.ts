@@ -165,6 +165,24 @@ describe('decideHead', () => {
     expect(head('POST', url)).toMatchObject({ ok: false, refusal: { status: 400, reason: 'path_not_canonical' } });
   });
 
+  test.each<[string, Record<string, string | string[]>]>([
+    ['Upgrade: websocket with Connection: Upgrade', { upgrade: 'websocket', connection: 'Upgrade' }],
+    ['Upgrade alone', { upgrade: 'h2c' }],
+    ['Connection naming upgrade alone', { connection: 'keep-alive, UPGRADE' }],
+    ['two Upgrade headers', { upgrade: ['websocket', 'h2c'] }],
+  ])('%s: 400 upgrade_refused (Ollama switches to no other protocol)', (_what, headers) => {
+    expect(head('POST', '/api/generate', headers)).toMatchObject({ ok: false, refusal: { status: 400, reason: 'upgrade_refused' } });
+  });
+
+  test.each(['x-forwarded-for', 'keep-alive, content-type', 'close, TE', 'proxy-authorization'])('Connection: %s: 400 connection_option_refused', (connection) => {
+    const r = head('POST', '/api/generate', { connection });
+    expect(r).toMatchObject({ ok: false, refusal: { status: 400, reason: 'connection_option_refused' } });
+  });
+
+  test.each(['keep-alive', 'close', 'Keep-Alive', ' close , keep-alive ', ''])('Connection: %j passes', (connection) => {
+    expect(head('POST', '/api/generate', { connection, upgrade: '' })).toMatchObject({ ok: true });
+  });
+
   test('/API/PULL is canonical but unknown: 404', () => {
     expect(head('POST', '/API/PULL')).toMatchObject({ ok: false, refusal: { status: 404, reason: 'unknown_endpoint' } });
   });
@@ -436,17 +454,17 @@ describe('decideBody', () => {
   });
 
   test.each<[string, unknown, string | null]>([
-    ['/api/generate', { model: 'x', prompt: 'Why is the sky blue? ☁' }, 'Why is the sky blue? ☁'],
-    ['/api/chat', { model: 'x', messages: [{ role: 'user', content: 'hi' }] }, JSON.stringify([{ role: 'user', content: 'hi' }])],
-    ['/api/embed', { model: 'x', input: ['a', 'b'] }, '["a","b"]'],
-    ['/v1/embeddings', { model: 'x', input: 'text' }, 'text'],
+    ['/api/generate', { model: 'x', prompt: 'Why is the sky blue? ☁' }, '[["prompt","Why is the sky blue? ☁"]]'],
+    ['/api/chat', { model: 'x', messages: [{ role: 'user', content: 'hi' }] }, '[["messages",[{"content":"hi","role":"user"}]]]'],
+    ['/api/embed', { model: 'x', input: ['a', 'b'] }, '[["input",["a","b"]]]'],
+    ['/v1/embeddings', { model: 'x', input: 'text' }, '[["input","text"]]'],
     ['/api/generate', { model: 'x' }, null],
     ['/api/show', { model: 'x' }, null],
   ])('prompt digest of %s %j', (path, b, hashed) => {
     const r = body(path, b);
     expect(r.ok).toBe(true);
     if (r.ok) {
-      expect(r.prompt).toEqual(hashed === null ? null : { sha256: sha(hashed), length: Buffer.byteLength(hashed) });
+      expect(r.prompt).toEqual(hashed === null ? null : { sha256: sha(hashed), length: Buffer.byteLength(hashed), text: hashed });
     }
   });
 
