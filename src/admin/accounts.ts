@@ -13,13 +13,23 @@ export const TOTP_ISSUER = 'wg-ollama';
 /** ±1 time step of 30 s. */
 const TOTP_TOLERANCE_SEC = 30;
 
-/** Sign-in throttle: failures within the window lock the key for LOCK_MS. */
+/**
+ * Sign-in throttle: failures within the window lock a key for lockMs. Keys:
+ * a name from one source address (perNameAndSource), a name from anywhere
+ * (perName: far higher, so that a visitor cannot lock an admin out of their
+ * own address, yet a spread-out guess at one name still stops), and a source
+ * address whatever the name (perSource).
+ */
 export const THROTTLE = {
   windowMs: 15 * 60_000,
   lockMs: 15 * 60_000,
-  perAccount: 5,
+  perNameAndSource: 5,
+  perName: 100,
   perSource: 20,
 };
+
+/** How many hex digits of a name's tag are kept in the audit log (48 bits: enough to tell attempts apart). */
+const NAME_TAG_HEX = 12;
 
 export const SESSION_IDLE_MS = 30 * 60_000;
 export const SESSION_MAX_MS = 12 * 3600_000;
@@ -149,7 +159,8 @@ export function accountService(deps: { db: Db; box: () => SecretBox; clock?: () 
     /**
      * Password + TOTP. The answer (and, within scrypt's noise, the time) is the
      * same for an unknown name, a wrong password and a wrong code. Failures are
-     * throttled per account name (existing or not) and per source address.
+     * throttled (see THROTTLE) per name from one source address, per name from
+     * anywhere (existing or not), and per source address.
      * Attempts for one name, and from one source, are judged one at a time:
      * otherwise many sent at once would all pass the lock check while the
      * first were still hashing, and the limits would not hold.
@@ -158,16 +169,24 @@ export function accountService(deps: { db: Db; box: () => SecretBox; clock?: () 
       const name = typeof input.name === 'string' ? input.name.trim().toLowerCase().slice(0, 64) : '';
       const password = typeof input.password === 'string' ? input.password : '';
       const code = typeof input.code === 'string' ? input.code.replace(/\s+/g, '') : '';
-      const accountKey = `account:${name}`;
+      // The typed name is never stored: people type their password into it by
+      // mistake. The throttle keys on its keyed tag; the audit log records an
+      // existing account's name as it is, any other as `unknown:<tag>` (the
+      // first NAME_TAG_HEX hex digits, so repeated attempts at one name show).
+      const tag = deps.box().tag(name);
+      const nameKey = `name:${tag}`;
+      const nameSourceKey = `name:${tag}@${source}`;
       const sourceKey = `source:${source}`;
-      return inTurn(accountKey, () => inTurn(sourceKey, async (): Promise<LoginResult> => {
+      const recorded = (a: AdminRow | undefined): string | null => (a ? a.name : name ? `unknown:${tag.slice(0, NAME_TAG_HEX)}` : null);
+      // One name at a time covers both name keys; the source key has its own turn.
+      return inTurn(nameKey, () => inTurn(sourceKey, async (): Promise<LoginResult> => {
         const now = clock();
-        const locked = Math.max(lockedFor(accountKey, now), lockedFor(sourceKey, now));
+        const a = name ? repo.byName(name) : undefined;
+        const locked = Math.max(lockedFor(nameSourceKey, now), lockedFor(nameKey, now), lockedFor(sourceKey, now));
         if (locked > 0) {
-          audit.record({ actor: name || '-', source, action: 'admin.login.locked', target: name || null }, now);
+          audit.record({ actor: recorded(a) ?? '-', source, action: 'admin.login.locked', target: recorded(a) }, now);
           return { ok: false, reason: 'locked', retryAfterSec: Math.ceil(locked / 1000) };
         }
-        const a = name ? repo.byName(name) : undefined;
         const passwordOk = await verifyPassword(password, a?.passwordHash ?? (await DUMMY_HASH_PROMISE()));
         let secret = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
         if (a) secret = deps.box().open(a.totpSecret, a.name);
@@ -179,17 +198,19 @@ export function accountService(deps: { db: Db; box: () => SecretBox; clock?: () 
         const fresh = ok && repo.useStep(a.id, step);
         if (!fresh) {
           deps.db.transaction(() => {
-            fail(accountKey, THROTTLE.perAccount, now);
+            fail(nameSourceKey, THROTTLE.perNameAndSource, now);
+            fail(nameKey, THROTTLE.perName, now);
             fail(sourceKey, THROTTLE.perSource, now);
             const replay = ok && !fresh;
-            audit.record({ actor: name || '-', source, action: replay ? 'admin.login.replay' : 'admin.login.failed', target: name || null }, now);
+            audit.record({ actor: recorded(a) ?? '-', source, action: replay ? 'admin.login.replay' : 'admin.login.failed', target: recorded(a) }, now);
           })();
           return { ok: false, reason: 'invalid' };
         }
         const id = randomBytes(32).toString('base64url');
         const csrf = randomBytes(32).toString('base64url');
         deps.db.transaction(() => {
-          repo.throttle.clear(accountKey);
+          // Only this address's count for the name: the name's global count measures guessing from everywhere else.
+          repo.throttle.clear(nameSourceKey);
           repo.sessions.insert({ idHash: sha256(id), adminId: a.id, csrf, source, createdAt: now, seenAt: now });
           audit.record({ actor: a.name, source, action: 'admin.login', target: a.name }, now);
         })();

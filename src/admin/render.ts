@@ -6,6 +6,7 @@ import QRCode from 'qrcode';
 import type { IssuedPeer } from '../gateway/peer-service.js';
 import { CONNECTOR_FILE, connectorBundle } from '../connect/bundle.js';
 import { renderConnectProfile } from '../core/connect-profile.js';
+import { escapeControl } from '../core/format.js';
 import { buildPkcs12, generatePassphrase } from '../pki/pkcs12.js';
 
 /** Where the admin UI serves the connector (not a secret: the same file for everyone). */
@@ -30,7 +31,8 @@ export interface PageData {
 /** Renders a page with the layout; the signed-in admin and the CSRF token come from the request. */
 export function render(req: Request, res: Response, view: string, data: PageData, status = 200): void {
   const me = req.session?.admin ?? null;
-  const html = eta.render(view, { ...data, me, csrf: req.session?.csrf ?? '', esc });
+  // ctl: control characters shown as text (`\x1b`, `\u202e`); log pages pass every cell through it, as the CLI does.
+  const html = eta.render(view, { ...data, me, csrf: req.session?.csrf ?? '', esc, ctl: escapeControl });
   res.status(status).type('html').send(html);
 }
 

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 import { linkSync, statSync } from 'node:fs';
 import { WgoError } from '../errors.js';
 import { readSecretFile, removeFile, writeSecretFile } from '../system/files.js';
@@ -16,11 +16,20 @@ const TAG_LEN = 16;
 export interface SecretBox {
   seal(plain: string, context: string): string;
   open(sealed: string, context: string): string;
+  /**
+   * A keyed fingerprint of `text` (hex HMAC-SHA-256 under a key derived from
+   * admin.key): the same text gives the same tag, but without the key file a
+   * copy of the database cannot be used to test guesses against it.
+   */
+  tag(text: string): string;
 }
 
 export function createSecretBox(key: Buffer): SecretBox {
   if (key.length !== 32) throw new WgoError('INTERNAL', 'the admin key must be 32 bytes');
+  // A key of its own for tags: the AES key is never used for anything but sealing.
+  const tagKey = createHmac('sha256', key).update('wg-ollama tag key v1').digest();
   return {
+    tag: (text) => createHmac('sha256', tagKey).update(text, 'utf8').digest('hex'),
     seal(plain, context) {
       const iv = randomBytes(IV_LEN);
       const c = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_LEN });

@@ -1,5 +1,6 @@
 import type { Config } from '../config.js';
 import { parseDuration } from '../core/duration.js';
+import { escapeControl } from '../core/format.js';
 import { auditRepository, type AuditRow } from '../db/audit.js';
 import { connectionRepository, type ConnectionEventRow } from '../db/connections.js';
 import { openDatabase } from '../db/open.js';
@@ -80,10 +81,12 @@ export async function showLogs(config: Config, kind: string, o: LogOptions, io: 
     };
     const print = (rows: { id: number; at: number }[]): void => {
       for (const r of rows) {
+        // Model names, sign-in names and endpoints are chosen by clients: the
+        // human line is escaped whole, so none of them can end it or drive the terminal.
         const text = o.json ? JSON.stringify({ ...r, at: new Date(r.at).toISOString() })
-          : kind === 'connections' ? formatConnection(r as unknown as ConnectionEventRow)
-          : kind === 'requests' ? formatRequest(r as unknown as RequestRow)
-          : formatAudit(r as unknown as AuditRow);
+          : escapeControl(kind === 'connections' ? formatConnection(r as unknown as ConnectionEventRow)
+            : kind === 'requests' ? formatRequest(r as unknown as RequestRow)
+            : formatAudit(r as unknown as AuditRow));
         io.out(text + '\n');
         afterId = r.id;
       }

@@ -1,3 +1,4 @@
+import { escapeControl } from '../core/format.js';
 import { WgoError } from '../errors.js';
 
 /** Global flags every verb understands. */
@@ -22,13 +23,15 @@ export function emit<T>(io: Io, json: boolean | undefined, data: T, text: (d: T)
   io.out(json ? JSON.stringify(data, null, 2) + '\n' : text(data));
 }
 
-export function table(rows: string[][]): string {
-  if (rows.length === 0) return '';
+/** Aligned columns; every cell is escaped (names, endpoints and addresses come from the database and from clients). */
+export function table(cells: string[][]): string {
+  if (cells.length === 0) return '';
+  const rows = cells.map((r) => r.map((c) => escapeControl(c)));
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
 }
 
-export { ago, bytes } from '../core/format.js';
+export { ago, bytes, escapeControl } from '../core/format.js';
 
 /** Turns anything thrown into a WgoError so the boundary logs it once, in one line. */
 export function asWgoError(e: unknown): WgoError {

@@ -13,7 +13,7 @@ import { buildPkcs12, generatePassphrase } from '../pki/ca.js';
 import { renderConnectProfile } from '../core/connect-profile.js';
 import { CONNECTOR_FILE } from '../connect/bundle.js';
 import { outFiles, preflightOut, terminalQr, writeOut } from './deliver.js';
-import { ago, bytes, emit, table, type Io } from './output.js';
+import { ago, bytes, emit, escapeControl, table, type Io } from './output.js';
 
 export interface IssueOptions {
   publicKey?: string;
@@ -191,7 +191,7 @@ export async function showPeer(config: Config, name: string, o: { json?: boolean
     const apiToken = tokenService({ db: ctx.db, config }).status(name).state;
     emit(io, o.json, { ...p!, apiToken }, (d) =>
       Object.entries(d)
-        .map(([k, v]) => `${k.padEnd(16)} ${v ?? '-'}`)
+        .map(([k, v]) => `${k.padEnd(16)} ${escapeControl(String(v ?? '-'))}`)
         .join('\n') + '\n');
   });
 }

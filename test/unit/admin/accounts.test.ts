@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { generate } from 'otplib';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { accountService, SESSION_IDLE_MS, SESSION_MAX_MS, THROTTLE, type AccountService, type NewAdmin } from '../../../src/admin/accounts.js';
@@ -184,25 +187,49 @@ describe('login', () => {
     await okLogin(svc.login({ name: 'alice', password: PASSWORD, code: good }, IP));
   });
 
-  test('five failures for a name lock it: even the right credentials get "locked" until the lock passes', async () => {
+  test('five failures for a name from one address lock the name there only: its admin still signs in from their own address', async () => {
     const a = await addAlice();
-    for (let i = 0; i < THROTTLE.perAccount; i++) {
-      expect(await svc.login({ name: 'alice', password: `wrong password ${i}`, code: await code(secretOf(a)) }, `198.51.100.${i}`)).toStrictEqual({ ok: false, reason: 'invalid' });
+    const ATTACKER = '10.0.0.9';
+    for (let i = 0; i < THROTTLE.perNameAndSource; i++) {
+      expect(await svc.login({ name: 'alice', password: `wrong password ${i}`, code: await code(secretOf(a)) }, ATTACKER)).toStrictEqual({ ok: false, reason: 'invalid' });
     }
     now += MIN;
-    const locked = await loginAlice(a);
+    // from the attacker's address even the right credentials are "locked"
+    const locked = await loginAlice(a, ATTACKER);
     expect(locked).toEqual({ ok: false, reason: 'locked', retryAfterSec: expect.any(Number) });
     if (locked.ok) return;
     expect(locked.retryAfterSec).toBeGreaterThan(0);
     expect(locked.retryAfterSec).toBeLessThanOrEqual(THROTTLE.lockMs / 1000 - 60);
-    expect(audit('admin.login.locked')).toMatchObject([{ actor: 'alice', source: IP }]);
+    expect(audit('admin.login.locked')).toMatchObject([{ actor: 'alice', source: ATTACKER }]);
+    // alice, from her own address, with the right password and code
+    await okLogin(loginAlice(a, '127.0.0.1'));
+    // the lock on the attacker's address passes after 15 minutes
     now += THROTTLE.lockMs;
-    await okLogin(loginAlice(a));
+    await okLogin(loginAlice(a, ATTACKER, 1));
   });
+
+  test(`${THROTTLE.perName} failures for a name, spread over many addresses, lock the name everywhere until the lock passes`, async () => {
+    const a = await addAlice();
+    const c = await code(secretOf(a));
+    let n = 0;
+    // each address stays one short of its own lock for the name
+    for (let host = 1; n < THROTTLE.perName; host++) {
+      for (let i = 0; i < THROTTLE.perNameAndSource - 1 && n < THROTTLE.perName; i++, n++) {
+        expect(await svc.login({ name: 'alice', password: `guess ${n}`, code: c }, `198.51.100.${host}`)).toStrictEqual({ ok: false, reason: 'invalid' });
+      }
+    }
+    now += 30_000;
+    expect(await loginAlice(a, '127.0.0.1')).toMatchObject({ ok: false, reason: 'locked' });
+    expect(await loginAlice(a, '203.0.113.7')).toMatchObject({ ok: false, reason: 'locked' });
+    // other names are not affected
+    expect(await svc.login({ name: 'bob', password: PASSWORD, code: c }, '127.0.0.1')).toStrictEqual({ ok: false, reason: 'invalid' });
+    now += THROTTLE.lockMs;
+    await okLogin(loginAlice(a, '127.0.0.1'));
+  }, 120_000);
 
   test('a name that does not exist locks the same way, and only that name', async () => {
     const a = await addAlice();
-    for (let i = 0; i < THROTTLE.perAccount; i++) {
+    for (let i = 0; i < THROTTLE.perNameAndSource; i++) {
       expect(await svc.login({ name: 'ghost', password: PASSWORD, code: '123456' }, IP)).toStrictEqual({ ok: false, reason: 'invalid' });
     }
     expect(await svc.login({ name: 'ghost', password: PASSWORD, code: '123456' }, IP)).toMatchObject({ ok: false, reason: 'locked' });
@@ -212,25 +239,25 @@ describe('login', () => {
   test('a success clears the name\'s failures; failures older than the window do not count', async () => {
     const a = await addAlice();
     const fail = () => svc.login({ name: 'alice', password: 'not the password', code: '000000' }, IP);
-    for (let i = 0; i < THROTTLE.perAccount - 1; i++) await fail();
+    for (let i = 0; i < THROTTLE.perNameAndSource - 1; i++) await fail();
     await okLogin(loginAlice(a));
     await fail(); // 1 since the success, not 5
     now += 30_000;
     await okLogin(loginAlice(a));
-    for (let i = 0; i < THROTTLE.perAccount - 1; i++) await fail();
+    for (let i = 0; i < THROTTLE.perNameAndSource - 1; i++) await fail();
     now += THROTTLE.windowMs + 1;
     await fail(); // a new window: 1, not 5
     await okLogin(loginAlice(a));
   });
 
-  test('concurrent attempts cannot slip past the limit: of eight at once, five are judged and three are locked', async () => {
+  test('concurrent attempts cannot slip past the limit: of eight at once from one address, five are judged and three are locked', async () => {
     const a = await addAlice();
     const c = await code(secretOf(a));
     const results = await Promise.all(
-      Array.from({ length: 8 }, (_, i) => svc.login({ name: 'alice', password: `guess number ${i}`, code: c }, `198.51.100.${i}`)),
+      Array.from({ length: 8 }, (_, i) => svc.login({ name: 'alice', password: `guess number ${i}`, code: c }, IP)),
     );
-    expect(results.filter((r) => !r.ok && r.reason === 'invalid')).toHaveLength(THROTTLE.perAccount);
-    expect(results.filter((r) => !r.ok && r.reason === 'locked')).toHaveLength(8 - THROTTLE.perAccount);
+    expect(results.filter((r) => !r.ok && r.reason === 'invalid')).toHaveLength(THROTTLE.perNameAndSource);
+    expect(results.filter((r) => !r.ok && r.reason === 'locked')).toHaveLength(8 - THROTTLE.perNameAndSource);
     expect(await loginAlice(a)).toMatchObject({ ok: false, reason: 'locked' });
   });
 
@@ -381,5 +408,55 @@ describe('list', () => {
       { name: 'alice', role: 'admin', createdAt: new Date(T0 + MIN).toISOString() },
       { name: 'zed', role: 'viewer', createdAt: new Date(T0).toISOString() },
     ]);
+  });
+});
+
+describe('what a failed sign-in stores', () => {
+  test('a name that is no account (people type passwords there) is not stored: not in the audit, not in the throttle, not in the file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wgo-accounts-'));
+    try {
+      const file = join(dir, 'state.db');
+      const fdb = openDatabase(file);
+      const fsvc = accountService({ db: fdb, box: () => box, clock: () => now });
+      await fsvc.add({ name: 'alice', password: PASSWORD }, WHO);
+      for (let i = 0; i < THROTTLE.perNameAndSource + 1; i++) {
+        await fsvc.login({ name: 'hunter2-password', password: PASSWORD, code: '123456' }, IP);
+      }
+      await fsvc.login({ name: 'alice', password: 'hunter2-password', code: '123456' }, IP);
+      const rows = auditRepository(fdb).list({ since: 0 }).filter((r) => r.action.startsWith('admin.login'));
+      expect(rows.map((r) => r.action)).toEqual([...Array(THROTTLE.perNameAndSource).fill('admin.login.failed'), 'admin.login.locked', 'admin.login.failed']);
+      const tag = rows[0]!.actor;
+      expect(tag).toMatch(/^unknown:[0-9a-f]{12}$/);
+      // the same typed name gives the same tag (attempts can be told apart and counted), and it is the target too
+      for (const r of rows.slice(0, -1)) expect(r).toMatchObject({ actor: tag, target: tag });
+      // an existing account's name is stored as it is
+      expect(rows.at(-1)).toMatchObject({ actor: 'alice', target: 'alice' });
+      fdb.close();
+      const bytes = readdirSync(dir).map((f) => readFileSync(join(dir, f)).toString('latin1')).join('');
+      expect(bytes).toContain('alice');
+      expect(bytes).not.toContain('hunter2-password');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the tag depends on admin.key: a copy of the database alone cannot confirm a guess', async () => {
+    await svc.login({ name: 'hunter2-password', password: PASSWORD, code: '123456' }, IP);
+    const other = openDatabase(':memory:');
+    try {
+      await accountService({ db: other, box: () => createSecretBox(randomBytes(32)), clock: () => now }).login({ name: 'hunter2-password', password: PASSWORD, code: '123456' }, IP);
+      const a = audit('admin.login.failed')[0]!.actor;
+      const b = auditRepository(other).list({ since: 0 })[0]!.actor;
+      expect(a).toMatch(/^unknown:/);
+      expect(b).toMatch(/^unknown:/);
+      expect(a).not.toBe(b);
+    } finally {
+      other.close();
+    }
+  });
+
+  test('an empty name is stored as "-"', async () => {
+    await svc.login({ name: '', password: PASSWORD, code: '123456' }, IP);
+    expect(audit('admin.login.failed')).toMatchObject([{ actor: '-', target: null }]);
   });
 });

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +33,15 @@ describe('createSecretBox', () => {
     expect(box.open(b, 'alice')).toBe(SECRET);
     expect(box.open(box.seal('', 'x'), 'x')).toBe('');
     expect(box.open(box.seal('ünïcødé ✓', 'bob'), 'bob')).toBe('ünïcødé ✓');
+  });
+
+  test('tag: the same text gives the same 64-hex tag under one key, another under another key, and is not a plain SHA-256', () => {
+    const t = box.tag('hunter2-password');
+    expect(t).toMatch(/^[0-9a-f]{64}$/);
+    expect(box.tag('hunter2-password')).toBe(t);
+    expect(box.tag('hunter2-passwore')).not.toBe(t);
+    expect(createSecretBox(randomBytes(32)).tag('hunter2-password')).not.toBe(t);
+    expect(t).not.toBe(createHash('sha256').update('hunter2-password').digest('hex'));
   });
 
   test('another context (admin name) does not open it: a sealed secret copied onto another account fails', () => {

@@ -73,17 +73,17 @@ describe('admin UI: sign-in, sessions and request checks (HTTPS on loopback)', (
     expect(rows.find((r) => r.action === 'admin.login.replay')!.source).toBe('127.0.0.1');
   });
 
-  test(`after ${THROTTLE.perAccount} failures an account is locked (429), even for the right password and code, and unlocks later`, async () => {
+  test(`after ${THROTTLE.perNameAndSource} failures an account is locked (429), even for the right password and code, and unlocks later`, async () => {
     const secret = await env.addAdmin('dave');
     env.now.ms += 30_000;
-    for (let i = 0; i < THROTTLE.perAccount; i++) expect((await env.login('dave', secret, { password: `wrong password ${i}` })).status).toBe(401);
+    for (let i = 0; i < THROTTLE.perNameAndSource; i++) expect((await env.login('dave', secret, { password: `wrong password ${i}` })).status).toBe(401);
     env.now.ms += 30_000;
     const locked = await env.login('dave', secret);
     expect(locked.status).toBe(429);
     expect(Number(locked.headers['retry-after'])).toBeGreaterThan(0);
     expect(locked.body).toContain('Too many failed sign-ins');
     // A name that does not exist locks the same way: the lock says nothing about existence.
-    for (let i = 0; i < THROTTLE.perAccount; i++) await env.login('ghost', secret, { password: `wrong password ${i}` });
+    for (let i = 0; i < THROTTLE.perNameAndSource; i++) await env.login('ghost', secret, { password: `wrong password ${i}` });
     expect((await env.login('ghost', secret)).status).toBe(429);
     env.now.ms += THROTTLE.lockMs + 30_000;
     expect((await env.login('dave', secret)).status).toBe(303);

@@ -224,6 +224,23 @@ describe('admin UI pages: peers, enrollment, policy, logs (HTTPS on loopback)', 
     expect((await get('/status')).body).toContain('in sync with the database');
   });
 
+  test('logs: control characters in client-chosen text are shown escaped, not passed to the page', async () => {
+    const EVIL = 'x\n\x1b]8;;http://evil\x1b\\click\u202eevil\u2028';
+    requestRepository(env.ctx.db).insertBatch('local', [{
+      seq: 900, at: Date.now(), peer: null, certSerial: null, source: '10.66.0.3', method: 'POST', path: '/api/chat', endpoint: 'chat',
+      model: EVIL, promptSha256: null, promptLength: null, promptText: null, status: 418, bytesIn: 1, bytesOut: 1,
+      promptTokens: null, evalTokens: null, ttfbMs: null, durationMs: 1, refusal: null,
+    }]);
+    auditRepository(env.ctx.db).record({ actor: 'ctl-test', source: '192.0.2.1', action: 'admin.login.failed', target: EVIL }, Date.now());
+    for (const path of ['/logs/requests?status=418', '/logs/audit?match=ctl-test']) {
+      const page = await get(path);
+      expect(page.status).toBe(200);
+      const body = page.body.slice(page.body.indexOf('<tbody>'));
+      expect(body).toContain('x\\x0a\\x1b]8;;http://evil\\x1b\\click\\u202eevil\\u2028');
+      expect(body).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/);
+    }
+  });
+
   test('a request arriving on (or from) a tunnel address is refused before anything else', () => {
     const mw = refuseTunnel(parseCidr('10.66.0.0/24'));
     const run = (local: string, remote: string) => {
