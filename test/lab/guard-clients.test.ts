@@ -116,7 +116,8 @@ describe('guard: real clients through the tunnel', () => {
     const gen = rows.find((r) => r.path === '/api/generate')!;
     expect(gen).toMatchObject({
       method: 'POST', endpoint: 'generate', model: 'llama3.2:latest', status: 200, evalTokens: 20,
-      promptSha256: createHash('sha256').update('hi there').digest('hex'), promptLength: 8,
+      // The prompt audit's canonical text: the [field, value] pairs the model reads (core/prompt-digest.ts).
+      promptSha256: createHash('sha256').update('[["prompt","hi there"]]').digest('hex'), promptLength: Buffer.byteLength('[["prompt","hi there"]]'),
     });
     expect(gen.promptTokens).toBeGreaterThan(0);
     expect(rows.map((r) => r.endpoint)).toEqual(['chat', 'tags', 'v1.chat', 'v1.models', 'generate', 'version']);

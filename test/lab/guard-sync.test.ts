@@ -141,7 +141,8 @@ describe('guard: the sync link cut and restored', () => {
       expect(rows.every((r) => r.guard === 'gpu1')).toBe(true);
       // Each served generate request exactly once, identified by its prompt.
       const digests = rows.filter((r) => r.endpoint === 'generate' && r.refusal === null).map((r) => r.promptSha256).sort();
-      expect(digests).toEqual(prompts.map(sha).sort());
+      // The canonical text of a generate request with only a prompt (core/prompt-digest.ts).
+      expect(digests).toEqual(prompts.map((p) => sha(JSON.stringify([['prompt', p]]))).sort());
       // Served ones are exactly those Ollama saw.
       expect(rows.filter((r) => r.refusal === null)).toHaveLength(gl.sim.count());
       expect(rows.filter((r) => r.refusal === 'auth_wrong_source')).toHaveLength(2);
