@@ -231,4 +231,19 @@ export const MIGRATIONS: readonly string[] = [
   -- 'certificate' or 'token'; NULL for a request refused before anyone was identified (and for rows from older guards).
   ALTER TABLE requests ADD COLUMN auth TEXT CHECK (auth IN ('certificate', 'token'));
   `,
+  // 6: typed sign-in names (issue 10, item 7). Earlier releases kept a failed sign-in's name
+  // field as typed — where people type passwords by mistake — in throttle keys and the audit
+  // log. Throttle keys are per name tag and address now, so the old ones are only stale
+  // counters; audit rows that name no account say 'unknown'. secure_delete zeroes the freed
+  // bytes, so the text leaves the file too (for this connection; it costs little).
+  `
+  PRAGMA secure_delete = ON;
+  DELETE FROM login_throttle WHERE key LIKE 'account:%';
+  UPDATE audit_log SET actor = 'unknown'
+    WHERE action IN ('admin.login.failed', 'admin.login.locked', 'admin.login.replay')
+      AND actor <> '-' AND actor NOT LIKE 'unknown:%' AND actor NOT IN (SELECT name FROM admins);
+  UPDATE audit_log SET target = 'unknown'
+    WHERE action IN ('admin.login.failed', 'admin.login.locked', 'admin.login.replay')
+      AND target IS NOT NULL AND target NOT LIKE 'unknown:%' AND target NOT IN (SELECT name FROM admins);
+  `,
 ];
