@@ -1,6 +1,5 @@
 import { createServer } from 'node:net';
-import { request, type Dispatcher } from 'undici';
-import { Agent } from 'undici';
+import { Agent, request, type Dispatcher } from 'undici';
 import { certificateNotice, describeGuardFailure, type ConnectListen } from '../core/connect.js';
 import type { ParsedProfile } from '../core/connect-profile.js';
 

@@ -1,4 +1,6 @@
-import { DEFAULT_CONNECT_LISTEN, certificateNotice, parseConnectListen } from '../core/connect.js';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { DEFAULT_CONNECT_LISTEN, certificateNotice, parseConnectListen, type ConnectListen } from '../core/connect.js';
 import { WgoError, badInput } from '../errors.js';
 import type { ConnectOptions } from './options.js';
 import { checkConnect, listenError, renderCheck } from './check.js';
@@ -54,7 +56,7 @@ export async function runConnect(file: string, o: ConnectOptions, io: ConnectIo,
   }
   io.err(
     `wg-ollama-connect: peer ${profile.peer} → ${profile.guardUrl}\n` +
-      `wg-ollama-connect: Ollama clients on this computer can now use http://${listen.text} (Ctrl-C stops)\n`,
+      `wg-ollama-connect: Ollama clients on this computer can now use http://${bound(connector.server, listen)} (Ctrl-C stops)\n`,
   );
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
@@ -64,4 +66,10 @@ export async function runConnect(file: string, o: ConnectOptions, io: ConnectIo,
   });
   await connector.close();
   return 0;
+}
+
+/** The address actually listened on (a --listen port of 0 takes any free one). */
+function bound(server: Server, listen: ConnectListen): string {
+  const port = (server.address() as AddressInfo).port;
+  return listen.text.replace(/:\d+$/, `:${port}`);
 }

@@ -160,6 +160,8 @@ describe('connect start-up', () => {
     ac.abort();
     expect(await running).toBe(0);
     expect(err.join('')).toMatch(/anyone who can reach it uses the LLM as peer "alice"/);
+    // The address it tells is the one it got, not port 0.
+    expect(err.join('')).toMatch(/can now use http:\/\/0\.0\.0\.0:[1-9]\d*/);
   });
 
   it('bad input changes nothing: a bad --listen and a bad profile fail before anything listens', async () => {
