@@ -29,12 +29,13 @@ const POLICY_FIELDS: { name: keyof PolicyForm; label: string; show: (p: Policy) 
   { name: 'tokensPerDay', label: 'Tokens per day', show: (p) => (p.tokensPerDay === null ? 'unlimited' : String(p.tokensPerDay)) },
   { name: 'maxKeepAlive', label: 'Longest keep_alive (seconds)', show: (p) => (p.maxKeepAliveSec === null ? 'none' : String(p.maxKeepAliveSec)) },
   { name: 'maxNumCtx', label: 'Largest num_ctx', show: (p) => (p.maxNumCtx === null ? 'none' : String(p.maxNumCtx)) },
+  { name: 'maxTokensPerRequest', label: 'Tokens per request', show: (p) => (p.maxTokensPerRequest === null ? 'none' : String(p.maxTokensPerRequest)) },
 ];
-type PolicyForm = { models?: string; endpoints?: string; rate?: string; burst?: string; streams?: string; tokensPerDay?: string; maxKeepAlive?: string; maxNumCtx?: string };
+type PolicyForm = { models?: string; endpoints?: string; rate?: string; burst?: string; streams?: string; tokensPerDay?: string; maxKeepAlive?: string; maxNumCtx?: string; maxTokensPerRequest?: string };
 /** Which override key each form field sets (to mark fields set for this peer). */
 const FIELD_KEY: Record<keyof PolicyForm, keyof Policy> = {
   models: 'models', endpoints: 'endpoints', rate: 'requestsPerMinute', burst: 'burst', streams: 'maxStreams',
-  tokensPerDay: 'tokensPerDay', maxKeepAlive: 'maxKeepAliveSec', maxNumCtx: 'maxNumCtx',
+  tokensPerDay: 'tokensPerDay', maxKeepAlive: 'maxKeepAliveSec', maxNumCtx: 'maxNumCtx', maxTokensPerRequest: 'maxTokensPerRequest',
 };
 
 const str = (v: unknown): string => (typeof v === 'string' ? v.trim() : '');

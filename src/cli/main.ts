@@ -106,6 +106,7 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
     .option('--tokens-per-day <n>', 'prompt + eval tokens per UTC day, or "unlimited"')
     .option('--max-keep-alive <duration>', 'clamp keep_alive (e.g. 5m), or "none"')
     .option('--max-num-ctx <n>', 'clamp options.num_ctx, or "none"')
+    .option('--max-tokens-per-request <n>', 'tokens one request may generate (clamps num_predict / max_tokens), or "none"')
     .option('--api-tokens <on|off>', 'allow a peer-bound API token for this peer (issue-token); off revokes it')
     .option('--reset', 'start from the configured default policy')
     .addOption(json)

@@ -16,6 +16,7 @@ export interface PolicyInput {
   tokensPerDay?: string;
   maxKeepAlive?: string;
   maxNumCtx?: string;
+  maxTokensPerRequest?: string;
   /** 'on' or 'off': whether the peer may be issued a peer-bound API token. */
   apiTokens?: string;
 }
@@ -51,6 +52,7 @@ export function overridesFromFlags(o: PolicyInput): Partial<Policy> {
   if (o.tokensPerDay !== undefined) p.tokensPerDay = orNone(o.tokensPerDay, (t) => whole(t, '--tokens-per-day'));
   if (o.maxKeepAlive !== undefined) p.maxKeepAliveSec = orNone(o.maxKeepAlive, (t) => Math.round(parseDuration(/^\d+$/.test(t) ? `${t}s` : t, '--max-keep-alive') / 1000));
   if (o.maxNumCtx !== undefined) p.maxNumCtx = orNone(o.maxNumCtx, (t) => whole(t, '--max-num-ctx'));
+  if (o.maxTokensPerRequest !== undefined) p.maxTokensPerRequest = orNone(o.maxTokensPerRequest, (t) => whole(t, '--max-tokens-per-request'));
   if (o.apiTokens !== undefined) {
     if (o.apiTokens !== 'on' && o.apiTokens !== 'off') throw badInput(`--api-tokens "${o.apiTokens}" must be on or off`);
     p.apiTokens = o.apiTokens === 'on';

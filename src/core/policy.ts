@@ -26,6 +26,11 @@ export interface RequestPolicy {
   maxKeepAliveSec: number | null;
   /** Upper bound for options.num_ctx; null = leave num_ctx alone. */
   maxNumCtx: number | null;
+  /**
+   * Tokens one request may generate (clamps num_predict / max_tokens) and the most a running
+   * stream may go past the day's budget before it is stopped; null = no clamp.
+   */
+  maxTokensPerRequest: number | null;
 }
 
 export interface Policy extends RequestPolicy {
@@ -129,6 +134,7 @@ const fields = {
   tokensPerDay: int(1, 1e12).nullable().describe('prompt + eval tokens per UTC day; null = unlimited'),
   maxKeepAliveSec: int(0, 10 * 365 * 86_400).nullable().describe('upper bound for keep_alive in seconds; null = no clamp'),
   maxNumCtx: int(1, 16_777_216).nullable().describe('upper bound for options.num_ctx; null = no clamp'),
+  maxTokensPerRequest: int(1, 16_777_216).nullable().describe('tokens one request may generate (num_predict / max_tokens clamp); null = no clamp'),
   apiTokens: z.boolean().describe('the peer may be issued a peer-bound API token (off by default)'),
 };
 
@@ -141,6 +147,7 @@ export const DEFAULT_POLICY: Policy = Object.freeze({
   tokensPerDay: null,
   maxKeepAliveSec: null,
   maxNumCtx: null,
+  maxTokensPerRequest: null,
   apiTokens: false,
 });
 
@@ -154,6 +161,7 @@ export const policySchema: z.ZodType<Policy> = z.strictObject({
   tokensPerDay: fields.tokensPerDay.default(null),
   maxKeepAliveSec: fields.maxKeepAliveSec.default(null),
   maxNumCtx: fields.maxNumCtx.default(null),
+  maxTokensPerRequest: fields.maxTokensPerRequest.default(null),
   apiTokens: fields.apiTokens.default(false),
 });
 

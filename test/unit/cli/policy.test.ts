@@ -44,6 +44,8 @@ describe('overridesFromFlags', () => {
     ['keep-alive off', { maxKeepAlive: 'off' }, { maxKeepAliveSec: null }],
     ['num_ctx', { maxNumCtx: '8192' }, { maxNumCtx: 8192 }],
     ['num_ctx none', { maxNumCtx: 'none' }, { maxNumCtx: null }],
+    ['tokens per request', { maxTokensPerRequest: '2048' }, { maxTokensPerRequest: 2048 }],
+    ['tokens per request none', { maxTokensPerRequest: 'none' }, { maxTokensPerRequest: null }],
   ])('%s', (_what, flags, expected) => {
     expect(overridesFromFlags(flags)).toEqual(expected);
   });
