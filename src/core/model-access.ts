@@ -19,7 +19,8 @@ export function mayRead(policy: Pick<RequestPolicy, 'models'>, name: ParsedName)
 
 /** Whether `policy.writeModels` lets the peer create, overwrite, delete, pull or push `name` (null = any; [] = none). */
 export function mayWrite(policy: Pick<RequestPolicy, 'writeModels'>, name: ParsedName): boolean {
-  return policy.writeModels === null || matchesPatterns(policy.writeModels, name);
+  // A peer set spooled by a guard release that predates writeModels has none: no writes.
+  return policy.writeModels === null || matchesPatterns(policy.writeModels ?? [], name);
 }
 
 /** The model of /v1/models/:model: a bad name is 400, one outside the allowlist 404 as if it did not exist. */

@@ -176,6 +176,15 @@ export function parseModelPattern(s: string): { ok: true; pattern: ModelPattern 
   return r.ok ? { ok: true, pattern: { kind: 'exact', full: r.full } } : r;
 }
 
+/**
+ * The entries of a stored list that still parse (null stays null). Older releases accepted
+ * names Ollama reads otherwise (registry.ollama.ai/x, library/ns/m): dropping them only
+ * narrows what a list allows, and an emptied list allows nothing.
+ */
+export function usablePatterns(list: readonly string[] | null): string[] | null {
+  return list === null ? null : list.filter((p) => parseModelPattern(p).ok);
+}
+
 export interface CompiledPatterns {
   exact: Set<string>;
   anyTag: Set<string>;
