@@ -1,7 +1,8 @@
 /**
  * Per-peer policy and the guard's request decisions, as pure functions:
- * model names and the allowlist, the model-list filter, decideHead on the
- * request line and headers, decideBody on the body.
+ * the model allowlist and the model-list filter (names themselves are read by
+ * core/model-name.ts, checked per request by core/model-access.ts), decideHead
+ * on the request line and headers, decideBody on the body.
  */
 import { z } from 'zod';
 import { DEFAULT_ENDPOINTS, ENDPOINT_NAMES, PROMPT_FIELDS, canonicalPath, matchEndpoint, type EndpointDef, type EndpointName } from './ollama-api.js';
