@@ -22,6 +22,7 @@ const COLUMNS: [string, string][] = [
 
 const POLICY_FIELDS: { name: keyof PolicyForm; label: string; show: (p: Policy) => string }[] = [
   { name: 'models', label: 'Models', show: (p) => (p.models === null ? 'any' : p.models.join(', ')) },
+  { name: 'writeModels', label: 'Models it may create, copy over, delete, pull or push', show: (p) => (p.writeModels === null ? 'any' : p.writeModels.length === 0 ? 'none' : p.writeModels.join(', ')) },
   { name: 'endpoints', label: 'Endpoints', show: (p) => p.endpoints.join(', ') },
   { name: 'rate', label: 'Requests per minute', show: (p) => String(p.requestsPerMinute) },
   { name: 'burst', label: 'Burst', show: (p) => String(p.burst) },
@@ -31,10 +32,10 @@ const POLICY_FIELDS: { name: keyof PolicyForm; label: string; show: (p: Policy) 
   { name: 'maxNumCtx', label: 'Largest num_ctx', show: (p) => (p.maxNumCtx === null ? 'none' : String(p.maxNumCtx)) },
   { name: 'maxTokensPerRequest', label: 'Tokens per request', show: (p) => (p.maxTokensPerRequest === null ? 'none' : String(p.maxTokensPerRequest)) },
 ];
-type PolicyForm = { models?: string; endpoints?: string; rate?: string; burst?: string; streams?: string; tokensPerDay?: string; maxKeepAlive?: string; maxNumCtx?: string; maxTokensPerRequest?: string };
+type PolicyForm = { models?: string; writeModels?: string; endpoints?: string; rate?: string; burst?: string; streams?: string; tokensPerDay?: string; maxKeepAlive?: string; maxNumCtx?: string; maxTokensPerRequest?: string };
 /** Which override key each form field sets (to mark fields set for this peer). */
 const FIELD_KEY: Record<keyof PolicyForm, keyof Policy> = {
-  models: 'models', endpoints: 'endpoints', rate: 'requestsPerMinute', burst: 'burst', streams: 'maxStreams',
+  models: 'models', writeModels: 'writeModels', endpoints: 'endpoints', rate: 'requestsPerMinute', burst: 'burst', streams: 'maxStreams',
   tokensPerDay: 'tokensPerDay', maxKeepAlive: 'maxKeepAliveSec', maxNumCtx: 'maxNumCtx', maxTokensPerRequest: 'maxTokensPerRequest',
 };
 

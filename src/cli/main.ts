@@ -100,6 +100,7 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
   program.command('set-policy').argument('<name>').description("change a peer's LLM policy (only the flags given; --reset for the default)")
     .option('--endpoints <list>', 'allowed endpoints, comma-separated (generate,chat,embed,embeddings,tags,show,ps,version,v1.chat,v1.completions,v1.embeddings,v1.models,pull,push,delete,create,copy,blobs)')
     .option('--models <list>', 'allowed models, comma-separated (llama3.2, llama3.2:3b, qwen2.5:*), or "any"')
+    .option('--write-models <list>', 'models it may create, copy over, delete, pull or push (alice/*, llama3.2:mine), "none" (default) or "any"')
     .option('--rate <n>', 'requests per minute (N, N/min, N/s, N/h)')
     .option('--burst <n>', 'requests allowed at once above the rate')
     .option('--streams <n>', 'concurrent generating requests')

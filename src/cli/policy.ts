@@ -12,6 +12,13 @@ export interface PolicyOptions extends PolicyInput {
 
 export { overridesFromFlags };
 
+/** Model lists read "any" (null) and "none" ([]); other nulls are "unlimited". */
+const MODEL_LISTS = new Set(['models', 'writeModels']);
+function shown(k: string, v: unknown): string {
+  if (MODEL_LISTS.has(k) && (v === null || (Array.isArray(v) && v.length === 0))) return v === null ? 'any' : 'none';
+  return v === null ? 'unlimited' : Array.isArray(v) ? escapeControl(v.join(',')) : typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v);
+}
+
 /**
  * `wg-ollama set-policy NAME [flags]`: changes only the fields given (on top
  * of the peer's current overrides); `--reset` goes back to the configured
@@ -28,7 +35,7 @@ export function setPolicy(config: Config, name: string, o: PolicyOptions, io: Io
     const r = ctx.peers.setPolicy(name, Object.keys(merged).length ? merged : null, who);
     emit(io, o.json, { name: r.peer.name, overrides: r.peer.policy, effective: r.effective, changed: r.changed }, (d) =>
       `${d.name}: policy${d.changed ? '' : ' (unchanged)'}\n` +
-      Object.entries(d.effective).map(([k, v]) => `  ${k.padEnd(20)} ${v === null ? 'unlimited' : Array.isArray(v) ? escapeControl(v.join(',')) : typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v)}${d.overrides && k in d.overrides ? '  (set for this peer)' : ''}`).join('\n') + '\n');
+      Object.entries(d.effective).map(([k, v]) => `  ${k.padEnd(20)} ${shown(k, v)}${d.overrides && k in d.overrides ? '  (set for this peer)' : ''}`).join('\n') + '\n');
   } finally {
     ctx.close();
   }

@@ -5,8 +5,13 @@
  * labels — at most `max` of them per process; the rest count as "other".
  */
 
-/** [host/][namespace/]model[:tag] in Ollama's normalised (lower-case) form, without `..` or a scheme. */
-const MODEL_LABEL = /^(?!.*\.\.)(?!.*:\/\/)[a-z0-9_][a-z0-9_.-]{0,79}(?:\/[a-z0-9_][a-z0-9_.-]{0,79}){0,2}(?::[a-z0-9_][a-z0-9_.-]{0,127})?$/;
+import { parseModelName } from './model-name.js';
+
+/** A name Ollama's grammar reads (core/model-name.ts), written in its display form: what records carry. */
+function isModelLabel(model: string): boolean {
+  const n = parseModelName(model);
+  return n.ok && n.display === model;
+}
 
 export const OTHER_MODEL = 'other';
 
@@ -15,7 +20,7 @@ export function modelLabeller(max = 64): (model: string | null, served: boolean)
   const seen = new Set<string>();
   return (model, served) => {
     if (model === null || model === '') return '';
-    if (!served || !MODEL_LABEL.test(model)) return OTHER_MODEL;
+    if (!served || !isModelLabel(model)) return OTHER_MODEL;
     if (seen.has(model)) return model;
     if (seen.size >= max) return OTHER_MODEL;
     seen.add(model);

@@ -50,6 +50,14 @@ export interface EndpointDef {
   modelFields: readonly (readonly string[])[];
   /** Like modelFields, but may be absent; checked against the allowlist when present (create's `from`). */
   optionalModelFields?: readonly (readonly string[])[];
+  /**
+   * Models the request creates, overwrites, deletes, pulls or pushes, in the same
+   * shape as modelFields (each group required): checked against the policy's
+   * writeModels. A group listed here and in modelFields (push) must pass both.
+   */
+  writeModelFields?: readonly (readonly string[])[];
+  /** Fields mapping file names to blob digests (create's files, adapters, draft_files). */
+  digestFields?: readonly string[];
   /** The model is the last path segment (/v1/models/:model). */
   modelFromPath?: boolean;
   /**
@@ -114,6 +122,9 @@ const infer = (name: EndpointName, streaming: EndpointDef['streaming']): Endpoin
   def({ name, methods: POST, body: 'json', modelFields: MODEL, promptFields: PROMPT_FIELDS[name] ?? NO_PROMPT, generative: true, streaming });
 const manage = (name: EndpointName, methods: readonly string[], streaming: EndpointDef['streaming']): EndpointDef =>
   def({ name, methods, body: 'json', modelFields: MODEL_OR_NAME, promptFields: NO_PROMPT, generative: false, streaming });
+/** Management endpoints whose model is a write target (pull, push, delete, create). */
+const write = (name: EndpointName, methods: readonly string[], streaming: EndpointDef['streaming']): EndpointDef =>
+  def({ ...manage(name, methods, streaming), modelFields: NONE, writeModelFields: MODEL_OR_NAME });
 const list = (name: EndpointName, listsModels?: EndpointDef['listsModels']): EndpointDef =>
   def({ name, methods: GET, body: 'none', modelFields: NONE, promptFields: NO_PROMPT, generative: false, streaming: 'none', ...(listsModels ? { listsModels } : {}) });
 
@@ -131,13 +142,17 @@ const EXACT: ReadonlyMap<string, EndpointDef> = new Map([
   ['/v1/completions', infer('v1.completions', 'opt-in')],
   ['/v1/embeddings', infer('v1.embeddings', 'none')],
   ['/api/show', manage('show', POST, 'none')],
-  ['/api/pull', manage('pull', POST, 'default-on')],
-  ['/api/push', manage('push', POST, 'default-on')],
-  ['/api/delete', manage('delete', Object.freeze(['DELETE']), 'none')],
-  ['/api/create', def({ ...manage('create', POST, 'default-on'), optionalModelFields: Object.freeze([Object.freeze(['from'])]) })],
+  ['/api/pull', write('pull', POST, 'default-on')],
+  // Pushing sends the model away: it must be readable as well as writable.
+  ['/api/push', def({ ...write('push', POST, 'default-on'), modelFields: MODEL_OR_NAME })],
+  ['/api/delete', write('delete', Object.freeze(['DELETE']), 'none')],
+  [
+    '/api/create',
+    def({ ...write('create', POST, 'default-on'), optionalModelFields: Object.freeze([Object.freeze(['from'])]), digestFields: Object.freeze(['files', 'adapters', 'draft_files']) }),
+  ],
   [
     '/api/copy',
-    def({ name: 'copy', methods: POST, body: 'json', modelFields: Object.freeze([Object.freeze(['source']), Object.freeze(['destination'])]), promptFields: NO_PROMPT, generative: false, streaming: 'none' }),
+    def({ name: 'copy', methods: POST, body: 'json', modelFields: Object.freeze([Object.freeze(['source'])]), writeModelFields: Object.freeze([Object.freeze(['destination'])]), promptFields: NO_PROMPT, generative: false, streaming: 'none' }),
   ],
 ]);
 

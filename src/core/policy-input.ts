@@ -10,6 +10,8 @@ import { badInput } from '../errors.js';
 export interface PolicyInput {
   endpoints?: string;
   models?: string;
+  /** Models the peer may create/copy over/delete/pull/push: a list, "none" (the default) or "any". */
+  writeModels?: string;
   rate?: string;
   burst?: string;
   streams?: string;
@@ -40,6 +42,7 @@ export function overridesFromFlags(o: PolicyInput): Partial<Policy> {
     p.endpoints = names as Policy['endpoints'];
   }
   if (o.models !== undefined) p.models = o.models === 'any' || o.models === 'all' ? null : list(o.models);
+  if (o.writeModels !== undefined) p.writeModels = o.writeModels === 'any' || o.writeModels === 'all' ? null : o.writeModels === 'none' ? [] : list(o.writeModels);
   if (o.rate !== undefined) {
     const m = /^(\d{1,9})(?:\/(min|m|s|sec|h))?$/.exec(o.rate);
     if (!m) throw badInput(`--rate "${o.rate}" must be N, N/min, N/s or N/h`);

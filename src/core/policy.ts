@@ -1,12 +1,15 @@
 /**
  * Per-peer policy and the guard's request decisions, as pure functions:
- * model names and the allowlist, the model-list filter, decideHead on the
- * request line and headers, decideBody on the body.
+ * the model allowlist and the model-list filter (names themselves are read by
+ * core/model-name.ts, checked per request by core/model-access.ts), decideHead
+ * on the request line and headers, decideBody on the body.
  */
 import { z } from 'zod';
 import { DEFAULT_ENDPOINTS, ENDPOINT_NAMES, PROMPT_FIELDS, canonicalPath, matchEndpoint, type EndpointDef, type EndpointName } from './ollama-api.js';
 import { hopByHopRefusal } from './hop-by-hop.js';
 import { promptDigest, type PromptDigest } from './prompt-digest.js';
+import { parseModelPattern, parseModelName } from './model-name.js';
+import { checkBodyModels, checkPathModel, mayRead } from './model-access.js';
 
 /** What the guard needs to decide a request (every policy field but apiTokens, which the gateway applies). */
 export interface RequestPolicy {
@@ -14,6 +17,11 @@ export interface RequestPolicy {
   endpoints: EndpointName[];
   /** Models the peer may use; null = every model. 'llama3.2' means llama3.2:latest, 'llama3.2:*' any tag. */
   models: string[] | null;
+  /**
+   * Models the peer may create, overwrite, delete, pull or push (same patterns; 'alice/*' = every
+   * model in namespace alice); [] = none, even where those endpoints are allowed; null = any.
+   */
+  writeModels: string[] | null;
   /** Token-bucket refill rate in requests per minute. */
   requestsPerMinute: number;
   /** Token-bucket size: requests allowed back to back. */
@@ -42,54 +50,15 @@ export interface Policy extends RequestPolicy {
   apiTokens: boolean;
 }
 
-// ---- model names --------------------------------------------------------
+// ---- model names (core/model-name.ts, core/model-access.ts) -------------
 
-const PART = '[a-z0-9_][a-z0-9_.-]{0,79}';
-const HOST = '[a-z0-9_][a-z0-9_.-]{0,252}(?::[0-9]{1,5})?';
-const TAG = '[a-z0-9_][a-z0-9_.-]{0,127}';
-/** A normalised name: [host/][namespace/]model:tag, the shapes Ollama's name parser accepts. */
-const NAME_RE = new RegExp(`^(?:(?:${HOST}/)?${PART}/)?${PART}:${TAG}$`);
-const PATTERN_RE = new RegExp(`^(?:(?:${HOST}/)?${PART}/)?${PART}:(?:${TAG}|\\*)$`);
+export { normaliseModel } from './model-name.js';
 
-/** Lowercase; strip 'registry.ollama.ai/' and 'library/'; add ':latest' when there is no tag. */
-export function normaliseModel(name: string): string {
-  let n = name.toLowerCase();
-  if (n.startsWith('registry.ollama.ai/')) n = n.slice('registry.ollama.ai/'.length);
-  if (n.startsWith('library/')) n = n.slice('library/'.length);
-  return n.lastIndexOf(':') > n.lastIndexOf('/') ? n : `${n}:latest`;
-}
-
-function validPattern(entry: string): boolean {
-  return PATTERN_RE.test(normaliseModel(entry));
-}
-
-interface CompiledModels {
-  exact: Set<string>;
-  anyTag: Set<string>;
-}
-const compiled = new WeakMap<readonly string[], CompiledModels>();
-
-function compile(models: readonly string[]): CompiledModels {
-  let c = compiled.get(models);
-  if (!c) {
-    c = { exact: new Set(), anyTag: new Set() };
-    for (const entry of models) {
-      const n = normaliseModel(entry);
-      if (n.endsWith(':*')) c.anyTag.add(n.slice(0, -2));
-      else c.exact.add(n);
-    }
-    compiled.set(models, c);
-  }
-  return c;
-}
-
-/** Whether the peer may use `model`. With an allowlist, names that do not parse are refused. */
-export function modelAllowed(policy: RequestPolicy, model: string): boolean {
+/** Whether the peer may use `model` (read). With an allowlist, names that do not parse are refused. */
+export function modelAllowed(policy: Pick<RequestPolicy, 'models'>, model: string): boolean {
   if (policy.models === null) return true;
-  const n = normaliseModel(model);
-  if (!NAME_RE.test(n)) return false;
-  const c = compile(policy.models);
-  return c.exact.has(n) || c.anyTag.has(n.slice(0, n.lastIndexOf(':')));
+  const n = parseModelName(model);
+  return n.ok && mayRead(policy, n);
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -121,13 +90,17 @@ export function filterModelList(kind: 'tags' | 'v1.models', body: unknown, polic
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
 const modelPattern = z
   .string()
-  .max(300)
-  .refine(validPattern, { message: 'model must look like "llama3.2", "llama3.2:3b", "user/model:tag" or "llama3.2:*"' });
+  .max(600)
+  .superRefine((s, ctx) => {
+    const r = parseModelPattern(s);
+    if (!r.ok) ctx.addIssue({ code: 'custom', message: `${r.error}; write "llama3.2", "llama3.2:3b", "user/model:tag", "llama3.2:*" or "user/*"` });
+  });
 
 const fields = {
   endpoints: z.array(z.enum(ENDPOINT_NAMES as [EndpointName, ...EndpointName[]])).max(ENDPOINT_NAMES.length * 2)
     .describe('endpoints the peer may call'),
   models: z.array(modelPattern).max(200).nullable().describe("models the peer may use; null = every model; 'x' = x:latest, 'x:*' = any tag"),
+  writeModels: z.array(modelPattern).max(200).nullable().describe("models the peer may create, overwrite, delete, pull or push; [] = none; null = any; 'user/*' = a namespace"),
   requestsPerMinute: int(1, 100_000).describe('token-bucket refill rate, requests per minute'),
   burst: int(1, 100_000).describe('token-bucket size: requests allowed back to back'),
   maxStreams: int(1, 1000).describe('concurrent generation/chat/embedding requests'),
@@ -141,6 +114,7 @@ const fields = {
 export const DEFAULT_POLICY: Policy = Object.freeze({
   endpoints: [...DEFAULT_ENDPOINTS],
   models: null,
+  writeModels: [],
   requestsPerMinute: 60,
   burst: 20,
   maxStreams: 4,
@@ -155,6 +129,7 @@ export const DEFAULT_POLICY: Policy = Object.freeze({
 export const policySchema: z.ZodType<Policy> = z.strictObject({
   endpoints: fields.endpoints.default(() => [...DEFAULT_ENDPOINTS]),
   models: fields.models.default(null),
+  writeModels: fields.writeModels.default(() => []),
   requestsPerMinute: fields.requestsPerMinute.default(DEFAULT_POLICY.requestsPerMinute),
   burst: fields.burst.default(DEFAULT_POLICY.burst),
   maxStreams: fields.maxStreams.default(DEFAULT_POLICY.maxStreams),
@@ -171,7 +146,7 @@ export type PolicyOverride = z.output<typeof policyOverrideSchema>;
 
 /** `base` with every field `o` sets (null included: it means "no limit"/"every model"). */
 export function mergePolicy(base: Policy, o: Partial<Policy>): Policy {
-  const out: Policy = { ...base, endpoints: [...base.endpoints], models: base.models && [...base.models] };
+  const out: Policy = { ...base, endpoints: [...base.endpoints], models: base.models && [...base.models], writeModels: base.writeModels && [...base.writeModels] };
   for (const k of Object.keys(fields) as (keyof Policy)[]) {
     const v = o[k];
     if (v !== undefined) (out as unknown as Record<string, unknown>)[k] = Array.isArray(v) ? [...v] : v;
@@ -284,6 +259,7 @@ export function decideHead(input: {
  */
 const SIGNIFICANT = new Set([
   'model', 'name', 'source', 'destination', 'from', 'stream', 'stream_options', 'keep_alive', 'options',
+  'files', 'adapters', 'draft_files',
   ...Object.values(PROMPT_FIELDS).flat(),
 ]);
 /** toLowerCase already maps the Kelvin sign to 'k'; the long s needs a hand. */
@@ -328,9 +304,9 @@ export interface BodyDecision {
 export function decideBody(input: { endpoint: EndpointDef; pathModel?: string; body: Buffer; policy: RequestPolicy }): BodyDecision | { ok: false; refusal: Refusal } {
   const { endpoint, policy, body } = input;
   if (endpoint.modelFromPath) {
-    const model = input.pathModel ?? '';
-    if (!modelAllowed(policy, model)) return refuse(404, 'model_denied', `model "${model}" not found`);
-    return { ok: true, forward: body, model: normaliseModel(model), stream: false, prompt: null };
+    const m = checkPathModel(policy, input.pathModel ?? '');
+    if (!m.ok) return m;
+    return { ok: true, forward: body, model: m.model, stream: false, prompt: null };
   }
   if (endpoint.body !== 'json') return { ok: true, forward: body, model: null, stream: false, prompt: null };
 
@@ -355,25 +331,10 @@ export function decideBody(input: { endpoint: EndpointDef; pathModel?: string; b
     return refuse(400, 'ambiguous_field', 'stream_options field names must be ASCII');
   }
 
-  // Models: required groups, then optional ones.
-  let first: string | null = null;
-  const groups = [...endpoint.modelFields.map((g) => [g, true] as const), ...(endpoint.optionalModelFields ?? []).map((g) => [g, false] as const)];
-  for (const [group, required] of groups) {
-    let found: string | null = null;
-    for (const f of group) {
-      const v = req[f];
-      if (v === undefined || v === null || v === '') continue;
-      if (typeof v !== 'string') return refuse(400, 'bad_model', `${f} must be a string`);
-      found = v;
-      break;
-    }
-    if (found === null) {
-      if (required) return refuse(400, 'model_missing', `${group[0] ?? 'model'} is required`);
-      continue;
-    }
-    if (!modelAllowed(policy, found)) return refuse(403, 'model_denied', `model "${found}" is not allowed for this peer`);
-    first ??= normaliseModel(found);
-  }
+  // Models: every name well-formed first, then the read and write allowlists.
+  const models = checkBodyModels(endpoint, req, policy);
+  if (!models.ok) return models;
+  const first = models.model;
 
   const stream =
     endpoint.streaming === 'default-on' ? req.stream !== false : endpoint.streaming === 'opt-in' ? req.stream === true : false;

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Config } from '../config.js';
+import { usablePatterns } from '../core/model-name.js';
 import { mergePolicy, type Policy } from '../core/policy.js';
 import { utcDay } from '../core/rate.js';
 import { RECORD_FIELDS } from '../core/request-record.js';
@@ -38,7 +39,9 @@ export function peerSetSource(db: Db, config: Config) {
         const stored = apiTokens.byPeerId();
         const list = rows.map((p) => {
           // apiTokens stays at the gateway (guards that predate it refuse unknown policy fields): it shows as tokenSha256.
-          const { apiTokens: allowed, ...policy } = p.policy === null ? defaults : mergePolicy(defaults, JSON.parse(p.policy) as Partial<Policy>);
+          const { apiTokens: allowed, ...merged } = p.policy === null ? defaults : mergePolicy(defaults, JSON.parse(p.policy) as Partial<Policy>);
+          // Patterns stored by older releases that the name grammar now refuses would fail the guard's schema: dropped (narrowing only).
+          const policy = { ...merged, models: usablePatterns(merged.models), writeModels: usablePatterns(merged.writeModels) };
           const token = stored.get(p.id);
           return {
             name: p.name,

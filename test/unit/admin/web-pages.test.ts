@@ -153,6 +153,19 @@ describe('admin UI pages: peers, enrollment, policy, logs (HTTPS on loopback)', 
     expect(env.ctx.peers.show('policy5').policy).toBeNull();
   });
 
+  test('policy: the write allowlist has its own field, "none" by default', async () => {
+    await post('/peers', { name: 'policy6' });
+    const page = await get('/peers/policy6');
+    const fields = Object.fromEntries([...page.body.matchAll(/<input name="([a-zA-Z]+)" value="([^"]*)"/g)].map((m) => [m[1]!, unescape(m[2]!)]));
+    expect(fields.writeModels).toBe('none');
+    expect((await post('/peers/policy6/policy', { ...fields, writeModels: 'policy6/*, llama3.2:mine', op: 'save' })).status).toBe(303);
+    expect(env.ctx.peers.show('policy6').policy).toEqual({ writeModels: ['policy6/*', 'llama3.2:mine'] });
+    const bad = await post('/peers/policy6/policy', { ...fields, writeModels: '../../x', op: 'save' });
+    expect(bad.status).toBe(400);
+    expect(bad.body).toContain('writeModels');
+    expect(env.ctx.peers.show('policy6').policy).toEqual({ writeModels: ['policy6/*', 'llama3.2:mine'] });
+  });
+
   test('an enrollment link: 256-bit token, works once, then dead; expires; can be cancelled', async () => {
     const made = await post('/enroll', { name: 'staff6', expires: '90d' });
     expect(made.status).toBe(200);

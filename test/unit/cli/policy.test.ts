@@ -46,6 +46,9 @@ describe('overridesFromFlags', () => {
     ['num_ctx none', { maxNumCtx: 'none' }, { maxNumCtx: null }],
     ['tokens per request', { maxTokensPerRequest: '2048' }, { maxTokensPerRequest: 2048 }],
     ['tokens per request none', { maxTokensPerRequest: 'none' }, { maxTokensPerRequest: null }],
+    ['write models', { writeModels: 'alice/*, llama3.2:mine' }, { writeModels: ['alice/*', 'llama3.2:mine'] }],
+    ['write models none', { writeModels: 'none' }, { writeModels: [] }],
+    ['write models any', { writeModels: 'any' }, { writeModels: null }],
   ])('%s', (_what, flags, expected) => {
     expect(overridesFromFlags(flags)).toEqual(expected);
   });
@@ -93,7 +96,7 @@ describe('setPolicy (a real gateway state)', () => {
     writeSecretFile(config.paths.caKey, testCa().keyPem + testCa().certPem);
     const ctx = openGateway(config);
     try {
-      for (const name of ['alice', 'bob', 'carol', 'dave', 'erin', 'gone']) ctx.peers.add({ name }, WHO);
+      for (const name of ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'gone']) ctx.peers.add({ name }, WHO);
       ctx.peers.revoke('gone', WHO);
     } finally {
       ctx.close();
@@ -130,6 +133,14 @@ describe('setPolicy (a real gateway state)', () => {
     ]);
   });
 
+  test('--write-models sets the write allowlist, shown as given', () => {
+    expect(run('frank', { writeModels: 'frank/*' })).toMatchObject({ overrides: { writeModels: ['frank/*'] }, effective: { ...DEFAULT, writeModels: ['frank/*'] } });
+    out = [];
+    setPolicy(config, 'frank', { writeModels: 'frank/*,llama3.2:frank' }, io, WHO);
+    expect(out.join('')).toMatch(/^ {2}writeModels +frank\/\*,llama3\.2:frank {2}\(set for this peer\)$/m);
+    run('frank', { writeModels: 'none' });
+  });
+
   test('the same values again change nothing and write no audit record', () => {
     run('bob', { rate: '10' });
     const again = run('bob', { rate: '10' });
@@ -152,7 +163,8 @@ describe('setPolicy (a real gateway state)', () => {
     expect(text.split('\n')[0]).toBe('dave: policy');
     expect(text).toMatch(/^ {2}maxStreams +2 {2}\(set for this peer\)$/m);
     expect(text).toMatch(/^ {2}tokensPerDay +50000$/m);
-    expect(text).toMatch(/^ {2}models +unlimited$/m);
+    expect(text).toMatch(/^ {2}models +any$/m);
+    expect(text).toMatch(/^ {2}writeModels +none$/m);
     out = [];
     setPolicy(config, 'dave', { streams: '2' }, io, WHO);
     expect(out.join('').split('\n')[0]).toBe('dave: policy (unchanged)');
@@ -164,6 +176,8 @@ describe('setPolicy (a real gateway state)', () => {
     // 30/h is half a request a minute: not a whole number the policy can hold.
     expect(expectWgoError(() => setPolicy(config, 'erin', { rate: '30/h' }, io, WHO), 'BAD_INPUT').message).toMatch(/multiple of 60/);
     expect(expectWgoError(() => setPolicy(config, 'erin', { models: 'not a model!' }, io, WHO), 'BAD_INPUT').message).toMatch(/models/);
+    expect(expectWgoError(() => setPolicy(config, 'erin', { writeModels: '../x' }, io, WHO), 'BAD_INPUT').message).toMatch(/writeModels\.0: model name "\.\.\/x"/);
+    expect(expectWgoError(() => setPolicy(config, 'erin', { writeModels: `x@sha256:${'a'.repeat(64)}` }, io, WHO), 'BAD_INPUT').message).toMatch(/digest/);
     expect(withGateway((ctx) => ctx.peers.show('erin').policy)).toBeNull();
     expect(policyAudit('erin')).toEqual([]);
   });

@@ -32,6 +32,14 @@ describe('modelLabeller', () => {
     ['a newline', 'x\ny', true, 'other'],
     ['upper case (never normalised so)', 'LLAMA', true, 'other'],
     ['300 characters', 'a'.repeat(300), true, 'other'],
+    // only the display form of a name Ollama's grammar reads (core/model-name.ts) is a label
+    ['a name on another host', 'hf.co/user/model:q4_k_m', true, 'hf.co/user/model:q4_k_m'],
+    ['not the shortest form', 'library/llama3.2:latest', true, 'other'],
+    ['the default host written out', 'registry.ollama.ai/library/llama3.2:latest', true, 'other'],
+    ['a namespace Ollama refuses', 'registry.ollama.ai/llama3.2:latest', true, 'other'],
+    ['no tag', 'llama3.2', true, 'other'],
+    ['a digest', 'llama3.2@sha256:abc', true, 'other'],
+    ['a tag over 80 characters', `x:${'t'.repeat(81)}`, true, 'other'],
   ])('%s', (_what, model, served, want) => {
     expect(modelLabeller(10)(model, served)).toBe(want);
   });

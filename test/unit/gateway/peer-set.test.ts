@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import { generateKeyPair } from '../../../src/core/keys.js';
-import { DEFAULT_POLICY } from '../../../src/core/policy.js';
+import { DEFAULT_POLICY, policySchema } from '../../../src/core/policy.js';
 import type { RequestRecord } from '../../../src/core/request-record.js';
 import { peerRepository } from '../../../src/db/peers.js';
 import { requestRepository } from '../../../src/db/requests.js';
@@ -68,6 +68,22 @@ describe('peerSetSource', () => {
     const byName = new Map(peerSetSource(env.db, env.config).load(T0).peers.map((p) => [p.name, p.policy]));
     expect(byName.get('bob')).toEqual({ ...GUARD_DEFAULT, maxStreams: 2, models: ['llama3.2'], tokensPerDay: 5000 });
     expect(byName.get('alice')).toEqual({ ...GUARD_DEFAULT, maxStreams: 2, models: ['qwen2.5:*'], tokensPerDay: null, burst: 3 });
+  });
+
+  test('model patterns an older release stored and the name grammar now refuses are dropped, never widened', () => {
+    env = peerEnv();
+    const alice = env.svc.add({ name: 'alice' }, WHO);
+    const bob = env.svc.add({ name: 'bob' }, WHO);
+    // Older releases accepted these (read as llama3.2:latest and ns/m:latest); Ollama reads them otherwise or not at all.
+    peerRepository(env.db).setPolicy(alice.peer.id, JSON.stringify({ models: ['registry.ollama.ai/llama3.2', 'qwen2.5:*', `x:${'t'.repeat(100)}`] }), T0);
+    peerRepository(env.db).setPolicy(bob.peer.id, JSON.stringify({ models: ['registry.ollama.ai/llama3.2'] }), T0);
+    const set = peerSetSource(env.db, env.config).load(T0);
+    const byName = new Map(set.peers.map((p) => [p.name, p.policy]));
+    expect(byName.get('alice')?.models).toEqual(['qwen2.5:*']);
+    // an allowlist left empty allows nothing: it does not turn into "every model"
+    expect(byName.get('bob')?.models).toEqual([]);
+    // and the guard's wire schema accepts the set
+    for (const p of set.peers) expect(policySchema.safeParse(p.policy).success).toBe(true);
   });
 
   test('the version changes on every change a guard must see, and only then', () => {

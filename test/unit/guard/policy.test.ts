@@ -12,7 +12,7 @@ beforeAll(async () => {
   env = await startEnv({
     peers: [
       { name: 'alice', address: '127.0.0.1', policy: { models: ['llama3.2'], requestsPerMinute: 100_000, burst: 1000 } },
-      { name: 'bob', address: '127.0.0.2', policy: { endpoints: ['pull', 'delete', 'tags', 'version', 'generate', 'ps'], requestsPerMinute: 100_000, burst: 1000 } },
+      { name: 'bob', address: '127.0.0.2', policy: { endpoints: ['pull', 'delete', 'tags', 'version', 'generate', 'ps'], writeModels: ['llama3.2'], requestsPerMinute: 100_000, burst: 1000 } },
     ],
   });
 });
@@ -83,6 +83,13 @@ describe('path tricks towards pull and delete', () => {
     await waitFor(() => env.records.length === 1, 2000, 'the record');
     env.records.length = 0;
     await refused('bob', 'POST', '/api/chat', { model: 'llama3.2', messages: [] }, 403, 'endpoint "chat" is not allowed for this peer', 'endpoint_denied', BOB);
+  });
+
+  test('pull and delete of a model outside writeModels → 403 write_denied, never forwarded', async () => {
+    const why = (m: string) => `model "${m}" may not be created, overwritten, deleted, pulled or pushed by this peer (policy field writeModels)`;
+    await refused('bob', 'POST', '/api/pull', { model: 'qwen2.5:0.5b' }, 403, why('qwen2.5:0.5b'), 'write_denied', BOB);
+    await refused('bob', 'POST', '/api/pull', { model: 'evil.io/library/llama3.2' }, 403, why('evil.io/library/llama3.2'), 'write_denied', BOB);
+    await refused('bob', 'DELETE', '/api/delete', { name: 'llama3.2:1b' }, 403, why('llama3.2:1b'), 'write_denied', BOB);
   });
 
   test('the query string is not part of the decision, and is forwarded as nothing', async () => {

@@ -23,6 +23,8 @@ beforeAll(async () => {
       { name: 'bob', address: '127.0.0.2', policy: { requestsPerMinute: 1, burst: 1 } },
       { name: 'carol', address: '127.0.0.3', policy: { ...FAST, tokensPerDay: 10 } },
       { name: 'dave', address: '127.0.0.4', policy: { ...FAST, maxStreams: 1 } },
+      // may create and copy, into her own namespace only
+      { name: 'erin', address: '127.0.0.5', policy: { ...FAST, endpoints: ['generate', 'create', 'copy'], models: ['llama3.2', 'erin/*'], writeModels: ['erin/*'] } },
     ],
   });
   env.sim.server.on('connection', (_s: Socket) => upstreamConnections++);
@@ -79,6 +81,13 @@ const CASES: [reason: string, status: number, send: () => Promise<number>][] = [
   ['model_missing', 400, () => send('alice', { path: '/api/generate', body: { prompt: 'hi' } })],
   ['bad_model', 400, () => send('alice', { path: '/api/generate', body: { model: 7, prompt: 'hi' } })],
   ['model_denied', 403, () => send('alice', { path: '/api/generate', body: { model: 'qwen2.5:0.5b', prompt: 'hi' } })],
+  // dave has no models allowlist: a name is still read with Ollama's grammar first
+  ['bad_model', 400, () => send('dave', { path: '/api/generate', body: { model: '../../x', prompt: 'hi' }, ...at('127.0.0.4') })],
+  ['bad_model', 400, () => send('dave', { path: '/api/generate', body: { model: `x@sha256:${'a'.repeat(64)}`, prompt: 'hi' }, ...at('127.0.0.4') })],
+  ['bad_model', 400, () => send('dave', { path: '/v1/models/x@sha256:abc', ...at('127.0.0.4') })],
+  ['write_denied', 403, () => send('erin', { path: '/api/copy', body: { source: 'erin/mine', destination: 'llama3.2' }, ...at('127.0.0.5') })],
+  ['write_denied', 403, () => send('erin', { path: '/api/create', body: { model: 'llama3.2', from: 'erin/mine' }, ...at('127.0.0.5') })],
+  ['digest_denied', 403, () => send('erin', { path: '/api/create', body: { model: 'erin/x', files: { 'model.gguf': `sha256:${'a'.repeat(64)}` } }, ...at('127.0.0.5') })],
   ['ambiguous_field', 400, () => send('alice', { path: '/api/generate', body: '{"model":"llama3.2","MODEL":"qwen2.5:0.5b","prompt":"hi"}' })],
   ['upgrade_refused', 400, () => send('alice', { path: '/api/generate', body: gen, headers: { connection: 'Upgrade', upgrade: 'websocket' } })],
   ['upgrade_refused', 400, () => send('alice', { path: '/api/version', headers: { upgrade: 'h2c' } })],

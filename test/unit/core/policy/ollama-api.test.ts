@@ -127,8 +127,10 @@ describe('matchEndpoint', () => {
     expect(at('/api/embed')).toMatchObject({ promptFields: ['input'], generative: true, streaming: 'none' });
     expect(at('/v1/chat/completions')).toMatchObject({ promptFields: ['messages', 'tools', 'tool_choice'], streaming: 'opt-in' });
     expect(at('/api/show')).toMatchObject({ modelFields: [['model', 'name']], generative: false });
-    expect(at('/api/copy')).toMatchObject({ modelFields: [['source'], ['destination']] });
-    expect(at('/api/create')).toMatchObject({ modelFields: [['model', 'name']], optionalModelFields: [['from']] });
+    expect(at('/api/copy')).toMatchObject({ modelFields: [['source']], writeModelFields: [['destination']] });
+    expect(at('/api/create')).toMatchObject({ modelFields: [], writeModelFields: [['model', 'name']], optionalModelFields: [['from']], digestFields: ['files', 'adapters', 'draft_files'] });
+    expect(at('/api/push')).toMatchObject({ modelFields: [['model', 'name']], writeModelFields: [['model', 'name']] });
+    expect(at('/api/pull')).toMatchObject({ modelFields: [], writeModelFields: [['model', 'name']] });
     expect(at('/api/tags', 'GET')).toMatchObject({ modelFields: [], body: 'none', listsModels: 'tags' });
     expect(at('/api/ps', 'GET')).toMatchObject({ listsModels: 'tags' });
     expect(at('/v1/models', 'GET')).toMatchObject({ listsModels: 'v1.models' });

@@ -34,7 +34,7 @@ describe('policy schema', () => {
 
   test('a full policy round-trips', () => {
     const p: Policy = {
-      endpoints: ['chat', 'pull'], models: ['llama3.2', 'qwen2.5:*', 'hf.co/user/model:q4_k_m'], requestsPerMinute: 10, burst: 2,
+      endpoints: ['chat', 'pull'], models: ['llama3.2', 'qwen2.5:*', 'hf.co/user/model:q4_k_m'], writeModels: ['alice/*'], requestsPerMinute: 10, burst: 2,
       maxStreams: 1, tokensPerDay: 100_000, maxKeepAliveSec: 300, maxNumCtx: 8192, maxTokensPerRequest: 2048, apiTokens: true,
     };
     expect(policySchema.parse(p)).toEqual(p);
@@ -260,7 +260,7 @@ describe('decideBody', () => {
     const e = endpoint(path);
     return decideBody({ ...e, body: Buffer.isBuffer(b) ? b : json(b), policy: policy(o) });
   };
-  const only = { models: ['llama3.2', 'qwen2.5:*'] };
+  const only = { models: ['llama3.2', 'qwen2.5:*'], writeModels: ['qwen2.5:*'] };
 
   test.each<[string, string, unknown, number | null, string?]>([
     ['native: allowed', '/api/chat', { model: 'llama3.2', messages: [] }, null],
@@ -278,7 +278,7 @@ describe('decideBody', () => {
     ['show: model wins over name', '/api/show', { model: 'llama3.2', name: 'mistral' }, null],
     ['copy: both allowed', '/api/copy', { source: 'llama3.2', destination: 'qwen2.5:mine' }, null],
     ['copy: source denied', '/api/copy', { source: 'mistral', destination: 'qwen2.5:mine' }, 403, 'model_denied'],
-    ['copy: destination denied', '/api/copy', { source: 'llama3.2', destination: 'mistral' }, 403, 'model_denied'],
+    ['copy: destination not writable', '/api/copy', { source: 'llama3.2', destination: 'mistral' }, 403, 'write_denied'],
     ['copy: destination missing', '/api/copy', { source: 'llama3.2' }, 400, 'model_missing'],
     ['pull: allowed tag', '/api/pull', { model: 'qwen2.5:14b' }, null],
     ['create: from denied', '/api/create', { model: 'qwen2.5:mine', from: 'mistral' }, 403, 'model_denied'],
@@ -449,7 +449,7 @@ describe('decideBody', () => {
     ['/v1/chat/completions', { stream: true }, true],
     ['/v1/completions', { stream: false }, false],
   ])('%s %j streams: %s', (path, extra, stream) => {
-    const r = body(path, { model: 'x', ...(extra as object) });
+    const r = body(path, { model: 'x', ...(extra as object) }, { writeModels: null });
     expect(r).toMatchObject({ ok: true, stream });
   });
 
@@ -469,7 +469,7 @@ describe('decideBody', () => {
   });
 
   test('the model reported is the first one, normalised', () => {
-    expect(body('/api/copy', { source: 'Llama3.2', destination: 'x' })).toMatchObject({ ok: true, model: 'llama3.2:latest' });
+    expect(body('/api/copy', { source: 'Llama3.2', destination: 'x' }, { writeModels: ['x'] })).toMatchObject({ ok: true, model: 'llama3.2:latest' });
     expect(body('/api/show', { name: 'library/qwen2.5:7b' })).toMatchObject({ ok: true, model: 'qwen2.5:7b' });
     const tags = endpoint('/api/tags', 'GET');
     expect(decideBody({ ...tags, body: Buffer.alloc(0), policy: DEFAULT_POLICY })).toMatchObject({ ok: true, model: null, stream: false, prompt: null });
