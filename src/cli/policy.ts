@@ -28,7 +28,7 @@ export function setPolicy(config: Config, name: string, o: PolicyOptions, io: Io
     const r = ctx.peers.setPolicy(name, Object.keys(merged).length ? merged : null, who);
     emit(io, o.json, { name: r.peer.name, overrides: r.peer.policy, effective: r.effective, changed: r.changed }, (d) =>
       `${d.name}: policy${d.changed ? '' : ' (unchanged)'}\n` +
-      Object.entries(d.effective).map(([k, v]) => `  ${k.padEnd(20)} ${v === null ? 'unlimited' : Array.isArray(v) ? escapeControl(v.join(',')) : typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v)}${d.overrides && k in d.overrides ? '  (set for this peer)' : ''}`).join('\n') + '\n');
+      Object.entries(d.effective).map(([k, v]) => `  ${k.padEnd(20)} ${v === null ? 'unlimited' : Array.isArray(v) ? escapeControl(v.join(',')) || 'none' : typeof v === 'object' ? Object.entries(v).map(([o, n]) => `${o}=${String(n)}`).join(',') || 'none' : typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v)}${d.overrides && k in d.overrides ? '  (set for this peer)' : ''}`).join('\n') + '\n');
   } finally {
     ctx.close();
   }

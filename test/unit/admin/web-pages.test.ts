@@ -153,6 +153,21 @@ describe('admin UI pages: peers, enrollment, policy, logs (HTTPS on loopback)', 
     expect(env.ctx.peers.show('policy5').policy).toBeNull();
   });
 
+  test('policy: Ollama options and their bounds from the form; an option Ollama does not have is answered inline', async () => {
+    await post('/peers', { name: 'policy6' });
+    const page = await get('/peers/policy6');
+    const fields = Object.fromEntries([...page.body.matchAll(/<input name="([a-zA-Z]+)" value="([^"]*)"/g)].map((m) => [m[1]!, unescape(m[2]!)]));
+    expect(fields.optionLimits).toBe('none');
+    expect(fields.options).toMatch(/^num_keep, seed, .*, num_ctx$/);
+    const r = await post('/peers/policy6/policy', { ...fields, options: `${fields.options}, num_batch`, optionLimits: 'num_batch=512', op: 'save' });
+    expect(r.status).toBe(303);
+    expect(env.ctx.peers.show('policy6').policy).toMatchObject({ options: expect.arrayContaining(['temperature', 'num_batch']), optionLimits: { num_batch: 512 } });
+    const bad = await post('/peers/policy6/policy', { ...fields, options: 'temprature', op: 'save' });
+    expect(bad.status).toBe(400);
+    expect(bad.body).toContain('unknown option &quot;temprature&quot;');
+    expect(env.ctx.peers.show('policy6').policy).toMatchObject({ optionLimits: { num_batch: 512 } });
+  });
+
   test('an enrollment link: 256-bit token, works once, then dead; expires; can be cancelled', async () => {
     const made = await post('/enroll', { name: 'staff6', expires: '90d' });
     expect(made.status).toBe(200);

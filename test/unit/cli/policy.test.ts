@@ -6,6 +6,7 @@ import { overridesFromFlags, setPolicy, type PolicyOptions } from '../../../src/
 import type { Io } from '../../../src/cli/output.js';
 import { parseConfig, type Config } from '../../../src/config.js';
 import { generateKeyPair } from '../../../src/core/keys.js';
+import { DEFAULT_OPTIONS, OPTION_NAMES } from '../../../src/core/model-options.js';
 import { DEFAULT_ENDPOINTS } from '../../../src/core/ollama-api.js';
 import { DEFAULT_POLICY, type Policy } from '../../../src/core/policy.js';
 import { auditRepository } from '../../../src/db/audit.js';
@@ -46,6 +47,12 @@ describe('overridesFromFlags', () => {
     ['num_ctx none', { maxNumCtx: 'none' }, { maxNumCtx: null }],
     ['tokens per request', { maxTokensPerRequest: '2048' }, { maxTokensPerRequest: 2048 }],
     ['tokens per request none', { maxTokensPerRequest: 'none' }, { maxTokensPerRequest: null }],
+    ['options', { options: 'temperature, top_p,,num_gpu' }, { options: ['temperature', 'top_p', 'num_gpu'] }],
+    ['options none', { options: 'none' }, { options: [] }],
+    ['options default', { options: 'default' }, { options: [...DEFAULT_OPTIONS] }],
+    ['options all', { options: 'all' }, { options: [...OPTION_NAMES] }],
+    ['option limits', { optionLimits: 'num_batch=512, num_thread=8' }, { optionLimits: { num_batch: 512, num_thread: 8 } }],
+    ['option limits none', { optionLimits: 'none' }, { optionLimits: {} }],
   ])('%s', (_what, flags, expected) => {
     expect(overridesFromFlags(flags)).toEqual(expected);
   });
@@ -68,6 +75,13 @@ describe('overridesFromFlags', () => {
     ['tokens in exponent form', { tokensPerDay: '1e6' }, /--tokens-per-day "1e6"/],
     ['a keep-alive that is no duration', { maxKeepAlive: 'soon' }, /--max-keep-alive "soon"/],
     ['num_ctx with a unit', { maxNumCtx: '8k' }, /--max-num-ctx "8k"/],
+    ['an option Ollama does not have', { options: 'temperature,num_gpus' }, /unknown option "num_gpus"; Ollama's options: num_keep, seed/],
+    ['an option in the wrong case', { options: 'Temperature' }, /unknown option "Temperature"/],
+    ['a bound without a value', { optionLimits: 'num_batch' }, /--option-limits "num_batch" must be NAME=N/],
+    ['a negative bound', { optionLimits: 'num_batch=-1' }, /--option-limits "num_batch=-1" must be NAME=N/],
+    ['a bound on num_ctx', { optionLimits: 'num_ctx=4096' }, /num_ctx is bounded by --max-num-ctx/],
+    ['a bound on num_predict', { optionLimits: 'num_predict=10' }, /num_predict is bounded by --max-tokens-per-request/],
+    ['a bound on a non-numeric option', { optionLimits: 'use_mmap=1' }, /"use_mmap" cannot be bounded; options that can: num_keep/],
   ])('%s is BAD_INPUT', (_what, flags, message) => {
     expect(expectWgoError(() => overridesFromFlags(flags), 'BAD_INPUT').message).toMatch(message);
   });
@@ -128,6 +142,22 @@ describe('setPolicy (a real gateway state)', () => {
       { actor: 'root', source: 'cli', details: { policy: { models: ['llama3.2'] } } },
       { details: { policy: { models: ['llama3.2'], maxStreams: 1, tokensPerDay: null } } },
     ]);
+  });
+
+  test('options and their bounds are stored and shown', () => {
+    const r = run('dave', { options: 'temperature,num_gpu', optionLimits: 'num_gpu=20' });
+    expect(r.overrides).toEqual({ options: ['temperature', 'num_gpu'], optionLimits: { num_gpu: 20 } });
+    expect(r.effective).toEqual({ ...DEFAULT, options: ['temperature', 'num_gpu'], optionLimits: { num_gpu: 20 } });
+    out = [];
+    setPolicy(config, 'dave', { reset: true, optionLimits: 'num_batch=512,num_thread=8' }, io, WHO);
+    const text = out.join('');
+    expect(text).toMatch(/^ {2}optionLimits +num_batch=512,num_thread=8 {2}\(set for this peer\)$/m);
+    expect(text).toMatch(/^ {2}options +num_keep,seed,.*,num_ctx$/m);
+    out = [];
+    setPolicy(config, 'dave', { reset: true, options: 'none' }, io, WHO);
+    expect(out.join('')).toMatch(/^ {2}options +none {2}\(set for this peer\)$/m);
+    expect(out.join('')).toMatch(/^ {2}optionLimits +none$/m);
+    run('dave', { reset: true });
   });
 
   test('the same values again change nothing and write no audit record', () => {
