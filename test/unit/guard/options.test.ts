@@ -3,6 +3,9 @@
  * is what the policy allows, with the clamps written in; runner options a
  * policy does not list never reach it.
  */
+import { ChatOllama } from '@langchain/ollama';
+import { Ollama } from 'ollama';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { DEFAULT_OPTIONS } from '../../../src/core/model-options.js';
 import { errorOf, startEnv, waitFor, type GuardEnv } from './guard-env.js';
@@ -19,7 +22,9 @@ beforeAll(async () => {
     ],
   });
 });
+const agents: Agent[] = [];
 afterAll(async () => {
+  await Promise.all(agents.map((a) => a.close()));
   await env?.close();
 });
 beforeEach(() => {
@@ -71,5 +76,35 @@ describe('what Ollama receives', () => {
     const r = await env.request('bob', { path: '/api/generate', body: { model: 'llama3.2', prompt: 'hi', stream: false, options: { num_batch: 4096, num_gpu: 10, num_predict: 3 } }, ...BOB });
     expect(r.status).toBe(200);
     expect(upstreamBody().options).toEqual({ num_batch: 512, num_gpu: 10, num_predict: 3 });
+  });
+});
+
+describe('real clients, as their users configure them', () => {
+  /** undici's fetch through an Agent that presents alice's certificate. */
+  function certFetch(): typeof fetch {
+    const alice = env.certs.get('alice')!;
+    const agent = new Agent({ connect: { ca: env.ca.certPem, cert: alice.certPem, key: alice.keyPem } });
+    agents.push(agent);
+    return ((input: Parameters<typeof undiciFetch>[0], init?: Parameters<typeof undiciFetch>[1]) => undiciFetch(input, { ...init, dispatcher: agent })) as unknown as typeof fetch;
+  }
+  const host = () => `https://127.0.0.1:${env.port}`;
+
+  test('@langchain/ollama with its defaults works; with numGpu set its user reads why not', async () => {
+    const plain = new ChatOllama({ model: 'llama3.2', baseUrl: host(), fetch: certFetch() });
+    const answer = await plain.invoke('hi');
+    expect(String(answer.content).length).toBeGreaterThan(0);
+    expect(upstreamBody().options).toEqual({ num_predict: 8 });
+
+    env.sim.clear();
+    const greedy = new ChatOllama({ model: 'llama3.2', baseUrl: host(), fetch: certFetch(), numGpu: 999 });
+    await expect(greedy.invoke('hi')).rejects.toThrow(/option "num_gpu" is not allowed for this peer/);
+    expect(env.sim.requests).toEqual([]);
+  });
+
+  test('the ollama npm client with temperature works; with use_mmap it is refused', async () => {
+    const ollama = new Ollama({ host: host(), fetch: certFetch() });
+    const r = await ollama.generate({ model: 'llama3.2', prompt: 'hi', options: { temperature: 0, num_predict: 1000 } });
+    expect(r.eval_count).toBe(8);
+    await expect(ollama.generate({ model: 'llama3.2', prompt: 'hi', options: { use_mmap: false } })).rejects.toThrow(/option "use_mmap" is not allowed/);
   });
 });
