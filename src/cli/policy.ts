@@ -12,6 +12,15 @@ export interface PolicyOptions extends PolicyInput {
 
 export { overridesFromFlags };
 
+/** One policy value as set-policy prints it: lists comma-separated, bounds as name=N, booleans on/off. */
+function showValue(v: unknown): string {
+  if (v === null) return 'unlimited';
+  if (Array.isArray(v)) return escapeControl(v.join(',')) || 'none';
+  if (typeof v === 'object') return Object.entries(v).map(([k, n]) => `${k}=${String(n)}`).join(',') || 'none';
+  if (typeof v === 'boolean') return v ? 'on' : 'off';
+  return String(v);
+}
+
 /**
  * `wg-ollama set-policy NAME [flags]`: changes only the fields given (on top
  * of the peer's current overrides); `--reset` goes back to the configured
@@ -28,7 +37,7 @@ export function setPolicy(config: Config, name: string, o: PolicyOptions, io: Io
     const r = ctx.peers.setPolicy(name, Object.keys(merged).length ? merged : null, who);
     emit(io, o.json, { name: r.peer.name, overrides: r.peer.policy, effective: r.effective, changed: r.changed }, (d) =>
       `${d.name}: policy${d.changed ? '' : ' (unchanged)'}\n` +
-      Object.entries(d.effective).map(([k, v]) => `  ${k.padEnd(20)} ${v === null ? 'unlimited' : Array.isArray(v) ? escapeControl(v.join(',')) || 'none' : typeof v === 'object' ? Object.entries(v).map(([o, n]) => `${o}=${String(n)}`).join(',') || 'none' : typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v)}${d.overrides && k in d.overrides ? '  (set for this peer)' : ''}`).join('\n') + '\n');
+      Object.entries(d.effective).map(([k, v]) => `  ${k.padEnd(20)} ${showValue(v)}${d.overrides && k in d.overrides ? '  (set for this peer)' : ''}`).join('\n') + '\n');
   } finally {
     ctx.close();
   }

@@ -1,7 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { main } from '../../../src/cli/main.js';
 import { overridesFromFlags, setPolicy, type PolicyOptions } from '../../../src/cli/policy.js';
 import type { Io } from '../../../src/cli/output.js';
 import { parseConfig, type Config } from '../../../src/config.js';
@@ -90,18 +91,17 @@ describe('overridesFromFlags', () => {
 describe('setPolicy (a real gateway state)', () => {
   let dir: string;
   let config: Config;
+  let rawConfig: object;
   let out: string[];
   const io: Io = { out: (t) => void out.push(t), err: () => undefined, env: {} };
 
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'wgo-policy-'));
-    config = parseConfig(
-      {
-        stateDir: dir, interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820',
-        ollamaHost: '192.168.1.10', ollamaPort: 11434, policy: { maxStreams: 3, tokensPerDay: 50_000 },
-      },
-      'test',
-    );
+    rawConfig = {
+      stateDir: dir, interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820',
+      ollamaHost: '192.168.1.10', ollamaPort: 11434, policy: { maxStreams: 3, tokensPerDay: 50_000 },
+    };
+    config = parseConfig(rawConfig, 'test');
     writeSecretFile(config.paths.serverKey, generateKeyPair().privateKey + '\n');
     // The shared test CA, so no RSA-3072 key is made here.
     writeSecretFile(config.paths.caKey, testCa().keyPem + testCa().certPem);
@@ -157,6 +157,21 @@ describe('setPolicy (a real gateway state)', () => {
     setPolicy(config, 'dave', { reset: true, options: 'none' }, io, WHO);
     expect(out.join('')).toMatch(/^ {2}options +none {2}\(set for this peer\)$/m);
     expect(out.join('')).toMatch(/^ {2}optionLimits +none$/m);
+    run('dave', { reset: true });
+  });
+
+  test('set-policy --options and --option-limits through the real CLI entry', async () => {
+    const file = join(dir, 'config.json');
+    writeFileSync(file, JSON.stringify(rawConfig));
+    const out: string[] = [];
+    const err: string[] = [];
+    const cliIo: Io = { out: (t) => void out.push(t), err: (t) => void err.push(t), env: {} };
+    const code = await main(['--config', file, 'set-policy', 'dave', '--options', 'temperature,num_batch', '--option-limits', 'num_batch=256', '--json'], cliIo);
+    expect({ code, err: err.join('') }).toEqual({ code: 0, err: '' });
+    expect(JSON.parse(out.join('')).overrides).toEqual({ options: ['temperature', 'num_batch'], optionLimits: { num_batch: 256 } });
+    expect(await main(['--config', file, 'set-policy', 'dave', '--options', 'num_gpus'], cliIo)).toBe(2);
+    expect(err.join('')).toMatch(/unknown option "num_gpus"/);
+    expect(withGateway((ctx) => ctx.peers.show('dave').policy)).toEqual({ options: ['temperature', 'num_batch'], optionLimits: { num_batch: 256 } });
     run('dave', { reset: true });
   });
 
