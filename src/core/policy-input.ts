@@ -18,7 +18,7 @@ export interface PolicyInput {
   maxKeepAlive?: string;
   maxNumCtx?: string;
   maxTokensPerRequest?: string;
-  /** Ollama options the peer may set, comma-separated; "default" (the sampling options and num_ctx), "all" or "none". */
+  /** Ollama options the peer may set, comma-separated; "default" (the sampling options and num_ctx) and "all" may be among them; or "none". */
   options?: string;
   /** Upper bounds for whole-number options: "num_batch=512,num_thread=8", or "none". */
   optionLimits?: string;
@@ -67,11 +67,11 @@ export function overridesFromFlags(o: PolicyInput): Partial<Policy> {
   return p;
 }
 
+/** A list of option names, where "default" stands for DEFAULT_OPTIONS and "all" for every option; "none" alone is []. */
 function optionList(text: string): Policy['options'] {
-  if (text === 'default') return [...DEFAULT_OPTIONS];
-  if (text === 'all') return [...OPTION_NAMES];
   if (text === 'none') return [];
-  const names = list(text);
+  const expand = (n: string): readonly string[] => (n === 'default' ? DEFAULT_OPTIONS : n === 'all' ? OPTION_NAMES : [n]);
+  const names = [...new Set(list(text).flatMap(expand))];
   const unknown = names.filter((n) => !(OPTION_NAMES as readonly string[]).includes(n));
   if (unknown.length) throw badInput(`unknown option ${unknown.map((u) => `"${u}"`).join(', ')}; Ollama's options: ${OPTION_NAMES.join(', ')}`);
   return names as Policy['options'];

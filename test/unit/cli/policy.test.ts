@@ -52,6 +52,7 @@ describe('overridesFromFlags', () => {
     ['options none', { options: 'none' }, { options: [] }],
     ['options default', { options: 'default' }, { options: [...DEFAULT_OPTIONS] }],
     ['options all', { options: 'all' }, { options: [...OPTION_NAMES] }],
+    ['options default and more', { options: 'default,num_gpu,temperature' }, { options: [...DEFAULT_OPTIONS, 'num_gpu'] }],
     ['option limits', { optionLimits: 'num_batch=512, num_thread=8' }, { optionLimits: { num_batch: 512, num_thread: 8 } }],
     ['option limits none', { optionLimits: 'none' }, { optionLimits: {} }],
   ])('%s', (_what, flags, expected) => {
