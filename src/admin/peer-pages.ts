@@ -31,12 +31,16 @@ const POLICY_FIELDS: { name: keyof PolicyForm; label: string; show: (p: Policy) 
   { name: 'maxKeepAlive', label: 'Longest keep_alive (seconds)', show: (p) => (p.maxKeepAliveSec === null ? 'none' : String(p.maxKeepAliveSec)) },
   { name: 'maxNumCtx', label: 'Largest num_ctx', show: (p) => (p.maxNumCtx === null ? 'none' : String(p.maxNumCtx)) },
   { name: 'maxTokensPerRequest', label: 'Tokens per request', show: (p) => (p.maxTokensPerRequest === null ? 'none' : String(p.maxTokensPerRequest)) },
+  { name: 'options', label: 'Ollama options the peer may set', show: (p) => (p.options.length === 0 ? 'none' : p.options.join(', ')) },
+  { name: 'optionLimits', label: 'Option bounds (name=N)', show: (p) => Object.entries(p.optionLimits).map(([o, n]) => `${o}=${String(n)}`).join(', ') || 'none' },
 ];
-type PolicyForm = { models?: string; writeModels?: string; endpoints?: string; rate?: string; burst?: string; streams?: string; tokensPerDay?: string; maxKeepAlive?: string; maxNumCtx?: string; maxTokensPerRequest?: string };
+type PolicyForm = { models?: string; writeModels?: string; endpoints?: string; rate?: string; burst?: string; streams?: string; tokensPerDay?: string; maxKeepAlive?: string; maxNumCtx?: string; maxTokensPerRequest?: string;
+  options?: string; optionLimits?: string };
 /** Which override key each form field sets (to mark fields set for this peer). */
 const FIELD_KEY: Record<keyof PolicyForm, keyof Policy> = {
   models: 'models', writeModels: 'writeModels', endpoints: 'endpoints', rate: 'requestsPerMinute', burst: 'burst', streams: 'maxStreams',
   tokensPerDay: 'tokensPerDay', maxKeepAlive: 'maxKeepAliveSec', maxNumCtx: 'maxNumCtx', maxTokensPerRequest: 'maxTokensPerRequest',
+  options: 'options', optionLimits: 'optionLimits',
 };
 
 const str = (v: unknown): string => (typeof v === 'string' ? v.trim() : '');

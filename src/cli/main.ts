@@ -108,6 +108,8 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
     .option('--max-keep-alive <duration>', 'clamp keep_alive (e.g. 5m), or "none"')
     .option('--max-num-ctx <n>', 'clamp options.num_ctx, or "none"')
     .option('--max-tokens-per-request <n>', 'tokens one request may generate (clamps num_predict / max_tokens), or "none"')
+    .option('--options <list>', 'Ollama options the peer may set, comma-separated (temperature,top_p,...); "default" stands for the sampling options and num_ctx (default,num_gpu), "all" for every option; or "none"')
+    .option('--option-limits <list>', 'upper bounds for options the peer may set (num_batch=512,num_thread=8), or "none"')
     .option('--api-tokens <on|off>', 'allow a peer-bound API token for this peer (issue-token); off revokes it')
     .option('--reset', 'start from the configured default policy')
     .addOption(json)

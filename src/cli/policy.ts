@@ -14,9 +14,14 @@ export { overridesFromFlags };
 
 /** Model lists read "any" (null) and "none" ([]); other nulls are "unlimited". */
 const MODEL_LISTS = new Set(['models', 'writeModels']);
-function shown(k: string, v: unknown): string {
+/** One policy value as set-policy prints it: lists comma-separated, bounds as name=N, booleans on/off. */
+function showValue(k: string, v: unknown): string {
   if (MODEL_LISTS.has(k) && (v === null || (Array.isArray(v) && v.length === 0))) return v === null ? 'any' : 'none';
-  return v === null ? 'unlimited' : Array.isArray(v) ? escapeControl(v.join(',')) : typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v);
+  if (v === null) return 'unlimited';
+  if (Array.isArray(v)) return escapeControl(v.join(',')) || 'none';
+  if (typeof v === 'object') return Object.entries(v).map(([name, n]) => `${name}=${String(n)}`).join(',') || 'none';
+  if (typeof v === 'boolean') return v ? 'on' : 'off';
+  return String(v);
 }
 
 /**
@@ -35,7 +40,7 @@ export function setPolicy(config: Config, name: string, o: PolicyOptions, io: Io
     const r = ctx.peers.setPolicy(name, Object.keys(merged).length ? merged : null, who);
     emit(io, o.json, { name: r.peer.name, overrides: r.peer.policy, effective: r.effective, changed: r.changed }, (d) =>
       `${d.name}: policy${d.changed ? '' : ' (unchanged)'}\n` +
-      Object.entries(d.effective).map(([k, v]) => `  ${k.padEnd(20)} ${shown(k, v)}${d.overrides && k in d.overrides ? '  (set for this peer)' : ''}`).join('\n') + '\n');
+      Object.entries(d.effective).map(([k, v]) => `  ${k.padEnd(20)} ${showValue(k, v)}${d.overrides && k in d.overrides ? '  (set for this peer)' : ''}`).join('\n') + '\n');
   } finally {
     ctx.close();
   }

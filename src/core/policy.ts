@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { DEFAULT_ENDPOINTS, ENDPOINT_NAMES, PROMPT_FIELDS, canonicalPath, matchEndpoint, type EndpointDef, type EndpointName } from './ollama-api.js';
 import { hopByHopRefusal } from './hop-by-hop.js';
+import { DEFAULT_OPTIONS, LIMITABLE_OPTIONS, OPTION_FIELDS, OPTION_NAMES, decideOptions, type OptionLimits, type OptionName } from './model-options.js';
 import { promptDigest, type PromptDigest } from './prompt-digest.js';
 import { parseModelPattern, parseModelName } from './model-name.js';
 import { checkBodyModels, checkPathModel, mayRead } from './model-access.js';
@@ -39,6 +40,10 @@ export interface RequestPolicy {
    * stream may go past the day's budget before it is stopped; null = no clamp.
    */
   maxTokensPerRequest: number | null;
+  /** Ollama options the peer may set (core/model-options.ts); default: the sampling options and num_ctx. */
+  options: OptionName[];
+  /** Upper bounds for whole-number options, e.g. { num_batch: 512 } (num_ctx: maxNumCtx); {} = none. */
+  optionLimits: OptionLimits;
 }
 
 export interface Policy extends RequestPolicy {
@@ -108,6 +113,10 @@ const fields = {
   maxKeepAliveSec: int(0, 10 * 365 * 86_400).nullable().describe('upper bound for keep_alive in seconds; null = no clamp'),
   maxNumCtx: int(1, 16_777_216).nullable().describe('upper bound for options.num_ctx; null = no clamp'),
   maxTokensPerRequest: int(1, 16_777_216).nullable().describe('tokens one request may generate (num_predict / max_tokens clamp); null = no clamp'),
+  options: z.array(z.enum(OPTION_NAMES as [OptionName, ...OptionName[]])).max(OPTION_NAMES.length * 2)
+    .describe('Ollama options the peer may set (default: the sampling options and num_ctx)'),
+  optionLimits: z.partialRecord(z.enum(LIMITABLE_OPTIONS as [string, ...string[]]), int(0, 16_777_216))
+    .describe('upper bounds for whole-number options, e.g. {"num_batch": 512}') as z.ZodType<OptionLimits>,
   apiTokens: z.boolean().describe('the peer may be issued a peer-bound API token (off by default)'),
 };
 
@@ -122,6 +131,8 @@ export const DEFAULT_POLICY: Policy = Object.freeze({
   maxKeepAliveSec: null,
   maxNumCtx: null,
   maxTokensPerRequest: null,
+  options: [...DEFAULT_OPTIONS],
+  optionLimits: {},
   apiTokens: false,
 });
 
@@ -137,6 +148,8 @@ export const policySchema: z.ZodType<Policy> = z.strictObject({
   maxKeepAliveSec: fields.maxKeepAliveSec.default(null),
   maxNumCtx: fields.maxNumCtx.default(null),
   maxTokensPerRequest: fields.maxTokensPerRequest.default(null),
+  options: fields.options.default(() => [...DEFAULT_OPTIONS]),
+  optionLimits: fields.optionLimits.default(() => ({})),
   apiTokens: fields.apiTokens.default(false),
 });
 
@@ -146,10 +159,10 @@ export type PolicyOverride = z.output<typeof policyOverrideSchema>;
 
 /** `base` with every field `o` sets (null included: it means "no limit"/"every model"). */
 export function mergePolicy(base: Policy, o: Partial<Policy>): Policy {
-  const out: Policy = { ...base, endpoints: [...base.endpoints], models: base.models && [...base.models], writeModels: base.writeModels && [...base.writeModels] };
+  const out: Policy = { ...base, endpoints: [...base.endpoints], models: base.models && [...base.models], writeModels: base.writeModels && [...base.writeModels], options: [...base.options], optionLimits: { ...base.optionLimits } };
   for (const k of Object.keys(fields) as (keyof Policy)[]) {
     const v = o[k];
-    if (v !== undefined) (out as unknown as Record<string, unknown>)[k] = Array.isArray(v) ? [...v] : v;
+    if (v !== undefined) (out as unknown as Record<string, unknown>)[k] = Array.isArray(v) ? [...v] : isRecord(v) ? { ...v } : v;
   }
   return out;
 }
@@ -260,7 +273,7 @@ export function decideHead(input: {
 const SIGNIFICANT = new Set([
   'model', 'name', 'source', 'destination', 'from', 'stream', 'stream_options', 'keep_alive', 'options',
   'files', 'adapters', 'draft_files',
-  ...Object.values(PROMPT_FIELDS).flat(),
+  ...Object.values(PROMPT_FIELDS).flat(), ...OPTION_FIELDS,
 ]);
 /** toLowerCase already maps the Kelvin sign to 'k'; the long s needs a hand. */
 const goFold = (k: string): string => k.toLowerCase().replace(/\u017f/g, 's');
@@ -298,8 +311,8 @@ export interface BodyDecision {
 
 /**
  * After the body is read: parse it, find and check the model(s), clamp
- * keep_alive and options.num_ctx, ask /v1 streams for usage when a token
- * budget applies, and digest the prompt.
+ * keep_alive, check and clamp the model options (core/model-options.ts), ask
+ * /v1 streams for usage when a token budget applies, and digest the prompt.
  */
 export function decideBody(input: { endpoint: EndpointDef; pathModel?: string; body: Buffer; policy: RequestPolicy }): BodyDecision | { ok: false; refusal: Refusal } {
   const { endpoint, policy, body } = input;
@@ -349,12 +362,9 @@ export function decideBody(input: { endpoint: EndpointDef; pathModel?: string; b
     // Omitted: Ollama would keep the model OLLAMA_KEEP_ALIVE long (5 min unless set), past a shorter clamp.
     req.keep_alive = Math.min(policy.maxKeepAliveSec, OLLAMA_DEFAULT_KEEP_ALIVE_SEC);
   }
-  if (endpoint.generative && policy.maxNumCtx !== null && isRecord(req.options) && req.options.num_ctx !== undefined) {
-    const n = req.options.num_ctx;
-    if (typeof n !== 'number') return refuse(400, 'bad_option', 'options.num_ctx must be a number');
-    if (n > policy.maxNumCtx) {
-      req.options.num_ctx = policy.maxNumCtx;
-    }
+  if (endpoint.generative) {
+    const denied = decideOptions(endpoint.name, req, policy);
+    if (denied) return { ok: false, refusal: denied };
   }
   if (stream && policy.tokensPerDay !== null && (endpoint.name === 'v1.chat' || endpoint.name === 'v1.completions')) {
     const so = isRecord(req.stream_options) ? req.stream_options : {};

@@ -154,16 +154,31 @@ describe('admin UI pages: peers, enrollment, policy, logs (HTTPS on loopback)', 
   });
 
   test('policy: the write allowlist has its own field, "none" by default', async () => {
+    await post('/peers', { name: 'policy7' });
+    const page = await get('/peers/policy7');
+    const fields = Object.fromEntries([...page.body.matchAll(/<input name="([a-zA-Z]+)" value="([^"]*)"/g)].map((m) => [m[1]!, unescape(m[2]!)]));
+    expect(fields.writeModels).toBe('none');
+    expect((await post('/peers/policy7/policy', { ...fields, writeModels: 'policy7/*, llama3.2:mine', op: 'save' })).status).toBe(303);
+    expect(env.ctx.peers.show('policy7').policy).toEqual({ writeModels: ['policy7/*', 'llama3.2:mine'] });
+    const bad = await post('/peers/policy7/policy', { ...fields, writeModels: '../../x', op: 'save' });
+    expect(bad.status).toBe(400);
+    expect(bad.body).toContain('writeModels');
+    expect(env.ctx.peers.show('policy7').policy).toEqual({ writeModels: ['policy7/*', 'llama3.2:mine'] });
+  });
+
+  test('policy: Ollama options and their bounds from the form; an option Ollama does not have is answered inline', async () => {
     await post('/peers', { name: 'policy6' });
     const page = await get('/peers/policy6');
     const fields = Object.fromEntries([...page.body.matchAll(/<input name="([a-zA-Z]+)" value="([^"]*)"/g)].map((m) => [m[1]!, unescape(m[2]!)]));
-    expect(fields.writeModels).toBe('none');
-    expect((await post('/peers/policy6/policy', { ...fields, writeModels: 'policy6/*, llama3.2:mine', op: 'save' })).status).toBe(303);
-    expect(env.ctx.peers.show('policy6').policy).toEqual({ writeModels: ['policy6/*', 'llama3.2:mine'] });
-    const bad = await post('/peers/policy6/policy', { ...fields, writeModels: '../../x', op: 'save' });
+    expect(fields.optionLimits).toBe('none');
+    expect(fields.options).toMatch(/^num_keep, seed, .*, num_ctx$/);
+    const r = await post('/peers/policy6/policy', { ...fields, options: `${fields.options}, num_batch`, optionLimits: 'num_batch=512', op: 'save' });
+    expect(r.status).toBe(303);
+    expect(env.ctx.peers.show('policy6').policy).toMatchObject({ options: expect.arrayContaining(['temperature', 'num_batch']), optionLimits: { num_batch: 512 } });
+    const bad = await post('/peers/policy6/policy', { ...fields, options: 'temprature', op: 'save' });
     expect(bad.status).toBe(400);
-    expect(bad.body).toContain('writeModels');
-    expect(env.ctx.peers.show('policy6').policy).toEqual({ writeModels: ['policy6/*', 'llama3.2:mine'] });
+    expect(bad.body).toContain('unknown option &quot;temprature&quot;');
+    expect(env.ctx.peers.show('policy6').policy).toMatchObject({ optionLimits: { num_batch: 512 } });
   });
 
   test('an enrollment link: 256-bit token, works once, then dead; expires; can be cancelled', async () => {

@@ -1,11 +1,13 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { main } from '../../../src/cli/main.js';
 import { overridesFromFlags, setPolicy, type PolicyOptions } from '../../../src/cli/policy.js';
 import type { Io } from '../../../src/cli/output.js';
 import { parseConfig, type Config } from '../../../src/config.js';
 import { generateKeyPair } from '../../../src/core/keys.js';
+import { DEFAULT_OPTIONS, OPTION_NAMES } from '../../../src/core/model-options.js';
 import { DEFAULT_ENDPOINTS } from '../../../src/core/ollama-api.js';
 import { DEFAULT_POLICY, type Policy } from '../../../src/core/policy.js';
 import { auditRepository } from '../../../src/db/audit.js';
@@ -49,6 +51,13 @@ describe('overridesFromFlags', () => {
     ['write models', { writeModels: 'alice/*, llama3.2:mine' }, { writeModels: ['alice/*', 'llama3.2:mine'] }],
     ['write models none', { writeModels: 'none' }, { writeModels: [] }],
     ['write models any', { writeModels: 'any' }, { writeModels: null }],
+    ['options', { options: 'temperature, top_p,,num_gpu' }, { options: ['temperature', 'top_p', 'num_gpu'] }],
+    ['options none', { options: 'none' }, { options: [] }],
+    ['options default', { options: 'default' }, { options: [...DEFAULT_OPTIONS] }],
+    ['options all', { options: 'all' }, { options: [...OPTION_NAMES] }],
+    ['options default and more', { options: 'default,num_gpu,temperature' }, { options: [...DEFAULT_OPTIONS, 'num_gpu'] }],
+    ['option limits', { optionLimits: 'num_batch=512, num_thread=8' }, { optionLimits: { num_batch: 512, num_thread: 8 } }],
+    ['option limits none', { optionLimits: 'none' }, { optionLimits: {} }],
   ])('%s', (_what, flags, expected) => {
     expect(overridesFromFlags(flags)).toEqual(expected);
   });
@@ -71,6 +80,13 @@ describe('overridesFromFlags', () => {
     ['tokens in exponent form', { tokensPerDay: '1e6' }, /--tokens-per-day "1e6"/],
     ['a keep-alive that is no duration', { maxKeepAlive: 'soon' }, /--max-keep-alive "soon"/],
     ['num_ctx with a unit', { maxNumCtx: '8k' }, /--max-num-ctx "8k"/],
+    ['an option Ollama does not have', { options: 'temperature,num_gpus' }, /unknown option "num_gpus"; Ollama's options: num_keep, seed/],
+    ['an option in the wrong case', { options: 'Temperature' }, /unknown option "Temperature"/],
+    ['a bound without a value', { optionLimits: 'num_batch' }, /--option-limits "num_batch" must be NAME=N/],
+    ['a negative bound', { optionLimits: 'num_batch=-1' }, /--option-limits "num_batch=-1" must be NAME=N/],
+    ['a bound on num_ctx', { optionLimits: 'num_ctx=4096' }, /num_ctx is bounded by --max-num-ctx/],
+    ['a bound on num_predict', { optionLimits: 'num_predict=10' }, /num_predict is bounded by --max-tokens-per-request/],
+    ['a bound on a non-numeric option', { optionLimits: 'use_mmap=1' }, /"use_mmap" cannot be bounded; options that can: num_keep/],
   ])('%s is BAD_INPUT', (_what, flags, message) => {
     expect(expectWgoError(() => overridesFromFlags(flags), 'BAD_INPUT').message).toMatch(message);
   });
@@ -79,18 +95,17 @@ describe('overridesFromFlags', () => {
 describe('setPolicy (a real gateway state)', () => {
   let dir: string;
   let config: Config;
+  let rawConfig: object;
   let out: string[];
   const io: Io = { out: (t) => void out.push(t), err: () => undefined, env: {} };
 
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'wgo-policy-'));
-    config = parseConfig(
-      {
-        stateDir: dir, interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820',
-        ollamaHost: '192.168.1.10', ollamaPort: 11434, policy: { maxStreams: 3, tokensPerDay: 50_000 },
-      },
-      'test',
-    );
+    rawConfig = {
+      stateDir: dir, interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820',
+      ollamaHost: '192.168.1.10', ollamaPort: 11434, policy: { maxStreams: 3, tokensPerDay: 50_000 },
+    };
+    config = parseConfig(rawConfig, 'test');
     writeSecretFile(config.paths.serverKey, generateKeyPair().privateKey + '\n');
     // The shared test CA, so no RSA-3072 key is made here.
     writeSecretFile(config.paths.caKey, testCa().keyPem + testCa().certPem);
@@ -139,6 +154,37 @@ describe('setPolicy (a real gateway state)', () => {
     setPolicy(config, 'frank', { writeModels: 'frank/*,llama3.2:frank' }, io, WHO);
     expect(out.join('')).toMatch(/^ {2}writeModels +frank\/\*,llama3\.2:frank {2}\(set for this peer\)$/m);
     run('frank', { writeModels: 'none' });
+  });
+
+  test('options and their bounds are stored and shown', () => {
+    const r = run('dave', { options: 'temperature,num_gpu', optionLimits: 'num_gpu=20' });
+    expect(r.overrides).toEqual({ options: ['temperature', 'num_gpu'], optionLimits: { num_gpu: 20 } });
+    expect(r.effective).toEqual({ ...DEFAULT, options: ['temperature', 'num_gpu'], optionLimits: { num_gpu: 20 } });
+    out = [];
+    setPolicy(config, 'dave', { reset: true, optionLimits: 'num_batch=512,num_thread=8' }, io, WHO);
+    const text = out.join('');
+    expect(text).toMatch(/^ {2}optionLimits +num_batch=512,num_thread=8 {2}\(set for this peer\)$/m);
+    expect(text).toMatch(/^ {2}options +num_keep,seed,.*,num_ctx$/m);
+    out = [];
+    setPolicy(config, 'dave', { reset: true, options: 'none' }, io, WHO);
+    expect(out.join('')).toMatch(/^ {2}options +none {2}\(set for this peer\)$/m);
+    expect(out.join('')).toMatch(/^ {2}optionLimits +none$/m);
+    run('dave', { reset: true });
+  });
+
+  test('set-policy --options and --option-limits through the real CLI entry', async () => {
+    const file = join(dir, 'config.json');
+    writeFileSync(file, JSON.stringify(rawConfig));
+    const out: string[] = [];
+    const err: string[] = [];
+    const cliIo: Io = { out: (t) => void out.push(t), err: (t) => void err.push(t), env: {} };
+    const code = await main(['--config', file, 'set-policy', 'dave', '--options', 'temperature,num_batch', '--option-limits', 'num_batch=256', '--json'], cliIo);
+    expect({ code, err: err.join('') }).toEqual({ code: 0, err: '' });
+    expect(JSON.parse(out.join('')).overrides).toEqual({ options: ['temperature', 'num_batch'], optionLimits: { num_batch: 256 } });
+    expect(await main(['--config', file, 'set-policy', 'dave', '--options', 'num_gpus'], cliIo)).toBe(2);
+    expect(err.join('')).toMatch(/unknown option "num_gpus"/);
+    expect(withGateway((ctx) => ctx.peers.show('dave').policy)).toEqual({ options: ['temperature', 'num_batch'], optionLimits: { num_batch: 256 } });
+    run('dave', { reset: true });
   });
 
   test('the same values again change nothing and write no audit record', () => {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { RequestRecord } from '../../../src/core/request-record.js';
 import { tokenHash } from '../../../src/core/api-token.js';
+import { DEFAULT_OPTIONS } from '../../../src/core/model-options.js';
 import { requestRepository } from '../../../src/db/requests.js';
 import { tokenService } from '../../../src/gateway/token-service.js';
 import { guardService, type IssuedGuard } from '../../../src/gateway/guard-service.js';
@@ -216,6 +217,16 @@ describe('sync client against the sync API', () => {
     await until('the whole set again', () => got.length === 1, 2000);
     expect(got[0]).toEqual(sets[1]);
     await again.stop();
+  });
+
+  test('the Ollama options a peer may set, and their bounds, reach the guard as the gateway stores them', async () => {
+    env.svc.setPolicy('alice', { options: ['temperature', 'num_gpu'], optionLimits: { num_gpu: 20 }, maxTokensPerRequest: 512 }, WHO);
+    const sets: PeerSet[] = [];
+    client(spoolAt(join(dir, 'spool.db')), (set) => sets.push(set));
+    await until('the peer set', () => sets.length === 1);
+    const alice = sets[0]!.peers.find((p) => p.name === 'alice')!;
+    expect(alice.policy).toMatchObject({ options: ['temperature', 'num_gpu'], optionLimits: { num_gpu: 20 }, maxTokensPerRequest: 512 });
+    expect(sets[0]!.peers.find((p) => p.name === 'bob')!.policy).toMatchObject({ options: [...DEFAULT_OPTIONS], optionLimits: {} });
   });
 
   test("a peer's token hash reaches the guard (apiTokens stays at the gateway); records pushed with auth keep it", async () => {

@@ -36,6 +36,7 @@ describe('policy schema', () => {
     const p: Policy = {
       endpoints: ['chat', 'pull'], models: ['llama3.2', 'qwen2.5:*', 'hf.co/user/model:q4_k_m'], writeModels: ['alice/*'], requestsPerMinute: 10, burst: 2,
       maxStreams: 1, tokensPerDay: 100_000, maxKeepAliveSec: 300, maxNumCtx: 8192, maxTokensPerRequest: 2048, apiTokens: true,
+      options: ['temperature', 'num_gpu'], optionLimits: { num_gpu: 20 },
     };
     expect(policySchema.parse(p)).toEqual(p);
   });
