@@ -226,3 +226,21 @@ export function widenForLeaves(base: PermittedNames, leaves: readonly LeafNames[
 function unique(values: string[]): string[] {
   return [...new Set(values)];
 }
+
+/**
+ * The subtrees of `want` that `have` does not cover entirely: what a CA made
+ * with `have` cannot sign for although the config now needs it.
+ */
+export function uncoveredSubtrees(have: PermittedNames, want: PermittedNames): string[] {
+  const ipCovered = (cidr: string): boolean => {
+    const w = parseNet(cidr, 'network');
+    return have.ip.some((h) => {
+      const n = parseNet(h, 'network');
+      return n.prefix <= w.prefix && n.bytes.length === w.bytes.length && w.bytes.every((b, i) => (b & maskByte(n.prefix, i)) === n.bytes[i]);
+    });
+  };
+  // A DNS subtree is a suffix property: one name below it stands for all of them.
+  const dnsCovered = (base: string): boolean => have.dns.some((h) => dnsMatches(base.startsWith('.') ? `x${base}` : base, h));
+  const mailCovered = (base: string): boolean => have.email.some((h) => h.toLowerCase() === base.toLowerCase());
+  return [...want.ip.filter((x) => !ipCovered(x)), ...want.dns.filter((x) => !dnsCovered(x)), ...want.email.filter((x) => !mailCovered(x)).map((x) => `email:${x}`)];
+}

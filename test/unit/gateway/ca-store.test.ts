@@ -43,7 +43,7 @@ describe('caStore', () => {
   });
 
   test('ensure() creates the CA once: ca.key 0600 with key and certificate, ca.crt the public copy', () => {
-    const store = caStore(paths, 'Test CA');
+    const store = caStore(paths, { commonName: 'Test CA' });
     const first = store.ensure();
     expect(first.created).toBe(true);
     expect(mode(paths.caKey)).toBe(0o600);
