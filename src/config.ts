@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
-import { isIP } from 'node:net';
 import { z } from 'zod';
-import { canonicalNet } from './core/ca-names.js';
+import { permitEntry } from './core/ca-names.js';
 import { WgoError } from './errors.js';
 import { contains, ipToInt, isIpv4, parseCidr, poolSize } from './core/ipv4.js';
 import { limitsSchema, listenSchema } from './core/limits.js';
@@ -18,8 +17,7 @@ const port = z.number().int().min(1).max(65535);
 
 function isPermitEntry(text: string): boolean {
   try {
-    if (isIP(text.split('/')[0]!)) canonicalNet(text);
-    else if (!HOSTNAME_RE.test(text.replace(/^\./, ''))) return false;
+    permitEntry(text);
     return true;
   } catch {
     return false;

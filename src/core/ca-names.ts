@@ -33,7 +33,8 @@ const LABEL_RE = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
 function dnsSubtree(input: string, what: string): string {
   const name = input.toLowerCase();
   const body = name.startsWith('.') ? name.slice(1) : name;
-  if (body.length < 1 || body.length > 253 || isIP(body) !== 0 || !body.split('.').every((l) => LABEL_RE.test(l))) {
+  const labels = body.split('.');
+  if (body.length < 1 || body.length > 253 || /^\d+$/.test(labels[labels.length - 1]!) || !labels.every((l) => LABEL_RE.test(l))) {
     throw badInput(`${what} "${input}" is not a DNS name (or .domain for the names below it)`);
   }
   return name;
@@ -159,6 +160,13 @@ export function outsidePermitted(p: PermittedNames, names: { ips: readonly strin
   ];
 }
 
+/** One config `ca.permit` entry: an IP address or CIDR network, or a DNS name (".domain" for the names below it). */
+export function permitEntry(text: string): { ip: string } | { dns: string } {
+  if (typeof text !== 'string') throw badInput('a permitted name must be a string');
+  if (isIP(text.split('/')[0]!)) return { ip: canonicalNet(text, 'permitted network') };
+  return { dns: dnsSubtree(text, 'permitted DNS name') };
+}
+
 /** What a config needs to be permitted, in the shape of Config (only the fields read here). */
 export interface CaNamesConfig {
   subnet: string;
@@ -188,7 +196,11 @@ export function permittedForConfig(c: CaNamesConfig): PermittedNames {
     dns.push('localhost', ...c.admin.hosts);
   }
   dns.push(...(c.guard?.dnsNames ?? []));
-  for (const entry of c.ca?.permit ?? []) (isIP(entry.split('/')[0]!) ? ip : dns).push(entry);
+  for (const entry of c.ca?.permit ?? []) {
+    const e = permitEntry(entry);
+    if ('ip' in e) ip.push(e.ip);
+    else dns.push(e.dns);
+  }
   dns.push(IDENTITY_DOMAIN);
   return normalisePermitted({ ip, dns, email: [IDENTITY_DOMAIN] });
 }

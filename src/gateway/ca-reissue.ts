@@ -73,6 +73,24 @@ export function caReissueService(deps: { db: Db; config: Config; ca: CaStore; cl
   };
 }
 
+/**
+ * At serve start: a CA with name constraints that do not cover what the
+ * config now names (an admin.hosts entry, guard.dnsNames, ca.permit, a new
+ * listen address) is re-issued to cover it, as reissue-ca would, so editing
+ * the config and restarting keeps working. Devices that imported the older
+ * ca.crt refuse certificates for the new names until they re-import it. A CA
+ * without constraints is left alone: adding them is the explicit reissue-ca.
+ */
+export function coverConfigNames(deps: { db: Db; config: Config; ca: CaStore; clock?: () => number }, who: Actor): { unconstrained: boolean; reissued: string[] } {
+  const ca = deps.ca.ensure().ca;
+  const nc = caNameConstraints(ca.certPem);
+  if (!nc) return { unconstrained: true, reissued: [] };
+  const missing = uncoveredSubtrees(nc, permittedForConfig(deps.config));
+  if (missing.length === 0) return { unconstrained: false, reissued: [] };
+  caReissueService(deps).reissue(who);
+  return { unconstrained: false, reissued: missing };
+}
+
 /** For doctor: null when the CA is fine, else why not (no constraints, or config names it cannot sign for). */
 export function caConstraintProblem(config: Config, caCertPem: string): string | null {
   const nc = caNameConstraints(caCertPem);

@@ -126,7 +126,7 @@ export function issueCertificate(
   if (outside.length > 0) {
     throw badInput(
       `${outside.join(', ')} ${outside.length > 1 ? 'are' : 'is'} outside the CA's name constraints (it may sign for ${[...permitted!.ip, ...permitted!.dns].join(', ')}); ` +
-        'to permit more, add the address, network or DNS name to "ca": {"permit": [...]} in the gateway config and run "wg-ollama reissue-ca"',
+        'names the gateway config implies (admin.hosts, guard.dnsNames, listen addresses) or lists in "ca": {"permit": [...]} are added by "wg-ollama reissue-ca"',
     );
   }
   const caNotAfter = new Date(caX509.validTo);

@@ -15,12 +15,13 @@ import { generateKeyPair } from '../../../src/core/keys.js';
 import { auditRepository } from '../../../src/db/audit.js';
 import { certificateRepository } from '../../../src/db/certificates.js';
 import { openDatabase, type Db } from '../../../src/db/open.js';
-import { caConstraintProblem, caReissueService } from '../../../src/gateway/ca-reissue.js';
+import { caConstraintProblem, caReissueService, coverConfigNames } from '../../../src/gateway/ca-reissue.js';
 import { caStore } from '../../../src/gateway/ca-store.js';
 import { guardService } from '../../../src/gateway/guard-service.js';
 import { peerService } from '../../../src/gateway/peer-service.js';
 import { pskStore } from '../../../src/gateway/psk-store.js';
-import { certificateInfo } from '../../../src/pki/ca.js';
+import { certificateInfo, issueCertificate } from '../../../src/pki/ca.js';
+import { permittedForConfig } from '../../../src/core/ca-names.js';
 import { caNameConstraints } from '../../../src/pki/ca-reissue.js';
 import { expectWgoError } from '../helpers.js';
 
@@ -134,7 +135,7 @@ describe('names not known when the CA was made', () => {
 
     for (const attempt of [{ address: '192.168.99.7' }, { address: '192.168.50.10', dnsNames: ['gpu.lab.example'] }]) {
       const err = expectWgoError(() => s.guards.add({ name: 'gpu9', ...attempt }, WHO), 'BAD_INPUT');
-      expect(err.message).toMatch(/outside the CA's name constraints.*ca.*permit.*reissue-ca/);
+      expect(err.message).toMatch(/outside the CA.s name constraints.*"ca": {"permit".*reissue-ca/);
     }
     expect([count('guards'), count('certificates'), count('audit_log')]).toEqual(before);
 
@@ -147,5 +148,29 @@ describe('names not known when the CA was made', () => {
     expect(verify(g.server.certPem)).toBe('OK');
     expect(verify(g.client.certPem)).toBe('OK');
     expect(existsSync(join(dir, 'ca.crt'))).toBe(true);
+  });
+});
+
+describe('serve start (coverConfigNames)', () => {
+  test('a config edited after init (new admin host and address) gets a CA that covers it; an unconstrained CA is left alone', () => {
+    const atInit = configWith();
+    const made = caStore(atInit.paths, { permitted: permittedForConfig(atInit) }).ensure().ca;
+    expect(coverConfigNames({ db, config: atInit, ca: caStore(atInit.paths) }, WHO)).toEqual({ unconstrained: false, reissued: [] });
+    expect(readFileSync(atInit.paths.caCert, 'utf8')).toBe(made.certPem);
+
+    const edited = configWith({ admin: { listen: ['192.168.50.1:9443'], hosts: ['admin.lab.test'] } });
+    const store = caStore(edited.paths);
+    const issueAdmin = () => issueCertificate(store.load()!, { role: 'gateway-server', commonName: 'wg-ollama admin', ipAddresses: ['192.168.50.1'], dnsNames: ['localhost', 'admin.lab.test'], notAfter: new Date(Date.now() + 86_400_000) });
+    expectWgoError(issueAdmin, 'BAD_INPUT');
+    expect(coverConfigNames({ db, config: edited, ca: store }, WHO)).toEqual({ unconstrained: false, reissued: ['admin.lab.test'] });
+    expect(verify(issueAdmin().certPem)).toBe('OK');
+    expect(caConstraintProblem(edited, readFileSync(edited.paths.caCert, 'utf8'))).toBeNull();
+  });
+
+  test('a CA without constraints stays as it is (reissue-ca is the explicit re-key)', () => {
+    const config = configWith();
+    const old = caStore(config.paths).ensure().ca;
+    expect(coverConfigNames({ db, config, ca: caStore(config.paths) }, WHO)).toEqual({ unconstrained: true, reissued: [] });
+    expect(readFileSync(config.paths.caCert, 'utf8')).toBe(old.certPem);
   });
 });

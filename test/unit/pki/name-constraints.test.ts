@@ -6,10 +6,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { cnReadsAsHostname } from '../../../src/core/ca-names.js';
 import { createCa, issueCertificate, type CaMaterial, type CertRole } from '../../../src/pki/ca.js';
 import { expectWgoError } from '../helpers.js';
 
@@ -61,11 +62,12 @@ function verify(leafPem: string, purpose?: 'sslclient' | 'sslserver', caPem = ca
  * What someone holding ca.key could do without wg-ollama: a CSR for the given
  * subject and subjectAltName, signed by `openssl x509 -req` with the CA key.
  */
+let sharedKey: string | null = null;
 function mintWithOpenssl(subject: string, san: string | null): string {
-  const key = join(dir, `${n++}-rogue.key`);
+  const key = (sharedKey ??= join(dir, `${n++}-rogue.key`));
   const csr = join(dir, `${n++}-rogue.csr`);
   const out = join(dir, `${n++}-rogue.pem`);
-  execFileSync('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', key], { stdio: 'ignore' });
+  if (!existsSync(key)) execFileSync('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', key], { stdio: 'ignore' });
   execFileSync('openssl', ['req', '-new', '-key', key, '-subj', subject, ...(san ? ['-addext', `subjectAltName=${san}`] : []), '-out', csr], { stdio: 'ignore' });
   execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', caFile, '-CAkey', caKeyFile, '-days', '30', '-copy_extensions', 'copy', '-out', out], { stdio: 'ignore' });
   return execFileSync('openssl', ['x509', '-in', out], { encoding: 'utf8' });
@@ -89,6 +91,14 @@ describe('a certificate outside the name constraints, signed with the CA key, is
 
   test('the same openssl-minted certificate for a permitted name verifies (the minting itself works)', () => {
     expect(verify(mintWithOpenssl('/CN=box.gpu.lab.example', 'DNS:box.gpu.lab.example,IP:192.168.50.77'))).toBe('OK');
+  });
+});
+
+describe('which common names OpenSSL reads as host names (what cnReadsAsHostname mirrors)', () => {
+  test.each(['alice', 'a-b_c', 'bob.laptop', 'x_y.z', '9.9.9.9', 'wg-ollama admin', 'guard:gpu1.lab', '.a', 'a.', 'a..b', 'a-.b', '-a.b', '_a._b'])('%s', (cn) => {
+    // A certificate with this CN and no subjectAltName: OpenSSL checks the CN against the DNS constraints exactly when it reads it as a host name.
+    const verdict = verify(mintWithOpenssl(`/CN=${cn}`, null));
+    expect(verdict).toBe(cnReadsAsHostname(cn) ? 'permitted subtree violation' : 'OK');
   });
 });
 
