@@ -70,3 +70,20 @@ describe('reissue-ca', () => {
     expect(JSON.parse(list.out)).toEqual([]);
   });
 });
+
+describe('init', () => {
+  test('makes a CA with the name constraints its options imply', async () => {
+    const stateDir = join(dir, 'fresh');
+    const fresh = join(dir, 'fresh.json');
+    let code = -1;
+    const io: Io = { out: () => undefined, err: () => undefined, env: {} };
+    code = await main(['--config', fresh, 'init', '--endpoint', 'vpn.example.com:51820', '--ollama-host', '192.168.7.10', '--subnet', '10.77.0.0/24', '--state-dir', stateDir, '--sync-listen', '192.168.7.1:7443'], io);
+    expect(code).toBe(0);
+    expect(caNameConstraints(readFileSync(statePaths(stateDir).caCert, 'utf8'))).toEqual({
+      ip: ['10.77.0.0/24', '192.168.7.10/32', '192.168.7.1/32', '127.0.0.1/32'],
+      dns: ['localhost', 'wg-ollama.invalid'],
+      email: ['wg-ollama.invalid'],
+      other: 0,
+    });
+  });
+});
