@@ -33,8 +33,7 @@ const LABEL_RE = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
 function dnsSubtree(input: string, what: string): string {
   const name = input.toLowerCase();
   const body = name.startsWith('.') ? name.slice(1) : name;
-  const labels = body.split('.');
-  if (body.length < 1 || body.length > 253 || /^\d+$/.test(labels[labels.length - 1]!) || !labels.every((l) => LABEL_RE.test(l))) {
+  if (body.length < 1 || body.length > 253 || isIP(body) !== 0 || !body.split('.').every((l) => LABEL_RE.test(l))) {
     throw badInput(`${what} "${input}" is not a DNS name (or .domain for the names below it)`);
   }
   return name;
@@ -163,7 +162,7 @@ export function outsidePermitted(p: PermittedNames, names: { ips: readonly strin
 /** One config `ca.permit` entry: an IP address or CIDR network, or a DNS name (".domain" for the names below it). */
 export function permitEntry(text: string): { ip: string } | { dns: string } {
   if (typeof text !== 'string') throw badInput('a permitted name must be a string');
-  if (isIP(text.split('/')[0]!)) return { ip: canonicalNet(text, 'permitted network') };
+  if (isIP(text.split('/')[0]!) || /^[\d./]+$/.test(text)) return { ip: canonicalNet(text, 'permitted network') };
   return { dns: dnsSubtree(text, 'permitted DNS name') };
 }
 

@@ -37,6 +37,10 @@ describe('permittedForConfig', () => {
     expect(permittedForConfig(config({ admin: { listen: ['127.0.0.1:8443'], hosts: ['a.example'], tls: { cert: '/x.crt', key: '/x.key' } } })).ip).toEqual(['10.66.0.0/24', '192.168.50.10/32']);
   });
 
+  test('every name the config schema accepts is a valid subtree (opening the gateway never fails on them)', () => {
+    expect(permittedForConfig(config({ admin: { listen: ['127.0.0.1:8443'], hosts: ['1234', 'a-1.B2'] } })).dns).toEqual(['localhost', '1234', 'a-1.b2', 'wg-ollama.invalid']);
+  });
+
   test('config ca.permit entries are checked when the config is read', () => {
     for (const bad of ['10.0.0.1/24', '300.1.1.1', 'not a name', 'https://x.example', '', '*.example.com']) {
       const err = expectWgoError(() => config({ ca: { permit: [bad] } }), 'CONFIG_INVALID');
