@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
+import { permitEntry } from './core/ca-names.js';
 import { WgoError } from './errors.js';
 import { contains, ipToInt, isIpv4, parseCidr, poolSize } from './core/ipv4.js';
 import { limitsSchema, listenSchema } from './core/limits.js';
@@ -13,6 +14,15 @@ export const DEFAULT_STATE_DIR = '/var/lib/wg-ollama';
 const HOSTNAME_RE = /^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
 
 const port = z.number().int().min(1).max(65535);
+
+function isPermitEntry(text: string): boolean {
+  try {
+    permitEntry(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** `host:port` as a WireGuard client will dial it: DNS name, IPv4, or [IPv6]. */
 export const endpointSchema = z.string().refine((text) => {
@@ -95,6 +105,20 @@ const schema = z
       .strict()
       .nullable()
       .default({ listen: ['127.0.0.1:8443'], hosts: [], enrollMinutes: 15 }),
+    /**
+     * Names the CA may sign for besides those this config implies (tunnel
+     * subnet, ollamaHost, sync and admin addresses, localhost, admin.hosts,
+     * guard.dnsNames): IP addresses or CIDR networks and DNS names (".lab.example"
+     * for every name below it) of guards added later. The CA certificate carries
+     * them as X.509 name constraints from `init` on; after a change run
+     * `wg-ollama reissue-ca`.
+     */
+    ca: z
+      .object({
+        permit: z.array(z.string().refine(isPermitEntry, 'must be an IP address, a CIDR network, a DNS name or .domain')).max(64).default([]),
+      })
+      .strict()
+      .optional(),
     /** Single-box mode: `serve` also runs the guard in-process, sharing the database. */
     guard: z
       .object({

@@ -6,6 +6,7 @@ import { auditRepository } from '../db/audit.js';
 import { openDatabase } from '../db/open.js';
 import { WgoError, badInput } from '../errors.js';
 import { ensurePrivateDir, readSecretFile, writeSecretFile } from '../system/files.js';
+import { permittedForConfig } from '../core/ca-names.js';
 import { caStore } from '../gateway/ca-store.js';
 import { certificateInfo } from '../pki/ca.js';
 import { emit, type Io } from './output.js';
@@ -61,7 +62,7 @@ export function runInit(file: string, o: InitOptions, io: Io, actor: string): vo
     writeSecretFile(config.paths.serverKey, pair.privateKey + '\n', { exclusive: true });
     publicKey = pair.publicKey;
   }
-  const { ca, created } = caStore(config.paths).ensure();
+  const { ca, created } = caStore(config.paths, { permitted: permittedForConfig(config) }).ensure();
   const caFingerprint = certificateInfo(ca.certPem).fingerprint256;
   const db = openDatabase(config.paths.db);
   try {

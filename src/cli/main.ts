@@ -148,6 +148,12 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
   program.command('remove-guard').argument('<name>').description("revoke a guard's certificates (its sync is refused at once)").addOption(json)
     .action(async (name, o) => (await import('./guards.js')).removeGuard(config(), name, o, io, who()));
 
+  program.command('reissue-ca')
+    .description('re-issue the CA certificate over the same key with name constraints (the names the config implies, plus those of every live certificate)')
+    .option('--dry-run', 'print what it would permit, change nothing')
+    .addOption(json)
+    .action(async (o) => (await import('./ca.js')).reissueCaVerb(config(), o, io, who()));
+
   program.command('guard')
     .description('run the guard (mTLS proxy in front of Ollama) on a GPU host; --config is its guard.json')
     .action(async () => {

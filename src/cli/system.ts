@@ -9,6 +9,8 @@ import { WgoError } from '../errors.js';
 import { requestControl } from '../gateway/control.js';
 import { ensureClosedFirewall, inspectFirewall, removeFirewall } from '../gateway/firewall.js';
 import { effectiveStatus } from '../gateway/peer-service.js';
+import { caConstraintProblem } from '../gateway/ca-reissue.js';
+import { caStore } from '../gateway/ca-store.js';
 import { execRunner, type Runner } from '../system/exec.js';
 import { createFirewall } from '../system/firewall.js';
 import { modeOf } from '../system/files.js';
@@ -52,6 +54,7 @@ export async function showStatus(config: Config, o: { json?: boolean }, io: Io, 
     interface: { name: config.interface, exists: !!link, up: link?.up ?? false, addresses: link?.addresses ?? [], peers: wgPeers },
     firewall: { ipv4InSync: firewall.inSync.ipv4, ipv6InSync: firewall.inSync.ipv6, setEntries: firewall.setEntries.length, setMatchesDatabase: setMatches },
     peers: counts,
+    ca: caCheck(config),
   };
   emit(io, o.json, data, (d) =>
     [
@@ -59,7 +62,20 @@ export async function showStatus(config: Config, o: { json?: boolean }, io: Io, 
       `interface   ${d.interface.name} ${d.interface.exists ? (d.interface.up ? 'up' : 'down') : 'absent'} ${d.interface.addresses.join(' ')} (${d.interface.peers} peers)`,
       `firewall    ipv4 ${d.firewall.ipv4InSync ? 'in sync' : 'OUT OF SYNC'}, ipv6 ${d.firewall.ipv6InSync ? 'in sync' : 'OUT OF SYNC'}, ${d.firewall.setEntries} addresses allowed${d.firewall.setMatchesDatabase ? '' : ' (differs from database)'}`,
       `peers       ${Object.entries(d.peers).map(([k, v]) => `${v} ${k}`).join(', ') || 'none'}`,
+      `ca          ${d.ca.status === 'ok' ? 'name constraints in place' : `${d.ca.status.toUpperCase()}: ${d.ca.detail}`}`,
     ].join('\n') + '\n');
+}
+
+/** The CA: there, and with name constraints covering what the config names (warn otherwise: it still works). */
+function caCheck(config: Config): { status: 'ok' | 'warn' | 'fail'; detail: string } {
+  try {
+    const ca = caStore(config.paths).load();
+    if (!ca) return { status: 'fail', detail: `${config.paths.caKey} is missing` };
+    const problem = caConstraintProblem(config, ca.certPem);
+    return problem ? { status: 'warn', detail: problem } : { status: 'ok', detail: `${config.paths.caCert} permits only the names the config implies` };
+  } catch (e) {
+    return { status: 'fail', detail: (e as Error).message };
+  }
 }
 
 type CheckResult = { check: string; status: 'ok' | 'warn' | 'fail'; detail: string };
@@ -98,6 +114,8 @@ export async function runDoctor(config: Config, o: { json?: boolean }, io: Io, r
   } catch (e) {
     add('database', 'fail', (e as Error).message);
   }
+  const ca = caCheck(config);
+  add('CA name constraints', ca.status, ca.detail);
   add('ip forwarding', ipForwarding() ? 'ok' : config.manageForwarding ? 'warn' : 'fail', ipForwarding() ? 'net.ipv4.ip_forward = 1' : 'net.ipv4.ip_forward = 0');
   try {
     const fw = await inspectFirewall(createFirewall(run), specOf(config));

@@ -5,6 +5,7 @@ import { isKeyText, publicKeyOf } from '../core/keys.js';
 import { openDatabase, type Db } from '../db/open.js';
 import { peerRepository, type PeerRow } from '../db/peers.js';
 import { readSecretFile } from '../system/files.js';
+import { permittedForConfig } from '../core/ca-names.js';
 import { caStore, type CaStore } from './ca-store.js';
 import { guardService, type GuardService } from './guard-service.js';
 import { peerService, type PeerService } from './peer-service.js';
@@ -28,7 +29,7 @@ export function openGateway(config: Config): GatewayContext {
   const serverPublicKey = publicKeyOf(privateKey);
   const db = openDatabase(config.paths.db);
   const psk = pskStore(config.paths.pskDir);
-  const ca = caStore(config.paths);
+  const ca = caStore(config.paths, { permitted: permittedForConfig(config) });
   return {
     config,
     db,

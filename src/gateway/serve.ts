@@ -15,6 +15,7 @@ import { createDesiredStore, openGateway } from './context.js';
 import { tokenService } from './token-service.js';
 import { listenControl } from './control.js';
 import { startGuardLink } from './guard-link.js';
+import { coverConfigNames } from './ca-reissue.js';
 import { createMonitor } from './monitor.js';
 import { createReconciler, type ReconcileResult } from './reconciler.js';
 
@@ -31,6 +32,9 @@ const RETRY_MS = 1000;
  */
 export async function serve(config: Config, log: Logger, run: Runner = execRunner): Promise<void> {
   const ctx = openGateway(config);
+  const caNames = coverConfigNames({ db: ctx.db, config, ca: ctx.ca }, { actor: 'serve', source: 'config' });
+  if (caNames.unconstrained) log.warn({ event: 'ca' }, 'the CA has no name constraints (it can sign for any name): run "wg-ollama reissue-ca", then re-import ca.crt on devices and guards');
+  if (caNames.reissued.length) log.warn({ event: 'ca', permitted: caNames.reissued }, 'CA certificate re-issued (same key) to permit names the config added: re-import ca.crt on devices and guards that need them');
   // A config whose default policy no longer allows API tokens takes them away for good.
   const tokensPruned = tokenService({ db: ctx.db, config }).prune({ actor: 'serve', source: 'config' });
   if (tokensPruned.length) log.info({ event: 'tokens', peers: tokensPruned }, 'API tokens removed: the default policy no longer allows them');

@@ -9,11 +9,14 @@
  * of those. Reading certificates back (certificateInfo) uses node:crypto too,
  * so what we report is what OpenSSL — and therefore the TLS stack — sees.
  */
-import { X509Certificate, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, randomInt, sign } from 'node:crypto';
+import { X509Certificate, createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import forge from 'node-forge';
+import { cnReadsAsHostname, identityDnsName, normalisePermitted, outsidePermitted, type PermittedNames } from '../core/ca-names.js';
 import { WgoError, badInput } from '../errors.js';
+import { nameConstraintsExtension, readNameConstraints } from './name-constraints.js';
+import { randomSerialHex, signAndEncode, wholeSeconds } from './sign.js';
 import { parseX509 } from './x509.js';
 
 export { buildPkcs12, generatePassphrase } from './pkcs12.js';
@@ -46,11 +49,14 @@ const ROLES: ReadonlySet<string> = new Set<CertRole>(['peer', 'guard-server', 'g
 const SERVER_ROLES: ReadonlySet<CertRole> = new Set<CertRole>(['guard-server', 'gateway-server']);
 
 /**
- * A new self-signed CA: RSA 3072, SHA-256, CA:true pathlen:0, keyCertSign+cRLSign.
- * Valid for `days` (default 3650) from 5 minutes before `now`.
+ * A new self-signed CA: RSA 3072, SHA-256, CA:true pathlen:0, keyCertSign+cRLSign,
+ * and with `permitted` a critical nameConstraints extension: the CA can then
+ * sign only for those names (see core/ca-names). Valid for `days` (default
+ * 3650) from 5 minutes before `now`.
  */
-export function createCa(opts: { commonName: string; days?: number; now?: Date }): CaMaterial {
+export function createCa(opts: { commonName: string; days?: number; now?: Date; permitted?: PermittedNames }): CaMaterial {
   const commonName = validateCommonName(opts.commonName);
+  const constraints = opts.permitted === undefined ? [] : [nameConstraintsExtension(normalisePermitted(opts.permitted))];
   const days = opts.days ?? 3650;
   if (!Number.isInteger(days) || days < 1 || days > 36_500) {
     throw badInput(`CA validity must be a whole number of days between 1 and 36500, not ${String(days)}`);
@@ -72,6 +78,7 @@ export function createCa(opts: { commonName: string; days?: number; now?: Date }
     { name: 'basicConstraints', critical: true, cA: true, pathLenConstraint: 0 },
     { name: 'keyUsage', critical: true, keyCertSign: true, cRLSign: true },
     { name: 'subjectKeyIdentifier' },
+    ...constraints,
   ]);
   const certPem = signAndEncode(cert, privateKey, publicKey);
   return { certPem, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
@@ -79,7 +86,13 @@ export function createCa(opts: { commonName: string; days?: number; now?: Date }
 
 /**
  * Issues a leaf certificate signed by `ca`. Validates every input before doing
- * any work, and throws WgoError BAD_INPUT naming the rule broken.
+ * any work, and throws WgoError BAD_INPUT naming the rule broken — a name
+ * outside the CA's name constraints included.
+ *
+ * A common name that OpenSSL would read as a host name ("bob.laptop") on a
+ * certificate without DNS names gets one, `<cn>.wg-ollama.invalid`: OpenSSL
+ * checks a leaf's CN against the CA's DNS constraints only when it has no DNS
+ * subjectAltName, so the certificate verifies whatever the CN looks like.
  */
 export function issueCertificate(
   ca: CaMaterial,
@@ -97,6 +110,7 @@ export function issueCertificate(
   const commonName = validateCommonName(req.commonName);
   const ipAddresses = unique((req.ipAddresses ?? []).map(canonicalIp));
   const dnsNames = unique((req.dnsNames ?? []).map(canonicalDnsName));
+  if (dnsNames.length === 0 && cnReadsAsHostname(commonName)) dnsNames.push(identityDnsName(commonName));
   if (SERVER_ROLES.has(req.role) && ipAddresses.length + dnsNames.length === 0) {
     throw badInput(`a ${req.role} certificate needs at least one IP address or DNS name`);
   }
@@ -107,6 +121,14 @@ export function issueCertificate(
   }
 
   const { caCert, caKey, caX509 } = loadCa(ca);
+  const permitted = readNameConstraints(caCert);
+  const outside = permitted ? outsidePermitted(permitted, { ips: ipAddresses, dns: dnsNames }) : [];
+  if (outside.length > 0) {
+    throw badInput(
+      `${outside.join(', ')} ${outside.length > 1 ? 'are' : 'is'} outside the CA's name constraints (it may sign for ${[...permitted!.ip, ...permitted!.dns].join(', ')}); ` +
+        'names the gateway config implies (admin.hosts, guard.dnsNames, listen addresses) or lists in "ca": {"permit": [...]} are added by "wg-ollama reissue-ca"',
+    );
+  }
   const caNotAfter = new Date(caX509.validTo);
   if (caNotAfter.getTime() <= now.getTime()) {
     throw badInput(`the CA certificate expired at ${caNotAfter.toISOString()}; create a new CA`);
@@ -261,18 +283,8 @@ function validDate(d: unknown, what: string): Date {
   return d;
 }
 
-/** X.509 times have whole seconds; truncate so what we return is what the certificate says. */
-function wholeSeconds(d: Date): Date {
-  return new Date(Math.floor(d.getTime() / 1000) * 1000);
-}
-
 function unique(values: string[]): string[] {
   return [...new Set(values)];
-}
-
-/** 17 bytes: a first byte 0x01–0x7f (positive, no leading zero byte) and 128 random bits. */
-function randomSerialHex(): string {
-  return Buffer.concat([Buffer.from([randomInt(1, 0x80)]), randomBytes(16)]).toString('hex');
 }
 
 /** CN, O, OU as UTF8String (RFC 5280's recommendation; forge would default to PrintableString). */
@@ -287,7 +299,8 @@ function distinguishedName(commonName: string, role?: CertRole): forge.pki.Certi
   return fields;
 }
 
-function loadCa(ca: CaMaterial): { caCert: forge.pki.Certificate; caKey: KeyObject; caX509: X509Certificate } {
+/** The CA's certificate (forge and OpenSSL views) and key, checked to belong together. */
+export function loadCa(ca: CaMaterial): { caCert: forge.pki.Certificate; caKey: KeyObject; caX509: X509Certificate } {
   if (typeof ca?.certPem !== 'string' || typeof ca.keyPem !== 'string') {
     throw badInput('the CA material needs certPem and keyPem');
   }
@@ -330,31 +343,6 @@ function loadSubjectPublicKey(pem: unknown): KeyObject {
   }
   return key;
 }
-
-// getTBSCertificate is public in node-forge but missing from @types/node-forge.
-const getTBSCertificate = (forge.pki as unknown as { getTBSCertificate(c: forge.pki.Certificate): forge.asn1.Asn1 })
-  .getTBSCertificate;
-
-/**
- * Signs the certificate with node:crypto (sha256WithRSAEncryption) — the same
- * steps as forge's cert.sign(), minus forge's JavaScript RSA — and checks the
- * result with OpenSSL before handing it out.
- */
-function signAndEncode(cert: forge.pki.Certificate, signingKey: KeyObject, verifyKey: KeyObject): string {
-  const oid = forge.pki.oids['sha256WithRSAEncryption'];
-  if (oid === undefined) throw new WgoError('INTERNAL', 'node-forge does not know sha256WithRSAEncryption');
-  cert.signatureOid = oid;
-  cert.siginfo.algorithmOid = oid;
-  cert.tbsCertificate = getTBSCertificate(cert);
-  const tbs = Buffer.from(forge.asn1.toDer(cert.tbsCertificate).getBytes(), 'binary');
-  cert.signature = sign('sha256', tbs, signingKey).toString('binary');
-  const pem = forge.pki.certificateToPem(cert).replace(/\r\n/g, '\n');
-  if (!parseX509(pem, 'new certificate').verify(verifyKey)) {
-    throw new WgoError('INTERNAL', 'the new certificate does not verify with the CA key');
-  }
-  return pem;
-}
-
 
 /** Splits Node's subjectAltName string ("DNS:a, IP Address:1.2.3.4"); entries with odd characters come JSON-quoted. */
 function splitSubjectAltName(san: string | undefined): string[] {

@@ -4,6 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
 import { caStore } from '../../../src/gateway/ca-store.js';
+import { caNameConstraints, reissueCa } from '../../../src/pki/ca-reissue.js';
+import { expectWgoError } from '../helpers.js';
+
+const PERMITTED = { ip: ['10.66.0.0/24'], dns: ['wg-ollama.invalid'], email: ['wg-ollama.invalid'] };
 
 // The race needs something to happen between a store finding no CA and it
 // linking its new one into place; CA creation is that moment. The hook lets a
@@ -43,7 +47,7 @@ describe('caStore', () => {
   });
 
   test('ensure() creates the CA once: ca.key 0600 with key and certificate, ca.crt the public copy', () => {
-    const store = caStore(paths, 'Test CA');
+    const store = caStore(paths, { commonName: 'Test CA' });
     const first = store.ensure();
     expect(first.created).toBe(true);
     expect(mode(paths.caKey)).toBe(0o600);
@@ -117,5 +121,47 @@ describe('caStore', () => {
     writeFileSync(paths.caKey, '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n', { mode: 0o600 });
     expect(() => caStore(paths).ensure()).toThrow(/does not hold a CA key and certificate/);
     expect(hook.created).toBe(0);
+  });
+
+  test('ensure() makes a new CA with the name constraints it is given', () => {
+    const { ca } = caStore(paths, { permitted: PERMITTED }).ensure();
+    expect(caNameConstraints(ca.certPem)).toEqual({ ...PERMITTED, other: 0 });
+    expect(caNameConstraints(readFileSync(paths.caCert, 'utf8'))).toEqual({ ...PERMITTED, other: 0 });
+  });
+
+  test('replaceCertificate() puts a re-issued certificate in ca.key and ca.crt, and every store sees it at its next load', () => {
+    const store = caStore(paths);
+    const made = store.ensure().ca;
+    const other = caStore(paths);
+    expect(other.load()).toEqual(made); // cached now
+    const next = reissueCa(made, PERMITTED);
+    expect(store.replaceCertificate(next)).toEqual({ keyPem: made.keyPem, certPem: next });
+    expect(readFileSync(paths.caKey, 'utf8')).toBe(made.keyPem + next);
+    expect(readFileSync(paths.caCert, 'utf8')).toBe(next);
+    expect(mode(paths.caKey)).toBe(0o600);
+    expect(other.load()).toEqual({ keyPem: made.keyPem, certPem: next });
+    expect(other.ensure()).toEqual({ ca: { keyPem: made.keyPem, certPem: next }, created: false });
+    expect(readdirSync(dir).sort()).toEqual(['ca.crt', 'ca.key']);
+  });
+
+  test('replaceCertificate() refuses a certificate for another key and changes nothing', () => {
+    const store = caStore(paths);
+    store.ensure();
+    const before = [readFileSync(paths.caKey, 'utf8'), readFileSync(paths.caCert, 'utf8')];
+    const foreign = caStore({ caKey: join(dir, 'x.key'), caCert: join(dir, 'x.crt') }).ensure().ca;
+    expectWgoError(() => store.replaceCertificate(foreign.certPem), 'BAD_INPUT');
+    expectWgoError(() => store.replaceCertificate('not a certificate'), 'BAD_INPUT');
+    expect([readFileSync(paths.caKey, 'utf8'), readFileSync(paths.caCert, 'utf8')]).toEqual(before);
+  });
+
+  test('a replacement that cannot be written part-way changes nothing and leaves no temporary file', () => {
+    const store = caStore(paths);
+    const made = store.ensure().ca;
+    // ca.crt's directory is gone: the second temporary file cannot be written.
+    const broken = caStore({ caKey: paths.caKey, caCert: join(dir, 'missing', 'ca.crt') });
+    expectWgoError(() => broken.replaceCertificate(reissueCa(made, PERMITTED)), 'EXEC_FAILED');
+    expect(readFileSync(paths.caKey, 'utf8')).toBe(made.keyPem + made.certPem);
+    expect(readFileSync(paths.caCert, 'utf8')).toBe(made.certPem);
+    expect(readdirSync(dir).sort()).toEqual(['ca.crt', 'ca.key']);
   });
 });
