@@ -246,4 +246,10 @@ export const MIGRATIONS: readonly string[] = [
     WHERE action IN ('admin.login.failed', 'admin.login.locked', 'admin.login.replay')
       AND target IS NOT NULL AND target NOT LIKE 'unknown:%' AND target NOT IN (SELECT name FROM admins);
   `,
+  // 7: tokens charged by estimate (issue 10, item 1): the guard charges an estimate when Ollama's
+  // final counts are missing or implausible, and the record carries it, so the daily budget
+  // (tokensToday) counts it for every guard and after restarts. NULL: the counts were charged.
+  `
+  ALTER TABLE requests ADD COLUMN estimated_tokens INTEGER CHECK (estimated_tokens >= 0);
+  `,
 ];

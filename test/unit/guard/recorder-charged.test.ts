@@ -1,0 +1,33 @@
+/**
+ * Issue 10, item 1: a record that charged tokens reaches the spool at the next
+ * tick, not up to a second later, so a crash cannot lose a finished request's
+ * charge (the budget after a restart counts it from the spool).
+ */
+import { describe, expect, test } from 'vitest';
+import { createRecorder, type DraftRecord } from '../../../src/guard/recorder.js';
+
+const rec = (o: Partial<DraftRecord>): DraftRecord => ({
+  at: 1, peer: 'alice', certSerial: null, source: '10.66.0.2', method: 'POST', path: '/api/chat', endpoint: 'chat', model: null,
+  promptSha256: null, promptLength: null, promptText: null, status: 200, bytesIn: 0, bytesOut: 0, promptTokens: null, evalTokens: null,
+  ttfbMs: null, durationMs: 1, refusal: null, ...o,
+});
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+describe('recorder', () => {
+  test('records that charged tokens (counted or estimated) are written at the next tick, with what waits; others within the interval', async () => {
+    const written: DraftRecord[][] = [];
+    const r = createRecorder({ write: (b) => void written.push(b), onError: () => undefined, intervalMs: 60_000 });
+    r.record(rec({ refusal: 'rate_limited', status: 429 }));
+    await tick();
+    expect(written).toEqual([]);
+    r.record(rec({ estimatedTokens: 12 }));
+    r.record(rec({ promptTokens: 1, evalTokens: 2 }));
+    await tick();
+    expect(written.map((b) => b.length)).toEqual([3]);
+    r.record(rec({ promptTokens: 0, evalTokens: 0 }));
+    await tick();
+    expect(written).toHaveLength(1);
+    r.flush();
+    expect(written).toHaveLength(2);
+  });
+});
