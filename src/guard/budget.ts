@@ -16,8 +16,8 @@ import { chargedTokens, type RequestRecord } from '../core/request-record.js';
  *   restore() from the spool). Records at or below `upTo` are in `gateway`: never
  *   counted twice.
  * - `unspooled`: charges of requests that ended, whose records are not yet in the
- *   spool (charge(); spooled() moves them). The recorder writes such records at
- *   the next tick, so a crash loses at most the charges of that tick.
+ *   spool (charge(); spooled() moves them). The recorder writes such records
+ *   within 50 ms (recorder.ts), so a crash loses at most those charges.
  * - `inFlight`: the running estimates of streams still generating (begin()).
  * - `floor`: a figure without a position (a peer set's tokensToday, or a gateway
  *   that predates usage): tokens only grow within a day, so it is a lower bound.
@@ -25,11 +25,12 @@ import { chargedTokens, type RequestRecord } from '../core/request-record.js';
  * A charge belongs to the UTC day its request started (the record's `at`), as at
  * the gateway. The day's figures are dropped when the day changes.
  *
- * Bound after a crash: everything charged is in a record that reached the spool
- * (durable) or the gateway, except the charges of the tick the crash fell in and
- * the running estimates of streams then in flight. So a peer spends at most its
- * budget plus what its streams in flight at the crash had generated (each stream
- * itself stopped near budget + maxTokensPerRequest, see charge.ts).
+ * Bound after a crash (of the guard, or of `serve` running it): everything charged
+ * is in a record that reached the spool (SQLite, fsync) or the gateway's database,
+ * except the charges of requests that ended in the last 50 ms and the running
+ * estimates of streams then in flight. So a peer spends at most its budget plus
+ * what its requests in flight at the crash (or ended 50 ms before it) generated —
+ * each stream itself stopped near tokensPerDay + maxTokensPerRequest (charge.ts).
  */
 export interface Usage {
   /** The UTC day of the figures. */

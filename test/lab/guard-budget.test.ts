@@ -64,7 +64,11 @@ describe('budget across restarts (two-box)', () => {
       expect(r.code, r.stderr).toBe(0);
     }
   };
-  const synced = (): Promise<void> => waitFor(async () => (await gl.health()).spooled === 0, 10_000, 'the spool to empty');
+  /** Charged records reach the spool within 50 ms (recorder.ts), then the gateway. */
+  const synced = async (): Promise<void> => {
+    await new Promise((r) => setTimeout(r, 150));
+    await waitFor(async () => (await gl.health()).spooled === 0, 10_000, 'the spool to empty');
+  };
 
   beforeAll(async () => {
     gl = await createGuardLab('bd', { simArgs: ['--token-rate', '200', '--tokens', '20'] });
@@ -92,6 +96,8 @@ describe('budget across restarts (two-box)', () => {
       await serve(alice, c1);
       await serve(alice, c1);
       expect(spent.alice).toBe(4 * ONE_REQUEST);
+      // Records that charged tokens reach the spool within 50 ms (recorder.ts): the crash comes after.
+      await waitFor(async () => (await gl.health()).spooled === 2, 2000, 'the two records in the spool', 10);
       await gl.stopGuard('SIGKILL');
       await gl.startGuard();
       expect((await gl.health()).gateway).toBe('unreachable');
@@ -203,6 +209,8 @@ describe('budget across a restart (single-box: serve runs the guard)', () => {
       expect(r.status).toBe(200);
       spent += tokensOf(r);
     }
+    // Records that charged tokens are in the database within 50 ms (recorder.ts): the crash comes after.
+    await waitFor(async () => (await requestLog(gw)).filter((r) => r.peer === 'alice').length === 4, 2000, 'the four records', 10);
     const daemon = gw.daemon()!;
     daemon.kill('SIGKILL');
     await daemon.then(() => undefined, () => undefined);
