@@ -47,6 +47,7 @@ export function requestRepository(db: Db) {
       FROM requests WHERE at >= ? AND peer_id IS NOT NULL GROUP BY peer_id`),
     tokensSince: db.prepare(`SELECT peer_id AS peerId, sum(${CHARGED_SQL}) AS tokens
       FROM requests WHERE at >= ? AND peer_id IS NOT NULL GROUP BY peer_id`),
+    tokensOnDay: db.prepare(`SELECT peer_id AS peerId, tokens FROM peer_tokens_daily WHERE day = ?`),
     spoolSeq: db.prepare(`SELECT coalesce(max(guard_seq), 0) FROM requests WHERE guard = ? AND spool = ?`).pluck(),
   };
   const insertMany = db.transaction((guard: string, spool: string, records: readonly RequestRecord[]) =>
@@ -62,6 +63,10 @@ export function requestRepository(db: Db) {
     },
     /** The highest sequence number stored for a guard without a spool id (the in-process guard; 0 when none). */
     maxSeq: (guard: string) => s.maxSeq.get(guard) as number,
+    /** Tokens charged per peer id on a UTC day (YYYY-MM-DD), from the running sum (migration 7): the daily budget. */
+    tokensOnDay(day: string): Map<number, number> {
+      return new Map((s.tokensOnDay.all(day) as { peerId: number; tokens: number }[]).map((r) => [r.peerId, r.tokens]));
+    },
     /** The highest sequence number stored from one spool of a guard (0 when none). */
     spoolSeq: (guard: string, spool: string) => s.spoolSeq.get(guard, spool) as number,
     /** Requests and tokens per peer id since a moment (the web UI's "today" columns). */

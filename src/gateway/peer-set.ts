@@ -30,7 +30,7 @@ export function peerSetSource(db: Db, config: Config) {
   /** Today's charged tokens of the active peers, by name (the UTC day of `now`). */
   const tokensToday = (now: number): { day: string; tokensToday: Record<string, number> } => {
     const day = utcDay(now);
-    const tokens = requests.tokensSince(Date.parse(`${day}T00:00:00Z`));
+    const tokens = requests.tokensOnDay(day);
     return { day, tokensToday: Object.fromEntries(peers.active(now).filter((p) => p.certSerial !== null).map((p) => [p.name, tokens.get(p.id) ?? 0])) };
   };
   return {
@@ -39,8 +39,7 @@ export function peerSetSource(db: Db, config: Config) {
       return db.transaction(() => {
         const version = `${peers.maxSeq()}.${configTag}`;
         const day = utcDay(now);
-        const dayStart = Date.parse(`${day}T00:00:00Z`);
-        const tokens = requests.tokensSince(dayStart);
+        const tokens = requests.tokensOnDay(day);
         const rows = peers.active(now).filter((p) => p.certSerial !== null);
         const stored = apiTokens.byPeerId();
         const list = rows.map((p) => {

@@ -72,10 +72,14 @@ describe('migration 7 on a database from the release before', () => {
     old.pragma('journal_mode = WAL');
     for (let v = 0; v < 6; v++) old.exec(MIGRATIONS[v]!);
     old.pragma('user_version = 6');
-    const insert = old.prepare(`INSERT INTO requests (guard, spool, guard_seq, at, peer, source, status, bytes_in, bytes_out, prompt_tokens, eval_tokens, duration_ms, auth)
-      VALUES ('gpu1', '', ?, ?, 'alice', '10.66.0.2', 200, 1, 1, ?, ?, 1, 'certificate')`);
-    insert.run(1, T0, 10, 20);
-    insert.run(2, T0, null, null);
+    old.prepare(`INSERT INTO peers (id, name, address, address_int, public_key, status, created_at, updated_at)
+      VALUES (1, 'alice', '10.66.0.2', 1, ?, 'active', 1, 1)`).run('A'.repeat(43) + '=');
+    const insert = old.prepare(`INSERT INTO requests (guard, spool, guard_seq, at, peer_id, peer, source, status, bytes_in, bytes_out, prompt_tokens, eval_tokens, duration_ms, auth)
+      VALUES ('gpu1', '', ?, ?, ?, 'alice', '10.66.0.2', 200, 1, 1, ?, ?, 1, 'certificate')`);
+    insert.run(1, T0, 1, 10, 20);
+    insert.run(2, T0, 1, null, null);
+    insert.run(3, T0 - 86_400_000, 1, 100, 100); // the day before
+    insert.run(4, T0, null, 5, 5); // no peer (refused before one was known)
     old.close();
 
     const db = openDatabase(file);
@@ -83,10 +87,19 @@ describe('migration 7 on a database from the release before', () => {
       expect(db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
       expect(MIGRATIONS.length).toBe(7);
       const requests = requestRepository(db);
-      expect(requests.list({ since: 0 }).map((r) => [r.guardSeq, r.promptTokens, r.evalTokens, r.estimatedTokens])).toEqual([[1, 10, 20, null], [2, null, null, null]]);
-      requests.insertBatch('local', [rec(3, 'alice', null, null, 12)]);
-      expect(requests.list({ since: 0 }).at(-1)).toMatchObject({ guardSeq: 3, estimatedTokens: 12 });
-      expect(() => db.prepare(`UPDATE requests SET estimated_tokens = -1 WHERE guard_seq = 3`).run()).toThrow(/CHECK/);
+      expect(requests.list({ since: 0 }).map((r) => [r.guardSeq, r.promptTokens, r.evalTokens, r.estimatedTokens])).toEqual([
+        [1, 10, 20, null], [2, null, null, null], [3, 100, 100, null], [4, 5, 5, null],
+      ]);
+      // The daily sums were built from the old rows, per UTC day, and follow new ones.
+      expect(requests.tokensOnDay('2025-01-01')).toEqual(new Map([[1, 30]]));
+      expect(requests.tokensOnDay('2024-12-31')).toEqual(new Map([[1, 200]]));
+      const cert = db.prepare(`INSERT INTO certificates (serial, role, peer_id, common_name, not_before, not_after, issued_at, cert_pem) VALUES ('ab', 'peer', 1, 'alice', 0, 1, 0, '')`);
+      cert.run();
+      serials = { alice: 'ab' };
+      requests.insertBatch('local', [rec(5, 'alice', null, null, 12), rec(6, 'alice', 1, 1, null)]);
+      expect(requests.list({ since: 0 }).at(-2)).toMatchObject({ guardSeq: 5, estimatedTokens: 12, peerId: 1 });
+      expect(requests.tokensOnDay('2025-01-01')).toEqual(new Map([[1, 44]]));
+      expect(() => db.prepare(`UPDATE requests SET estimated_tokens = -1 WHERE guard_seq = 5`).run()).toThrow(/CHECK/);
     } finally {
       db.close();
     }
