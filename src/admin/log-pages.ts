@@ -71,7 +71,7 @@ export function logPages(deps: AdminAppDeps): Router {
     const headers = ['When', 'Peer', 'Source', 'Auth', 'Request', 'Model', 'Status', 'Tokens', 'TTFB ms', 'ms', 'Refusal'];
     const table = [...rows].reverse().map((q) => [
       iso(q.at), q.peer ?? '—', q.source, q.auth ?? '—', `${q.method ?? ''} ${q.path ?? ''}`, q.model ?? '—', String(q.status),
-      q.promptTokens === null && q.evalTokens === null ? '—' : `${q.promptTokens ?? 0} + ${q.evalTokens ?? 0}`,
+      q.estimatedTokens != null ? `~${q.estimatedTokens} (estimated)` : q.promptTokens === null && q.evalTokens === null ? '—' : `${q.promptTokens ?? 0} + ${q.evalTokens ?? 0}`,
       q.ttfbMs === null ? '—' : String(Math.round(q.ttfbMs)), String(Math.round(q.durationMs)), q.refusal ?? '',
     ]);
     try {

@@ -132,7 +132,7 @@ export function peerPages(deps: AdminAppDeps): Router {
       })),
       ...requests.list({ since: 0, peerId: peer.id, limit: 100, newest: true }).map((q) => ({
         at: q.at, kind: q.status === 401 ? 'tls' : 'request', what: q.status === 401 ? 'TLS refused' : `${q.method ?? ''} ${q.endpoint ?? q.path ?? ''}`,
-        details: [q.model, `status ${q.status}`, q.refusal, q.promptTokens !== null || q.evalTokens !== null ? `${(q.promptTokens ?? 0) + (q.evalTokens ?? 0)} tokens` : null, `${Math.round(q.durationMs)} ms`].filter(Boolean).join(' · '),
+        details: [q.model, `status ${q.status}`, q.refusal, q.estimatedTokens != null ? `~${q.estimatedTokens} tokens (estimated)` : q.promptTokens !== null || q.evalTokens !== null ? `${(q.promptTokens ?? 0) + (q.evalTokens ?? 0)} tokens` : null, `${Math.round(q.durationMs)} ms`].filter(Boolean).join(' · '),
       })),
     ]
       .sort((a, b) => b.at - a.at)

@@ -34,7 +34,9 @@ function formatConnection(e: ConnectionEventRow): string {
 
 function formatRequest(r: RequestRow): string {
   const t = new Date(r.at).toISOString();
-  const tokens = r.promptTokens !== null || r.evalTokens !== null ? `  tokens ${r.promptTokens ?? 0}+${r.evalTokens ?? 0}` : '';
+  // An estimate was charged instead of Ollama's counts (missing or implausible): shown as such.
+  const tokens = r.estimatedTokens != null ? `  tokens ~${r.estimatedTokens} (estimated)`
+    : r.promptTokens !== null || r.evalTokens !== null ? `  tokens ${r.promptTokens ?? 0}+${r.evalTokens ?? 0}` : '';
   const what = r.method ? `${r.method} ${r.path}` : '(no request)';
   return `${t}  ${r.peer ?? '-'}@${r.source}  ${what}  ${r.model ?? '-'}  ${r.status}${r.refusal ? ` ${r.refusal}` : ''}  ${Math.round(r.durationMs)}ms${tokens}${r.auth ? `  via ${r.auth}` : ''}`;
 }

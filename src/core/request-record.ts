@@ -34,6 +34,18 @@ export interface RequestRecord {
    * refused before any credential verified. Absent in records from older guards.
    */
   auth?: 'certificate' | 'token' | null;
+  /**
+   * Tokens charged to the peer's daily budget by estimate, instead of promptTokens + evalTokens:
+   * set when Ollama's final counts were missing (a stream cut before them) or implausible
+   * (core/token-charge.ts); null when the counts were charged, or nothing was. Absent in
+   * records from older guards.
+   */
+  estimatedTokens?: number | null;
+}
+
+/** What a record charged to its peer's daily budget: the estimate when there is one, else Ollama's counts. */
+export function chargedTokens(r: Pick<RequestRecord, 'promptTokens' | 'evalTokens' | 'estimatedTokens'>): number {
+  return r.estimatedTokens ?? (r.promptTokens ?? 0) + (r.evalTokens ?? 0);
 }
 
 const text = (max: number) => z.string().max(max).nullable();
@@ -80,11 +92,12 @@ export const requestRecordSchema = z
     durationMs: z.number().min(0).max(1e10),
     refusal: text(64),
     auth: z.enum(['certificate', 'token']).nullable().optional(),
+    estimatedTokens: count.nullable().optional(),
   })
   .strict();
 
 /** Record fields a gateway may not know: sent only when its peer set names them (`recordFields`). */
-const NEWER_FIELDS = ['auth'] as const;
+const NEWER_FIELDS = ['auth', 'estimatedTokens'] as const;
 /** What this build's gateway takes besides the original fields; it says so in every peer set. */
 export const RECORD_FIELDS: readonly string[] = Object.freeze([...NEWER_FIELDS]);
 

@@ -246,4 +246,30 @@ export const MIGRATIONS: readonly string[] = [
     WHERE action IN ('admin.login.failed', 'admin.login.locked', 'admin.login.replay')
       AND target IS NOT NULL AND target NOT LIKE 'unknown:%' AND target NOT IN (SELECT name FROM admins);
   `,
+  // 7: the daily token budget (issue 10, item 1). Tokens charged by estimate: the guard charges
+  // an estimate when Ollama's final counts are missing or implausible, and the record carries it
+  // (NULL: the counts were charged). And today's charged tokens per peer kept as a running sum,
+  // since guards ask for them with every push: summing a day's rows each time costs ~0.8 s per
+  // 200,000 rows. What a row charged is db/requests.ts CHARGED_SQL; the day is the UTC day of
+  // its `at`; rows are never updated or deleted, so the sum follows inserts only.
+  `
+  ALTER TABLE requests ADD COLUMN estimated_tokens INTEGER CHECK (estimated_tokens >= 0);
+  CREATE TABLE peer_tokens_daily (
+    day     TEXT NOT NULL,                    -- UTC day, YYYY-MM-DD
+    peer_id INTEGER NOT NULL REFERENCES peers (id),
+    tokens  INTEGER NOT NULL,
+    PRIMARY KEY (day, peer_id)
+  ) STRICT, WITHOUT ROWID;
+  INSERT INTO peer_tokens_daily (day, peer_id, tokens)
+    SELECT strftime('%Y-%m-%d', at / 1000, 'unixepoch'), peer_id, sum(coalesce(prompt_tokens, 0) + coalesce(eval_tokens, 0))
+    FROM requests WHERE peer_id IS NOT NULL GROUP BY 1, 2;
+  CREATE TRIGGER requests_tokens_daily AFTER INSERT ON requests
+    WHEN NEW.peer_id IS NOT NULL AND coalesce(NEW.estimated_tokens, coalesce(NEW.prompt_tokens, 0) + coalesce(NEW.eval_tokens, 0)) > 0
+  BEGIN
+    INSERT INTO peer_tokens_daily (day, peer_id, tokens)
+      VALUES (strftime('%Y-%m-%d', NEW.at / 1000, 'unixepoch'), NEW.peer_id,
+        coalesce(NEW.estimated_tokens, coalesce(NEW.prompt_tokens, 0) + coalesce(NEW.eval_tokens, 0)))
+      ON CONFLICT (day, peer_id) DO UPDATE SET tokens = tokens + excluded.tokens;
+  END;
+  `,
 ];

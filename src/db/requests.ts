@@ -24,7 +24,9 @@ export interface RequestQuery {
 const COLUMNS = `id, guard, guard_seq AS guardSeq, at, peer_id AS peerId, peer, cert_serial AS certSerial, source, method, path,
   endpoint, model, prompt_sha256 AS promptSha256, prompt_length AS promptLength, prompt_text AS promptText, status,
   bytes_in AS bytesIn, bytes_out AS bytesOut, prompt_tokens AS promptTokens, eval_tokens AS evalTokens, ttfb_ms AS ttfbMs,
-  duration_ms AS durationMs, refusal, auth`;
+  duration_ms AS durationMs, refusal, auth, estimated_tokens AS estimatedTokens`;
+/** What a row charged to its peer's daily budget: core/request-record.ts chargedTokens, in SQL. */
+export const CHARGED_SQL = `coalesce(estimated_tokens, coalesce(prompt_tokens, 0) + coalesce(eval_tokens, 0))`;
 const WHERE = `at >= @since AND id > @afterId AND (@beforeId IS NULL OR id < @beforeId) AND (@peerId IS NULL OR peer_id = @peerId)
   AND (@model IS NULL OR model = @model) AND (@status IS NULL OR status = @status)`;
 
@@ -33,21 +35,23 @@ export function requestRepository(db: Db) {
   const s = {
     insert: db.prepare(`INSERT INTO requests (guard, spool, guard_seq, at, peer_id, peer, cert_serial, source, method, path,
         endpoint, model, prompt_sha256, prompt_length, prompt_text, status, bytes_in, bytes_out, prompt_tokens, eval_tokens,
-        ttfb_ms, duration_ms, refusal, auth)
+        ttfb_ms, duration_ms, refusal, auth, estimated_tokens)
       VALUES (@guard, @spool, @seq, @at, (SELECT peer_id FROM certificates WHERE serial = @certSerial AND role = 'peer'), @peer,
         @certSerial, @source, @method, @path, @endpoint, @model, @promptSha256, @promptLength, @promptText, @status,
-        @bytesIn, @bytesOut, @promptTokens, @evalTokens, @ttfbMs, @durationMs, @refusal, @auth)
+        @bytesIn, @bytesOut, @promptTokens, @evalTokens, @ttfbMs, @durationMs, @refusal, @auth, @estimatedTokens)
       ON CONFLICT (guard, spool, guard_seq) DO NOTHING`),
     list: db.prepare(`SELECT ${COLUMNS} FROM requests WHERE ${WHERE} ORDER BY id LIMIT @limit`),
     newest: db.prepare(`SELECT * FROM (SELECT ${COLUMNS} FROM requests WHERE ${WHERE} ORDER BY id DESC LIMIT @limit) ORDER BY id`),
     maxSeq: db.prepare(`SELECT coalesce(max(guard_seq), 0) FROM requests WHERE guard = ? AND spool = ''`).pluck(),
-    countsSince: db.prepare(`SELECT peer_id AS peerId, count(*) AS requests, sum(coalesce(prompt_tokens, 0) + coalesce(eval_tokens, 0)) AS tokens
+    countsSince: db.prepare(`SELECT peer_id AS peerId, count(*) AS requests, sum(${CHARGED_SQL}) AS tokens
       FROM requests WHERE at >= ? AND peer_id IS NOT NULL GROUP BY peer_id`),
-    tokensSince: db.prepare(`SELECT peer_id AS peerId, sum(coalesce(prompt_tokens, 0) + coalesce(eval_tokens, 0)) AS tokens
+    tokensSince: db.prepare(`SELECT peer_id AS peerId, sum(${CHARGED_SQL}) AS tokens
       FROM requests WHERE at >= ? AND peer_id IS NOT NULL GROUP BY peer_id`),
+    tokensOnDay: db.prepare(`SELECT peer_id AS peerId, tokens FROM peer_tokens_daily WHERE day = ?`),
+    spoolSeq: db.prepare(`SELECT coalesce(max(guard_seq), 0) FROM requests WHERE guard = ? AND spool = ?`).pluck(),
   };
   const insertMany = db.transaction((guard: string, spool: string, records: readonly RequestRecord[]) =>
-    records.filter((r) => s.insert.run({ guard, spool, ...r, auth: r.auth ?? null }).changes > 0));
+    records.filter((r) => s.insert.run({ guard, spool, ...r, auth: r.auth ?? null, estimatedTokens: r.estimatedTokens ?? null }).changes > 0));
   return {
     /** Inserts a batch in one transaction; records already present are skipped. Returns how many were new. */
     insertBatch: (guard: string, records: readonly RequestRecord[], spool = ''): number => insertMany.immediate(guard, spool, records).length,
@@ -59,11 +63,17 @@ export function requestRepository(db: Db) {
     },
     /** The highest sequence number stored for a guard without a spool id (the in-process guard; 0 when none). */
     maxSeq: (guard: string) => s.maxSeq.get(guard) as number,
+    /** Tokens charged per peer id on a UTC day (YYYY-MM-DD), from the running sum (migration 7): the daily budget. */
+    tokensOnDay(day: string): Map<number, number> {
+      return new Map((s.tokensOnDay.all(day) as { peerId: number; tokens: number }[]).map((r) => [r.peerId, r.tokens]));
+    },
+    /** The highest sequence number stored from one spool of a guard (0 when none). */
+    spoolSeq: (guard: string, spool: string) => s.spoolSeq.get(guard, spool) as number,
     /** Requests and tokens per peer id since a moment (the web UI's "today" columns). */
     countsSince(since: number): Map<number, { requests: number; tokens: number }> {
       return new Map((s.countsSince.all(since) as { peerId: number; requests: number; tokens: number }[]).map((r) => [r.peerId, { requests: r.requests, tokens: r.tokens }]));
     },
-    /** Tokens used per peer id since a moment (the daily budget); by id, so a new peer reusing a name starts at 0. */
+    /** Tokens charged per peer id since a moment (the daily budget: counts or estimates); by id, so a new peer reusing a name starts at 0. */
     tokensSince(since: number): Map<number, number> {
       return new Map((s.tokensSince.all(since) as { peerId: number; tokens: number }[]).map((r) => [r.peerId, r.tokens]));
     },

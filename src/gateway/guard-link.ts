@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { parseListen } from '../core/limits.js';
 import { certificateRepository } from '../db/certificates.js';
+import type { RequestRecord } from '../core/request-record.js';
 import { requestRepository } from '../db/requests.js';
 import type { CertRole } from '../db/certificates.js';
 import { certificateInfo, issueCertificate } from '../pki/ca.js';
@@ -22,6 +23,8 @@ import { changeSignal, createSyncApi } from './sync-api.js';
 /** Server certificates the gateway makes for itself are renewed this long before they expire. */
 const RENEW_BEFORE_MS = 30 * 86_400_000;
 const SERVER_CERT_MS = 825 * 86_400_000;
+/** How often the single-box guard's budget takes today's figures from the database (other guards' records). */
+const USAGE_REFRESH_MS = 2000;
 
 /**
  * A server certificate of the gateway's own (sync API, single-box guard) in
@@ -89,10 +92,12 @@ export async function startGuardLink(ctx: GatewayContext, log: GuardLog, health:
       const tls = ensureServerCert(ctx, 'guard', 'guard-server', 'wg-ollama guard (local)', [addr.host], g.dnsNames);
       const requests = requestRepository(ctx.db);
       let seq = requests.maxSeq('local');
+      let stored = (_records: RequestRecord[]): void => undefined;
       const recorder = createRecorder({
         write: (batch) => {
           const records = batch.map((r) => ({ ...r, seq: ++seq }));
           requests.insertBatch('local', records);
+          stored(records);
           gm.records(records);
         },
         onError: (e) => log.error({ event: 'records', err: e.message }, 'cannot store request records; retrying'),
@@ -100,8 +105,23 @@ export async function startGuardLink(ctx: GatewayContext, log: GuardLog, health:
       flushLocal = recorder.flush;
       localGuard = createGuard({ tls: { ...tls, ca: ca.certPem }, limits: g.limits, upstream: g.upstream, metrics: guardMetrics(registry), record: recorder.record, log });
       localGuard.setPeers(source.load(Date.now()));
-      await listen(localGuard.server, addr.host, addr.port, 'guard (config guard.listen)');
       const guard = localGuard;
+      // The daily budget (guard/budget.ts): records are in the database once written, so the figures
+      // read from it (with the highest 'local' seq they include) are all a restart needs; records
+      // written since the last read count through spooled() until the next one includes them.
+      stored = guard.budget.spooled;
+      const refreshUsage = (): void => {
+        try {
+          guard.budget.usage(source.usage(Date.now(), 'local', ''));
+        } catch (e) {
+          log.error({ event: 'budget', err: (e as Error).message }, 'cannot read today\'s token use; retrying');
+        }
+      };
+      refreshUsage();
+      const usageTimer = setInterval(refreshUsage, USAGE_REFRESH_MS);
+      usageTimer.unref();
+      closers.push(() => clearInterval(usageTimer));
+      await listen(localGuard.server, addr.host, addr.port, 'guard (config guard.listen)');
       closers.push(async () => {
         await guard.close();
         recorder.flush();

@@ -8,6 +8,7 @@ import type { Db } from '../db/open.js';
 import { peerRepository } from '../db/peers.js';
 import { requestRepository } from '../db/requests.js';
 import { tokenRepository } from '../db/tokens.js';
+import type { Usage } from '../guard/budget.js';
 import type { PeerSet } from '../guard/peer-set.js';
 import { defaultPolicy } from './peer-service.js';
 
@@ -27,14 +28,19 @@ export function peerSetSource(db: Db, config: Config) {
   // Whatever of the config reaches guards is part of the version: a changed default policy is a new set.
   const configTag = createHash('sha256').update(JSON.stringify({ logPrompts: config.logPrompts, defaults })).digest('hex').slice(0, 12);
   const notAfter = db.prepare(`SELECT not_after FROM certificates WHERE serial = ?`).pluck();
+  /** Today's charged tokens of the active peers, by name (the UTC day of `now`). */
+  const tokensToday = (now: number): { day: string; tokensToday: Record<string, number> } => {
+    const day = utcDay(now);
+    const tokens = requests.tokensOnDay(day);
+    return { day, tokensToday: Object.fromEntries(peers.active(now).filter((p) => p.certSerial !== null).map((p) => [p.name, tokens.get(p.id) ?? 0])) };
+  };
   return {
     version: (): string => `${peers.maxSeq()}.${configTag}`,
     load(now: number): PeerSet {
       return db.transaction(() => {
         const version = `${peers.maxSeq()}.${configTag}`;
         const day = utcDay(now);
-        const dayStart = Date.parse(`${day}T00:00:00Z`);
-        const tokens = requests.tokensSince(dayStart);
+        const tokens = requests.tokensOnDay(day);
         const rows = peers.active(now).filter((p) => p.certSerial !== null);
         const stored = apiTokens.byPeerId();
         const list = rows.map((p) => {
@@ -62,6 +68,16 @@ export function peerSetSource(db: Db, config: Config) {
           recordFields: [...RECORD_FIELDS],
         };
       })();
+    },
+    /**
+     * The daily budget's figures for one guard (guard/budget.ts Usage): today's charged tokens
+     * of every active peer from all guards, and the highest sequence number stored from this
+     * guard's spool — read in one transaction, so the figures include exactly the records up
+     * to it. The peer set's tokensToday changes no version: guards get these on every push
+     * and from GET /v1/usage instead.
+     */
+    usage(now: number, guard: string, spool: string): Usage {
+      return db.transaction(() => ({ ...tokensToday(now), upTo: requests.spoolSeq(guard, spool) }))();
     },
   };
 }

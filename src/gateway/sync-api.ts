@@ -62,8 +62,13 @@ function json(res: ServerResponse, status: number, body: unknown): void {
  * The guard sync API (mTLS; only certificates issued to a guard, not revoked):
  *   GET  /v1/peers?after=VERSION&wait=SEC  the active peer set, long-polled: answered at once when
  *                                          the version differs, else when it changes, else 204 after SEC
- *   POST /v1/records {records:[...]}       request records; (guard, seq) already stored are skipped,
- *                                          malformed ones reported in `rejected` and skipped
+ *   POST /v1/records {spool, records:[...]} request records; (guard, spool, seq) already stored are
+ *                                          skipped, malformed ones reported in `rejected` and skipped;
+ *                                          the answer carries `usage` (below) read after the insert
+ *   GET  /v1/usage?spool=ID                today's charged tokens per active peer (all guards) and
+ *                                          `upTo`, the highest seq stored from this guard's spool ID:
+ *                                          the daily budget's figures (guard/budget.ts), which no
+ *                                          peer-set version tracks
  */
 export function createSyncApi(o: SyncApiOptions): Server {
   const clock = o.clock ?? Date.now;
@@ -105,6 +110,12 @@ export function createSyncApi(o: SyncApiOptions): Server {
       return json(res, 200, o.source.load(clock()));
     }
 
+    if (url.pathname === '/v1/usage' && req.method === 'GET') {
+      const spool = url.searchParams.get('spool') ?? '';
+      if (!/^[0-9a-f]{16,64}$/.test(spool)) return json(res, 400, { error: 'spool must be the guard\'s spool id (16 to 64 hex digits)' });
+      return json(res, 200, o.source.usage(clock(), guard.name, spool));
+    }
+
     if (url.pathname === '/v1/records' && req.method === 'POST') {
       const chunks: Buffer[] = [];
       let size = 0;
@@ -134,7 +145,8 @@ export function createSyncApi(o: SyncApiOptions): Server {
       const fresh = requests.insertNew(guard.name, records, parsed.data.spool ?? '');
       certs.guardSeen(guard.id, clock(), from, null);
       if (fresh.length > 0) o.onRecords?.(guard.name, fresh);
-      return json(res, 200, { received: parsed.data.records.length, stored: fresh.length, rejected, upTo: records.reduce((m, r) => Math.max(m, r.seq), 0) });
+      const usage = parsed.data.spool ? o.source.usage(clock(), guard.name, parsed.data.spool) : undefined;
+      return json(res, 200, { received: parsed.data.records.length, stored: fresh.length, rejected, upTo: records.reduce((m, r) => Math.max(m, r.seq), 0), usage });
     }
     return json(res, 404, { error: 'unknown sync endpoint' });
   };

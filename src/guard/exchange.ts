@@ -6,10 +6,10 @@ import type { EndpointDef } from '../core/ollama-api.js';
 import { decideBody, decideHead, filterModelList, type Refusal } from '../core/policy.js';
 import { createRateLimiter, secondsUntilUtcMidnight } from '../core/rate.js';
 import type { RequestRecord } from '../core/request-record.js';
-import { createTokenScanner } from '../core/token-scan.js';
 import { sameOriginAllowed } from '../core/web-request.js';
 import { answerBrowser, type ChatSite } from './browser.js';
 import type { Budget } from './budget.js';
+import { startCharge } from './charge.js';
 import type { ConnectionIdentity } from './identity.js';
 import type { GuardMetrics } from './metrics.js';
 import type { GuardPeer } from './peer-set.js';
@@ -246,9 +246,7 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
   }
   if (f.forward) headers['content-length'] = String(f.forward.length);
   const generative = endpoint.generative;
-  const scanner = createTokenScanner();
-  let lines = 0;
-  let responseType: string | undefined;
+  const charge = startCharge({ budget: deps.budget, peer: f.peer, policy: f.policy, generative, stream: f.stream, promptLength: draft.promptLength, at: draft.at, clock: deps.clock });
   let controller: Dispatcher.DispatchController | null = null;
   /** Set when the upstream request must stop (client gone, max duration) before or after it started. */
   let abortReason: Error | null = null;
@@ -295,19 +293,12 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
       resolve();
     };
     const chargeTokens = (): void => {
-      const counts = scanner.result();
-      if (counts) {
-        draft.promptTokens = counts.promptTokens;
-        draft.evalTokens = counts.evalTokens;
-        deps.budget.add(f.peer, counts.promptTokens + counts.evalTokens, deps.clock());
-        deps.metrics.tokens(f.peer, draft.model, counts.promptTokens, counts.evalTokens);
-      } else if (generative && draft.status > 0 && draft.status < 400) {
-        // No final counts (the client left before them, or the endpoint reports none): the budget
-        // is still charged, with an estimate — a token per streamed line (SSE: per event) and
-        // one per four bytes of prompt. The record keeps null: only Ollama's own counts go there.
-        const sse = /event-stream/.test(String(responseType));
-        deps.budget.add(f.peer, Math.ceil((draft.promptLength ?? 0) / 4) + (sse ? Math.ceil(lines / 2) : lines), deps.clock());
-      }
+      // Ollama's final counts, or an estimate when they are missing or implausible (guard/charge.ts).
+      const c = charge.settle(draft.status > 0 && draft.status < 400);
+      draft.promptTokens = c.promptTokens;
+      draft.evalTokens = c.evalTokens;
+      draft.estimatedTokens = c.estimatedTokens;
+      if (c.estimatedTokens === null && c.promptTokens !== null) deps.metrics.tokens(f.peer, draft.model, c.promptTokens, c.evalTokens ?? 0);
     };
 
     const handler: Dispatcher.DispatchHandler = {
@@ -318,7 +309,7 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
       onResponseStart(_c, statusCode, upHeaders) {
         draft.status = statusCode;
         const type = upHeaders['content-type'];
-        responseType = typeof type === 'string' ? type : undefined;
+        charge.contentType(typeof type === 'string' ? type : undefined);
         if (endpoint.listsModels && statusCode === 200) {
           list = { chunks: [], size: 0, headers: pickHeaders(upHeaders) };
           return;
@@ -334,8 +325,11 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
         }
         ttfb();
         draft.bytesOut += chunk.length;
-        scanner.push(chunk);
-        for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
+        if (!charge.push(chunk)) {
+          // Past the day's budget by more than the policy allows: the rest is not generated, nor sent.
+          draft.refusal ??= 'token_budget';
+          return abort(new Error('token budget'));
+        }
         if (!res.write(chunk)) c.pause();
       },
       onResponseEnd(_c, _trailers) {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { parseListen } from '../core/limits.js';
+import { utcDay } from '../core/rate.js';
 import { WgoError } from '../errors.js';
 import { ensurePrivateDir } from '../system/files.js';
 import { createMetricsServer, listen } from '../system/metrics-http.js';
@@ -37,24 +38,30 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
   const metrics = guardMetrics(registry);
 
   let sync: ReturnType<typeof startSyncClient> | null = null;
+  /** Records reaching the spool go to the budget's ledger (set once the guard exists). */
+  let onSpooled: (records: ReturnType<typeof spool.append>) => void = () => undefined;
   const recorder = createRecorder({
     write: (batch) => {
-      spool.append(batch);
+      onSpooled(spool.append(batch));
       sync?.kick();
     },
     onError: (e) => log.error({ event: 'spool', err: e.message }, 'cannot spool request records; retrying'),
   });
   const guard = createGuard({ tls, limits: config.limits, upstream: config.upstream, metrics, record: recorder.record, log });
+  onSpooled = guard.budget.spooled;
   const cached = spool.loadPeerSet();
   if (cached) {
     guard.setPeers(cached);
     log.info({ event: 'peers', version: cached.version, peers: cached.peers.length }, 'enforcing the peer set saved at the last sync');
   }
+  // Today's spending survives a restart: the gateway's last figures and this guard's records it did not have then.
+  guard.budget.restore(spool.charges(Date.parse(`${utcDay(Date.now())}T00:00:00Z`)), spool.loadUsage());
   sync = startSyncClient({
     gatewayUrl: config.gatewayUrl,
     tls: syncTls,
     spool,
     log,
+    onUsage: guard.budget.usage,
     onPeerSet: (set) => {
       guard.setPeers(set);
       log.info({ event: 'peers', version: set.version, peers: set.peers.length }, 'peer set updated');

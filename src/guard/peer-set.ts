@@ -23,7 +23,11 @@ export interface PeerSet {
   peers: GuardPeer[];
   /** Keep prompt text in request records (the gateway's logPrompts). */
   logPrompts: boolean;
-  /** Tokens each peer used today as the gateway knows it (UTC day), so a restarted guard keeps counting. */
+  /**
+   * Tokens each peer used today as the gateway knew it when the set was made (UTC day). No
+   * version follows it, so it is only a lower bound for the budget (guard/budget.ts); the
+   * current figures come with every record push and from GET /v1/usage.
+   */
   tokensToday: Record<string, number>;
   /** The UTC day tokensToday is for. */
   day: string;

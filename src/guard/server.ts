@@ -7,7 +7,7 @@ import type { Refusal } from '../core/policy.js';
 import { createRateLimiter } from '../core/rate.js';
 import type { RequestRecord } from '../core/request-record.js';
 import { loadChatSite, type ChatSite } from './browser.js';
-import { createBudget } from './budget.js';
+import { createBudget, type Usage } from './budget.js';
 import { handleExchange, refusalBody, type ExchangeDeps } from './exchange.js';
 import { identifyConnection, plainAddress, type ConnectionIdentity } from './identity.js';
 import type { GuardMetrics } from './metrics.js';
@@ -201,6 +201,17 @@ export function createGuard(o: GuardOptions) {
       enforce();
     },
     peers: (): PeerSet => set,
+    /**
+     * The daily budget's ledger (budget.ts): the gateway's figures as they arrive, the
+     * records as they reach the spool (or the database) with their sequence numbers, and
+     * at start what the spool still holds.
+     */
+    budget: {
+      usage: (u: Usage): void => budget.usage(u, clock()),
+      spooled: (records: Parameters<typeof budget.spooled>[0]): void => budget.spooled(records, clock()),
+      restore: (records: Parameters<typeof budget.restore>[0], saved: Usage | null): void => budget.restore(records, saved, clock()),
+      used: (peer: string): number => budget.used(peer, clock()),
+    },
     /** Open client connections (for health and tests). */
     connections: (): number => [...bySerial.values()].reduce((n, s) => n + s.size, 0) + tokens.connections(),
     async close(): Promise<void> {

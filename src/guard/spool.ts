@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type { RequestRecord } from '../core/request-record.js';
 import { WgoError } from '../errors.js';
+import type { Usage } from './budget.js';
 import type { PeerSet } from './peer-set.js';
 import type { DraftRecord } from './recorder.js';
 
@@ -9,7 +10,9 @@ import type { DraftRecord } from './recorder.js';
  * The guard's own small database: records waiting to be pushed to the
  * gateway (sequence numbers from AUTOINCREMENT, never reused, so the gateway
  * can drop a batch it already has), and the last peer set, so a guard that
- * restarts while the gateway is unreachable keeps enforcing it.
+ * restarts while the gateway is unreachable keeps enforcing it — and, for the
+ * daily budget, the gateway's token figures saved with each acknowledgement
+ * (so every record deleted here is counted in the saved figures).
  */
 export function openSpool(path: string) {
   let db: Database.Database;
@@ -33,6 +36,11 @@ export function openSpool(path: string) {
     count: db.prepare(`SELECT count(*) FROM records`).pluck(),
     get: db.prepare(`SELECT value FROM kv WHERE key = ?`).pluck(),
     put: db.prepare(`INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`),
+    // What a record charged (core/request-record.ts chargedTokens), read without parsing every body in JS.
+    charged: db.prepare(`SELECT seq, json_extract(body, '$.peer') AS peer, json_extract(body, '$.at') AS at,
+        json_extract(body, '$.promptTokens') AS promptTokens, json_extract(body, '$.evalTokens') AS evalTokens,
+        json_extract(body, '$.estimatedTokens') AS estimatedTokens
+      FROM records WHERE json_extract(body, '$.at') >= ? AND json_extract(body, '$.peer') IS NOT NULL ORDER BY seq`),
   };
   // A random id of this spool file: the gateway keys records by (guard, spool, seq), so a spool
   // deleted or restored from a backup starts a new sequence instead of reusing numbers.
@@ -41,17 +49,34 @@ export function openSpool(path: string) {
     epoch = randomBytes(16).toString('hex');
     s.put.run('spool', epoch);
   }
-  const append = db.transaction((batch: DraftRecord[]) => {
-    for (const r of batch) s.insert.run(JSON.stringify(r));
+  const append = db.transaction((batch: DraftRecord[]): RequestRecord[] =>
+    batch.map((r) => ({ ...r, seq: Number(s.insert.run(JSON.stringify(r)).lastInsertRowid) })));
+  const ackWithUsage = db.transaction((seq: number, usage: Usage | null) => {
+    if (usage) s.put.run('usage', JSON.stringify(usage));
+    s.ack.run(seq);
   });
   return {
-    append: (batch: DraftRecord[]): void => append(batch),
+    /** Appends a batch in one transaction; returns the records with the sequence numbers they got. */
+    append: (batch: DraftRecord[]): RequestRecord[] => append(batch),
     /** Oldest records not yet acknowledged, with their sequence numbers. */
     pending(limit: number, afterSeq = 0): RequestRecord[] {
       return (s.pending.all(afterSeq, limit) as { seq: number; body: string }[]).map((r) => ({ ...(JSON.parse(r.body) as DraftRecord), seq: r.seq }));
     },
-    /** The gateway has everything up to seq. */
-    ack: (seq: number): void => void s.ack.run(seq),
+    /**
+     * The gateway has everything up to seq; `usage` is its token figures from the same answer,
+     * saved in the same transaction (they include every record deleted here).
+     */
+    ack: (seq: number, usage: Usage | null = null): void => ackWithUsage(seq, usage),
+    /** The gateway's last token figures (from an acknowledgement or GET /v1/usage). */
+    saveUsage: (usage: Usage): void => void s.put.run('usage', JSON.stringify(usage)),
+    loadUsage(): Usage | null {
+      const v = s.get.get('usage') as string | undefined;
+      return v ? (JSON.parse(v) as Usage) : null;
+    },
+    /** The charges of records not yet acknowledged whose requests started at or after `since` (budget.restore). */
+    charges(since: number): Pick<RequestRecord, 'seq' | 'peer' | 'at' | 'promptTokens' | 'evalTokens' | 'estimatedTokens'>[] {
+      return s.charged.all(since) as Pick<RequestRecord, 'seq' | 'peer' | 'at' | 'promptTokens' | 'evalTokens' | 'estimatedTokens'>[];
+    },
     count: (): number => s.count.get() as number,
     /** The spool's random id, sent with every push. */
     id: (): string => epoch!,

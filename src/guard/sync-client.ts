@@ -2,6 +2,7 @@ import { Agent, request } from 'undici';
 import { z } from 'zod';
 import { policySchema } from '../core/policy.js';
 import { recordForGateway } from '../core/request-record.js';
+import type { Usage } from './budget.js';
 import type { PeerSet } from './peer-set.js';
 import type { GuardLog } from './server.js';
 import type { Spool } from './spool.js';
@@ -21,6 +22,8 @@ function fitBatch<T>(records: T[]): T[] {
   return records;
 }
 const PUSH_INTERVAL_MS = 1000;
+/** How often the budget's figures are asked for while there is nothing to push (a push answers them too). */
+const USAGE_REFRESH_MS = 2000;
 const MAX_BACKOFF_MS = 5_000;
 
 const peerSetSchema = z.object({
@@ -40,12 +43,20 @@ const peerSetSchema = z.object({
   recordFields: z.array(z.string().max(32)).max(32).optional(),
 });
 
+const usageSchema = z.object({
+  day: z.string().max(16),
+  tokensToday: z.record(z.string().max(64), z.number().min(0)),
+  upTo: z.number().int().min(0),
+});
+
 export interface SyncClientOptions {
   gatewayUrl: string;
   tls: { ca: string; cert: string; key: string };
   spool: Spool;
   /** A new peer set arrived (already saved in the spool). */
   onPeerSet(set: PeerSet): void;
+  /** The gateway's token figures for the daily budget arrived (already saved in the spool). */
+  onUsage?(usage: Usage): void;
   log: GuardLog;
   /** Called after each push attempt, for health reporting. */
   onStatus?(s: { connected: boolean; pending: number; lastError: string | null }): void;
@@ -73,6 +84,9 @@ export function startSyncClient(o: SyncClientOptions) {
   /** Why the last peer set could not be saved, until one is (reported by state() and /healthz). */
   let spoolError: string | null = null;
   let wake: (() => void) | null = null;
+  /** When the budget's figures last arrived (0: never since start); false once the gateway says it has no /v1/usage. */
+  let usageAt = 0;
+  let usageSupported = true;
 
   const sleep = (ms: number): Promise<void> =>
     new Promise((resolve) => {
@@ -126,10 +140,42 @@ export function startSyncClient(o: SyncClientOptions) {
     }
   };
 
+  /** Figures from a push answer or GET /v1/usage: saved (with the acknowledgement, when there is one), then applied. */
+  const gotUsage = (raw: unknown, ackSeq: number | null): void => {
+    const u = raw === undefined ? null : usageSchema.safeParse(raw);
+    if (u && !u.success) o.log.warn({ event: 'sync', err: u.error.issues[0]?.message }, 'the gateway sent malformed token figures; ignored');
+    const usage = u?.success ? (u.data as Usage) : null;
+    if (ackSeq !== null) o.spool.ack(ackSeq, usage);
+    else if (usage) o.spool.saveUsage(usage);
+    if (!usage) return;
+    usageAt = Date.now();
+    o.onUsage?.(usage);
+  };
+
+  const fetchUsage = async (): Promise<void> => {
+    const r = await request(`${base}/v1/usage?spool=${o.spool.id()}`, { dispatcher: agent, signal: ac.signal });
+    const text = await r.body.text();
+    // An older gateway: the peer set's tokensToday is all there is (budget.ts: a lower bound).
+    if (r.statusCode === 404) usageSupported = false;
+    else if (r.statusCode !== 200) throw new Error(`gateway answered ${r.statusCode} for token figures: ${text.slice(0, 200)}`);
+    else gotUsage(JSON.parse(text), null);
+  };
+
   const push = async (): Promise<void> => {
     let backoff = PUSH_INTERVAL_MS;
     while (!ac.signal.aborted) {
       const batch = fitBatch(o.spool.pending(PUSH_BATCH));
+      if (batch.length === 0 && usageSupported && Date.now() - usageAt >= USAGE_REFRESH_MS) {
+        try {
+          await fetchUsage();
+        } catch (e) {
+          if (ac.signal.aborted) return;
+          status(false, (e as Error).message);
+          await sleep(backoff);
+          backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+          continue;
+        }
+      }
       if (batch.length === 0) {
         await new Promise<void>((resolve) => {
           wake = resolve;
@@ -148,10 +194,10 @@ export function startSyncClient(o: SyncClientOptions) {
         });
         const text = await r.body.text();
         if (r.statusCode !== 200) throw new Error(`gateway refused records: ${r.statusCode} ${text.slice(0, 200)}`);
-        const answer = JSON.parse(text) as { rejected?: { seq: unknown; error: string }[] };
+        const answer = JSON.parse(text) as { rejected?: { seq: unknown; error: string }[]; usage?: unknown };
         // Acknowledged all the same: a record the gateway cannot store would otherwise block every later one.
         for (const x of answer.rejected ?? []) o.log.error({ event: 'sync', seq: x.seq, err: x.error }, 'the gateway rejected a request record');
-        o.spool.ack(batch[batch.length - 1]!.seq);
+        gotUsage(answer.usage, batch[batch.length - 1]!.seq);
         backoff = PUSH_INTERVAL_MS;
         status(true, null);
       } catch (e) {

@@ -95,8 +95,9 @@ describe('guard: per-peer policy through the tunnel', () => {
       const used = (await requestLog(gl.gw)).filter((r) => r.peer === 'alice').reduce((n, r) => n + (r.promptTokens ?? 0) + (r.evalTokens ?? 0), 0);
       expect(used).toBeGreaterThan(0);
       const budget = used + 1;
-      await policy('alice', '--tokens-per-day', String(budget));
-      const first = await tlsCurl(gl.lab, c1, as(alice), '/v1/chat/completions', { data: JSON.stringify({ model: 'llama3.2', messages: [{ role: 'user', content: 'hi' }], stream: true }) });
+      // A stream may go past the budget by maxTokensPerRequest (it is cut beyond: guard-budget.test.ts).
+      await policy('alice', '--tokens-per-day', String(budget), '--max-tokens-per-request', '1000');
+      const first = await tlsCurl(gl.lab, c1, as(alice), '/v1/chat/completions', { data: JSON.stringify({ model: 'llama3.2', messages: [{ role: 'user', content: 'hi' }], stream: true, max_tokens: 20 }) });
       expect(first.status).toBe(200);
       expect(first.body).toContain('"usage":{"prompt_tokens"');
       const arrived = gl.sim.events().filter((e) => e.event === 'request').pop()!;
@@ -112,7 +113,7 @@ describe('guard: per-peer policy through the tunnel', () => {
     });
 
     it('raising the budget lets the peer in again at once', async () => {
-      await policy('alice', '--tokens-per-day', 'unlimited');
+      await policy('alice', '--tokens-per-day', 'unlimited', '--max-tokens-per-request', 'none');
       expect((await tlsCurl(gl.lab, c1, as(alice), '/api/generate', { data: '{"model":"llama3.2","prompt":"more","stream":false}' })).status).toBe(200);
     });
   });

@@ -37,6 +37,8 @@ export interface EnvOptions {
   /** Default: alice at 127.0.0.1 and bob at 127.0.0.2, default policy. */
   peers?: PeerSpec[];
   logPrompts?: boolean;
+  /** Another upstream than the simulator (a test's own fake Ollama); the simulator still runs. */
+  upstream?: string;
 }
 
 /** Who a client is: a peer's name, explicit TLS material, or no client certificate at all. */
@@ -104,7 +106,7 @@ export async function startEnv(o: EnvOptions = {}): Promise<GuardEnv> {
   const guard = createGuard({
     tls: { key: serverCert.keyPem, cert: serverCert.certPem, ca: ca.certPem },
     limits: limitsSchema.parse(o.limits ?? {}),
-    upstream: `http://127.0.0.1:${simPort}`,
+    upstream: o.upstream ?? `http://127.0.0.1:${simPort}`,
     metrics: guardMetrics(registry),
     record: (r) => records.push(r),
     log: { ...silentLog, error: (obj: object) => errors.push(obj) },

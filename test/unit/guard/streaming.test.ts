@@ -109,13 +109,15 @@ describe('streams cut short', () => {
   test('leaving before the final counts does not escape the token budget: the streamed lines are charged', async () => {
     // A guard of its own: the budget counts the whole day, and other tests spent alice's tokens here.
     const shared = env;
-    env = await startEnv({ sim: { tokenRate: 20, tokens: 10 }, peers: [{ name: 'alice', address: '127.0.0.1', policy: { tokensPerDay: 3 } }] });
+    // maxTokensPerRequest lets the stream run past the budget (else it is cut there: charge.test.ts) until the client leaves.
+    env = await startEnv({ sim: { tokenRate: 20, tokens: 10 }, peers: [{ name: 'alice', address: '127.0.0.1', policy: { tokensPerDay: 3, maxTokensPerRequest: 1000 } }] });
     try {
       const s = openStream('alice', '/api/generate', { model: 'llama3.2', prompt: 'a long story', options: { num_predict: 1000 } });
       await waitFor(() => s.chunks.length >= 4, 3000, 'four chunks');
       s.destroy();
       await waitFor(() => env.records.length === 1, 2000, 'the record');
       expect(env.records[0]).toMatchObject({ refusal: 'client_aborted', promptTokens: null, evalTokens: null });
+      expect(env.records[0]!.estimatedTokens).toBeGreaterThanOrEqual(4);
       const next = await env.request('alice', { path: '/api/generate', body: { model: 'llama3.2', prompt: 'again', stream: false } });
       expect(next.status).toBe(429);
       expect(JSON.parse(next.text)).toEqual({ error: 'daily token budget of 3 used up' });
