@@ -128,7 +128,7 @@ describe('a stream that crosses the day\'s budget is cut', () => {
     env = await startEnv({
       sim: { tokenRate: 200, tokens: 2000 },
       peers: [
-        { name: 'alice', address: '127.0.0.1', policy: { tokensPerDay: 100, maxTokensPerRequest: 30 } },
+        { name: 'alice', address: '127.0.0.1', policy: { tokensPerDay: 100, maxTokensPerRequest: 60, maxStreams: 3 } },
         { name: 'bob', address: '127.0.0.2', policy: { tokensPerDay: 100 } },
       ],
     });
@@ -139,23 +139,24 @@ describe('a stream that crosses the day\'s budget is cut', () => {
 
   const body = { model: 'llama3.2', prompt: 'go', options: { num_predict: 2000 } };
 
-  test('with maxTokensPerRequest: cut once use passes tokensPerDay + maxTokensPerRequest; Ollama stops; recorded token_budget with the estimate', async () => {
+  test('with maxTokensPerRequest: streams in flight together are cut once use passes tokensPerDay + maxTokensPerRequest; Ollama stops; recorded token_budget with the estimate', async () => {
     env.records.length = 0;
     env.sim.clear();
-    const r = await stream(env, 'alice', '/api/generate', body);
-    expect(r.status).toBe(200);
-    expect(r.complete).toBe(false);
-    expect(r.text).not.toContain('"done":true');
-    await waitFor(() => env.records.length === 1, 2000, 'the record');
-    const rec = env.records[0]!;
-    expect(rec).toMatchObject({ peer: 'alice', status: 200, refusal: 'token_budget', promptTokens: null, evalTokens: null });
-    // Cut at the first chunk past 130: the estimate is 131 (one line more, at most a few with coalesced chunks).
-    expect(rec.estimatedTokens).toBeGreaterThan(130);
-    expect(rec.estimatedTokens).toBeLessThanOrEqual(135);
-    // What reached the client stops before the line that crossed.
-    expect(r.text.split('\n').length - 1).toBeLessThan(rec.estimatedTokens!);
-    await waitFor(() => env.sim.requests.every((q) => q.ended), 1000, 'the upstream request to end');
-    expect(env.sim.requests[0]!.tokens).toBeLessThan(150);
+    // Each request is clamped to 60 tokens (num_predict), so one stream cannot go past 100 + 60 on its
+    // own; three at once (180 together) can, and the one that crosses 160 is cut.
+    const rs = await Promise.all([1, 2, 3].map(() => stream(env, 'alice', '/api/generate', body)));
+    expect(rs.map((r) => r.status)).toEqual([200, 200, 200]);
+    await waitFor(() => env.records.length === 3, 2000, 'the records');
+    const cut = env.records.filter((r) => r.refusal === 'token_budget');
+    expect(cut.length).toBeGreaterThanOrEqual(1);
+    for (const rec of cut) expect(rec).toMatchObject({ peer: 'alice', status: 200, promptTokens: null, evalTokens: null });
+    const charged = env.records.reduce((n, r) => n + (r.estimatedTokens ?? (r.promptTokens ?? 0) + (r.evalTokens ?? 0)), 0);
+    // Cut at the first chunk past 160 (one line more, at most a few with coalesced chunks).
+    expect(charged).toBeGreaterThan(160);
+    expect(charged).toBeLessThanOrEqual(166);
+    expect(rs.filter((r) => !r.complete).length).toBe(cut.length);
+    await waitFor(() => env.sim.requests.every((q) => q.ended), 1000, 'the upstream requests to end');
+    expect(env.sim.requests.reduce((n, q) => n + q.tokens, 0)).toBeLessThan(180);
     // And the next request is refused at the door.
     const next = await stream(env, 'alice', '/api/generate', body);
     expect(next.status).toBe(429);
