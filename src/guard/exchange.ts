@@ -13,6 +13,8 @@ import type { Budget } from './budget.js';
 import type { ConnectionIdentity } from './identity.js';
 import type { GuardMetrics } from './metrics.js';
 import type { GuardPeer } from './peer-set.js';
+import type { UpstreamSlots } from './slots.js';
+import { watchStall } from './stall.js';
 import { authenticateByCertificate, type TokenGate } from './tokens.js';
 
 /** Request headers passed on to Ollama; everything else (cookies, Origin, Authorization, encodings) stays behind. */
@@ -40,8 +42,8 @@ export interface ExchangeDeps {
   record(r: Omit<RequestRecord, 'seq'>): void;
   /** In-flight generative requests per peer. */
   streams: Map<string, number>;
-  /** Requests to Ollama in flight, all peers together (bounded by limits.maxUpstreamRequests). */
-  inFlight: { n: number };
+  /** Requests to Ollama in flight, per peer and in all, and who may send the next (slots.ts). */
+  slots: UpstreamSlots;
   /** Why the guard cut this connection (revocation, timeout), read when the request ends. */
   cutReason(socket: TLSSocket): string | undefined;
   /** The chat page and its files (browser.ts). */
@@ -209,11 +211,15 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
       if (!d.ok) return refuse(d.refusal);
       draft.model = d.model;
     }
-    // Beyond the pool, a request would wait without an answer; say so instead, as Ollama does when its queue is full.
-    if (deps.inFlight.n >= deps.limits.maxUpstreamRequests) {
-      return refuse({ status: 503, error: 'server busy, please try again (too many requests in flight)', reason: 'upstream_busy', retryAfterSec: 1 });
+    // Every request takes a slot of the upstream pool, within the peer's share (core/slots.ts); beyond
+    // the pool a request would wait without an answer: say so instead, as Ollama does when its queue is full.
+    const slot = deps.slots.take(name);
+    if (!slot.ok) return refuse(slot.refusal);
+    try {
+      await forwardUpstream(deps, { req, res, socket, draft, endpoint, forward, stream, peer: name, t0, policy });
+    } finally {
+      slot.release();
     }
-    await forwardUpstream(deps, { req, res, socket, draft, endpoint, forward, stream, peer: name, t0, policy });
     finish();
   }
 }
@@ -266,7 +272,16 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
       abort(new Error('client gone'));
     }
   };
-  const onDrain = (): void => controller?.resume();
+  // An answer the client does not drain for idleTimeoutSec is cut, partial reads or not: it holds a slot.
+  const stall = watchStall(deps.limits.idleTimeoutSec * 1000, () => {
+    draft.refusal ??= 'client_stalled';
+    abort(new Error('client stalled'));
+    f.socket.destroy();
+  });
+  const onDrain = (): void => {
+    stall.drained();
+    controller?.resume();
+  };
   res.on('close', onClose);
   res.on('drain', onDrain);
   const maxTimer = setTimeout(() => {
@@ -275,7 +290,6 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
     f.socket.destroy();
   }, deps.limits.maxRequestSec * 1000);
   if (generative) deps.metrics.stream(f.peer, 1);
-  deps.inFlight.n++;
   const ttfb = (): void => {
     if (draft.ttfbMs === null) draft.ttfbMs = Math.round((performance.now() - f.t0) * 1000) / 1000;
   };
@@ -285,8 +299,8 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
     const settle = (): void => {
       if (settled) return;
       settled = true;
-      deps.inFlight.n--;
       clearTimeout(maxTimer);
+      stall.stop();
       res.off('close', onClose);
       res.off('drain', onDrain);
       if (generative) deps.metrics.stream(f.peer, -1);
@@ -336,7 +350,10 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
         draft.bytesOut += chunk.length;
         scanner.push(chunk);
         for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++;
-        if (!res.write(chunk)) c.pause();
+        if (!res.write(chunk)) {
+          c.pause();
+          stall.blocked();
+        }
       },
       onResponseEnd(_c, _trailers) {
         if (list) {

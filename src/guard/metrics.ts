@@ -21,6 +21,12 @@ export function guardMetrics(registry: Registry) {
     labelNames: ['peer'] as const,
     registers: [registry],
   });
+  const upstreamInFlight = new Gauge({
+    name: 'wgo_guard_upstream_in_flight',
+    help: 'Requests in flight to Ollama, every endpoint, by peer (bounded per peer by limits.maxUpstreamPerPeer)',
+    labelNames: ['peer'] as const,
+    registers: [registry],
+  });
   const refusals = new Counter({
     name: 'wgo_guard_refusals_total',
     help: 'Requests the guard refused or cut, by reason',
@@ -59,6 +65,7 @@ export function guardMetrics(registry: Registry) {
       if (evalCount) tokens.inc({ peer, model: model(m, true), kind: 'eval' }, evalCount);
     },
     stream: (peer: string, delta: 1 | -1) => streams.inc({ peer }, delta),
+    upstreamInFlight: (peer: string, n: number) => upstreamInFlight.set({ peer }, n),
     refusal: (reason: string) => refusals.inc({ reason }),
     authFailure: (reason: string) => authFailures.inc({ reason }),
     tokenFailure: (reason: string) => tokenFailures.inc({ reason }),

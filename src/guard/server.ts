@@ -12,6 +12,7 @@ import { handleExchange, refusalBody, type ExchangeDeps } from './exchange.js';
 import { identifyConnection, plainAddress, type ConnectionIdentity } from './identity.js';
 import type { GuardMetrics } from './metrics.js';
 import { EMPTY_PEER_SET, indexPeerSet, type GuardPeer, type PeerSet } from './peer-set.js';
+import { createUpstreamSlots } from './slots.js';
 import { createTokenGate } from './tokens.js';
 
 export interface GuardLog {
@@ -71,7 +72,7 @@ export function createGuard(o: GuardOptions) {
     logPrompts: () => set.logPrompts,
     record: o.record,
     streams: new Map(),
-    inFlight: { n: 0 },
+    slots: createUpstreamSlots(o.limits, (peer, n) => o.metrics.upstreamInFlight(peer, n)),
     cutReason: (s) => cutReasons.get(s),
     web: o.web ?? loadChatSite(),
     tokens,
@@ -128,9 +129,10 @@ export function createGuard(o: GuardOptions) {
         if (list!.size === 0 && bySerial.get(id.serial!) === list) bySerial.delete(id.serial!);
       });
     }
-    // No byte either way for this long: the request (or the idle keep-alive) is cut.
+    // No byte either way for this long: the request (or the idle keep-alive) is cut. With an
+    // answer waiting to be written, it is the client that stopped reading (exchange.ts cuts those too).
     socket.setTimeout(o.limits.idleTimeoutSec * 1000, () => {
-      cutReasons.set(socket, 'idle_timeout');
+      cutReasons.set(socket, socket.writableNeedDrain ? 'client_stalled' : 'idle_timeout');
       socket.destroy();
     });
   });

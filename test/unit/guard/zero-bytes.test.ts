@@ -131,3 +131,50 @@ describe('hop-by-hop headers', () => {
     expect(seen.host).toBe(`127.0.0.1:${env.simPort}`);
   });
 });
+
+describe('zero bytes to Ollama: refusals for the upstream pool', () => {
+  /** A pool of 4, at most 2 per peer, filled with slow streams (10 tokens/s) that stay in flight: alice 2, bob 1, carol 1. */
+  let pool: GuardEnv;
+  let connections = 0;
+  const held: Socket[] = [];
+  const PEERS = { alice: '127.0.0.1', bob: '127.0.0.2', carol: '127.0.0.3', dave: '127.0.0.4' } as const;
+  beforeAll(async () => {
+    pool = await startEnv({
+      sim: { tokenRate: 10 },
+      limits: { maxUpstreamRequests: 4, maxUpstreamPerPeer: 2 },
+      peers: Object.entries(PEERS).map(([name, address]) => ({ name, address, policy: { ...FAST, maxStreams: 10 } })),
+    });
+    pool.sim.server.on('connection', () => connections++);
+    const long = JSON.stringify({ ...gen, options: { num_predict: 1000 } });
+    for (const who of ['alice', 'alice', 'bob', 'carol'] as const) {
+      const s = await pool.rawTls(who, PEERS[who]);
+      s.on('error', () => undefined);
+      s.on('data', () => undefined);
+      s.write(`POST /api/generate HTTP/1.1\r\nHost: guard\r\nContent-Type: application/json\r\nContent-Length: ${long.length}\r\n\r\n${long}`);
+      held.push(s);
+      await waitFor(() => pool.sim.requests.length === held.length, 2000, 'the stream at Ollama');
+    }
+  });
+  afterAll(async () => {
+    for (const s of held) s.destroy();
+    await pool?.close();
+  });
+
+  test.each([
+    ['too_many_in_flight', 429, 'alice'],
+    // the pool is full and 3 peers are active: bob, with one in flight, has his share (4 / 3 → 1)
+    ['fair_share', 429, 'bob'],
+    // dave has nothing in flight: below his share, but there is no slot left
+    ['upstream_busy', 503, 'dave'],
+  ] as const)('%s → %d (%s), recorded, and Ollama sees nothing', async (reason, status, who) => {
+    pool.records.length = 0;
+    const [requests, conns] = [pool.sim.requests.length, connections];
+    const r = await pool.request(who, { path: '/api/show', body: { model: 'llama3.2' }, localAddress: PEERS[who] });
+    expect(r.status).toBe(status);
+    expect(r.headers['retry-after']).toBe('1');
+    await waitFor(() => pool.records.some((x) => x.refusal === reason), 2000, `a ${reason} record`);
+    expect(pool.records.find((x) => x.refusal === reason)).toMatchObject({ peer: who, status });
+    expect(pool.sim.requests).toHaveLength(requests);
+    expect(connections).toBe(conns);
+  });
+});
