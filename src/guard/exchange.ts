@@ -50,6 +50,8 @@ export interface ExchangeDeps {
   web: ChatSite;
   /** Peer-bound API tokens (requests without a client certificate); without it, certificates only. */
   tokens?: TokenGate;
+  /** Whether a request may go to Ollama while its record cannot be written (audit.ts); without it, always. */
+  audit?: { admit(): Refusal | null };
 }
 
 type Draft = Omit<RequestRecord, 'seq'>;
@@ -213,6 +215,8 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
     }
     // Every request takes a slot of the upstream pool, within the peer's share (core/slots.ts); beyond
     // the pool a request would wait without an answer: say so instead, as Ollama does when its queue is full.
+    const unrecordable = deps.audit?.admit();
+    if (unrecordable) return refuse(unrecordable);
     const slot = deps.slots.take(name);
     if (!slot.ok) return refuse(slot.refusal);
     try {

@@ -32,6 +32,8 @@ export interface GuardOptions {
   clock?: () => number;
   /** The chat page's files; read from web/chat when the guard is created if not given. */
   web?: ChatSite;
+  /** Refuses requests while their records cannot be written (audit.ts); without it, never. */
+  audit?: ExchangeDeps['audit'];
 }
 
 /**
@@ -76,6 +78,7 @@ export function createGuard(o: GuardOptions) {
     cutReason: (s) => cutReasons.get(s),
     web: o.web ?? loadChatSite(),
     tokens,
+    ...(o.audit ? { audit: o.audit } : {}),
   };
 
   const server: Server = createServer(

@@ -7,8 +7,11 @@
  */
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Registry } from 'prom-client';
+import { createAuditTrail } from '../../../src/guard/audit.js';
+import { guardMetrics } from '../../../src/guard/metrics.js';
 import { createCa, issueCertificate } from '../../../src/pki/ca.js';
-import { DAY_MS, parseRaw, readUntilClose, startEnv, waitFor, type GuardEnv, type RequestOptions, type Who } from './guard-env.js';
+import { DAY_MS, parseRaw, readUntilClose, silentLog, startEnv, waitFor, type GuardEnv, type RequestOptions, type Who } from './guard-env.js';
 
 let env: GuardEnv;
 /** TCP connections Ollama accepted: with none, no byte of a request reached it. */
@@ -176,5 +179,41 @@ describe('zero bytes to Ollama: refusals for the upstream pool', () => {
     expect(pool.records.find((x) => x.refusal === reason)).toMatchObject({ peer: who, status });
     expect(pool.sim.requests).toHaveLength(requests);
     expect(connections).toBe(conns);
+  });
+});
+
+describe('zero bytes to Ollama: the audit trail unavailable', () => {
+  test('audit_unavailable → 503 while records cannot be written ("refuse"), recorded once they can, and Ollama sees nothing', async () => {
+    let full = true;
+    const written: string[] = [];
+    const spool = {
+      append: (batch: { refusal: string | null }[]) => {
+        if (full) throw Object.assign(new Error('attempt to write a readonly database'), { code: 'SQLITE_READONLY' });
+        written.push(...batch.map((r) => String(r.refusal)));
+      },
+      probe: () => {
+        if (full) throw Object.assign(new Error('attempt to write a readonly database'), { code: 'SQLITE_READONLY' });
+      },
+    };
+    const trail = createAuditTrail({ spool, mode: 'refuse', metrics: guardMetrics(new Registry()), log: silentLog, intervalMs: 20, probeMs: 20 });
+    trail.failed(new Error('attempt to write a readonly database'), 'the peer set');
+    const audited = await startEnv({ record: trail.record, audit: trail, peers: [{ name: 'alice', address: '127.0.0.1', policy: FAST }] });
+    let conns = 0;
+    audited.sim.server.on('connection', () => conns++);
+    try {
+      for (const o of [{ path: '/api/generate', body: gen }, { path: '/api/show', body: { model: 'llama3.2' } }, { path: '/api/tags' }, { path: '/v1/models' }] as RequestOptions[]) {
+        const r = await audited.request('alice', o);
+        expect(r.status).toBe(503);
+        expect(r.headers['retry-after']).toBe('1');
+      }
+      expect(audited.sim.requests).toEqual([]);
+      expect(conns).toBe(0);
+      full = false;
+      await waitFor(() => written.length === 4, 2000, 'the refusals written once the spool can be');
+      expect(written).toEqual(Array(4).fill('audit_unavailable'));
+    } finally {
+      trail.stop();
+      await audited.close();
+    }
   });
 });
