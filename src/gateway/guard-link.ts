@@ -89,6 +89,7 @@ export async function startGuardLink(ctx: GatewayContext, log: GuardLog, health:
       const tls = ensureServerCert(ctx, 'guard', 'guard-server', 'wg-ollama guard (local)', [addr.host], g.dnsNames);
       const requests = requestRepository(ctx.db);
       let seq = requests.maxSeq('local');
+      const metrics = guardMetrics(registry);
       const recorder = createRecorder({
         write: (batch) => {
           const records = batch.map((r) => ({ ...r, seq: ++seq }));
@@ -96,9 +97,10 @@ export async function startGuardLink(ctx: GatewayContext, log: GuardLog, health:
           gm.records(records);
         },
         onError: (e) => log.error({ event: 'records', err: e.message }, 'cannot store request records; retrying'),
+        onDrop: (n) => metrics.recordsDropped(n),
       });
       flushLocal = recorder.flush;
-      localGuard = createGuard({ tls: { ...tls, ca: ca.certPem }, limits: g.limits, upstream: g.upstream, metrics: guardMetrics(registry), record: recorder.record, log });
+      localGuard = createGuard({ tls: { ...tls, ca: ca.certPem }, limits: g.limits, upstream: g.upstream, metrics, record: recorder.record, log });
       localGuard.setPeers(source.load(Date.now()));
       await listen(localGuard.server, addr.host, addr.port, 'guard (config guard.listen)');
       const guard = localGuard;
