@@ -47,6 +47,8 @@ describe('guard: fair upstream slots and a full spool', () => {
     // carol never connects a tunnel: her certificate is used from bob's address, and she is revoked while the disk is full
     carol = await addPeer(gl.lab, gl.gw, 'carol');
     await gl.waitPeers(3);
+    // maxStreams out of alice's way: her share of the pool is what bounds her
+    await gl.change(() => gl.gw.cli('set-policy', 'alice', '--streams', '100'));
     c1 = gl.lab.ns('c1');
     c2 = gl.lab.ns('c2');
     gpu = gl.lab.ns('gpu');
