@@ -17,7 +17,7 @@ export function guardMetrics(registry: Registry) {
   });
   const streams = new Gauge({
     name: 'wgo_guard_active_streams',
-    help: 'Requests in flight to Ollama, by peer',
+    help: 'Generating requests in flight to Ollama, by peer (bounded by maxStreams)',
     labelNames: ['peer'] as const,
     registers: [registry],
   });
