@@ -213,10 +213,11 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
       if (!d.ok) return refuse(d.refusal);
       draft.model = d.model;
     }
-    // Every request takes a slot of the upstream pool, within the peer's share (core/slots.ts); beyond
-    // the pool a request would wait without an answer: say so instead, as Ollama does when its queue is full.
+    // Nothing goes to Ollama unrecorded while records cannot be written (auditFailure "refuse", audit.ts).
     const unrecordable = deps.audit?.admit();
     if (unrecordable) return refuse(unrecordable);
+    // Every request takes a slot of the upstream pool, within the peer's share (core/slots.ts); beyond
+    // the pool a request would wait without an answer: say so instead, as Ollama does when its queue is full.
     const slot = deps.slots.take(name);
     if (!slot.ok) return refuse(slot.refusal);
     try {
