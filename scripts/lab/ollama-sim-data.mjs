@@ -76,7 +76,26 @@ export function tagEntry(name, modifiedAt) {
   };
 }
 
-export function showResponse(name, modifiedAt) {
+/** Vocabulary size of the simulated tokenizer (llama3's), listed by a verbose /api/show. */
+const VOCAB = 128_256;
+const MERGES = 280_147;
+let vocabulary = null;
+
+/**
+ * What `verbose: true` adds to /api/show, as Ollama does: the tokenizer's whole vocabulary and
+ * token types in model_info (about 8 MB — the big answer a non-generating request can have).
+ */
+export function verboseModelInfo() {
+  vocabulary ??= {
+    'tokenizer.ggml.model': 'gpt2',
+    'tokenizer.ggml.tokens': Array.from({ length: VOCAB }, (_, i) => `tok${i.toString(36)}`),
+    'tokenizer.ggml.token_type': Array.from({ length: VOCAB }, (_, i) => (i < 128_000 ? 1 : 3)),
+    'tokenizer.ggml.merges': Array.from({ length: MERGES }, (_, i) => `Ġ${(i % 9973).toString(36)}a Ġt${i.toString(36)}`),
+  };
+  return vocabulary;
+}
+
+export function showResponse(name, modifiedAt, verbose = false) {
   const details = modelDetails(name);
   const template = capabilities(name).includes('embedding')
     ? '{{ .Prompt }}'
@@ -92,6 +111,7 @@ export function showResponse(name, modifiedAt) {
       'general.parameter_count': 3_212_749_888,
       [`${details.family}.context_length`]: 131072,
       [`${details.family}.embedding_length`]: 3072,
+      ...(verbose ? verboseModelInfo() : {}),
     },
     tensors: [],
     capabilities: capabilities(name),

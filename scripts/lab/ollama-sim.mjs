@@ -257,7 +257,7 @@ export function createSimulator(options = {}) {
     if (!name) return json(ctx, 400, { error: 'model is required' });
     const full = existing(name);
     if (!full) return json(ctx, 404, { error: `model '${name}' not found` });
-    json(ctx, 200, showResponse(full, models.get(full)));
+    json(ctx, 200, showResponse(full, models.get(full), body.verbose === true));
   }
 
   function copy(ctx, body) {

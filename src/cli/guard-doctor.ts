@@ -5,16 +5,16 @@ import { intToIp, parseCidr } from '../core/ipv4.js';
 import { parseListen } from '../core/limits.js';
 import type { GuardConfig } from '../guard/config.js';
 import { execRunner, type Runner } from '../system/exec.js';
+import { auditChecks, type Check } from './guard-doctor-audit.js';
 import { emit, type Io } from './output.js';
-
-type Check = { check: string; status: 'ok' | 'warn' | 'fail'; detail: string };
 
 /**
  * `wg-ollama doctor --guard`: checks a GPU host. Certificates readable, from
  * the CA and not near expiry; replies to the tunnel subnet routed via the
  * gateway (no NAT: the guard must see peers' tunnel addresses); Ollama
  * answering on loopback and on no other address; the gateway's sync API
- * reachable with the guard's certificate.
+ * reachable with the guard's certificate; the spool writable and the running
+ * guard able to record requests (guard-doctor-audit.ts).
  */
 export async function runGuardDoctor(config: GuardConfig, o: { json?: boolean }, io: Io, run: Runner = execRunner): Promise<number> {
   const results: Check[] = [];
@@ -89,6 +89,7 @@ export async function runGuardDoctor(config: GuardConfig, o: { json?: boolean },
       await agent.close();
     }
   }
+  results.push(...(await auditChecks(config)));
   emit(io, o.json, results, (rs) => rs.map((r) => `${r.status.toUpperCase().padEnd(4)}  ${r.check.padEnd(22)} ${r.detail}`).join('\n') + '\n');
   return results.some((r) => r.status === 'fail') ? 1 : 0;
 }

@@ -19,6 +19,12 @@ export const limitsSchema = z
     keepAliveSec: z.number().min(0.1).max(3600).default(65),
     /** Requests sent to Ollama at once (one upstream connection each); beyond, 503 with Retry-After. */
     maxUpstreamRequests: z.number().int().min(1).max(100_000).default(1024),
+    /**
+     * Requests one peer may have in flight to Ollama at once, whatever the endpoint; beyond, 429
+     * with Retry-After. Default: a quarter of maxUpstreamRequests. When the pool is nearly full
+     * a peer holding pool / active peers is refused as well (core/slots.ts).
+     */
+    maxUpstreamPerPeer: z.number().int().min(1).max(100_000).optional(),
   })
   .strict();
 

@@ -93,6 +93,7 @@ export async function startGuardLink(ctx: GatewayContext, log: GuardLog, health:
       const requests = requestRepository(ctx.db);
       let seq = requests.maxSeq('local');
       let stored = (_records: RequestRecord[]): void => undefined;
+      const metrics = guardMetrics(registry);
       const recorder = createRecorder({
         write: (batch) => {
           const records = batch.map((r) => ({ ...r, seq: ++seq }));
@@ -101,9 +102,10 @@ export async function startGuardLink(ctx: GatewayContext, log: GuardLog, health:
           gm.records(records);
         },
         onError: (e) => log.error({ event: 'records', err: e.message }, 'cannot store request records; retrying'),
+        onDrop: (n) => metrics.recordsDropped(n),
       });
       flushLocal = recorder.flush;
-      localGuard = createGuard({ tls: { ...tls, ca: ca.certPem }, limits: g.limits, upstream: g.upstream, metrics: guardMetrics(registry), record: recorder.record, log });
+      localGuard = createGuard({ tls: { ...tls, ca: ca.certPem }, limits: g.limits, upstream: g.upstream, metrics, record: recorder.record, log });
       localGuard.setPeers(source.load(Date.now()));
       const guard = localGuard;
       // The daily budget (guard/budget.ts): records are in the database once written, so the figures

@@ -35,6 +35,14 @@ const schema = z
     gatewayTunnelAddress: z.string().optional(),
     /** Prometheus /metrics and /healthz over plain HTTP; null turns it off. */
     metricsListen: listenSchema.nullable().default('127.0.0.1:9478'),
+    /**
+     * While request records cannot be written to the spool (a full disk, a read-only file
+     * system): "refuse" answers every request 503 (audit_unavailable, nothing reaches Ollama
+     * unrecorded); "serve" keeps serving and counts the requests in
+     * wgo_guard_unrecorded_requests_total. Either way it is logged, wgo_guard_audit_ok is 0,
+     * /healthz fails and `doctor --guard` says so; the guard recovers by itself once a write succeeds.
+     */
+    auditFailure: z.enum(['refuse', 'serve']).default('refuse'),
   })
   .strict();
 
@@ -48,6 +56,7 @@ export interface GuardConfig {
   tls: { ca: string; cert: string; key: string; syncCert: string; syncKey: string };
   limits: Limits;
   metricsListen: string | null;
+  auditFailure: 'refuse' | 'serve';
   tunnelSubnet?: string;
   gatewayTunnelAddress?: string;
 }

@@ -13,6 +13,8 @@ import { startCharge } from './charge.js';
 import type { ConnectionIdentity } from './identity.js';
 import type { GuardMetrics } from './metrics.js';
 import type { GuardPeer } from './peer-set.js';
+import type { UpstreamSlots } from './slots.js';
+import { watchStall } from './stall.js';
 import { authenticateByCertificate, type TokenGate } from './tokens.js';
 
 /** Request headers passed on to Ollama; everything else (cookies, Origin, Authorization, encodings) stays behind. */
@@ -40,14 +42,16 @@ export interface ExchangeDeps {
   record(r: Omit<RequestRecord, 'seq'>): void;
   /** In-flight generative requests per peer. */
   streams: Map<string, number>;
-  /** Requests to Ollama in flight, all peers together (bounded by limits.maxUpstreamRequests). */
-  inFlight: { n: number };
+  /** Requests to Ollama in flight, per peer and in all, and who may send the next (slots.ts). */
+  slots: UpstreamSlots;
   /** Why the guard cut this connection (revocation, timeout), read when the request ends. */
   cutReason(socket: TLSSocket): string | undefined;
   /** The chat page and its files (browser.ts). */
   web: ChatSite;
   /** Peer-bound API tokens (requests without a client certificate); without it, certificates only. */
   tokens?: TokenGate;
+  /** Whether a request may go to Ollama while its record cannot be written (audit.ts); without it, always. */
+  audit?: { admit(): Refusal | null };
 }
 
 type Draft = Omit<RequestRecord, 'seq'>;
@@ -209,11 +213,18 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
       if (!d.ok) return refuse(d.refusal);
       draft.model = d.model;
     }
-    // Beyond the pool, a request would wait without an answer; say so instead, as Ollama does when its queue is full.
-    if (deps.inFlight.n >= deps.limits.maxUpstreamRequests) {
-      return refuse({ status: 503, error: 'server busy, please try again (too many requests in flight)', reason: 'upstream_busy', retryAfterSec: 1 });
+    // Nothing goes to Ollama unrecorded while records cannot be written (auditFailure "refuse", audit.ts).
+    const unrecordable = deps.audit?.admit();
+    if (unrecordable) return refuse(unrecordable);
+    // Every request takes a slot of the upstream pool, within the peer's share (core/slots.ts); beyond
+    // the pool a request would wait without an answer: say so instead, as Ollama does when its queue is full.
+    const slot = deps.slots.take(name);
+    if (!slot.ok) return refuse(slot.refusal);
+    try {
+      await forwardUpstream(deps, { req, res, socket, draft, endpoint, forward, stream, peer: name, t0, policy });
+    } finally {
+      slot.release();
     }
-    await forwardUpstream(deps, { req, res, socket, draft, endpoint, forward, stream, peer: name, t0, policy });
     finish();
   }
 }
@@ -264,7 +275,16 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
       abort(new Error('client gone'));
     }
   };
-  const onDrain = (): void => controller?.resume();
+  // An answer the client does not drain for idleTimeoutSec is cut, partial reads or not: it holds a slot.
+  const stall = watchStall(deps.limits.idleTimeoutSec * 1000, () => {
+    draft.refusal ??= 'client_stalled';
+    abort(new Error('client stalled'));
+    f.socket.destroy();
+  });
+  const onDrain = (): void => {
+    stall.drained();
+    controller?.resume();
+  };
   res.on('close', onClose);
   res.on('drain', onDrain);
   const maxTimer = setTimeout(() => {
@@ -273,7 +293,6 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
     f.socket.destroy();
   }, deps.limits.maxRequestSec * 1000);
   if (generative) deps.metrics.stream(f.peer, 1);
-  deps.inFlight.n++;
   const ttfb = (): void => {
     if (draft.ttfbMs === null) draft.ttfbMs = Math.round((performance.now() - f.t0) * 1000) / 1000;
   };
@@ -283,8 +302,8 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
     const settle = (): void => {
       if (settled) return;
       settled = true;
-      deps.inFlight.n--;
       clearTimeout(maxTimer);
+      stall.stop();
       res.off('close', onClose);
       res.off('drain', onDrain);
       if (generative) deps.metrics.stream(f.peer, -1);
@@ -330,7 +349,10 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
           draft.refusal ??= 'token_budget';
           return abort(new Error('token budget'));
         }
-        if (!res.write(chunk)) c.pause();
+        if (!res.write(chunk)) {
+          c.pause();
+          stall.blocked();
+        }
       },
       onResponseEnd(_c, _trailers) {
         if (list) {

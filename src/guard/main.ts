@@ -7,8 +7,8 @@ import { WgoError } from '../errors.js';
 import { ensurePrivateDir } from '../system/files.js';
 import { createMetricsServer, listen } from '../system/metrics-http.js';
 import type { GuardConfig } from './config.js';
+import { createAuditTrail } from './audit.js';
 import { guardMetrics } from './metrics.js';
-import { createRecorder } from './recorder.js';
 import { createGuard, type GuardLog } from './server.js';
 import { openSpool } from './spool.js';
 import { startSyncClient } from './sync-client.js';
@@ -40,14 +40,15 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
   let sync: ReturnType<typeof startSyncClient> | null = null;
   /** Records reaching the spool go to the budget's ledger (set once the guard exists). */
   let onSpooled: (records: ReturnType<typeof spool.append>) => void = () => undefined;
-  const recorder = createRecorder({
-    write: (batch) => {
-      onSpooled(spool.append(batch));
+  // Request records go to the spool; while they cannot be written, auditFailure decides (audit.ts).
+  const audit = createAuditTrail({
+    spool, mode: config.auditFailure, metrics, log,
+    onWritten: (records) => {
+      onSpooled(records);
       sync?.kick();
     },
-    onError: (e) => log.error({ event: 'spool', err: e.message }, 'cannot spool request records; retrying'),
   });
-  const guard = createGuard({ tls, limits: config.limits, upstream: config.upstream, metrics, record: recorder.record, log });
+  const guard = createGuard({ tls, limits: config.limits, upstream: config.upstream, metrics, record: audit.record, log, audit });
   onSpooled = guard.budget.spooled;
   const cached = spool.loadPeerSet();
   if (cached) {
@@ -62,6 +63,7 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
     spool,
     log,
     onUsage: guard.budget.usage,
+    onSpoolError: (e) => audit.failed(e, 'the peer set'),
     onPeerSet: (set) => {
       guard.setPeers(set);
       log.info({ event: 'peers', version: set.version, peers: set.peers.length }, 'peer set updated');
@@ -72,7 +74,13 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
   const metricsServer = config.metricsListen
     ? createMetricsServer(registry, () => {
         const s = sync!.state();
-        return { ok: guard.peers().version !== '', name: config.name, peersVersion: guard.peers().version, peers: guard.peers().peers.length, gateway: s.connected ? 'connected' : 'unreachable', spooled: s.pending, lastError: s.lastError };
+        const a = audit.state();
+        // Not healthy while records cannot be written, in either auditFailure mode: someone must free the disk.
+        return {
+          ok: guard.peers().version !== '' && a.ok, name: config.name, peersVersion: guard.peers().version, peers: guard.peers().peers.length,
+          gateway: s.connected ? 'connected' : 'unreachable', spooled: s.pending, lastError: a.lastError ?? s.lastError,
+          audit: { ok: a.ok, mode: a.mode, buffered: a.buffered },
+        };
       })
     : null;
   if (metricsServer) {
@@ -87,7 +95,8 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
       void (async () => {
         metricsServer?.close();
         await guard.close();
-        recorder.flush();
+        audit.flush();
+        audit.stop();
         await sync!.stop();
         spool.close();
         resolve();

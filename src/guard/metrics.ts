@@ -17,7 +17,13 @@ export function guardMetrics(registry: Registry) {
   });
   const streams = new Gauge({
     name: 'wgo_guard_active_streams',
-    help: 'Requests in flight to Ollama, by peer',
+    help: 'Generating requests in flight to Ollama, by peer (bounded by maxStreams)',
+    labelNames: ['peer'] as const,
+    registers: [registry],
+  });
+  const upstreamInFlight = new Gauge({
+    name: 'wgo_guard_upstream_in_flight',
+    help: 'Requests in flight to Ollama, every endpoint, by peer (bounded per peer by limits.maxUpstreamPerPeer)',
     labelNames: ['peer'] as const,
     registers: [registry],
   });
@@ -46,6 +52,10 @@ export function guardMetrics(registry: Registry) {
     buckets: [0.005, 0.025, 0.1, 0.5, 1, 5, 15, 60, 300],
     registers: [registry],
   });
+  const auditOk = new Gauge({ name: 'wgo_guard_audit_ok', help: 'Whether request records can be written to the spool (1) or not (0: a full disk, a read-only file system)', registers: [registry] });
+  const spoolWriteFailures = new Counter({ name: 'wgo_guard_spool_write_failures_total', help: 'Writes to the spool that failed (request records, peer sets, probes)', registers: [registry] });
+  const unrecorded = new Counter({ name: 'wgo_guard_unrecorded_requests_total', help: 'Requests served while records could not be written (auditFailure "serve")', registers: [registry] });
+  const dropped = new Counter({ name: 'wgo_guard_records_dropped_total', help: 'Request records dropped: more waited in memory for a spool that could not be written than the guard keeps', registers: [registry] });
   const peerSetVersion = new Gauge({ name: 'wgo_guard_peers', help: 'Active peers the guard enforces', registers: [registry] });
   // The exchange passes a model only for answers Ollama served; the labeller bounds how many there are.
   const model = modelLabeller();
@@ -59,10 +69,15 @@ export function guardMetrics(registry: Registry) {
       if (evalCount) tokens.inc({ peer, model: model(m, true), kind: 'eval' }, evalCount);
     },
     stream: (peer: string, delta: 1 | -1) => streams.inc({ peer }, delta),
+    upstreamInFlight: (peer: string, n: number) => upstreamInFlight.set({ peer }, n),
     refusal: (reason: string) => refusals.inc({ reason }),
     authFailure: (reason: string) => authFailures.inc({ reason }),
     tokenFailure: (reason: string) => tokenFailures.inc({ reason }),
     peers: (n: number) => peerSetVersion.set(n),
+    auditOk: (ok: boolean) => auditOk.set(ok ? 1 : 0),
+    spoolWriteFailure: () => spoolWriteFailures.inc(),
+    unrecorded: () => unrecorded.inc(),
+    recordsDropped: (n: number) => dropped.inc(n),
   };
 }
 

@@ -2,6 +2,9 @@ import { chargedTokens, fitRecord, type RequestRecord } from '../core/request-re
 
 export type DraftRecord = Omit<RequestRecord, 'seq'>;
 
+/** Records kept in memory at most while they cannot be written (a full disk): ~25 MB at worst. */
+const MAX_BUFFERED = 50_000;
+
 /**
  * Request records leave the request path at once: they are buffered and
  * written in one batch at most `intervalMs` later (or when `maxBatch` are
@@ -10,38 +13,56 @@ export type DraftRecord = Omit<RequestRecord, 'seq'>;
  * waiting: the daily budget after a restart counts it from the spool
  * (guard/budget.ts). Not at once: the spool commits with fsync (~3 ms on the
  * event loop on a virtual disk), so writes are coalesced to at most 20 a second.
- * A failed write keeps the batch and tries again.
+ * A failed write keeps the batch and tries again; while writes fail, at most
+ * `maxBuffered` records wait in memory and newer ones are dropped (`onDrop`) —
+ * the oldest, those of requests that were served, are kept.
  */
-export function createRecorder(o: { write(batch: DraftRecord[]): void; intervalMs?: number; chargedMs?: number; maxBatch?: number; onError(e: Error): void }) {
+export function createRecorder(o: {
+  write(batch: DraftRecord[]): void;
+  intervalMs?: number;
+  chargedMs?: number;
+  maxBatch?: number;
+  maxBuffered?: number;
+  onError(e: Error): void;
+  onDrop?(n: number): void;
+}) {
   const intervalMs = o.intervalMs ?? 1000;
   const chargedMs = Math.min(o.chargedMs ?? 50, intervalMs);
   const maxBatch = o.maxBatch ?? 500;
+  const maxBuffered = o.maxBuffered ?? MAX_BUFFERED;
   let buffer: DraftRecord[] = [];
   let timer: NodeJS.Timeout | undefined;
   let soon: NodeJS.Timeout | undefined;
   let immediate: NodeJS.Immediate | undefined;
 
-  const flush = (): void => {
+  /** Writes what is buffered; false when the write failed (the records stay buffered). */
+  const flush = (): boolean => {
     clearTimeout(timer);
     timer = undefined;
     clearTimeout(soon);
     soon = undefined;
     clearImmediate(immediate);
     immediate = undefined;
-    if (buffer.length === 0) return;
+    if (buffer.length === 0) return true;
     const batch = buffer;
     buffer = [];
     try {
       o.write(batch);
+      return true;
     } catch (e) {
       buffer = batch.concat(buffer);
       o.onError(e as Error);
       timer ??= setTimeout(flush, intervalMs);
+      return false;
     }
   };
 
   return {
     record(r: DraftRecord): void {
+      if (buffer.length >= maxBuffered) {
+        o.onDrop?.(1);
+        return;
+      }
       buffer.push(fitRecord(r));
       if (buffer.length >= maxBatch) immediate ??= setImmediate(flush);
       else if (chargedTokens(r) > 0) soon ??= setTimeout(flush, chargedMs);
@@ -49,6 +70,12 @@ export function createRecorder(o: { write(batch: DraftRecord[]): void; intervalM
     },
     flush,
     pending: (): number => buffer.length,
+    /** Stops the timers (shutdown; what is buffered stays unwritten unless flushed first). */
+    stop(): void {
+      clearTimeout(timer);
+      clearTimeout(soon);
+      clearImmediate(immediate);
+    },
   };
 }
 

@@ -12,6 +12,7 @@ import { handleExchange, refusalBody, type ExchangeDeps } from './exchange.js';
 import { identifyConnection, plainAddress, type ConnectionIdentity } from './identity.js';
 import type { GuardMetrics } from './metrics.js';
 import { EMPTY_PEER_SET, indexPeerSet, type GuardPeer, type PeerSet } from './peer-set.js';
+import { createUpstreamSlots } from './slots.js';
 import { createTokenGate } from './tokens.js';
 
 export interface GuardLog {
@@ -31,6 +32,8 @@ export interface GuardOptions {
   clock?: () => number;
   /** The chat page's files; read from web/chat when the guard is created if not given. */
   web?: ChatSite;
+  /** Refuses requests while their records cannot be written (audit.ts); without it, never. */
+  audit?: ExchangeDeps['audit'];
 }
 
 /**
@@ -71,10 +74,11 @@ export function createGuard(o: GuardOptions) {
     logPrompts: () => set.logPrompts,
     record: o.record,
     streams: new Map(),
-    inFlight: { n: 0 },
+    slots: createUpstreamSlots(o.limits, (peer, n) => o.metrics.upstreamInFlight(peer, n)),
     cutReason: (s) => cutReasons.get(s),
     web: o.web ?? loadChatSite(),
     tokens,
+    ...(o.audit ? { audit: o.audit } : {}),
   };
 
   const server: Server = createServer(
@@ -128,9 +132,10 @@ export function createGuard(o: GuardOptions) {
         if (list!.size === 0 && bySerial.get(id.serial!) === list) bySerial.delete(id.serial!);
       });
     }
-    // No byte either way for this long: the request (or the idle keep-alive) is cut.
+    // No byte either way for this long: the request (or the idle keep-alive) is cut. With an
+    // answer waiting to be written, it is the client that stopped reading (exchange.ts cuts those too).
     socket.setTimeout(o.limits.idleTimeoutSec * 1000, () => {
-      cutReasons.set(socket, 'idle_timeout');
+      cutReasons.set(socket, socket.writableNeedDrain ? 'client_stalled' : 'idle_timeout');
       socket.destroy();
     });
   });

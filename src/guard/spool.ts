@@ -81,6 +81,8 @@ export function openSpool(path: string) {
     /** The spool's random id, sent with every push. */
     id: (): string => epoch!,
     savePeerSet: (set: PeerSet): void => void s.put.run('peerSet', JSON.stringify(set)),
+    /** One small committed write (the time): throws while the spool cannot be written. */
+    probe: (): void => void s.put.run('probe', String(Date.now())),
     loadPeerSet(): PeerSet | null {
       const v = s.get.get('peerSet') as string | undefined;
       return v ? (JSON.parse(v) as PeerSet) : null;

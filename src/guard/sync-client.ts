@@ -60,6 +60,8 @@ export interface SyncClientOptions {
   log: GuardLog;
   /** Called after each push attempt, for health reporting. */
   onStatus?(s: { connected: boolean; pending: number; lastError: string | null }): void;
+  /** The peer set could not be saved to the spool (it is enforced all the same). */
+  onSpoolError?(e: Error): void;
 }
 
 /**
@@ -83,6 +85,8 @@ export function startSyncClient(o: SyncClientOptions) {
   let lastError: string | null = null;
   /** Why the last peer set could not be saved, until one is (reported by state() and /healthz). */
   let spoolError: string | null = null;
+  /** The newest set when it could not be saved: saved again at the next poll. */
+  let unsaved: PeerSet | null = null;
   let wake: (() => void) | null = null;
   /** When the budget's figures last arrived (0: never since start); false once the gateway says it has no /v1/usage. */
   let usageAt = 0;
@@ -106,9 +110,23 @@ export function startSyncClient(o: SyncClientOptions) {
     o.onStatus?.({ connected, pending: o.spool.count(), lastError });
   };
 
+  const save = (set: PeerSet): void => {
+    try {
+      o.spool.savePeerSet(set);
+      spoolError = null;
+      unsaved = null;
+    } catch (e) {
+      unsaved = set;
+      spoolError = `cannot save the peer set to the spool: ${(e as Error).message}`;
+      o.log.error({ event: 'spool', version: set.version, err: (e as Error).message }, 'cannot save the peer set to the spool: it is enforced, but a restart before the gateway answers again would enforce the last one saved');
+      o.onSpoolError?.(e as Error);
+    }
+  };
+
   const pull = async (): Promise<void> => {
     let backoff = 500;
     while (!ac.signal.aborted) {
+      if (unsaved) save(unsaved);
       try {
         const r = await request(`${base}/v1/peers?after=${encodeURIComponent(version)}&wait=${LONG_POLL_SEC}`, { dispatcher: agent, signal: ac.signal });
         const text = await r.body.text();
@@ -119,13 +137,7 @@ export function startSyncClient(o: SyncClientOptions) {
           // Enforced first: a spool that cannot be written (a full disk) must not freeze policy,
           // revocations included. Saving it is for a restart while the gateway is away.
           o.onPeerSet(set);
-          try {
-            o.spool.savePeerSet(set);
-            spoolError = null;
-          } catch (e) {
-            spoolError = `cannot save the peer set to the spool: ${(e as Error).message}`;
-            o.log.error({ event: 'spool', version: set.version, err: (e as Error).message }, 'cannot save the peer set to the spool: it is enforced, but a restart before the gateway answers again would enforce the last one saved');
-          }
+          save(set);
         } else if (r.statusCode !== 204) {
           throw new Error(`gateway answered ${r.statusCode}: ${text.slice(0, 200)}`);
         }

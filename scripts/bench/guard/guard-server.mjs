@@ -67,7 +67,10 @@ const log = {
 };
 const guard = createGuard({
   tls,
-  limits: limitsSchema.parse(values['upstream-connections'] ? { maxUpstreamRequests: Number(values['upstream-connections']) } : {}),
+  // One peer drives every request here: its share of the pool is the whole pool (the benchmark measures the proxy, not fairness).
+  limits: limitsSchema.parse(values['upstream-connections']
+    ? { maxUpstreamRequests: Number(values['upstream-connections']), maxUpstreamPerPeer: Number(values['upstream-connections']) }
+    : { maxUpstreamPerPeer: limitsSchema.parse({}).maxUpstreamRequests }),
   upstream: values.upstream,
   metrics: guardMetrics(registry),
   record: recorder.record,

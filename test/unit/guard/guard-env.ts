@@ -19,7 +19,7 @@ import { utcDay } from '../../../src/core/rate.js';
 import type { RequestRecord } from '../../../src/core/request-record.js';
 import { guardMetrics } from '../../../src/guard/metrics.js';
 import type { PeerSet } from '../../../src/guard/peer-set.js';
-import { createGuard, type Guard } from '../../../src/guard/server.js';
+import { createGuard, type Guard, type GuardOptions } from '../../../src/guard/server.js';
 import { issueCertificate, type CaMaterial, type IssuedCert } from '../../../src/pki/ca.js';
 import { testCa } from '../ca-fixture.js';
 
@@ -39,6 +39,10 @@ export interface EnvOptions {
   logPrompts?: boolean;
   /** Another upstream than the simulator (a test's own fake Ollama); the simulator still runs. */
   upstream?: string;
+  /** Also given every record the guard makes (env.records has them too). */
+  record?: (r: Rec) => void;
+  /** The guard's audit gate (audit.ts). */
+  audit?: GuardOptions['audit'];
 }
 
 /** Who a client is: a peer's name, explicit TLS material, or no client certificate at all. */
@@ -108,8 +112,12 @@ export async function startEnv(o: EnvOptions = {}): Promise<GuardEnv> {
     limits: limitsSchema.parse(o.limits ?? {}),
     upstream: o.upstream ?? `http://127.0.0.1:${simPort}`,
     metrics: guardMetrics(registry),
-    record: (r) => records.push(r),
+    record: (r) => {
+      records.push(r);
+      o.record?.(r);
+    },
     log: { ...silentLog, error: (obj: object) => errors.push(obj) },
+    ...(o.audit ? { audit: o.audit } : {}),
   });
   guard.server.listen(0, '127.0.0.1');
   await once(guard.server, 'listening');

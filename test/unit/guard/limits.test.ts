@@ -235,7 +235,7 @@ describe('slow and ambiguous clients', () => {
 
 describe('requests to Ollama in flight', () => {
   test('beyond maxUpstreamRequests a request is answered 503 with Retry-After at once, not queued; a freed slot is usable again', async () => {
-    const own = await startEnv({ limits: { maxUpstreamRequests: 1 }, peers: [{ name: 'alice', address: '127.0.0.1', policy: FAST }] });
+    const own = await startEnv({ limits: { maxUpstreamRequests: 1 }, peers: [{ name: 'alice', address: '127.0.0.1', policy: FAST }, { name: 'bob', address: '127.0.0.2', policy: FAST }] });
     try {
       const first = https.request({ host: '127.0.0.1', port: own.port, method: 'POST', path: '/api/chat', agent: false, ...own.tlsFor('alice') });
       first.on('error', () => undefined);
@@ -243,15 +243,19 @@ describe('requests to Ollama in flight', () => {
       first.end(JSON.stringify(chat({ options: { num_predict: 100_000 } })));
       await gotChunk;
 
-      const r = await own.request('alice', { path: '/api/version' });
+      const r = await own.request('bob', { path: '/api/version', localAddress: '127.0.0.2' });
       expect(r.status).toBe(503);
       expect(errorOf(r)).toBe('server busy, please try again (too many requests in flight)');
       expect(r.headers['retry-after']).toBe('1');
+      // alice herself is at her own cap (a pool of one allows one per peer): hers is a 429
+      const mine = await own.request('alice', { path: '/api/version' });
+      expect(mine.status).toBe(429);
+      expect(errorOf(mine)).toBe('too many requests in flight for this peer (limit 1)');
       expect(own.sim.requests.map((q) => q.path)).toEqual(['/api/chat']);
 
       first.destroy();
       await waitFor(() => own.sim.requests[0]!.ended, 1000, 'the first request ended upstream');
-      await waitFor(() => own.records.length === 2, 1000, 'both records');
+      await waitFor(() => own.records.length === 3, 1000, 'the three records');
       expect((await own.request('alice', { path: '/api/version' })).status).toBe(200);
     } finally {
       await own.close();

@@ -7,8 +7,11 @@
  */
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { Registry } from 'prom-client';
+import { createAuditTrail } from '../../../src/guard/audit.js';
+import { guardMetrics } from '../../../src/guard/metrics.js';
 import { createCa, issueCertificate } from '../../../src/pki/ca.js';
-import { DAY_MS, parseRaw, readUntilClose, startEnv, waitFor, type GuardEnv, type RequestOptions, type Who } from './guard-env.js';
+import { DAY_MS, parseRaw, readUntilClose, silentLog, startEnv, waitFor, type GuardEnv, type RequestOptions, type Who } from './guard-env.js';
 
 let env: GuardEnv;
 /** TCP connections Ollama accepted: with none, no byte of a request reached it. */
@@ -141,5 +144,88 @@ describe('hop-by-hop headers', () => {
     // undici's own pooled connection, not the client's header
     expect(seen.connection).toBe('keep-alive');
     expect(seen.host).toBe(`127.0.0.1:${env.simPort}`);
+  });
+});
+
+describe('zero bytes to Ollama: refusals for the upstream pool', () => {
+  /** A pool of 4, at most 2 per peer, filled with slow streams (10 tokens/s) that stay in flight: alice 2, bob 1, carol 1. */
+  let pool: GuardEnv;
+  let connections = 0;
+  const held: Socket[] = [];
+  const PEERS = { alice: '127.0.0.1', bob: '127.0.0.2', carol: '127.0.0.3', dave: '127.0.0.4' } as const;
+  beforeAll(async () => {
+    pool = await startEnv({
+      sim: { tokenRate: 10 },
+      limits: { maxUpstreamRequests: 4, maxUpstreamPerPeer: 2 },
+      peers: Object.entries(PEERS).map(([name, address]) => ({ name, address, policy: { ...FAST, maxStreams: 10 } })),
+    });
+    pool.sim.server.on('connection', () => connections++);
+    const long = JSON.stringify({ ...gen, options: { num_predict: 1000 } });
+    for (const who of ['alice', 'alice', 'bob', 'carol'] as const) {
+      const s = await pool.rawTls(who, PEERS[who]);
+      s.on('error', () => undefined);
+      s.on('data', () => undefined);
+      s.write(`POST /api/generate HTTP/1.1\r\nHost: guard\r\nContent-Type: application/json\r\nContent-Length: ${long.length}\r\n\r\n${long}`);
+      held.push(s);
+      await waitFor(() => pool.sim.requests.length === held.length, 2000, 'the stream at Ollama');
+    }
+  });
+  afterAll(async () => {
+    for (const s of held) s.destroy();
+    await pool?.close();
+  });
+
+  test.each([
+    ['too_many_in_flight', 429, 'alice'],
+    // the pool is full and 3 peers are active: bob, with one in flight, has his share (4 / 3 → 1)
+    ['fair_share', 429, 'bob'],
+    // dave has nothing in flight: below his share, but there is no slot left
+    ['upstream_busy', 503, 'dave'],
+  ] as const)('%s → %d (%s), recorded, and Ollama sees nothing', async (reason, status, who) => {
+    pool.records.length = 0;
+    const [requests, conns] = [pool.sim.requests.length, connections];
+    const r = await pool.request(who, { path: '/api/show', body: { model: 'llama3.2' }, localAddress: PEERS[who] });
+    expect(r.status).toBe(status);
+    expect(r.headers['retry-after']).toBe('1');
+    await waitFor(() => pool.records.some((x) => x.refusal === reason), 2000, `a ${reason} record`);
+    expect(pool.records.find((x) => x.refusal === reason)).toMatchObject({ peer: who, status });
+    expect(pool.sim.requests).toHaveLength(requests);
+    expect(connections).toBe(conns);
+  });
+});
+
+describe('zero bytes to Ollama: the audit trail unavailable', () => {
+  test('audit_unavailable → 503 while records cannot be written ("refuse"), recorded once they can, and Ollama sees nothing', async () => {
+    let full = true;
+    const written: string[] = [];
+    const spool = {
+      append: (batch: { refusal: string | null }[]) => {
+        if (full) throw Object.assign(new Error('attempt to write a readonly database'), { code: 'SQLITE_READONLY' });
+        written.push(...batch.map((r) => String(r.refusal)));
+      },
+      probe: () => {
+        if (full) throw Object.assign(new Error('attempt to write a readonly database'), { code: 'SQLITE_READONLY' });
+      },
+    };
+    const trail = createAuditTrail({ spool, mode: 'refuse', metrics: guardMetrics(new Registry()), log: silentLog, intervalMs: 20, probeMs: 20 });
+    trail.failed(new Error('attempt to write a readonly database'), 'the peer set');
+    const audited = await startEnv({ record: trail.record, audit: trail, peers: [{ name: 'alice', address: '127.0.0.1', policy: FAST }] });
+    let conns = 0;
+    audited.sim.server.on('connection', () => conns++);
+    try {
+      for (const o of [{ path: '/api/generate', body: gen }, { path: '/api/show', body: { model: 'llama3.2' } }, { path: '/api/tags' }, { path: '/v1/models' }] as RequestOptions[]) {
+        const r = await audited.request('alice', o);
+        expect(r.status).toBe(503);
+        expect(r.headers['retry-after']).toBe('1');
+      }
+      expect(audited.sim.requests).toEqual([]);
+      expect(conns).toBe(0);
+      full = false;
+      await waitFor(() => written.length === 4, 2000, 'the refusals written once the spool can be');
+      expect(written).toEqual(Array(4).fill('audit_unavailable'));
+    } finally {
+      trail.stop();
+      await audited.close();
+    }
   });
 });

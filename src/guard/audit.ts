@@ -1,0 +1,124 @@
+import type { Refusal } from '../core/policy.js';
+import type { GuardMetrics } from './metrics.js';
+import type { RequestRecord } from '../core/request-record.js';
+import { createRecorder, type DraftRecord } from './recorder.js';
+import type { GuardLog } from './server.js';
+
+/**
+ * What the guard does while request records cannot be written (a full disk, a read-only file
+ * system): 'refuse' answers every request 503 audit_unavailable (nothing is served unrecorded);
+ * 'serve' keeps serving and counts those requests in wgo_guard_unrecorded_requests_total.
+ */
+export type AuditFailure = 'refuse' | 'serve';
+
+/** The part of the spool the audit trail writes to. */
+export interface AuditSpool {
+  /** Writes the batch; returns the records with their spool seqs. */
+  append(batch: DraftRecord[]): RequestRecord[];
+  /** One small committed write: throws when the spool still cannot be written. */
+  probe(): void;
+}
+
+export interface AuditState {
+  ok: boolean;
+  mode: AuditFailure;
+  /** Why records cannot be written (null while they can). */
+  lastError: string | null;
+  /** Records waiting in memory to be written. */
+  buffered: number;
+}
+
+/**
+ * The guard's request records on their way to the spool (recorder.ts), and what the guard knows
+ * about being able to write them. A write that throws (SQLITE_FULL, SQLITE_READONLY,
+ * SQLITE_IOERR, anything) marks the audit trail unavailable — logged, wgo_guard_audit_ok 0,
+ * wgo_guard_spool_write_failures_total — and from then on a probe runs every `probeMs`: the
+ * buffered records are written first, or, with none, one small write (`spool.probe()`); the first
+ * that succeeds makes the trail available again, without a restart, nothing buffered lost.
+ * A probe is needed because in 'refuse' mode no request is served, so none would be recorded.
+ */
+export function createAuditTrail(o: {
+  spool: AuditSpool;
+  mode: AuditFailure;
+  metrics: Pick<GuardMetrics, 'auditOk' | 'spoolWriteFailure' | 'unrecorded' | 'recordsDropped'>;
+  log: GuardLog;
+  /** Records were written, with their seqs (the budget's ledger counts them; the sync client pushes them). */
+  onWritten?(records: RequestRecord[]): void;
+  intervalMs?: number;
+  probeMs?: number;
+  maxBuffered?: number;
+}) {
+  const probeMs = o.probeMs ?? 1000;
+  let ok = true;
+  let lastError: string | null = null;
+  let probeTimer: NodeJS.Timeout | undefined;
+
+  const available = (): void => {
+    if (ok) return;
+    ok = true;
+    lastError = null;
+    clearInterval(probeTimer);
+    probeTimer = undefined;
+    o.metrics.auditOk(true);
+    o.log.info({ event: 'audit', ok: true }, 'request records can be written again; the audit trail is back');
+  };
+  const failed = (e: Error, what: string): void => {
+    o.metrics.spoolWriteFailure();
+    const code = (e as { code?: string }).code;
+    lastError = `cannot write ${what} to the spool: ${code && !e.message.includes(code) ? `${code}: ` : ''}${e.message}`;
+    if (!ok) return;
+    ok = false;
+    o.metrics.auditOk(false);
+    o.log.error({ event: 'audit', ok: false, mode: o.mode, err: lastError }, o.mode === 'refuse'
+      ? 'request records cannot be written: answering every request 503 until they can (auditFailure "refuse")'
+      : 'request records cannot be written: serving without an audit trail (auditFailure "serve")');
+    probeTimer = setInterval(probe, probeMs);
+  };
+  const recorder = createRecorder({
+    write: (batch) => {
+      const written = o.spool.append(batch);
+      available();
+      o.onWritten?.(written);
+    },
+    onError: (e) => failed(e, 'request records'),
+    onDrop: (n) => o.metrics.recordsDropped(n),
+    ...(o.intervalMs !== undefined ? { intervalMs: o.intervalMs } : {}),
+    ...(o.maxBuffered !== undefined ? { maxBuffered: o.maxBuffered } : {}),
+  });
+  const probe = (): void => {
+    if (!recorder.flush() || recorder.pending() > 0 || ok) return;
+    try {
+      o.spool.probe();
+      available();
+    } catch (e) {
+      failed(e as Error, 'a probe');
+    }
+  };
+  o.metrics.auditOk(true);
+
+  return {
+    record: (r: DraftRecord): void => recorder.record(r),
+    flush: (): boolean => recorder.flush(),
+    /**
+     * Called for every request about to go to Ollama: null to go on; in 'refuse' mode, while
+     * records cannot be written, the 503 to answer instead.
+     */
+    admit(): Refusal | null {
+      if (ok) return null;
+      if (o.mode === 'serve') {
+        o.metrics.unrecorded();
+        return null;
+      }
+      return { status: 503, error: 'the guard cannot record requests right now (audit trail unavailable); please try again later', reason: 'audit_unavailable', retryAfterSec: Math.max(1, Math.ceil(probeMs / 1000)) };
+    },
+    /** Another write to the spool failed (the peer set): the trail is as unavailable. */
+    failed,
+    state: (): AuditState => ({ ok, mode: o.mode, lastError, buffered: recorder.pending() }),
+    stop(): void {
+      clearInterval(probeTimer);
+      recorder.stop();
+    },
+  };
+}
+
+export type AuditTrail = ReturnType<typeof createAuditTrail>;
