@@ -4,8 +4,10 @@ import { chainNames, diffSet, parseIpsetSave, renderSetRestore, setEntryFor, typ
 import { diffWireguard, isWgDiffEmpty, renderSyncConf, wgSetArgs } from '../core/wg-plan.js';
 import type { ConntrackDriver } from '../system/conntrack.js';
 import type { FirewallDriver } from '../system/firewall.js';
+import type { IngressDriver } from '../system/ingress.js';
 import type { WgImpl, WireguardDriver } from '../system/wireguard.js';
 import { repairRules } from './firewall.js';
+import { ensureIngressBarrier } from './ingress.js';
 import type { DesiredChanges } from './context.js';
 import { isDeltaEmpty, planDelta } from '../core/delta.js';
 
@@ -18,6 +20,8 @@ export interface ReconcileDeps {
   loadChanges?: () => DesiredChanges | null;
   wg: WireguardDriver;
   fw: FirewallDriver;
+  /** tc on the tunnel interface: the second barrier, independent of netfilter. */
+  tc: IngressDriver;
   conntrack: ConntrackDriver;
   privateKey: string;
   privateKeyFile: string;
@@ -37,6 +41,12 @@ export interface ReconcileResult {
   peers: number;
   created: WgImpl | null;
   firewallRepaired: Family[];
+  /**
+   * The tc ingress barrier on the interface: already in place, put right by
+   * this run, or failed (the interface is then kept down); null when this run
+   * did not look (the fast path, or the iptables side failed first).
+   */
+  barrier: 'in-place' | 'repaired' | 'failed' | null;
   setAdded: number;
   setRemoved: number;
   wgUpserted: number;
@@ -64,17 +74,36 @@ async function cutFlows(d: ReconcileDeps, addresses: Iterable<string>, r: Reconc
 }
 
 /**
+ * The tc barrier on the (existing) interface; on failure the interface is
+ * taken down and stays down until a run installs it: fail closed.
+ */
+async function ensureBarrier(d: ReconcileDeps, spec: FirewallSpec, r: ReconcileResult, fail: (step: string, e: unknown) => void, up: boolean): Promise<boolean> {
+  try {
+    r.barrier = (await ensureIngressBarrier(d.tc, spec)) ? 'repaired' : 'in-place';
+    if (r.barrier === 'repaired') r.noop = false;
+    return true;
+  } catch (e) {
+    r.barrier = 'failed';
+    fail('tunnel barrier', e);
+    d.log.error({ event: 'tunnel-barrier', iface: spec.iface, err: (e as Error).message },
+      'cannot install the tc ingress barrier on the tunnel interface: keeping it down (fail closed)');
+    if (up) await d.wg.setUp(spec.iface, false).catch((err) => fail('fail-closed link down', err));
+    return false;
+  }
+}
+
+/**
  * Brings kernel state to the desired state. Firewall first (so the interface
  * never exists without its rules), additions before removals, flows of removed
- * peers cut last. If the firewall cannot be ensured the interface is taken
- * down: fail closed.
+ * peers cut last. If the firewall or the tc barrier cannot be ensured the
+ * interface is taken down: fail closed.
  */
 export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> {
   const start = performance.now();
   const desired = d.loadDesired();
   const r: ReconcileResult = {
-    ok: true, mode: 'full', peers: desired.peers.length, created: null, firewallRepaired: [], setAdded: 0, setRemoved: 0,
-    wgUpserted: 0, wgRemoved: 0, cut: [], noop: true, errors: [], durationMs: 0,
+    ok: true, mode: 'full', peers: desired.peers.length, created: null, firewallRepaired: [], barrier: null, setAdded: 0,
+    setRemoved: 0, wgUpserted: 0, wgRemoved: 0, cut: [], noop: true, errors: [], durationMs: 0,
   };
   const fail = (step: string, e: unknown): void => {
     r.ok = false;
@@ -113,13 +142,20 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
     return r;
   }
 
-  // 2. The interface, its identity, then the peer table.
+  // 2. The interface, its second barrier (before it is ever up), its identity, then the peer table.
   let cut = new Set<string>();
+  let present = !!link;
   try {
     if (!link) {
       r.created = await d.wg.create(desired.iface, d.wireguard, d.wireguardGo);
       r.noop = false;
+      present = true;
     }
+  } catch (e) {
+    fail('wireguard', e);
+  }
+  const barrierOk = present && (await ensureBarrier(d, spec, r, fail, !!link?.up));
+  try {
     let dump = link && firstDump ? firstDump : await d.wg.dump(desired.iface);
     if (dump.iface.privateKey !== d.privateKey || dump.iface.listenPort !== desired.listenPort) {
       await d.wg.setIdentity(desired.iface, d.privateKeyFile, desired.listenPort);
@@ -131,7 +167,7 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
       await d.wg.addAddress(desired.iface, desired.addressCidr);
       r.noop = false;
     }
-    if (!current.up) {
+    if (!current.up && barrierOk) {
       await d.wg.setUp(desired.iface, true);
       r.noop = false;
     }
@@ -181,8 +217,8 @@ export async function applyChanges(d: ReconcileDeps, ch: DesiredChanges): Promis
   const now = (d.clock ?? Date.now)();
   const plan = planDelta(ch.before, ch.after, now);
   const r: ReconcileResult = {
-    ok: true, mode: 'changes', peers: ch.state.peers.length, created: null, firewallRepaired: [], setAdded: 0, setRemoved: 0,
-    wgUpserted: 0, wgRemoved: 0, cut: [], noop: isDeltaEmpty(plan), errors: [], durationMs: 0,
+    ok: true, mode: 'changes', peers: ch.state.peers.length, created: null, firewallRepaired: [], barrier: null, setAdded: 0,
+    setRemoved: 0, wgUpserted: 0, wgRemoved: 0, cut: [], noop: isDeltaEmpty(plan), errors: [], durationMs: 0,
   };
   if (r.noop) return r;
   if (plan.wgUpsert.length + plan.wgRemove.length > SYNCCONF_THRESHOLD) return null;
@@ -242,7 +278,7 @@ export function createReconciler(input: ReconcileDeps & { version?: () => number
     if (version) startedAt = version();
     const p = (mode === 'changes' ? runChanges() : reconcileOnce(deps))
       .catch((e: unknown): ReconcileResult => ({
-        ok: false, mode, peers: 0, created: null, firewallRepaired: [], setAdded: 0, setRemoved: 0, wgUpserted: 0,
+        ok: false, mode, peers: 0, created: null, firewallRepaired: [], barrier: null, setAdded: 0, setRemoved: 0, wgUpserted: 0,
         wgRemoved: 0, cut: [], noop: false, errors: [(e as Error).message], durationMs: 0,
       }))
       .then((res) => {

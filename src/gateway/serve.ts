@@ -9,6 +9,7 @@ import { WgoError } from '../errors.js';
 import { createConntrack } from '../system/conntrack.js';
 import { execRunner, type Runner } from '../system/exec.js';
 import { createFirewall } from '../system/firewall.js';
+import { createIngress } from '../system/ingress.js';
 import { enableIpForwarding, ipForwarding } from '../system/sysctl.js';
 import { createWireguard } from '../system/wireguard.js';
 import { createDesiredStore, openGateway } from './context.js';
@@ -61,6 +62,7 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
     loadChanges: () => store.changes(),
     wg,
     fw,
+    tc: createIngress(run),
     conntrack: createConntrack(run),
     privateKey: ctx.privateKey,
     privateKeyFile: config.paths.serverKey,

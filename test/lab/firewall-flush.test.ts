@@ -1,0 +1,149 @@
+/**
+ * A flush of the host's firewall does not open the tunnel: while a hostile
+ * peer probes the LAN, the gateway itself and a non-service port on the GPU
+ * host through the real wireguard-go tunnel, something wipes netfilter
+ * (`iptables -F`, an `iptables-restore` of a bare filter table as a firewall
+ * reload does, `nft flush ruleset`). No probe gets through at any moment, the
+ * service keeps working, and one periodic reconcile puts every rule back.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GPU, GW_LAN, OTHER, ROOT, clientUp, createGateway, createLab, get, waitFor, type Gateway, type Lab } from './harness.js';
+
+interface Added { address: string; config: string }
+interface Attempt { start: number; t: number; target: string; ok: boolean }
+
+const IFACE = 'wgofw';
+const SERVICE = `${GPU}:11434`;
+/** What the tunnel must never reach: another LAN host, another port of the GPU host, the gateway itself. */
+const FORBIDDEN = [`${OTHER}:8080`, `${GPU}:22`, '10.66.0.1:8080', `${GW_LAN}:22`];
+/** The gateway's periodic reconcile (config reconcileIntervalSec, the default). */
+const INTERVAL_MS = 3000;
+/** One reconcile: the interval plus time for the run itself on a busy machine. */
+const ONE_RECONCILE_MS = INTERVAL_MS + 2500;
+
+/** A bare filter table with open policies: what `iptables-restore < rules` of a firewall reload leaves. */
+const BARE_TABLE = '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n';
+
+const FLUSHES: [string, string, string[], string?][] = [
+  ['iptables -F', 'iptables', ['-F']],
+  ['ip6tables -F', 'ip6tables', ['-F']],
+  ['iptables-restore of a bare filter table (a firewall reload)', 'iptables-restore', [], BARE_TABLE],
+  ['nft flush ruleset', 'nft', ['flush', 'ruleset']],
+];
+
+describe('firewall flush', () => {
+  let lab: Lab;
+  let gw: Gateway;
+  let probes = 0;
+
+  const gwExec = (cmd: string, args: string[], input?: string) => lab.exec(lab.ns('gw'), cmd, args, input === undefined ? {} : { input });
+  /** Everything of ours the kernel holds: both filter tables, the peer set, the tc ingress filters. */
+  const state = async (): Promise<string[]> => {
+    const [v4, v6, set, tc] = await Promise.all([
+      gwExec('iptables-save', ['-t', 'filter']), gwExec('ip6tables-save', ['-t', 'filter']),
+      gwExec('ipset', ['save', `wgo-peers-${IFACE}`]), gwExec('tc', ['filter', 'show', 'dev', IFACE, 'ingress']),
+    ]);
+    const ours = (t: string): string[] => t.split('\n').filter((l) => l.includes('WGO-') || l.includes('wg-ollama'));
+    return [...ours(v4.stdout).map((l) => `v4 ${l}`), ...ours(v6.stdout).map((l) => `v6 ${l}`),
+      ...set.stdout.split('\n').filter((l) => l.startsWith('add ')).map((l) => l.replace(/ timeout \d+/, '')),
+      ...tc.stdout.split('\n').filter(Boolean).map((l) => `tc ${l}`)];
+  };
+
+  /** Starts the prober in the client namespace; `stop()` ends it and returns every attempt. */
+  const startProbe = (targets: string[], maxMs: number) => {
+    const out = join(lab.dir, `probe-${probes++}.jsonl`);
+    writeFileSync(out, '');
+    const p: ResultPromise = execa('ip', ['netns', 'exec', lab.ns('c1'), 'node', join(ROOT, 'test/lab/clients/probe.mjs'),
+      '--max-ms', String(maxMs), '--every-ms', '50', '--timeout-ms', '300', '--workers', '3', ...targets], {
+      reject: false, stdin: 'ignore', stdout: { file: out }, stderr: 'ignore',
+    });
+    const read = (): Attempt[] => readFileSync(out, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Attempt);
+    return {
+      read,
+      async stop(): Promise<Attempt[]> {
+        p.kill('SIGTERM');
+        await p;
+        return read();
+      },
+    };
+  };
+
+  const reachable = async (target: string): Promise<boolean> => (await get(lab, lab.ns('c1'), `http://${target}/`, 2)).ok;
+
+  beforeAll(async () => {
+    lab = await createLab('fw');
+    gw = await createGateway(lab, IFACE);
+    await gw.start();
+    const p = await gw.cliJson<Added>('add-peer', 'mallory');
+    await clientUp(lab, lab.ns('c1'), 'wgcfw1', p.config);
+    const serverKey = /\[Peer\]\nPublicKey = (\S+)/.exec(p.config)![1]!;
+    // A hostile client: everything into the tunnel.
+    await lab.exec(lab.ns('c1'), 'wg', ['set', 'wgcfw1', 'peer', serverKey, 'allowed-ips', '0.0.0.0/0']);
+    for (const dst of [`${OTHER}/32`, `${GW_LAN}/32`, '10.66.0.0/24']) await lab.exec(lab.ns('c1'), 'ip', ['route', 'replace', dst, 'dev', 'wgcfw1']);
+  });
+  afterAll(async () => {
+    await lab?.cleanup();
+  });
+
+  it('before: the service answers, nothing else does', async () => {
+    expect(await reachable(SERVICE)).toBe(true);
+    expect(await Promise.all(FORBIDDEN.map(reachable))).toEqual(FORBIDDEN.map(() => false));
+  });
+
+  it('the second barrier is in place: a tc ingress filter on the tunnel interface', async () => {
+    expect((await state()).filter((l) => l.startsWith('tc '))).not.toEqual([]);
+  });
+
+  it('the forbidden listeners answer when every barrier is gone (so the checks can fail)', async () => {
+    gw.daemon()!.kill('SIGKILL');
+    await gw.daemon();
+    await gwExec('nft', ['flush', 'ruleset']);
+    await gwExec('tc', ['qdisc', 'del', 'dev', IFACE, 'clsact']);
+    expect(await Promise.all(FORBIDDEN.map(reachable))).toEqual(FORBIDDEN.map(() => true));
+    await gw.start();
+    await waitFor(async () => !(await reachable(`${OTHER}:8080`)), ONE_RECONCILE_MS, 'the restart to close the tunnel again', 100);
+    expect(await reachable(SERVICE)).toBe(true);
+  });
+
+  it.each(FLUSHES)('%s: no probe gets through, the service stays, one reconcile repairs everything', async (_what, cmd, args, input) => {
+    const before = await state();
+    const probe = startProbe([...FORBIDDEN, SERVICE], 30_000);
+    await waitFor(() => probe.read().length >= 10, 5000, 'the probe to run');
+    const t0 = Date.now();
+    const r = await gwExec(cmd, args, input);
+    expect(r.code, r.stderr).toBe(0);
+    const flushed = await state();
+    expect(flushed).not.toEqual(before);
+    const took = await waitFor(async () => JSON.stringify(await state()) === JSON.stringify(before), 15_000, 'the reconciler to repair', 50);
+    // Keep probing a little after the repair too.
+    await new Promise((res) => setTimeout(res, 500));
+    const attempts = await probe.stop();
+    const through = attempts.filter((a) => a.ok && a.target !== SERVICE);
+    expect(through, `got through after ${_what}`).toEqual([]);
+    // Every forbidden target was tried while the rules were gone (several times a second).
+    const during = attempts.filter((a) => a.start >= t0 && a.start <= t0 + took);
+    for (const target of FORBIDDEN) expect(during.filter((a) => a.target === target).length, target).toBeGreaterThanOrEqual(Math.floor(took / 200));
+    expect(attempts.filter((a) => a.start >= t0 && a.target === SERVICE && a.ok).length).toBeGreaterThan(0);
+    expect(took).toBeLessThan(ONE_RECONCILE_MS);
+    expect(await reachable(SERVICE)).toBe(true);
+    console.log(`${_what}: repaired in ${took} ms; ${during.length} probes while open, none through`);
+  });
+
+  it('with the daemon dead, a flush still leaves the tunnel closed; a restart repairs', async () => {
+    const before = await state();
+    gw.daemon()!.kill('SIGKILL');
+    await gw.daemon();
+    expect((await gwExec('nft', ['flush', 'ruleset'])).code).toBe(0);
+    const probe = startProbe([...FORBIDDEN, SERVICE], 10_000);
+    await new Promise((res) => setTimeout(res, 2000));
+    const attempts = await probe.stop();
+    expect(attempts.filter((a) => a.ok && a.target !== SERVICE)).toEqual([]);
+    for (const target of FORBIDDEN) expect(attempts.filter((a) => a.target === target).length, target).toBeGreaterThan(10);
+    expect(attempts.some((a) => a.target === SERVICE && a.ok)).toBe(true);
+    await gw.start();
+    expect(await state()).toEqual(before);
+  });
+});
