@@ -17,6 +17,7 @@ import { tokenService } from './token-service.js';
 import { listenControl } from './control.js';
 import { startGuardLink } from './guard-link.js';
 import { createMonitor } from './monitor.js';
+import type { FirewallLayers } from './metrics.js';
 import { createReconciler, type ReconcileResult } from './reconciler.js';
 
 /** How often the daemon looks for commits made by other processes (PRAGMA data_version). */
@@ -74,6 +75,7 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
   const peers = peerRepository(ctx.db);
   const audit = auditRepository(ctx.db);
   let last: ReconcileResult | null = null;
+  const layers: FirewallLayers = { iptables: null, tc: null };
   let lastAt = 0;
   let expiryTimer: NodeJS.Timeout | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
@@ -85,6 +87,10 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
     const requestedAt = Date.now();
     const res = await reconciler.request(mode);
     last = res;
+    if (res.mode === 'full') {
+      layers.iptables = !res.errors.some((e) => e.startsWith('firewall:'));
+      if (res.barrier !== null) layers.tc = res.barrier !== 'failed';
+    }
     lastAt = Date.now();
     if (stopping) return res;
     try {
@@ -142,7 +148,8 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
       interface: config.interface,
       peers: last?.peers ?? 0,
       lastReconcile: last ? { ok: last.ok, errors: last.errors } : null,
-    }));
+      firewall: { ...layers },
+    }), () => layers);
   } catch (e) {
     // Exit rather than run half a daemon; the firewall stays as it is (closed to all but active peers).
     stopping = true;

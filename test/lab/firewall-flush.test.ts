@@ -6,7 +6,7 @@
  * reload does, `nft flush ruleset`). No probe gets through at any moment, the
  * service keeps working, and one periodic reconcile puts every rule back.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -132,6 +132,24 @@ describe('firewall flush', () => {
     console.log(`${_what}: repaired in ${took} ms; ${during.length} probes while open, none through`);
   });
 
+  it.each([
+    ['the clsact qdisc deleted', ['qdisc', 'del', 'dev', IFACE, 'clsact']],
+    ['a pass-all filter put before ours', ['filter', 'add', 'dev', IFACE, 'ingress', 'pref', '1', 'handle', '2', 'protocol', 'all', 'bpf', 'bytecode', '1,6 0 0 0', 'da']],
+    ['a filter at another priority', ['filter', 'add', 'dev', IFACE, 'ingress', 'pref', '7', 'protocol', 'all', 'bpf', 'bytecode', '1,6 0 0 0', 'da']],
+  ])('tc drift is repaired within one reconcile, iptables holding meanwhile: %s', async (_what, args) => {
+    const before = await state();
+    const probe = startProbe([...FORBIDDEN, SERVICE], 30_000);
+    await waitFor(() => probe.read().length >= 10, 5000, 'the probe to run');
+    expect((await gwExec('tc', args)).code).toBe(0);
+    expect(await state()).not.toEqual(before);
+    const took = await waitFor(async () => JSON.stringify(await state()) === JSON.stringify(before), 15_000, 'the reconciler to repair', 50);
+    const attempts = await probe.stop();
+    expect(attempts.filter((a) => a.ok && a.target !== SERVICE)).toEqual([]);
+    expect(took).toBeLessThan(ONE_RECONCILE_MS);
+    expect(await reachable(SERVICE)).toBe(true);
+    console.log(`tc drift (${_what}): repaired in ${took} ms`);
+  });
+
   it('with the daemon dead, a flush still leaves the tunnel closed; a restart repairs', async () => {
     const before = await state();
     gw.daemon()!.kill('SIGKILL');
@@ -145,5 +163,59 @@ describe('firewall flush', () => {
     expect(attempts.some((a) => a.target === SERVICE && a.ok)).toBe(true);
     await gw.start();
     expect(await state()).toEqual(before);
+  });
+
+  it('fails closed when the barrier cannot be installed: interface down, doctor, status, metric and healthz say so', async () => {
+    gw.daemon()!.kill('SIGTERM');
+    await gw.daemon();
+    // A kernel without cls_bpf: tc reads fine, every change is refused as the kernel would refuse it.
+    const bin = join(lab.dir, 'no-cls-bpf');
+    mkdirSync(bin, { recursive: true });
+    const tcPath = (await execa('sh', ['-c', 'command -v tc'])).stdout.trim();
+    writeFileSync(join(bin, 'tc'), `#!/bin/sh\ncase " $* " in *" show "*) exec ${tcPath} "$@";; esac\necho "Error: TC classifier not found." >&2\nexit 2\n`);
+    chmodSync(join(bin, 'tc'), 0o755);
+    expect((await gwExec('tc', ['qdisc', 'del', 'dev', IFACE, 'clsact'])).code).toBe(0);
+    const daemon = lab.spawn(lab.ns('gw'), 'env', [`PATH=${bin}:${process.env.PATH}`, 'node', join(ROOT, 'bin/wg-ollama.js'), '--config', gw.configFile, 'serve']);
+    try {
+      await waitFor(async () => !/state UP|,UP/.test((await gwExec('ip', ['link', 'show', IFACE])).stdout), ONE_RECONCILE_MS, 'the interface to go down');
+      expect(await reachable(SERVICE)).toBe(false);
+      expect(await Promise.all(FORBIDDEN.map(reachable))).toEqual(FORBIDDEN.map(() => false));
+      await waitFor(async () => (await gw.cli('status', '--json')).code === 0, 15_000, 'serve to answer');
+      const st = await gw.cliJson<{ daemon: { lastReconcile: { ok: boolean; barrier: string; errors: string[] } }; firewall: { barrierInSync: boolean } }>('status');
+      expect(st.firewall.barrierInSync).toBe(false);
+      expect(st.daemon.lastReconcile).toMatchObject({ ok: false, barrier: 'failed' });
+      expect(st.daemon.lastReconcile.errors.join('\n')).toMatch(/tunnel barrier: tc .* TC classifier not found/);
+      const doc = await gw.cli('doctor', '--json');
+      expect(doc.code).toBe(1);
+      expect(JSON.parse(doc.stdout)).toEqual(expect.arrayContaining([
+        expect.objectContaining({ check: 'tunnel barrier', status: 'fail' }),
+        expect.objectContaining({ check: 'interface', status: 'fail' }),
+      ]));
+      const metrics = await lab.exec(lab.ns('gw'), 'curl', ['-s', 'http://127.0.0.1:9477/metrics']);
+      expect(metrics.stdout).toContain('wgo_firewall_layer_ok{layer="tc"} 0');
+      expect(metrics.stdout).toContain('wgo_firewall_layer_ok{layer="iptables"} 1');
+      const health = await lab.exec(lab.ns('gw'), 'curl', ['-s', '-w', '\n%{http_code}', 'http://127.0.0.1:9477/healthz']);
+      expect(health.stdout.split('\n').at(-1)).toBe('503');
+      const log = readFileSync(join(lab.dir, (await execa('ls', [lab.dir])).stdout.split('\n').filter((f) => f.endsWith('-env.log')).at(-1)!), 'utf8');
+      expect(log).toMatch(/cannot install the tc ingress barrier/);
+    } finally {
+      daemon.kill('SIGTERM');
+      await daemon;
+    }
+    await gw.start();
+    await waitFor(async () => reachable(SERVICE), ONE_RECONCILE_MS, 'the service to come back');
+    const doc = await gw.cli('doctor', '--json');
+    expect(JSON.parse(doc.stdout)).toEqual(expect.arrayContaining([expect.objectContaining({ check: 'tunnel barrier', status: 'ok' })]));
+    expect(doc.code, doc.stdout).toBe(0);
+    const metrics = await lab.exec(lab.ns('gw'), 'curl', ['-s', 'http://127.0.0.1:9477/metrics']);
+    expect(metrics.stdout).toContain('wgo_firewall_layer_ok{layer="tc"} 1');
+  });
+
+  it('`down` removes the barrier with the interface', async () => {
+    gw.daemon()!.kill('SIGTERM');
+    await gw.daemon();
+    expect((await gw.cli('down')).code).toBe(0);
+    expect((await gwExec('tc', ['qdisc', 'show', 'dev', IFACE])).code).not.toBe(0);
+    expect(await state()).toEqual([]);
   });
 });
