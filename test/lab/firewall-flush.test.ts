@@ -5,6 +5,11 @@
  * (`iptables -F`, an `iptables-restore` of a bare filter table as a firewall
  * reload does, `nft flush ruleset`). No probe gets through at any moment, the
  * service keeps working, and one periodic reconcile puts every rule back.
+ *
+ * The firewall reload is played by `iptables-restore` of a bare table with open
+ * policies (the worst case: what a reload of saved rules without ours leaves),
+ * not by real ufw: ufw keeps its state in the host's /etc/ufw, shared by every
+ * namespace, so enabling it in the lab would change the host's own config.
  */
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
