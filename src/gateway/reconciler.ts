@@ -77,9 +77,10 @@ async function cutFlows(d: ReconcileDeps, addresses: Iterable<string>, r: Reconc
  * The tc barrier on the (existing) interface; on failure the interface is
  * taken down and stays down until a run installs it: fail closed.
  */
-async function ensureBarrier(d: ReconcileDeps, spec: FirewallSpec, r: ReconcileResult, fail: (step: string, e: unknown) => void, up: boolean): Promise<boolean> {
+async function ensureBarrier(d: ReconcileDeps, spec: FirewallSpec, r: ReconcileResult, fail: (step: string, e: unknown) => void,
+  up: boolean, shown: { qdisc: string; filters: string } | null): Promise<boolean> {
   try {
-    r.barrier = (await ensureIngressBarrier(d.tc, spec)) ? 'repaired' : 'in-place';
+    r.barrier = (await ensureIngressBarrier(d.tc, spec, shown ?? undefined)) ? 'repaired' : 'in-place';
     if (r.barrier === 'repaired') r.noop = false;
     return true;
   } catch (e) {
@@ -113,10 +114,10 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
   const spec: FirewallSpec = { iface: desired.iface, ollamaHost: desired.ollamaHost, ollamaPort: desired.ollamaPort };
   const names = chainNames(desired.iface);
 
-  // Every read at once; the peer table too (it fails harmlessly when the interface is missing).
-  const [save4, save6, setText, link, firstDump] = await Promise.all([
+  // Every read at once; the peer table and tc too (they fail harmlessly when the interface is missing).
+  const [save4, save6, setText, link, firstDump, firstTc] = await Promise.all([
     d.fw.save('ipv4'), d.fw.save('ipv6'), d.fw.saveSet(names.set), d.wg.link(desired.iface),
-    d.wg.dump(desired.iface).catch(() => null),
+    d.wg.dump(desired.iface).catch(() => null), d.tc.show(desired.iface).catch(() => null),
   ]);
   const now = (d.clock ?? Date.now)();
   const want = new Map(desired.peers.map((p) => [p.address, setEntryFor(p.name, p.expiresAt, now)]));
@@ -154,7 +155,7 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
   } catch (e) {
     fail('wireguard', e);
   }
-  const barrierOk = present && (await ensureBarrier(d, spec, r, fail, !!link?.up));
+  const barrierOk = present && (await ensureBarrier(d, spec, r, fail, !!link?.up, link && !r.created ? firstTc : null));
   try {
     let dump = link && firstDump ? firstDump : await d.wg.dump(desired.iface);
     if (dump.iface.privateKey !== d.privateKey || dump.iface.listenPort !== desired.listenPort) {
@@ -263,11 +264,17 @@ export function createReconciler(input: ReconcileDeps & { version?: () => number
   let queued: Promise<ReconcileResult> | null = null;
   let queuedMode: Mode = 'changes';
   let startedAt = -1;
+  /**
+   * False while the latest full run failed (a barrier missing, the interface
+   * kept down): every run is then full, so that it repairs, and so that no
+   * fast-path "ok" hides the failure from status, /healthz and the metrics.
+   */
+  let healthy = true;
 
   /** The fast path, falling back to a full run when it cannot be used or fails. */
   const runChanges = async (): Promise<ReconcileResult> => {
     const ch = deps.loadChanges?.() ?? null;
-    const fast = ch ? await applyChanges(deps, ch) : null;
+    const fast = ch && healthy ? await applyChanges(deps, ch) : null;
     if (fast?.ok) return fast;
     const full = await reconcileOnce(deps);
     if (fast) full.errors.unshift(...fast.errors.map((e) => `fast path: ${e}`));
@@ -282,6 +289,7 @@ export function createReconciler(input: ReconcileDeps & { version?: () => number
         wgRemoved: 0, cut: [], noop: false, errors: [(e as Error).message], durationMs: 0,
       }))
       .then((res) => {
+        if (res.mode === 'full') healthy = res.ok;
         if (!res.noop || !res.ok) deps.log.info({ event: 'reconcile', ...res }, res.ok ? 'reconciled' : 'reconcile failed');
         return res;
       })

@@ -15,7 +15,7 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GPU, GW_LAN, OTHER, ROOT, clientUp, createGateway, createLab, get, waitFor, type Gateway, type Lab } from './harness.js';
+import { GPU, GW_INET, GW_LAN, OTHER, ROOT, clientUp, createGateway, createLab, get, waitFor, type Gateway, type Lab } from './harness.js';
 
 interface Added { address: string; config: string }
 interface Attempt { start: number; t: number; target: string; ok: boolean }
@@ -46,10 +46,10 @@ describe('firewall flush', () => {
 
   const gwExec = (cmd: string, args: string[], input?: string) => lab.exec(lab.ns('gw'), cmd, args, input === undefined ? {} : { input });
   /** Everything of ours the kernel holds: both filter tables, the peer set, the tc ingress filters. */
-  const state = async (): Promise<string[]> => {
+  const state = async (iface = IFACE): Promise<string[]> => {
     const [v4, v6, set, tc] = await Promise.all([
       gwExec('iptables-save', ['-t', 'filter']), gwExec('ip6tables-save', ['-t', 'filter']),
-      gwExec('ipset', ['save', `wgo-peers-${IFACE}`]), gwExec('tc', ['filter', 'show', 'dev', IFACE, 'ingress']),
+      gwExec('ipset', ['save', `wgo-peers-${iface}`]), gwExec('tc', ['filter', 'show', 'dev', iface, 'ingress']),
     ]);
     const ours = (t: string): string[] => t.split('\n').filter((l) => l.includes('WGO-') || l.includes('wg-ollama'));
     return [...ours(v4.stdout).map((l) => `v4 ${l}`), ...ours(v6.stdout).map((l) => `v6 ${l}`),
@@ -58,10 +58,10 @@ describe('firewall flush', () => {
   };
 
   /** Starts the prober in the client namespace; `stop()` ends it and returns every attempt. */
-  const startProbe = (targets: string[], maxMs: number) => {
+  const startProbe = (targets: string[], maxMs: number, from: 'c1' | 'c2' = 'c1') => {
     const out = join(lab.dir, `probe-${probes++}.jsonl`);
     writeFileSync(out, '');
-    const p: ResultPromise = execa('ip', ['netns', 'exec', lab.ns('c1'), 'node', join(ROOT, 'test/lab/clients/probe.mjs'),
+    const p: ResultPromise = execa('ip', ['netns', 'exec', lab.ns(from), 'node', join(ROOT, 'test/lab/clients/probe.mjs'),
       '--max-ms', String(maxMs), '--every-ms', '50', '--timeout-ms', '300', '--workers', '3', ...targets], {
       reject: false, stdin: 'ignore', stdout: { file: out }, stderr: 'ignore',
     });
@@ -76,7 +76,7 @@ describe('firewall flush', () => {
     };
   };
 
-  const reachable = async (target: string): Promise<boolean> => (await get(lab, lab.ns('c1'), `http://${target}/`, 2)).ok;
+  const reachable = async (target: string, from: 'c1' | 'c2' = 'c1'): Promise<boolean> => (await get(lab, lab.ns(from), `http://${target}/`, 2)).ok;
 
   beforeAll(async () => {
     lab = await createLab('fw');
@@ -95,7 +95,7 @@ describe('firewall flush', () => {
 
   it('before: the service answers, nothing else does', async () => {
     expect(await reachable(SERVICE)).toBe(true);
-    expect(await Promise.all(FORBIDDEN.map(reachable))).toEqual(FORBIDDEN.map(() => false));
+    expect(await Promise.all(FORBIDDEN.map((t) => reachable(t)))).toEqual(FORBIDDEN.map(() => false));
   });
 
   it('the second barrier is in place: a tc ingress filter on the tunnel interface', async () => {
@@ -107,7 +107,7 @@ describe('firewall flush', () => {
     await gw.daemon();
     await gwExec('nft', ['flush', 'ruleset']);
     await gwExec('tc', ['qdisc', 'del', 'dev', IFACE, 'clsact']);
-    expect(await Promise.all(FORBIDDEN.map(reachable))).toEqual(FORBIDDEN.map(() => true));
+    expect(await Promise.all(FORBIDDEN.map((t) => reachable(t)))).toEqual(FORBIDDEN.map(() => true));
     await gw.start();
     await waitFor(async () => !(await reachable(`${OTHER}:8080`)), ONE_RECONCILE_MS, 'the restart to close the tunnel again', 100);
     expect(await reachable(SERVICE)).toBe(true);
@@ -155,6 +155,56 @@ describe('firewall flush', () => {
     console.log(`tc drift (${_what}): repaired in ${took} ms`);
   });
 
+  it('single-box mode (the service on the gateway itself): INPUT holds through the flushes too', async () => {
+    // A second gateway in the same namespace whose service is the gateway's LAN address, answered by a plain listener.
+    // Its subnet lies in 10.66.0.0/16, which the LAN hosts route back via the gateway (so a probe that got through would be answered).
+    const box = await createGateway(lab, 'wgofx', ['--ollama-host', GW_LAN, '--subnet', '10.66.1.0/24', '--listen-port', '51822', '--endpoint', `${GW_INET}:51822`]);
+    const conf = JSON.parse(readFileSync(box.configFile, 'utf8')) as Record<string, unknown>;
+    writeFileSync(box.configFile, JSON.stringify({ ...conf, metricsListen: '127.0.0.1:9479', admin: { listen: ['127.0.0.1:8444'] } }));
+    lab.spawn(lab.ns('gw'), 'node', [join(ROOT, 'scripts/lab/listener.mjs'), 'gw-service', '11434']);
+    await box.start();
+    try {
+      const p = await box.cliJson<Added>('add-peer', 'eve');
+      await clientUp(lab, lab.ns('c2'), 'wgcfw2', p.config);
+      const key = /\[Peer\]\nPublicKey = (\S+)/.exec(p.config)![1]!;
+      await lab.exec(lab.ns('c2'), 'wg', ['set', 'wgcfw2', 'peer', key, 'allowed-ips', '0.0.0.0/0']);
+      for (const dst of [`${OTHER}/32`, `${GPU}/32`, '10.66.1.0/24']) await lab.exec(lab.ns('c2'), 'ip', ['route', 'replace', dst, 'dev', 'wgcfw2']);
+      const service = `${GW_LAN}:11434`;
+      const forbidden = [`${GW_LAN}:22`, `${GW_LAN}:8080`, '10.66.1.1:8080', `${GPU}:11434`, `${OTHER}:8080`];
+      await waitFor(async () => reachable(service, 'c2'), 10_000, 'the single-box service through the tunnel');
+      expect(await Promise.all(forbidden.map((t) => reachable(t, 'c2')))).toEqual(forbidden.map(() => false));
+      // So that the checks can fail: with both barriers gone, every forbidden target answers.
+      box.daemon()!.kill('SIGKILL');
+      await box.daemon();
+      await gwExec('tc', ['qdisc', 'del', 'dev', 'wgofx', 'clsact']);
+      await gwExec('nft', ['flush', 'ruleset']);
+      expect(await Promise.all(forbidden.map((t) => reachable(t, 'c2')))).toEqual(forbidden.map(() => true));
+      await box.start();
+      await waitFor(async () => !(await reachable(`${GW_LAN}:22`, 'c2')), 10_000, 'the restart to close it again');
+      await waitFor(async () => reachable(SERVICE), ONE_RECONCILE_MS, 'the first gateway to be repaired');
+      for (const [cmd, args] of [['iptables', ['-F']], ['nft', ['flush', 'ruleset']]] as const) {
+        const before = await state('wgofx');
+        const probe = startProbe([...forbidden, service], 30_000, 'c2');
+        await waitFor(() => probe.read().length >= 10, 5000, 'the probe to run');
+        const t0 = Date.now();
+        expect((await gwExec(cmd, [...args])).code).toBe(0);
+        const took = await waitFor(async () => JSON.stringify(await state('wgofx')) === JSON.stringify(before), 15_000, 'the repair', 50);
+        await new Promise((res) => setTimeout(res, 300));
+        const attempts = await probe.stop();
+        expect(attempts.filter((a) => a.ok && a.target !== service), `${cmd} ${args.join(' ')}`).toEqual([]);
+        expect(attempts.filter((a) => a.start >= t0 && a.target === service && a.ok).length).toBeGreaterThan(0);
+        expect(took).toBeLessThan(ONE_RECONCILE_MS);
+        console.log(`single-box, ${cmd} ${args.join(' ')}: repaired in ${took} ms`);
+      }
+      // The other gateway's rules came back too.
+      await waitFor(async () => reachable(SERVICE), ONE_RECONCILE_MS, 'the first gateway to be repaired');
+    } finally {
+      box.daemon()!.kill('SIGTERM');
+      await box.daemon();
+      await box.cli('down');
+    }
+  });
+
   it('with the daemon dead, a flush still leaves the tunnel closed; a restart repairs', async () => {
     const before = await state();
     gw.daemon()!.kill('SIGKILL');
@@ -184,7 +234,7 @@ describe('firewall flush', () => {
     try {
       await waitFor(async () => !/state UP|,UP/.test((await gwExec('ip', ['link', 'show', IFACE])).stdout), ONE_RECONCILE_MS, 'the interface to go down');
       expect(await reachable(SERVICE)).toBe(false);
-      expect(await Promise.all(FORBIDDEN.map(reachable))).toEqual(FORBIDDEN.map(() => false));
+      expect(await Promise.all(FORBIDDEN.map((t) => reachable(t)))).toEqual(FORBIDDEN.map(() => false));
       await waitFor(async () => (await gw.cli('status', '--json')).code === 0, 15_000, 'serve to answer');
       const st = await gw.cliJson<{ daemon: { lastReconcile: { ok: boolean; barrier: string; errors: string[] } }; firewall: { barrierInSync: boolean } }>('status');
       expect(st.firewall.barrierInSync).toBe(false);

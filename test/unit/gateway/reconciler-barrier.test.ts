@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, test } from 'vitest';
 import { ingressInSync, parseIngress } from '../../../src/core/ingress-plan.js';
-import { reconcileOnce } from '../../../src/gateway/reconciler.js';
+import { createReconciler, reconcileOnce } from '../../../src/gateway/reconciler.js';
 import { reconcileEnv, type ReconcileEnv } from './reconcile-env.js';
 
 let env: ReconcileEnv;
@@ -82,5 +82,20 @@ describe('reconcileOnce: the tc ingress barrier', () => {
     env.fw.seed('ipv4', '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n');
     expect(await run()).toMatchObject({ ok: false, barrier: null });
     expect((await env.wg.link('wgo0'))!.up).toBe(false);
+  });
+
+  test('while the latest full run failed, a changes request runs in full (no fast-path ok hides the failure)', async () => {
+    let changes = 0;
+    const rec = createReconciler({ ...env.deps, loadChanges: () => (changes++, { before: new Map(), after: new Map(), state: env.deps.loadDesired() }) });
+    expect(await rec.request('full')).toMatchObject({ ok: true, mode: 'full' });
+    expect(await rec.request('changes')).toMatchObject({ ok: true, mode: 'changes' });
+    env.tc.devices.get('wgo0')!.clsact = false;
+    env.tc.failOn.add('tc');
+    expect(await rec.request('full')).toMatchObject({ ok: false, mode: 'full', barrier: 'failed' });
+    expect(await rec.request('changes')).toMatchObject({ ok: false, mode: 'full', barrier: 'failed' });
+    env.tc.failOn.delete('tc');
+    expect(await rec.request('changes')).toMatchObject({ ok: true, mode: 'full', barrier: 'repaired' });
+    expect(await rec.request('changes')).toMatchObject({ ok: true, mode: 'changes' });
+    expect(changes).toBe(4);
   });
 });
