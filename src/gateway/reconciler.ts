@@ -145,18 +145,18 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
 
   // 2. The interface, its second barrier (before it is ever up), its identity, then the peer table.
   let cut = new Set<string>();
-  let present = !!link;
+  let createError: unknown = null;
   try {
     if (!link) {
       r.created = await d.wg.create(desired.iface, d.wireguard, d.wireguardGo);
       r.noop = false;
-      present = true;
     }
   } catch (e) {
-    fail('wireguard', e);
+    createError = e;
   }
-  const barrierOk = present && (await ensureBarrier(d, spec, r, fail, !!link?.up, link && !r.created ? firstTc : null));
+  const barrierOk = !createError && (await ensureBarrier(d, spec, r, fail, !!link?.up, link && !r.created ? firstTc : null));
   try {
+    if (createError) throw createError;
     let dump = link && firstDump ? firstDump : await d.wg.dump(desired.iface);
     if (dump.iface.privateKey !== d.privateKey || dump.iface.listenPort !== desired.listenPort) {
       await d.wg.setIdentity(desired.iface, d.privateKeyFile, desired.listenPort);
