@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "setup: run as root (network namespaces, iptables, WireGuard)" >&2; exit 2; }
 
 # Debian packages: WireGuard (userspace wireguard-go where the kernel has no module),
-# the firewall tools, the lab's tools, zbarimg (QR decoding in tests), openssl (PKCS#12
+# the firewall tools (iproute2 brings tc for the tunnel's second barrier, which needs
+# the kernel's sch_ingress and cls_bpf: built in or modules in Debian's kernels), the lab's tools, zbarimg (QR decoding in tests), openssl (PKCS#12
 # checks in tests), python3-httpx (a plain Python client in the lab tests), chromium (the admin UI's browser tests, driven by playwright-core),
 # and a toolchain for better-sqlite3's native build.
 packages=(wireguard-tools wireguard-go iptables nftables ipset iproute2 conntrack curl zbar-tools openssl chromium python3 python3-httpx make g++)

@@ -8,11 +8,13 @@ import { MIGRATIONS } from '../db/migrations.js';
 import { WgoError } from '../errors.js';
 import { requestControl } from '../gateway/control.js';
 import { ensureClosedFirewall, inspectFirewall, removeFirewall } from '../gateway/firewall.js';
+import { ingressBarrierInSync } from '../gateway/ingress.js';
 import { effectiveStatus } from '../gateway/peer-service.js';
 import { caConstraintProblem } from '../gateway/ca-reissue.js';
 import { caStore } from '../gateway/ca-store.js';
 import { execRunner, type Runner } from '../system/exec.js';
 import { createFirewall } from '../system/firewall.js';
+import { createIngress } from '../system/ingress.js';
 import { modeOf } from '../system/files.js';
 import { ipForwarding } from '../system/sysctl.js';
 import { createWireguard } from '../system/wireguard.js';
@@ -48,11 +50,13 @@ export async function showStatus(config: Config, o: { json?: boolean }, io: Io, 
   }
   const [daemon, link, firewall] = await Promise.all([daemonStatus(config), wg.link(config.interface), inspectFirewall(createFirewall(run), specOf(config))]);
   const wgPeers = link ? (await wg.dump(config.interface)).peers.length : 0;
+  // The tc barrier lives on the interface: none to check without one.
+  const barrier = link ? await ingressBarrierInSync(createIngress(run), specOf(config)).catch(() => false) : null;
   const setMatches = firewall.setEntries.length === activeAddresses.length && activeAddresses.every((a) => firewall.setEntries.includes(a));
   const data = {
     daemon,
     interface: { name: config.interface, exists: !!link, up: link?.up ?? false, addresses: link?.addresses ?? [], peers: wgPeers },
-    firewall: { ipv4InSync: firewall.inSync.ipv4, ipv6InSync: firewall.inSync.ipv6, setEntries: firewall.setEntries.length, setMatchesDatabase: setMatches },
+    firewall: { ipv4InSync: firewall.inSync.ipv4, ipv6InSync: firewall.inSync.ipv6, barrierInSync: barrier, setEntries: firewall.setEntries.length, setMatchesDatabase: setMatches },
     peers: counts,
     ca: caCheck(config),
   };
@@ -60,7 +64,7 @@ export async function showStatus(config: Config, o: { json?: boolean }, io: Io, 
     [
       `daemon      ${d.daemon.running ? `running (pid ${d.daemon.pid})` : 'not running'}`,
       `interface   ${d.interface.name} ${d.interface.exists ? (d.interface.up ? 'up' : 'down') : 'absent'} ${d.interface.addresses.join(' ')} (${d.interface.peers} peers)`,
-      `firewall    ipv4 ${d.firewall.ipv4InSync ? 'in sync' : 'OUT OF SYNC'}, ipv6 ${d.firewall.ipv6InSync ? 'in sync' : 'OUT OF SYNC'}, ${d.firewall.setEntries} addresses allowed${d.firewall.setMatchesDatabase ? '' : ' (differs from database)'}`,
+      `firewall    ipv4 ${d.firewall.ipv4InSync ? 'in sync' : 'OUT OF SYNC'}, ipv6 ${d.firewall.ipv6InSync ? 'in sync' : 'OUT OF SYNC'}, tc barrier ${d.firewall.barrierInSync === null ? 'n/a (no interface)' : d.firewall.barrierInSync ? 'in place' : 'MISSING'}, ${d.firewall.setEntries} addresses allowed${d.firewall.setMatchesDatabase ? '' : ' (differs from database)'}`,
       `peers       ${Object.entries(d.peers).map(([k, v]) => `${v} ${k}`).join(', ') || 'none'}`,
       `ca          ${d.ca.status === 'ok' ? 'name constraints in place' : `${d.ca.status.toUpperCase()}: ${d.ca.detail}`}`,
     ].join('\n') + '\n');
@@ -86,7 +90,7 @@ export async function runDoctor(config: Config, o: { json?: boolean }, io: Io, r
   const add = (check: string, status: CheckResult['status'], detail: string): void => void results.push({ check, status, detail });
   const programs: [string, string[]][] = [
     ['wg', ['--version']], ['ip', ['-V']], ['iptables-restore', ['--version']], ['ip6tables-restore', ['--version']],
-    ['ipset', ['version']], ['conntrack', ['--version']],
+    ['ipset', ['version']], ['conntrack', ['--version']], ['tc', ['-V']],
   ];
   if (config.wireguard !== 'kernel') programs.push([config.wireguardGo, ['--version']]);
   for (const [p, args] of programs) {
@@ -125,11 +129,22 @@ export async function runDoctor(config: Config, o: { json?: boolean }, io: Io, r
   } catch (e) {
     add('firewall', 'fail', (e as Error).message);
   }
+  let hasLink = false;
   try {
     const link = await createWireguard(run).link(config.interface);
+    hasLink = !!link;
     add('interface', link?.up ? 'ok' : 'fail', link ? `${config.interface} ${link.up ? 'up' : 'down'} ${link.addresses.join(' ')}` : `${config.interface} does not exist`);
   } catch (e) {
     add('interface', 'fail', (e as Error).message);
+  }
+  // The second barrier lives on the interface (see README, Firewall).
+  if (hasLink) {
+    try {
+      const ok = await ingressBarrierInSync(createIngress(run), specOf(config));
+      add('tunnel barrier', ok ? 'ok' : 'fail', ok ? `tc ingress filter on ${config.interface} in place` : `tc ingress filter on ${config.interface} missing or changed (tc filter show dev ${config.interface} ingress)`);
+    } catch (e) {
+      add('tunnel barrier', 'fail', (e as Error).message);
+    }
   }
   const d = await daemonStatus(config);
   add('daemon', d.running ? 'ok' : 'warn', d.running ? `serve running (pid ${d.pid})` : 'serve is not running');

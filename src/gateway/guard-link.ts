@@ -16,7 +16,7 @@ import { createRecorder } from '../guard/recorder.js';
 import { createGuard, type GuardLog } from '../guard/server.js';
 import { generateLeafKey } from './ca-store.js';
 import type { GatewayContext } from './context.js';
-import { gatewayMetrics } from './metrics.js';
+import { firewallMetrics, gatewayMetrics, type FirewallLayers } from './metrics.js';
 import { followPeerSet, peerSetSource } from './peer-set.js';
 import { changeSignal, createSyncApi } from './sync-api.js';
 
@@ -63,12 +63,13 @@ export function ensureServerCert(ctx: GatewayContext, file: string, role: CertRo
  * guard itself (single-box, sharing the database) and /metrics + /healthz.
  * `changed()` is called by serve's change poll after every commit.
  */
-export async function startGuardLink(ctx: GatewayContext, log: GuardLog, health: () => Record<string, unknown> & { ok: boolean }) {
+export async function startGuardLink(ctx: GatewayContext, log: GuardLog, health: () => Record<string, unknown> & { ok: boolean }, firewall?: () => FirewallLayers) {
   const { config } = ctx;
   const { ca } = ctx.ca.ensure();
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'wgo_process_' });
   const gm = gatewayMetrics(registry, ctx.db);
+  if (firewall) firewallMetrics(registry, firewall);
   const source = peerSetSource(ctx.db, config);
   const changes = changeSignal();
   const closers: (() => Promise<void> | void)[] = [];

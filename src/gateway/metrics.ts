@@ -76,3 +76,25 @@ export function gatewayMetrics(registry: Registry, db: Db, clock: () => number =
     },
   };
 }
+
+/**
+ * Each firewall layer at the latest full reconcile: true in place (or put
+ * right), false failed (the interface is then kept down), null not checked yet.
+ * `iptables`: chains, hooks and peer set; `tc`: the ingress barrier on the tunnel interface.
+ */
+export interface FirewallLayers {
+  iptables: boolean | null;
+  tc: boolean | null;
+}
+
+/** `wgo_firewall_layer_ok{layer}`: 1 in place, 0 failed (alert on 0). */
+export function firewallMetrics(registry: Registry, layers: () => FirewallLayers): void {
+  new Gauge({
+    name: 'wgo_firewall_layer_ok', help: 'Whether each firewall layer (iptables, tc) was in place at the latest full reconcile (0: failed, interface kept down)',
+    labelNames: ['layer'] as const, registers: [registry],
+    collect() {
+      this.reset();
+      for (const [layer, ok] of Object.entries(layers())) if (ok !== null) this.set({ layer }, ok ? 1 : 0);
+    },
+  });
+}

@@ -4,8 +4,10 @@ import { chainNames, diffSet, parseIpsetSave, renderSetRestore, setEntryFor, typ
 import { diffWireguard, isWgDiffEmpty, renderSyncConf, wgSetArgs } from '../core/wg-plan.js';
 import type { ConntrackDriver } from '../system/conntrack.js';
 import type { FirewallDriver } from '../system/firewall.js';
+import type { IngressDriver } from '../system/ingress.js';
 import type { WgImpl, WireguardDriver } from '../system/wireguard.js';
 import { repairRules } from './firewall.js';
+import { ensureIngressBarrier } from './ingress.js';
 import type { DesiredChanges } from './context.js';
 import { isDeltaEmpty, planDelta } from '../core/delta.js';
 
@@ -18,6 +20,8 @@ export interface ReconcileDeps {
   loadChanges?: () => DesiredChanges | null;
   wg: WireguardDriver;
   fw: FirewallDriver;
+  /** tc on the tunnel interface: the second barrier, independent of netfilter. */
+  tc: IngressDriver;
   conntrack: ConntrackDriver;
   privateKey: string;
   privateKeyFile: string;
@@ -37,6 +41,12 @@ export interface ReconcileResult {
   peers: number;
   created: WgImpl | null;
   firewallRepaired: Family[];
+  /**
+   * The tc ingress barrier on the interface: already in place, put right by
+   * this run, or failed (the interface is then kept down); null when this run
+   * did not look (the fast path, or the iptables side failed first).
+   */
+  barrier: 'in-place' | 'repaired' | 'failed' | null;
   setAdded: number;
   setRemoved: number;
   wgUpserted: number;
@@ -64,17 +74,37 @@ async function cutFlows(d: ReconcileDeps, addresses: Iterable<string>, r: Reconc
 }
 
 /**
+ * The tc barrier on the (existing) interface; on failure the interface is
+ * taken down and stays down until a run installs it: fail closed.
+ */
+async function ensureBarrier(d: ReconcileDeps, spec: FirewallSpec, r: ReconcileResult, fail: (step: string, e: unknown) => void,
+  up: boolean, shown: { qdisc: string; filters: string } | null): Promise<boolean> {
+  try {
+    r.barrier = (await ensureIngressBarrier(d.tc, spec, shown ?? undefined)) ? 'repaired' : 'in-place';
+    if (r.barrier === 'repaired') r.noop = false;
+    return true;
+  } catch (e) {
+    r.barrier = 'failed';
+    fail('tunnel barrier', e);
+    d.log.error({ event: 'tunnel-barrier', iface: spec.iface, err: (e as Error).message },
+      'cannot install the tc ingress barrier on the tunnel interface: keeping it down (fail closed)');
+    if (up) await d.wg.setUp(spec.iface, false).catch((err) => fail('fail-closed link down', err));
+    return false;
+  }
+}
+
+/**
  * Brings kernel state to the desired state. Firewall first (so the interface
  * never exists without its rules), additions before removals, flows of removed
- * peers cut last. If the firewall cannot be ensured the interface is taken
- * down: fail closed.
+ * peers cut last. If the firewall or the tc barrier cannot be ensured the
+ * interface is taken down: fail closed.
  */
 export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> {
   const start = performance.now();
   const desired = d.loadDesired();
   const r: ReconcileResult = {
-    ok: true, mode: 'full', peers: desired.peers.length, created: null, firewallRepaired: [], setAdded: 0, setRemoved: 0,
-    wgUpserted: 0, wgRemoved: 0, cut: [], noop: true, errors: [], durationMs: 0,
+    ok: true, mode: 'full', peers: desired.peers.length, created: null, firewallRepaired: [], barrier: null, setAdded: 0,
+    setRemoved: 0, wgUpserted: 0, wgRemoved: 0, cut: [], noop: true, errors: [], durationMs: 0,
   };
   const fail = (step: string, e: unknown): void => {
     r.ok = false;
@@ -84,10 +114,10 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
   const spec: FirewallSpec = { iface: desired.iface, ollamaHost: desired.ollamaHost, ollamaPort: desired.ollamaPort };
   const names = chainNames(desired.iface);
 
-  // Every read at once; the peer table too (it fails harmlessly when the interface is missing).
-  const [save4, save6, setText, link, firstDump] = await Promise.all([
+  // Every read at once; the peer table and tc too (they fail harmlessly when the interface is missing).
+  const [save4, save6, setText, link, firstDump, firstTc] = await Promise.all([
     d.fw.save('ipv4'), d.fw.save('ipv6'), d.fw.saveSet(names.set), d.wg.link(desired.iface),
-    d.wg.dump(desired.iface).catch(() => null),
+    d.wg.dump(desired.iface).catch(() => null), d.tc.show(desired.iface).catch(() => null),
   ]);
   const now = (d.clock ?? Date.now)();
   const want = new Map(desired.peers.map((p) => [p.address, setEntryFor(p.name, p.expiresAt, now)]));
@@ -113,13 +143,20 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
     return r;
   }
 
-  // 2. The interface, its identity, then the peer table.
+  // 2. The interface, its second barrier (before it is ever up), its identity, then the peer table.
   let cut = new Set<string>();
+  let createError: unknown = null;
   try {
     if (!link) {
       r.created = await d.wg.create(desired.iface, d.wireguard, d.wireguardGo);
       r.noop = false;
     }
+  } catch (e) {
+    createError = e;
+  }
+  const barrierOk = !createError && (await ensureBarrier(d, spec, r, fail, !!link?.up, link && !r.created ? firstTc : null));
+  try {
+    if (createError) throw createError;
     let dump = link && firstDump ? firstDump : await d.wg.dump(desired.iface);
     if (dump.iface.privateKey !== d.privateKey || dump.iface.listenPort !== desired.listenPort) {
       await d.wg.setIdentity(desired.iface, d.privateKeyFile, desired.listenPort);
@@ -131,7 +168,7 @@ export async function reconcileOnce(d: ReconcileDeps): Promise<ReconcileResult> 
       await d.wg.addAddress(desired.iface, desired.addressCidr);
       r.noop = false;
     }
-    if (!current.up) {
+    if (!current.up && barrierOk) {
       await d.wg.setUp(desired.iface, true);
       r.noop = false;
     }
@@ -181,8 +218,8 @@ export async function applyChanges(d: ReconcileDeps, ch: DesiredChanges): Promis
   const now = (d.clock ?? Date.now)();
   const plan = planDelta(ch.before, ch.after, now);
   const r: ReconcileResult = {
-    ok: true, mode: 'changes', peers: ch.state.peers.length, created: null, firewallRepaired: [], setAdded: 0, setRemoved: 0,
-    wgUpserted: 0, wgRemoved: 0, cut: [], noop: isDeltaEmpty(plan), errors: [], durationMs: 0,
+    ok: true, mode: 'changes', peers: ch.state.peers.length, created: null, firewallRepaired: [], barrier: null, setAdded: 0,
+    setRemoved: 0, wgUpserted: 0, wgRemoved: 0, cut: [], noop: isDeltaEmpty(plan), errors: [], durationMs: 0,
   };
   if (r.noop) return r;
   if (plan.wgUpsert.length + plan.wgRemove.length > SYNCCONF_THRESHOLD) return null;
@@ -227,11 +264,17 @@ export function createReconciler(input: ReconcileDeps & { version?: () => number
   let queued: Promise<ReconcileResult> | null = null;
   let queuedMode: Mode = 'changes';
   let startedAt = -1;
+  /**
+   * False while the latest full run failed (a barrier missing, the interface
+   * kept down): every run is then full, so that it repairs, and so that no
+   * fast-path "ok" hides the failure from status, /healthz and the metrics.
+   */
+  let healthy = true;
 
   /** The fast path, falling back to a full run when it cannot be used or fails. */
   const runChanges = async (): Promise<ReconcileResult> => {
     const ch = deps.loadChanges?.() ?? null;
-    const fast = ch ? await applyChanges(deps, ch) : null;
+    const fast = ch && healthy ? await applyChanges(deps, ch) : null;
     if (fast?.ok) return fast;
     const full = await reconcileOnce(deps);
     if (fast) full.errors.unshift(...fast.errors.map((e) => `fast path: ${e}`));
@@ -242,10 +285,11 @@ export function createReconciler(input: ReconcileDeps & { version?: () => number
     if (version) startedAt = version();
     const p = (mode === 'changes' ? runChanges() : reconcileOnce(deps))
       .catch((e: unknown): ReconcileResult => ({
-        ok: false, mode, peers: 0, created: null, firewallRepaired: [], setAdded: 0, setRemoved: 0, wgUpserted: 0,
+        ok: false, mode, peers: 0, created: null, firewallRepaired: [], barrier: null, setAdded: 0, setRemoved: 0, wgUpserted: 0,
         wgRemoved: 0, cut: [], noop: false, errors: [(e as Error).message], durationMs: 0,
       }))
       .then((res) => {
+        if (res.mode === 'full') healthy = res.ok;
         if (!res.noop || !res.ok) deps.log.info({ event: 'reconcile', ...res }, res.ok ? 'reconciled' : 'reconcile failed');
         return res;
       })

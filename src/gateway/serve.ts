@@ -9,6 +9,7 @@ import { WgoError } from '../errors.js';
 import { createConntrack } from '../system/conntrack.js';
 import { execRunner, type Runner } from '../system/exec.js';
 import { createFirewall } from '../system/firewall.js';
+import { createIngress } from '../system/ingress.js';
 import { enableIpForwarding, ipForwarding } from '../system/sysctl.js';
 import { createWireguard } from '../system/wireguard.js';
 import { createDesiredStore, openGateway } from './context.js';
@@ -17,6 +18,7 @@ import { listenControl } from './control.js';
 import { startGuardLink } from './guard-link.js';
 import { coverConfigNames } from './ca-reissue.js';
 import { createMonitor } from './monitor.js';
+import type { FirewallLayers } from './metrics.js';
 import { createReconciler, type ReconcileResult } from './reconciler.js';
 
 /** How often the daemon looks for commits made by other processes (PRAGMA data_version). */
@@ -65,6 +67,7 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
     loadChanges: () => store.changes(),
     wg,
     fw,
+    tc: createIngress(run),
     conntrack: createConntrack(run),
     privateKey: ctx.privateKey,
     privateKeyFile: config.paths.serverKey,
@@ -76,6 +79,7 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
   const peers = peerRepository(ctx.db);
   const audit = auditRepository(ctx.db);
   let last: ReconcileResult | null = null;
+  const layers: FirewallLayers = { iptables: null, tc: null };
   let lastAt = 0;
   let expiryTimer: NodeJS.Timeout | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
@@ -87,6 +91,10 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
     const requestedAt = Date.now();
     const res = await reconciler.request(mode);
     last = res;
+    if (res.mode === 'full') {
+      layers.iptables = !res.errors.some((e) => e.startsWith('firewall:'));
+      if (res.barrier !== null) layers.tc = res.barrier !== 'failed';
+    }
     lastAt = Date.now();
     if (stopping) return res;
     try {
@@ -144,7 +152,8 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
       interface: config.interface,
       peers: last?.peers ?? 0,
       lastReconcile: last ? { ok: last.ok, errors: last.errors } : null,
-    }));
+      firewall: { ...layers },
+    }), () => layers);
   } catch (e) {
     // Exit rather than run half a daemon; the firewall stays as it is (closed to all but active peers).
     stopping = true;

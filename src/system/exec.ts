@@ -28,6 +28,7 @@ const INSTALL_HINT: Record<string, string> = {
   'ip6tables-save': 'iptables',
   'ip6tables-restore': 'iptables',
   conntrack: 'conntrack',
+  tc: 'iproute2',
 };
 
 /**

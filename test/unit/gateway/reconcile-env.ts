@@ -4,6 +4,7 @@ import { generateKeyPair } from '../../../src/core/keys.js';
 import type { ReconcileDeps } from '../../../src/gateway/reconciler.js';
 import { FakeConntrack } from '../../fakes/conntrack.js';
 import { FakeFirewall } from '../../fakes/firewall.js';
+import { FakeIngress } from '../../fakes/ingress.js';
 import { FakeWireguard } from '../../fakes/wireguard.js';
 
 export const KEY_FILE = '/var/lib/wg-ollama/server.key';
@@ -21,6 +22,7 @@ export interface ReconcileEnv {
   log: string[];
   wg: FakeWireguard;
   fw: FakeFirewall;
+  tc: FakeIngress;
   conntrack: FakeConntrack;
   peers: DesiredPeer[];
   desired: DesiredState;
@@ -39,10 +41,12 @@ export function reconcileEnv(): ReconcileEnv {
   const wg = new FakeWireguard(log, files);
   const fw = new FakeFirewall(log);
   const conntrack = new FakeConntrack(log);
+  const tc = new FakeIngress((iface) => wg.ifaces.has(iface), log);
   const env: ReconcileEnv = {
     log,
     wg,
     fw,
+    tc,
     conntrack,
     peers: [],
     desired: {
@@ -76,6 +80,7 @@ export function reconcileEnv(): ReconcileEnv {
     loadDesired: () => ({ ...env.desired, peers: [...env.desired.peers] }),
     wg,
     fw,
+    tc,
     conntrack,
     privateKey: server.privateKey,
     privateKeyFile: KEY_FILE,

@@ -17,7 +17,7 @@ describe('reconcileOnce: first run', () => {
     env.desired.peers = [env.peer(0)];
     const r = await run();
     expect(r).toMatchObject({
-      ok: true, noop: false, created: 'kernel', firewallRepaired: ['ipv4', 'ipv6'], peers: 1, setAdded: 1, wgUpserted: 1, errors: [],
+      ok: true, noop: false, created: 'kernel', firewallRepaired: ['ipv4', 'ipv6'], barrier: 'repaired', peers: 1, setAdded: 1, wgUpserted: 1, errors: [],
     });
     expect(env.log).toEqual([
       'ipset create wgo-peers-wgo0',
@@ -25,6 +25,8 @@ describe('reconcileOnce: first run', () => {
       'fw.restore ipv4',
       'fw.restore ipv6',
       'wg.create',
+      'tc qdisc add',
+      'tc filter replace',
       'wg.setIdentity',
       'wg.addAddress 10.66.0.1/16',
       'wg.setUp true',
@@ -52,7 +54,7 @@ describe('reconcileOnce: first run', () => {
     const restores = env.fw.restores.length;
     const r = await run();
     expect(r).toMatchObject({
-      ok: true, noop: true, created: null, firewallRepaired: [], setAdded: 0, setRemoved: 0, wgUpserted: 0, wgRemoved: 0, cut: [], errors: [],
+      ok: true, noop: true, created: null, firewallRepaired: [], barrier: 'in-place', setAdded: 0, setRemoved: 0, wgUpserted: 0, wgRemoved: 0, cut: [], errors: [],
     });
     expect(env.since(mark)).toEqual([]);
     expect(env.fw.restores.length).toBe(restores);
