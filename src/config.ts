@@ -129,6 +129,11 @@ const schema = z
         /** Extra DNS names for the guard's server certificate. */
         dnsNames: z.array(z.string().regex(HOSTNAME_RE, 'must be a DNS name')).max(16).default([]),
         limits: limitsSchema.default(limitsSchema.parse({})),
+        /**
+         * While request records cannot be written to the database (a full disk): "refuse" answers
+         * every request 503 audit_unavailable (nothing served unrecorded); "serve" keeps serving.
+         */
+        auditFailure: z.enum(['refuse', 'serve']).default('refuse'),
       })
       .strict()
       .optional(),

@@ -272,4 +272,13 @@ export const MIGRATIONS: readonly string[] = [
       ON CONFLICT (day, peer_id) DO UPDATE SET tokens = tokens + excluded.tokens;
   END;
   `,
+  // 8: small facts the gateway keeps about itself (key → value). First use: the single-box
+  // guard's write probe — while request records cannot be written (a full disk), one committed
+  // write tells when they can again (guard/audit.ts, gateway/local-audit.ts).
+  `
+  CREATE TABLE gateway_state (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  ) STRICT, WITHOUT ROWID;
+  `,
 ];

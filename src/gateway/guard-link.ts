@@ -5,17 +5,17 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import { parseListen } from '../core/limits.js';
 import { certificateRepository } from '../db/certificates.js';
 import type { RequestRecord } from '../core/request-record.js';
-import { requestRepository } from '../db/requests.js';
 import type { CertRole } from '../db/certificates.js';
 import { certificateInfo, issueCertificate } from '../pki/ca.js';
 import { ensurePrivateDir, writeSecretFile } from '../system/files.js';
 import { closeableServer } from '../system/sockets.js';
 import { createMetricsServer, listen } from '../system/metrics-http.js';
 import { guardMetrics } from '../guard/metrics.js';
-import { createRecorder } from '../guard/recorder.js';
+import { createAuditTrail, type AuditTrail } from '../guard/audit.js';
 import { createGuard, type GuardLog } from '../guard/server.js';
 import { generateLeafKey } from './ca-store.js';
 import type { GatewayContext } from './context.js';
+import { localAuditSpool } from './local-audit.js';
 import { firewallMetrics, gatewayMetrics, type FirewallLayers } from './metrics.js';
 import { followPeerSet, peerSetSource } from './peer-set.js';
 import { changeSignal, createSyncApi } from './sync-api.js';
@@ -76,6 +76,7 @@ export async function startGuardLink(ctx: GatewayContext, log: GuardLog, health:
 
   let localGuard: ReturnType<typeof createGuard> | null = null;
   let flushLocal = (): void => undefined;
+  let localAudit: AuditTrail | null = null;
   try {
     if (config.sync) {
       const addr = parseListen(config.sync.listen)!;
@@ -91,22 +92,19 @@ export async function startGuardLink(ctx: GatewayContext, log: GuardLog, health:
       const g = config.guard;
       const addr = parseListen(g.listen)!;
       const tls = ensureServerCert(ctx, 'guard', 'guard-server', 'wg-ollama guard (local)', [addr.host], g.dnsNames);
-      const requests = requestRepository(ctx.db);
-      let seq = requests.maxSeq('local');
       let stored = (_records: RequestRecord[]): void => undefined;
       const metrics = guardMetrics(registry);
-      const recorder = createRecorder({
-        write: (batch) => {
-          const records = batch.map((r) => ({ ...r, seq: ++seq }));
-          requests.insertBatch('local', records);
+      // Records go to the database; while they cannot be written, guard.auditFailure decides (guard/audit.ts).
+      const audit = createAuditTrail({
+        spool: localAuditSpool(ctx.db), mode: g.auditFailure, metrics, log,
+        onWritten: (records) => {
           stored(records);
           gm.records(records);
         },
-        onError: (e) => log.error({ event: 'records', err: e.message }, 'cannot store request records; retrying'),
-        onDrop: (n) => metrics.recordsDropped(n),
       });
-      flushLocal = recorder.flush;
-      localGuard = createGuard({ tls: { ...tls, ca: ca.certPem }, limits: g.limits, upstream: g.upstream, metrics, record: recorder.record, log });
+      localAudit = audit;
+      flushLocal = () => void audit.flush();
+      localGuard = createGuard({ tls: { ...tls, ca: ca.certPem }, limits: g.limits, upstream: g.upstream, metrics, record: audit.record, log, audit });
       localGuard.setPeers(source.load(Date.now()));
       const guard = localGuard;
       // The daily budget (guard/budget.ts): records are in the database once written, so the figures
@@ -127,14 +125,22 @@ export async function startGuardLink(ctx: GatewayContext, log: GuardLog, health:
       await listen(localGuard.server, addr.host, addr.port, 'guard (config guard.listen)');
       closers.push(async () => {
         await guard.close();
-        recorder.flush();
+        audit.flush();
+        audit.stop();
       });
       log.info({ event: 'guard', listen: g.listen, upstream: g.upstream }, 'guard listening (single-box)');
     }
 
     if (config.metricsListen) {
       const m = parseListen(config.metricsListen)!;
-      const server = createMetricsServer(registry, health);
+      // Not healthy while the single-box guard cannot record requests, in either auditFailure mode.
+      const withAudit = (): Record<string, unknown> & { ok: boolean } => {
+        const h = health();
+        if (!localAudit) return h;
+        const a = localAudit.state();
+        return { ...h, ok: h.ok && a.ok, audit: { ok: a.ok, mode: a.mode, buffered: a.buffered, lastError: a.lastError } };
+      };
+      const server = createMetricsServer(registry, withAudit);
       await listen(server, m.host, m.port, 'metrics (config metricsListen)');
       closers.push(() => void server.close());
     }

@@ -30,7 +30,7 @@ describe('openDatabase', () => {
     expect(db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
     expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
     const tables = db.prepare(`SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name`).pluck().all();
-    expect(tables).toEqual(['admin_sessions', 'admins', 'audit_log', 'certificates', 'connection_events', 'enrollments', 'guards', 'login_throttle', 'peer_link', 'peer_tokens', 'peer_tokens_daily', 'peers', 'requests', 'retired_keys']);
+    expect(tables).toEqual(['admin_sessions', 'admins', 'audit_log', 'certificates', 'connection_events', 'enrollments', 'gateway_state', 'guards', 'login_throttle', 'peer_link', 'peer_tokens', 'peer_tokens_daily', 'peers', 'requests', 'retired_keys']);
   });
 
   test('migrating again is a no-op', () => {

@@ -23,9 +23,10 @@ function fakeSpool() {
     full: false,
     written,
     probes: 0,
-    append(batch: DraftRecord[]): void {
+    append(batch: DraftRecord[]): (DraftRecord & { seq: number })[] {
       if (s.full) throw diskFull();
       written.push(...batch);
+      return batch.map((r, i) => ({ ...r, seq: written.length - batch.length + i + 1 }));
     },
     probe(): void {
       s.probes++;
