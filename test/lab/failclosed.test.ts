@@ -94,11 +94,14 @@ describe('fail closed', () => {
     expect(v6.split('\n').filter((l) => l === '-A FORWARD -j WGO-FWD-wgofc')).toHaveLength(1);
   });
 
-  it('the forbidden listeners answer when the firewall is bypassed (so the checks above can fail)', async () => {
+  it('the forbidden listeners answer only when both barriers are bypassed (so the checks above can fail)', async () => {
     gw.daemon()!.kill('SIGKILL');
     await gw.daemon();
     await lab.exec(lab.ns('gw'), 'iptables', ['-I', 'WGO-FWD-wgofc', '1', '-j', 'ACCEPT']);
     await lab.exec(lab.ns('gw'), 'iptables', ['-I', 'WGO-IN-wgofc', '1', '-j', 'ACCEPT']);
+    // iptables open: the tunnel interface's own filter (tc, the second barrier) still drops them.
+    expect(await Promise.all(forbidden.map(reachable))).toEqual(forbidden.map(() => false));
+    expect((await lab.exec(lab.ns('gw'), 'tc', ['qdisc', 'del', 'dev', 'wgofc', 'clsact'])).code).toBe(0);
     expect(await Promise.all(forbidden.map(reachable))).toEqual(forbidden.map(() => true));
     await gw.start(); // repairs at start
     await expectOnlyOllama();

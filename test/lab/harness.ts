@@ -169,6 +169,14 @@ export async function get(lab: Lab, ns: string, url: string, timeoutSec = 2): Pr
   return { ok: r.code === 0, body: r.stdout, code: r.code };
 }
 
+/** Packets the WireGuard interface's ingress filter (tc clsact, the first barrier) dropped on the gateway. */
+export async function tunnelDrops(lab: Lab, iface: string): Promise<number> {
+  const r = await lab.exec(lab.ns('gw'), 'tc', ['-s', '-j', 'qdisc', 'show', 'dev', iface]);
+  const clsact = (JSON.parse(r.stdout) as { kind: string; drops: number }[]).find((q) => q.kind === 'clsact');
+  if (!clsact) throw new Error(`no clsact qdisc on ${iface}: ${r.stdout} ${r.stderr}`);
+  return clsact.drops;
+}
+
 /** A long NDJSON stream from the GPU host through the tunnel (curl -N), written to a file. */
 export interface Stream {
   lines: () => number;
