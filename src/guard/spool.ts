@@ -3,7 +3,7 @@ import Database from 'better-sqlite3';
 import type { RequestRecord } from '../core/request-record.js';
 import { WgoError } from '../errors.js';
 import type { Usage } from './budget.js';
-import type { PeerSet } from './peer-set.js';
+import type { PeerSet } from '../core/wire.js';
 import type { DraftRecord } from './recorder.js';
 
 /**

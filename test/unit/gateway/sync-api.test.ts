@@ -9,7 +9,7 @@ import { requestRepository } from '../../../src/db/requests.js';
 import { guardService, type IssuedGuard } from '../../../src/gateway/guard-service.js';
 import { peerSetSource, type PeerSetSource } from '../../../src/gateway/peer-set.js';
 import { changeSignal, createSyncApi, type ChangeSignal } from '../../../src/gateway/sync-api.js';
-import type { PeerSet } from '../../../src/guard/peer-set.js';
+import type { PeerSet } from '../../../src/core/wire.js';
 import { createCa, issueCertificate, type CaMaterial } from '../../../src/pki/ca.js';
 import { testCa, testCaStore } from '../ca-fixture.js';
 import { WHO, peerEnv, type PeerEnv } from './peer-env.js';
