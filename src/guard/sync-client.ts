@@ -31,6 +31,15 @@ const MAX_BACKOFF_MS = 5_000;
  */
 const pushAnswer = pushAnswerSchema.pick({ rejected: true }).extend({ usage: z.unknown() });
 
+/** The record fields named by the saved peer set; none when it cannot be read (guard/main.ts says why). */
+function savedRecordFields(spool: Spool): string[] | undefined {
+  try {
+    return spool.loadPeerSet()?.recordFields;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface SyncClientOptions {
   gatewayUrl: string;
   tls: { ca: string; cert: string; key: string };
@@ -62,7 +71,7 @@ export function startSyncClient(o: SyncClientOptions) {
   // change made while this guard was down come with it (the saved set is enforced meanwhile).
   let version = '';
   // Record fields the gateway stores (from its last peer set; the saved one until the first poll answers).
-  let recordFields = o.spool.loadPeerSet()?.recordFields;
+  let recordFields = savedRecordFields(o.spool);
   let connected = false;
   let lastError: string | null = null;
   /** Why the last peer set could not be saved, until one is (reported by state() and /healthz). */
