@@ -28,7 +28,7 @@ export function peerSetSource(db: Db, config: Config) {
   const configTag = createHash('sha256').update(JSON.stringify({ logPrompts: config.logPrompts, defaults })).digest('hex').slice(0, 12);
   const notAfter = db.prepare(`SELECT not_after FROM certificates WHERE serial = ?`).pluck();
   /** Today's charged tokens of the active peers, by name (the UTC day of `now`). */
-  const tokensToday = (now: number): { day: string; tokensToday: Record<string, number> } => {
+  const tokensToday = (now: number): Omit<UsageFigures, 'upTo'> => {
     const day = utcDay(now);
     const tokens = requests.tokensOnDay(day);
     return { day, tokensToday: Object.fromEntries(peers.active(now).filter((p) => p.certSerial !== null).map((p) => [p.name, tokens.get(p.id) ?? 0])) };
