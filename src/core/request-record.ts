@@ -1,58 +1,64 @@
 import { z } from 'zod';
 
+const text = (max: number) => z.string().max(max).nullable();
+const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/** Longest prompt text kept (logPrompts): longer ones are cut, their hash and length still cover all of it. */
+export const MAX_PROMPT_TEXT = 1024 * 1024;
+const LIMITS = { peer: 64, source: 64, method: 16, path: 2048, endpoint: 32, model: 256, promptText: MAX_PROMPT_TEXT, refusal: 64 } as const;
+
 /**
  * One request the guard saw, refused ones included: what `logs requests`
- * shows and what a guard pushes to the gateway. Never the prompt text unless
- * logPrompts is on (then `promptText`).
+ * shows and what a guard pushes to the gateway (POST /v1/records, core/wire.ts).
+ * Never the prompt text unless logPrompts is on (then `promptText`). The gateway
+ * validates every pushed record with this schema: a guard is trusted to be
+ * itself, not to send well-formed data.
  */
-export interface RequestRecord {
-  /** The guard's own sequence number: (guard, seq) identifies a record exactly once. */
-  seq: number;
-  at: number;
-  peer: string | null;
-  certSerial: string | null;
-  source: string;
-  method: string | null;
-  path: string | null;
-  endpoint: string | null;
-  model: string | null;
-  promptSha256: string | null;
-  promptLength: number | null;
-  promptText: string | null;
-  status: number;
-  bytesIn: number;
-  bytesOut: number;
-  promptTokens: number | null;
-  evalTokens: number | null;
-  ttfbMs: number | null;
-  durationMs: number;
-  /** Why the guard refused or cut the request (e.g. model_denied, auth_revoked, peer_revoked), null when it was served. */
-  refusal: string | null;
-  /**
-   * What authenticated the request: a client certificate or a peer-bound token
-   * (then certSerial is the certificate the token is bound to); null when it was
-   * refused before any credential verified. Absent in records from older guards.
-   */
-  auth?: 'certificate' | 'token' | null;
-  /**
-   * Tokens charged to the peer's daily budget by estimate, instead of promptTokens + evalTokens:
-   * set when Ollama's final counts were missing (a stream cut before them) or implausible
-   * (core/token-charge.ts); null when the counts were charged, or nothing was. Absent in
-   * records from older guards.
-   */
-  estimatedTokens?: number | null;
-}
+export const requestRecordSchema = z
+  .object({
+    /** The guard's own sequence number: (guard, seq) identifies a record exactly once. */
+    seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+    at: z.number().int().min(0).max(8.64e15),
+    peer: text(LIMITS.peer),
+    certSerial: z.string().regex(/^[0-9a-f]{1,64}$/).nullable(),
+    source: z.string().min(1).max(LIMITS.source),
+    method: text(LIMITS.method),
+    path: text(LIMITS.path),
+    endpoint: text(LIMITS.endpoint),
+    model: text(LIMITS.model),
+    promptSha256: z.string().regex(/^[0-9a-f]{64}$/).nullable(),
+    promptLength: count.nullable(),
+    promptText: text(LIMITS.promptText),
+    status: z.number().int().min(0).max(999),
+    bytesIn: count,
+    bytesOut: count,
+    promptTokens: count.nullable(),
+    evalTokens: count.nullable(),
+    ttfbMs: z.number().min(0).max(1e9).nullable(),
+    durationMs: z.number().min(0).max(1e10),
+    /** Why the guard refused or cut the request (e.g. model_denied, auth_revoked, peer_revoked), null when it was served. */
+    refusal: text(LIMITS.refusal),
+    /**
+     * What authenticated the request: a client certificate or a peer-bound token
+     * (then certSerial is the certificate the token is bound to); null when it was
+     * refused before any credential verified. Absent in records from older guards.
+     */
+    auth: z.enum(['certificate', 'token']).nullable().optional(),
+    /**
+     * Tokens charged to the peer's daily budget by estimate, instead of promptTokens + evalTokens:
+     * set when Ollama's final counts were missing (a stream cut before them) or implausible
+     * (core/token-charge.ts); null when the counts were charged, or nothing was. Absent in
+     * records from older guards.
+     */
+    estimatedTokens: count.nullable().optional(),
+  })
+  .strict();
+export type RequestRecord = z.output<typeof requestRecordSchema>;
 
 /** What a record charged to its peer's daily budget: the estimate when there is one, else Ollama's counts. */
 export function chargedTokens(r: Pick<RequestRecord, 'promptTokens' | 'evalTokens' | 'estimatedTokens'>): number {
   return r.estimatedTokens ?? (r.promptTokens ?? 0) + (r.evalTokens ?? 0);
 }
-
-const text = (max: number) => z.string().max(max).nullable();
-
-/** Longest prompt text kept (logPrompts): longer ones are cut, their hash and length still cover all of it. */
-export const MAX_PROMPT_TEXT = 1024 * 1024;
-const LIMITS = { peer: 64, source: 64, method: 16, path: 2048, endpoint: 32, model: 256, promptText: MAX_PROMPT_TEXT, refusal: 64 } as const;
 
 /**
  * A record cut to what the gateway accepts: a client chooses the model name
@@ -66,35 +72,6 @@ export function fitRecord<T extends Omit<RequestRecord, 'seq'>>(r: T): T {
   }
   return out;
 }
-const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-
-/** Validates records pushed over the sync API: a guard is trusted to be itself, not to send well-formed data. */
-export const requestRecordSchema = z
-  .object({
-    seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
-    at: z.number().int().min(0).max(8.64e15),
-    peer: text(64),
-    certSerial: z.string().regex(/^[0-9a-f]{1,64}$/).nullable(),
-    source: z.string().min(1).max(64),
-    method: text(16),
-    path: text(2048),
-    endpoint: text(32),
-    model: text(256),
-    promptSha256: z.string().regex(/^[0-9a-f]{64}$/).nullable(),
-    promptLength: count.nullable(),
-    promptText: text(MAX_PROMPT_TEXT),
-    status: z.number().int().min(0).max(999),
-    bytesIn: count,
-    bytesOut: count,
-    promptTokens: count.nullable(),
-    evalTokens: count.nullable(),
-    ttfbMs: z.number().min(0).max(1e9).nullable(),
-    durationMs: z.number().min(0).max(1e10),
-    refusal: text(64),
-    auth: z.enum(['certificate', 'token']).nullable().optional(),
-    estimatedTokens: count.nullable().optional(),
-  })
-  .strict();
 
 /** Record fields a gateway may not know: sent only when its peer set names them (`recordFields`). */
 const NEWER_FIELDS = ['auth', 'estimatedTokens'] as const;

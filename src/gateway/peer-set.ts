@@ -8,8 +8,7 @@ import type { Db } from '../db/open.js';
 import { peerRepository } from '../db/peers.js';
 import { requestRepository } from '../db/requests.js';
 import { tokenRepository } from '../db/tokens.js';
-import type { Usage } from '../guard/budget.js';
-import type { PeerSet } from '../guard/peer-set.js';
+import type { PeerSet, UsageFigures } from '../core/wire.js';
 import { defaultPolicy } from './peer-service.js';
 
 /**
@@ -29,7 +28,7 @@ export function peerSetSource(db: Db, config: Config) {
   const configTag = createHash('sha256').update(JSON.stringify({ logPrompts: config.logPrompts, defaults })).digest('hex').slice(0, 12);
   const notAfter = db.prepare(`SELECT not_after FROM certificates WHERE serial = ?`).pluck();
   /** Today's charged tokens of the active peers, by name (the UTC day of `now`). */
-  const tokensToday = (now: number): { day: string; tokensToday: Record<string, number> } => {
+  const tokensToday = (now: number): Omit<UsageFigures, 'upTo'> => {
     const day = utcDay(now);
     const tokens = requests.tokensOnDay(day);
     return { day, tokensToday: Object.fromEntries(peers.active(now).filter((p) => p.certSerial !== null).map((p) => [p.name, tokens.get(p.id) ?? 0])) };
@@ -70,13 +69,13 @@ export function peerSetSource(db: Db, config: Config) {
       })();
     },
     /**
-     * The daily budget's figures for one guard (guard/budget.ts Usage): today's charged tokens
+     * The daily budget's figures for one guard (core/wire.ts UsageFigures): today's charged tokens
      * of every active peer from all guards, and the highest sequence number stored from this
      * guard's spool — read in one transaction, so the figures include exactly the records up
      * to it. The peer set's tokensToday changes no version: guards get these on every push
      * and from GET /v1/usage instead.
      */
-    usage(now: number, guard: string, spool: string): Usage {
+    usage(now: number, guard: string, spool: string): UsageFigures {
       return db.transaction(() => ({ ...tokensToday(now), upTo: requests.spoolSeq(guard, spool) }))();
     },
   };

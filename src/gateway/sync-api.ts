@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { z } from 'zod';
 import { requestRecordSchema, type RequestRecord } from '../core/request-record.js';
+import { SPOOL_ID, issuesText, pushRequestSchema, type PushAnswer } from '../core/wire.js';
 import { certificateRepository } from '../db/certificates.js';
 import type { Db } from '../db/open.js';
 import { requestRepository } from '../db/requests.js';
@@ -11,11 +11,7 @@ import type { PeerSetSource } from './peer-set.js';
 
 /** Longest a guard's long-poll is held open without a change. */
 const MAX_WAIT_SEC = 30;
-/** Most records accepted in one push. */
-export const MAX_PUSH_RECORDS = 1000;
 const MAX_PUSH_BYTES = 32 * 1024 * 1024;
-
-const pushSchema = z.object({ spool: z.string().regex(/^[0-9a-f]{16,64}$/).optional(), records: z.array(z.unknown()).max(MAX_PUSH_RECORDS) }).strict();
 
 /** Wakes long-polls when the database changed (serve's change poll calls notify). */
 export function changeSignal() {
@@ -112,7 +108,7 @@ export function createSyncApi(o: SyncApiOptions): Server {
 
     if (url.pathname === '/v1/usage' && req.method === 'GET') {
       const spool = url.searchParams.get('spool') ?? '';
-      if (!/^[0-9a-f]{16,64}$/.test(spool)) return json(res, 400, { error: 'spool must be the guard\'s spool id (16 to 64 hex digits)' });
+      if (!SPOOL_ID.test(spool)) return json(res, 400, { error: 'spool must be the guard\'s spool id (16 to 64 hex digits)' });
       return json(res, 200, o.source.usage(clock(), guard.name, spool));
     }
 
@@ -126,7 +122,7 @@ export function createSyncApi(o: SyncApiOptions): Server {
       }
       let parsed;
       try {
-        parsed = pushSchema.safeParse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        parsed = pushRequestSchema.safeParse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
       } catch {
         return json(res, 400, { error: 'body is not JSON' });
       }
@@ -136,17 +132,18 @@ export function createSyncApi(o: SyncApiOptions): Server {
       }
       // Each record on its own: a malformed one is reported and skipped, never allowed to block the rest.
       const records: RequestRecord[] = [];
-      const rejected: { seq: unknown; error: string }[] = [];
+      const rejected: NonNullable<PushAnswer['rejected']> = [];
       for (const raw of parsed.data.records) {
         const r = requestRecordSchema.safeParse(raw);
-        if (r.success) records.push(r.data as RequestRecord);
-        else rejected.push({ seq: (raw as { seq?: unknown } | null)?.seq ?? null, error: r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ').slice(0, 300) });
+        if (r.success) records.push(r.data);
+        else rejected.push({ seq: (raw as { seq?: unknown } | null)?.seq ?? null, error: issuesText(r.error) });
       }
       const fresh = requests.insertNew(guard.name, records, parsed.data.spool ?? '');
       certs.guardSeen(guard.id, clock(), from, null);
       if (fresh.length > 0) o.onRecords?.(guard.name, fresh);
       const usage = parsed.data.spool ? o.source.usage(clock(), guard.name, parsed.data.spool) : undefined;
-      return json(res, 200, { received: parsed.data.records.length, stored: fresh.length, rejected, upTo: records.reduce((m, r) => Math.max(m, r.seq), 0), usage });
+      const answer: PushAnswer = { received: parsed.data.records.length, stored: fresh.length, rejected, upTo: records.reduce((m, r) => Math.max(m, r.seq), 0), usage };
+      return json(res, 200, answer);
     }
     return json(res, 404, { error: 'unknown sync endpoint' });
   };

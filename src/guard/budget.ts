@@ -1,5 +1,6 @@
 import { utcDay } from '../core/rate.js';
 import { chargedTokens, type RequestRecord } from '../core/request-record.js';
+import type { UsageFigures } from '../core/wire.js';
 
 /**
  * Tokens each peer used today (UTC), as exactly as this guard can know it —
@@ -32,13 +33,10 @@ import { chargedTokens, type RequestRecord } from '../core/request-record.js';
  * what its requests in flight at the crash (or ended 50 ms before it) generated —
  * each stream itself stopped near tokensPerDay + maxTokensPerRequest (charge.ts).
  */
-export interface Usage {
-  /** The UTC day of the figures. */
-  day: string;
-  tokensToday: Record<string, number>;
-  /** The highest sequence number of this guard's spool the figures include (0: none); null: unknown. */
+export type Usage = Omit<UsageFigures, 'upTo'> & {
+  /** As in UsageFigures (the gateway always says); null: unknown, the figures are only a floor (a peer set's tokensToday). */
   upTo: number | null;
-}
+};
 
 /** A charge carried by a record now in the spool (or the database): its sequence number, peer and tokens. */
 type Entry = { seq: number; peer: string; tokens: number };

@@ -5,7 +5,7 @@ import { limitsSchema, listenSchema, type Limits } from '../core/limits.js';
 import { WgoError } from '../errors.js';
 
 /** The guard's config file, written by `wg-ollama add-guard` (relative paths are relative to the file). */
-const schema = z
+export const guardConfigFileSchema = z
   .object({
     /** The guard's name at the gateway (its sync certificate says the same). */
     name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,31}$/, 'must be a guard name'),
@@ -46,23 +46,14 @@ const schema = z
   })
   .strict();
 
-export interface GuardConfig {
-  file: string;
-  name: string;
-  listen: string;
-  upstream: string;
-  stateDir: string;
-  gatewayUrl: string;
-  tls: { ca: string; cert: string; key: string; syncCert: string; syncKey: string };
-  limits: Limits;
-  metricsListen: string | null;
-  auditFailure: 'refuse' | 'serve';
-  tunnelSubnet?: string;
-  gatewayTunnelAddress?: string;
-}
+/** What `add-guard` writes into guard.json (fields with defaults may be left out). */
+export type GuardConfigFile = z.input<typeof guardConfigFileSchema>;
+
+/** guard.json as the guard runs with it: defaults filled in, paths absolute, and the file it came from. */
+export type GuardConfig = Readonly<Omit<z.output<typeof guardConfigFileSchema>, 'stateDir'> & { file: string; stateDir: string }>;
 
 export function parseGuardConfig(raw: unknown, file: string): GuardConfig {
-  const r = schema.safeParse(raw);
+  const r = guardConfigFileSchema.safeParse(raw);
   if (!r.success) {
     const fields = r.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ');
     throw new WgoError('CONFIG_INVALID', `invalid guard config ${file}: ${fields}`);

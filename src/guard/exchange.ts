@@ -12,7 +12,7 @@ import type { Budget } from './budget.js';
 import { startCharge } from './charge.js';
 import type { ConnectionIdentity } from './identity.js';
 import type { GuardMetrics } from './metrics.js';
-import type { GuardPeer } from './peer-set.js';
+import type { GuardPeer } from '../core/wire.js';
 import type { UpstreamSlots } from './slots.js';
 import { watchStall } from './stall.js';
 import { authenticateByCertificate, type TokenGate } from './tokens.js';

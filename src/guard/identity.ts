@@ -1,7 +1,7 @@
 import type { TLSSocket } from 'node:tls';
 import type { Refusal } from '../core/policy.js';
 import { normaliseSerial } from '../pki/ca.js';
-import type { GuardPeer } from './peer-set.js';
+import type { GuardPeer } from '../core/wire.js';
 
 /** Who is on the other end of a TLS connection, decided once at the handshake and re-checked per request. */
 export interface ConnectionIdentity {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { parseListen } from '../core/limits.js';
 import { utcDay } from '../core/rate.js';
+import type { PeerSet } from '../core/wire.js';
 import { WgoError } from '../errors.js';
 import { ensurePrivateDir } from '../system/files.js';
 import { createMetricsServer, listen } from '../system/metrics-http.js';
@@ -50,7 +51,13 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
   });
   const guard = createGuard({ tls, limits: config.limits, upstream: config.upstream, metrics, record: audit.record, log, audit });
   onSpooled = guard.budget.spooled;
-  const cached = spool.loadPeerSet();
+  // A saved set that does not fit this release is not enforced: nobody gets in until the gateway answers (its first answer is the whole set).
+  let cached: PeerSet | null = null;
+  try {
+    cached = spool.loadPeerSet();
+  } catch (e) {
+    log.error({ event: 'peers', err: (e as Error).message }, 'cannot read the peer set saved at the last sync; enforcing none until the gateway answers');
+  }
   if (cached) {
     guard.setPeers(cached);
     log.info({ event: 'peers', version: cached.version, peers: cached.peers.length }, 'enforcing the peer set saved at the last sync');

@@ -6,12 +6,13 @@ import type { Limits } from '../core/limits.js';
 import type { Refusal } from '../core/policy.js';
 import { createRateLimiter } from '../core/rate.js';
 import type { RequestRecord } from '../core/request-record.js';
+import type { GuardPeer, PeerSet } from '../core/wire.js';
 import { loadChatSite, type ChatSite } from './browser.js';
 import { createBudget, type Usage } from './budget.js';
 import { handleExchange, refusalBody, type ExchangeDeps } from './exchange.js';
 import { identifyConnection, plainAddress, type ConnectionIdentity } from './identity.js';
 import type { GuardMetrics } from './metrics.js';
-import { EMPTY_PEER_SET, indexPeerSet, type GuardPeer, type PeerSet } from './peer-set.js';
+import { EMPTY_PEER_SET, indexPeerSet } from './peer-set.js';
 import { createUpstreamSlots } from './slots.js';
 import { createTokenGate } from './tokens.js';
 

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import type { RequestRecord } from '../core/request-record.js';
+import { parseWire, peerSetSchema, type PeerSet } from '../core/wire.js';
 import { WgoError } from '../errors.js';
 import type { Usage } from './budget.js';
-import type { PeerSet } from './peer-set.js';
 import type { DraftRecord } from './recorder.js';
 
 /**
@@ -83,9 +83,14 @@ export function openSpool(path: string) {
     savePeerSet: (set: PeerSet): void => void s.put.run('peerSet', JSON.stringify(set)),
     /** One small committed write (the time): throws while the spool cannot be written. */
     probe: (): void => void s.put.run('probe', String(Date.now())),
+    /**
+     * The last peer set saved, read with the wire schema as if the gateway had sent it: a set
+     * saved by an older release gets the defaults of the fields added since. One that does not
+     * fit throws (BAD_INPUT, naming the field).
+     */
     loadPeerSet(): PeerSet | null {
       const v = s.get.get('peerSet') as string | undefined;
-      return v ? (JSON.parse(v) as PeerSet) : null;
+      return v ? parseWire(peerSetSchema, v, `peer set saved in the guard spool ${path}`) : null;
     },
     close: (): void => void db.close(),
   };

@@ -1,9 +1,8 @@
 import { Agent, request } from 'undici';
 import { z } from 'zod';
-import { policySchema } from '../core/policy.js';
 import { recordForGateway } from '../core/request-record.js';
+import { issuesText, parseWire, peerSetSchema, pushAnswerSchema, usageSchema, type PeerSet, type PushRequest } from '../core/wire.js';
 import type { Usage } from './budget.js';
-import type { PeerSet } from './peer-set.js';
 import type { GuardLog } from './server.js';
 import type { Spool } from './spool.js';
 
@@ -26,28 +25,20 @@ const PUSH_INTERVAL_MS = 1000;
 const USAGE_REFRESH_MS = 2000;
 const MAX_BACKOFF_MS = 5_000;
 
-const peerSetSchema = z.object({
-  version: z.string().max(64),
-  peers: z.array(z.object({
-    name: z.string().min(1).max(64),
-    address: z.string().min(1).max(64),
-    serial: z.string().regex(/^[0-9a-f]{1,64}$/),
-    expiresAt: z.number().nullable(),
-    // apiTokens is the gateway's business (it shows as tokenSha256): not kept here even if sent.
-    policy: policySchema.transform(({ apiTokens: _gatewayOnly, ...policy }) => policy),
-    tokenSha256: z.string().regex(/^[0-9a-f]{64}$/).nullable().optional(),
-  })),
-  logPrompts: z.boolean(),
-  tokensToday: z.record(z.string(), z.number().min(0)),
-  day: z.string().max(16),
-  recordFields: z.array(z.string().max(32)).max(32).optional(),
-});
+/**
+ * A push answer as the guard reads it: the usage figures are checked on their own (gotUsage), so
+ * malformed ones are logged and ignored while the batch is still acknowledged.
+ */
+const pushAnswer = pushAnswerSchema.pick({ rejected: true }).extend({ usage: z.unknown() });
 
-const usageSchema = z.object({
-  day: z.string().max(16),
-  tokensToday: z.record(z.string().max(64), z.number().min(0)),
-  upTo: z.number().int().min(0),
-});
+/** The record fields named by the saved peer set; none when it cannot be read (guard/main.ts says why). */
+function savedRecordFields(spool: Spool): string[] | undefined {
+  try {
+    return spool.loadPeerSet()?.recordFields;
+  } catch {
+    return undefined;
+  }
+}
 
 export interface SyncClientOptions {
   gatewayUrl: string;
@@ -80,7 +71,7 @@ export function startSyncClient(o: SyncClientOptions) {
   // change made while this guard was down come with it (the saved set is enforced meanwhile).
   let version = '';
   // Record fields the gateway stores (from its last peer set; the saved one until the first poll answers).
-  let recordFields = o.spool.loadPeerSet()?.recordFields;
+  let recordFields = savedRecordFields(o.spool);
   let connected = false;
   let lastError: string | null = null;
   /** Why the last peer set could not be saved, until one is (reported by state() and /healthz). */
@@ -131,7 +122,7 @@ export function startSyncClient(o: SyncClientOptions) {
         const r = await request(`${base}/v1/peers?after=${encodeURIComponent(version)}&wait=${LONG_POLL_SEC}`, { dispatcher: agent, signal: ac.signal });
         const text = await r.body.text();
         if (r.statusCode === 200) {
-          const set = peerSetSchema.parse(JSON.parse(text)) as PeerSet;
+          const set = parseWire(peerSetSchema, text, 'peer set from the gateway');
           version = set.version;
           recordFields = set.recordFields;
           // Enforced first: a spool that cannot be written (a full disk) must not freeze policy,
@@ -155,8 +146,8 @@ export function startSyncClient(o: SyncClientOptions) {
   /** Figures from a push answer or GET /v1/usage: saved (with the acknowledgement, when there is one), then applied. */
   const gotUsage = (raw: unknown, ackSeq: number | null): void => {
     const u = raw === undefined ? null : usageSchema.safeParse(raw);
-    if (u && !u.success) o.log.warn({ event: 'sync', err: u.error.issues[0]?.message }, 'the gateway sent malformed token figures; ignored');
-    const usage = u?.success ? (u.data as Usage) : null;
+    if (u && !u.success) o.log.warn({ event: 'sync', err: issuesText(u.error) }, 'the gateway sent malformed token figures; ignored');
+    const usage = u?.success ? u.data : null;
     if (ackSeq !== null) o.spool.ack(ackSeq, usage);
     else if (usage) o.spool.saveUsage(usage);
     if (!usage) return;
@@ -170,7 +161,8 @@ export function startSyncClient(o: SyncClientOptions) {
     // An older gateway: the peer set's tokensToday is all there is (budget.ts: a lower bound).
     if (r.statusCode === 404) usageSupported = false;
     else if (r.statusCode !== 200) throw new Error(`gateway answered ${r.statusCode} for token figures: ${text.slice(0, 200)}`);
-    else gotUsage(JSON.parse(text), null);
+    // JSON checked here, the figures in gotUsage (malformed ones are logged and ignored, as in a push answer).
+    else gotUsage(parseWire(z.unknown(), text, 'usage answer from the gateway'), null);
   };
 
   const push = async (): Promise<void> => {
@@ -201,12 +193,12 @@ export function startSyncClient(o: SyncClientOptions) {
           dispatcher: agent,
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ spool: o.spool.id(), records: batch.map((r) => recordForGateway(r, recordFields)) }),
+          body: JSON.stringify({ spool: o.spool.id(), records: batch.map((r) => recordForGateway(r, recordFields)) } satisfies PushRequest),
           signal: ac.signal,
         });
         const text = await r.body.text();
         if (r.statusCode !== 200) throw new Error(`gateway refused records: ${r.statusCode} ${text.slice(0, 200)}`);
-        const answer = JSON.parse(text) as { rejected?: { seq: unknown; error: string }[]; usage?: unknown };
+        const answer = parseWire(pushAnswer, text, 'push answer from the gateway');
         // Acknowledged all the same: a record the gateway cannot store would otherwise block every later one.
         for (const x of answer.rejected ?? []) o.log.error({ event: 'sync', seq: x.seq, err: x.error }, 'the gateway rejected a request record');
         gotUsage(answer.usage, batch[batch.length - 1]!.seq);

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { bearerToken, createFailureLimiter, tokenHash, type FailureLimiter } from '../core/api-token.js';
 import type { Refusal } from '../core/policy.js';
 import { authorize, type ConnectionIdentity } from './identity.js';
-import type { GuardPeer } from './peer-set.js';
+import type { GuardPeer } from '../core/wire.js';
 
 /** Failed token attempts allowed per source address and minute before 429. */
 export const TOKEN_FAILURES_PER_MINUTE = 10;

@@ -5,7 +5,7 @@ import type { RequestRecord } from '../../../src/core/request-record.js';
 import { peerRepository } from '../../../src/db/peers.js';
 import { requestRepository } from '../../../src/db/requests.js';
 import { followPeerSet, peerSetSource } from '../../../src/gateway/peer-set.js';
-import type { PeerSet } from '../../../src/guard/peer-set.js';
+import type { PeerSet } from '../../../src/core/wire.js';
 import { DAY, T0, WHO, peerEnv, type PeerEnv } from './peer-env.js';
 
 let env: PeerEnv | undefined;

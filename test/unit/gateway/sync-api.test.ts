@@ -9,7 +9,7 @@ import { requestRepository } from '../../../src/db/requests.js';
 import { guardService, type IssuedGuard } from '../../../src/gateway/guard-service.js';
 import { peerSetSource, type PeerSetSource } from '../../../src/gateway/peer-set.js';
 import { changeSignal, createSyncApi, type ChangeSignal } from '../../../src/gateway/sync-api.js';
-import type { PeerSet } from '../../../src/guard/peer-set.js';
+import { parseWire, pushAnswerSchema, type PeerSet } from '../../../src/core/wire.js';
 import { createCa, issueCertificate, type CaMaterial } from '../../../src/pki/ca.js';
 import { testCa, testCaStore } from '../ca-fixture.js';
 import { WHO, peerEnv, type PeerEnv } from './peer-env.js';
@@ -265,10 +265,10 @@ describe('POST /v1/records', () => {
   ])('a record with %s is rejected and reported; the others in the batch are stored', async (_what, bad, message) => {
     const r = await call(asGuard(), 'POST', '/v1/records', JSON.stringify({ records: [rec(1), bad, rec(3)] }));
     expect(r.status).toBe(200);
-    const answer = JSON.parse(r.text) as { received: number; stored: number; rejected: { seq: unknown; error: string }[] };
+    const answer = parseWire(pushAnswerSchema, r.text, 'push answer');
     expect(answer).toMatchObject({ received: 3, stored: 2 });
     expect(answer.rejected).toHaveLength(1);
-    expect(answer.rejected[0]!.error).toMatch(message);
+    expect(answer.rejected![0]!.error).toMatch(message);
     expect(rows().map((x) => x.guardSeq)).toEqual([1, 3]);
   });
 });

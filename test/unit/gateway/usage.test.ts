@@ -85,6 +85,7 @@ describe('migration 7 on a database from the release before', () => {
     const db = openDatabase(file);
     try {
       expect(db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
+      // Migration 7 (estimates, daily sums) ran over the old rows, with any after it.
       expect(MIGRATIONS.length).toBeGreaterThanOrEqual(7);
       const requests = requestRepository(db);
       expect(requests.list({ since: 0 }).map((r) => [r.guardSeq, r.promptTokens, r.evalTokens, r.estimatedTokens])).toEqual([

@@ -18,7 +18,7 @@ import { DEFAULT_POLICY, mergePolicy, type Policy } from '../../../src/core/poli
 import { utcDay } from '../../../src/core/rate.js';
 import type { RequestRecord } from '../../../src/core/request-record.js';
 import { guardMetrics } from '../../../src/guard/metrics.js';
-import type { PeerSet } from '../../../src/guard/peer-set.js';
+import type { PeerSet } from '../../../src/core/wire.js';
 import { createGuard, type Guard, type GuardOptions } from '../../../src/guard/server.js';
 import { issueCertificate, type CaMaterial, type IssuedCert } from '../../../src/pki/ca.js';
 import { testCa } from '../ca-fixture.js';

@@ -18,7 +18,7 @@ import { tokenService } from '../../../src/gateway/token-service.js';
 import { guardService, type IssuedGuard } from '../../../src/gateway/guard-service.js';
 import { peerSetSource, type PeerSetSource } from '../../../src/gateway/peer-set.js';
 import { changeSignal, createSyncApi, type ChangeSignal } from '../../../src/gateway/sync-api.js';
-import type { PeerSet } from '../../../src/guard/peer-set.js';
+import type { PeerSet } from '../../../src/core/wire.js';
 import type { DraftRecord } from '../../../src/guard/recorder.js';
 import { openSpool, type Spool } from '../../../src/guard/spool.js';
 import { startSyncClient, type SyncClient } from '../../../src/guard/sync-client.js';

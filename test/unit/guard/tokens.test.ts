@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import tls from 'node:tls';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { generateApiToken, tokenHash } from '../../../src/core/api-token.js';
-import type { PeerSet } from '../../../src/guard/peer-set.js';
+import type { PeerSet } from '../../../src/core/wire.js';
 import { TOKEN_FAILURES_PER_MINUTE } from '../../../src/guard/tokens.js';
 import { createCa, issueCertificate } from '../../../src/pki/ca.js';
 import { DAY_MS, errorOf, parseRaw, readUntilClose, startEnv, waitFor, type GuardEnv, type Reply, type Who } from './guard-env.js';
