@@ -3,6 +3,7 @@ import type { LinkState } from '../core/monitor.js';
 import { auditRepository, type AuditRow } from '../db/audit.js';
 import { certificateRepository } from '../db/certificates.js';
 import { connectionRepository, type ConnectionEventRow } from '../db/connections.js';
+import { validatePeerName } from '../core/names.js';
 import type { Db } from '../db/open.js';
 import { peerRepository, type PeerRow } from '../db/peers.js';
 import { requestRepository, type RequestRow } from '../db/requests.js';
@@ -104,8 +105,9 @@ export function queryService(deps: { db: Db; config: Config; clock?: () => numbe
       });
     },
 
-    /** One peer (NOT_FOUND when there is none), its API token state and its latest connection events and requests. */
+    /** One peer (BAD_INPUT for a name no peer can have, NOT_FOUND when there is none), its API token state and its latest connection events and requests. */
     peer(name: string): { peer: PeerWithLink; apiToken: TokenStatus; timeline: TimelineEntry[] } {
+      validatePeerName(name);
       const row = find(name);
       const peer = withLink(toView(row, clock()), links.links().get(row.id));
       const timeline: TimelineEntry[] = [
