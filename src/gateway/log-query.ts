@@ -84,7 +84,7 @@ const isKind = (k: string): k is LogKind => (LOG_KINDS as readonly string[]).inc
  * starts with `label(field)`). Undefined values count as not given.
  */
 export function parseLogFilters(kind: string, input: Record<string, unknown>, label: (field: string) => string = (f) => f): LogFilters {
-  if (!isKind(kind)) throw badInput(`unknown log "${kind}": use ${LOG_KINDS.join(', ')}`);
+  if (!isKind(kind)) throw badInput(`unknown log "${kind}": use connections, requests or audit`);
   const given = Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined));
   for (const field of Object.keys(given)) {
     const only = ONLY[field as keyof LogFilterInput];

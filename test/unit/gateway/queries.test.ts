@@ -52,7 +52,7 @@ describe('parseLogFilters: one schema for the CLI and the web pages', () => {
     ['requests', { match: 'peer.' }, '--match applies to the audit log only'],
     ['requests', { colour: 'red' }, '--colour is not a filter of the requests log'],
     ['requests', { model: 'x'.repeat(201) }, '--model is longer than 200 characters'],
-    ['sessions', {}, 'unknown log "sessions": use requests, connections, audit'],
+    ['sessions', {}, 'unknown log "sessions": use connections, requests or audit'],
   ] as const)('%s %j is BAD_INPUT', (kind, input, message) => {
     expect(expectWgoError(() => parseLogFilters(kind, input, cliLabel), 'BAD_INPUT').message).toBe(message);
   });
