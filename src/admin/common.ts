@@ -1,16 +1,11 @@
 import type { NextFunction, Request, Response } from 'express';
-import type { Config } from '../config.js';
 import type { GatewayContext } from '../gateway/context.js';
 import type { Actor } from '../gateway/peer-service.js';
+import type { DaemonSource, KernelReaders, QueryService } from '../gateway/queries.js';
 import type { AccountService } from './accounts.js';
 import type { EnrollmentService } from './enrollments.js';
 import { sourceOf } from './protect.js';
 import { render } from './render.js';
-
-/** What serve knows about the running gateway, for the status page. */
-export interface StatusSource {
-  (): { interfaceUp: boolean; peersConnected: number; firewallInSync: boolean; lastReconcile: string | null; errors: string[] };
-}
 
 export interface AdminAppDeps {
   ctx: GatewayContext;
@@ -20,12 +15,13 @@ export interface AdminAppDeps {
   hosts: readonly string[];
   /** A peer changed: apply it now (serve reconciles and wakes the guards). */
   onChange(): void;
-  status: StatusSource;
+  /** Every read the pages show (the CLI's too). */
+  queries: QueryService;
+  /** For the status page: the kernel it reads, and the daemon (serve, in this process). */
+  kernel: KernelReaders;
+  daemon: DaemonSource;
   log?: { warn(o: object, msg: string): void; error(o: object, msg: string): void };
 }
-
-/** The URL peers use for the LLM endpoint (the guard). */
-export const guardUrlOf = (config: Config): string => `https://${config.ollamaHost}:${config.ollamaPort}`;
 
 /** The admin who is signed in, as the audit log names them. */
 export const actorOf = (req: Request): Actor => ({ actor: req.session!.admin.name, source: sourceOf(req) });

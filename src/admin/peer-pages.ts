@@ -2,15 +2,12 @@ import { Router, type Request, type Response } from 'express';
 import { overridesFromFlags } from '../core/policy-input.js';
 import { ago, bytes } from '../core/format.js';
 import { parseDuration } from '../core/duration.js';
-import type { LinkState } from '../core/monitor.js';
 import { mergePolicy, type Policy } from '../core/policy.js';
 import { isWgoError } from '../errors.js';
-import { connectionRepository } from '../db/connections.js';
-import { requestRepository } from '../db/requests.js';
-import { defaultPolicy, type PeerView } from '../gateway/peer-service.js';
-import { tokenService } from '../gateway/token-service.js';
+import { defaultPolicy } from '../gateway/peer-service.js';
+import type { PeerWithLink, TimelineEntry } from '../gateway/queries.js';
 import { issuedPage, render } from './render.js';
-import { actorOf, guardUrlOf, requireAdmin, type AdminAppDeps } from './common.js';
+import { actorOf, requireAdmin, type AdminAppDeps } from './common.js';
 
 const ACTIONS = ['disable', 'enable', 'rotate', 'revoke'] as const;
 type Action = (typeof ACTIONS)[number];
@@ -44,25 +41,26 @@ const FIELD_KEY: Record<keyof PolicyForm, keyof Policy> = {
 };
 
 const str = (v: unknown): string => (typeof v === 'string' ? v.trim() : '');
-const utcMidnight = (now: number): number => Math.floor(now / 86_400_000) * 86_400_000;
 const isAction = (a: string): a is Action => (ACTIONS as readonly string[]).includes(a);
 
 /** Peers: list, detail with timeline and policy, create (keys shown once), actions with confirmation; enrollment links. */
 export function peerPages(deps: AdminAppDeps): Router {
   const r = Router();
   const { ctx } = deps;
-  const links = connectionRepository(ctx.db);
-  const requests = requestRepository(ctx.db);
-  const tokens = tokenService({ db: ctx.db, config: ctx.config });
+  const { queries } = deps;
 
-  /** Handshake, endpoint and traffic of a peer, from the monitor's link table. */
-  const linkView = (l: LinkState | undefined, now: number) => ({
-    lastHandshake: l && l.latestHandshake > 0 ? ago(l.latestHandshake * 1000, now) : 'never',
-    handshakeAt: l?.latestHandshake ?? 0,
-    endpoint: l?.endpoint ?? null,
-    traffic: l ? `↓ ${bytes(l.rxTotal)} ↑ ${bytes(l.txTotal)}` : '—',
-    trafficTotal: l ? l.rxTotal + l.txTotal : 0,
-  });
+  /** Handshake, endpoint and traffic of a peer as shown (the query gives them for its current key only). */
+  const linkView = (p: PeerWithLink, now: number) => {
+    const handshakeAt = p.latestHandshake ? Date.parse(p.latestHandshake) : 0;
+    const seen = p.rxBytes + p.txBytes > 0 || handshakeAt > 0;
+    return {
+      lastHandshake: handshakeAt > 0 ? ago(handshakeAt, now) : 'never',
+      handshakeAt,
+      endpoint: p.endpoint,
+      traffic: seen ? `↓ ${bytes(p.rxBytes)} ↑ ${bytes(p.txBytes)}` : '—',
+      trafficTotal: p.rxBytes + p.txBytes,
+    };
+  };
 
   r.get('/peers', (req, res) => {
     const now = Date.now();
@@ -70,12 +68,7 @@ export function peerPages(deps: AdminAppDeps): Router {
     const status = ['active', 'disabled', 'expired', 'revoked'].includes(str(req.query.status)) ? str(req.query.status) : '';
     const sort = COLUMNS.some(([k]) => k === req.query.sort) ? String(req.query.sort) : 'name';
     const dir = req.query.dir === 'desc' ? 'desc' : 'asc';
-    const today = requests.countsSince(utcMidnight(now));
-    const all = links.links();
-    let peers = ctx.peers.list({ includeRevoked: true }).map((p) => {
-      const t = today.get(p.id);
-      return { ...p, ...linkView(all.get(p.id), now), requestsToday: t?.requests ?? 0, tokensToday: t?.tokens ?? 0 };
-    });
+    let peers = queries.peers({ includeRevoked: true }).map((p) => ({ ...p, ...linkView(p, now) }));
     if (q) peers = peers.filter((p) => p.name.includes(q) || p.address.includes(q));
     if (status) peers = peers.filter((p) => p.status === status);
     const key: Record<string, (p: (typeof peers)[number]) => string | number> = {
@@ -106,7 +99,7 @@ export function peerPages(deps: AdminAppDeps): Router {
       const expiresInMs = expires ? parseDuration(expires, 'expiry') : undefined;
       const issued = ctx.peers.add({ name, expiresInMs }, actorOf(req));
       deps.onChange();
-      render(req, res, 'issued', await issuedPage(issued, guardUrlOf(ctx.config), `Peer ${issued.peer.name} created`, '; to get new keys, rotate the peer'));
+      render(req, res, 'issued', await issuedPage(issued, deps.queries.guardUrl(), `Peer ${issued.peer.name} created`, '; to get new keys, rotate the peer'));
     } catch (e) {
       if (isWgoError(e) && e.exitCode === 2) return render(req, res, 'peer-new', { title: 'Add a peer', nav: 'peers', name, expires, error: e.message }, 400);
       next(e);
@@ -115,33 +108,21 @@ export function peerPages(deps: AdminAppDeps): Router {
 
   r.get('/peers/:name', (req, res, next) => {
     try {
-      const peer = ctx.peers.show(String(req.params.name));
-      renderPeer(req, res, peer);
+      renderPeer(req, res, String(req.params.name));
     } catch (e) {
       next(e);
     }
   });
 
-  const renderPeer = (req: Request, res: Response, peer: PeerView, policyError?: string, status = 200): void => {
+  /** A peer's page: facts, link, timeline, policy form, API token, actions. */
+  const renderPeer = (req: Request, res: Response, name: string, policyError?: string, status = 200): void => {
     const now = Date.now();
+    const { peer, apiToken, timeline } = queries.peer(name);
     const effective = mergePolicy(defaultPolicy(ctx.config), peer.policy ?? {});
-    const timeline = [
-      ...links.list({ since: 0, peerId: peer.id, limit: 100, newest: true }).map((e) => ({
-        at: e.at, kind: 'connection', what: e.kind.replace('_', ' '),
-        details: e.kind === 'endpoint_changed' ? `${e.oldEndpoint ?? '?'} → ${e.endpoint ?? '?'}` : e.kind === 'traffic' ? `↓ ${bytes(e.rxBytes ?? 0)} ↑ ${bytes(e.txBytes ?? 0)}` : (e.endpoint ?? ''),
-      })),
-      ...requests.list({ since: 0, peerId: peer.id, limit: 100, newest: true }).map((q) => ({
-        at: q.at, kind: q.status === 401 ? 'tls' : 'request', what: q.status === 401 ? 'TLS refused' : `${q.method ?? ''} ${q.endpoint ?? q.path ?? ''}`,
-        details: [q.model, `status ${q.status}`, q.refusal, q.estimatedTokens != null ? `~${q.estimatedTokens} tokens (estimated)` : q.promptTokens !== null || q.evalTokens !== null ? `${(q.promptTokens ?? 0) + (q.evalTokens ?? 0)} tokens` : null, `${Math.round(q.durationMs)} ms`].filter(Boolean).join(' · '),
-      })),
-    ]
-      .sort((a, b) => b.at - a.at)
-      .slice(0, 100)
-      .map((e) => ({ ...e, at: new Date(e.at).toISOString() }));
     const policyFields = POLICY_FIELDS.map((f) => ({ name: f.name, label: f.label, value: f.show(effective), overridden: !!peer.policy && FIELD_KEY[f.name] in peer.policy }));
     const actions = ACTIONS.filter((a) => (a === 'disable' ? peer.status === 'active' : a === 'enable' ? peer.status === 'disabled' || peer.status === 'expired' : true));
-    const apiTokens = { overridden: !!peer.policy && 'apiTokens' in peer.policy, ...tokens.status(peer.name) };
-    render(req, res, 'peer', { title: `Peer ${peer.name}`, nav: 'peers', peer, link: linkView(links.links().get(peer.id), now), timeline, policyFields, apiTokens, actions, policyError, canWrite: req.session!.admin.role === 'admin', flash: flashOf(req) }, status);
+    const apiTokens = { overridden: !!peer.policy && 'apiTokens' in peer.policy, ...apiToken };
+    render(req, res, 'peer', { title: `Peer ${peer.name}`, nav: 'peers', peer, link: linkView(peer, now), timeline: timeline.map(timelineRow), policyFields, apiTokens, actions, policyError, canWrite: req.session!.admin.role === 'admin', flash: flashOf(req) }, status);
   };
 
   r.post('/peers/:name/policy', requireAdmin, (req, res, next) => {
@@ -168,7 +149,7 @@ export function peerPages(deps: AdminAppDeps): Router {
     } catch (e) {
       if (isWgoError(e) && e.exitCode === 2 && e.code !== 'NOT_FOUND') {
         try {
-          return renderPeer(req, res, ctx.peers.show(name), e.message.replace(/--([a-z-]+)/g, '$1'), 400);
+          return renderPeer(req, res, name, e.message.replace(/--([a-z-]+)/g, '$1'), 400);
         } catch (e2) {
           return next(e2);
         }
@@ -212,7 +193,7 @@ export function peerPages(deps: AdminAppDeps): Router {
         }
         const issued = ctx.peers.rotate(name, {}, who);
         deps.onChange();
-        return render(req, res, 'issued', await issuedPage(issued, guardUrlOf(ctx.config), `New keys for ${issued.peer.name}`, '; to get new keys again, rotate the peer'));
+        return render(req, res, 'issued', await issuedPage(issued, deps.queries.guardUrl(), `New keys for ${issued.peer.name}`, '; to get new keys again, rotate the peer'));
       }
       if (action === 'disable') ctx.peers.disable(name, who);
       else if (action === 'revoke') ctx.peers.revoke(name, who);
@@ -254,6 +235,23 @@ export function peerPages(deps: AdminAppDeps): Router {
     }
   });
   return r;
+}
+
+/** One line of a peer's timeline as the page shows it. */
+function timelineRow(e: TimelineEntry): { at: string; kind: string; what: string; details: string } {
+  const at = new Date(e.at).toISOString();
+  if (e.kind === 'connection') {
+    const c = e.event;
+    return {
+      at, kind: 'connection', what: c.kind.replace('_', ' '),
+      details: c.kind === 'endpoint_changed' ? `${c.oldEndpoint ?? '?'} → ${c.endpoint ?? '?'}` : c.kind === 'traffic' ? `↓ ${bytes(c.rxBytes ?? 0)} ↑ ${bytes(c.txBytes ?? 0)}` : (c.endpoint ?? ''),
+    };
+  }
+  const q = e.request;
+  return {
+    at, kind: q.status === 401 ? 'tls' : 'request', what: q.status === 401 ? 'TLS refused' : `${q.method ?? ''} ${q.endpoint ?? q.path ?? ''}`,
+    details: [q.model, `status ${q.status}`, q.refusal, q.estimatedTokens != null ? `~${q.estimatedTokens} tokens (estimated)` : q.promptTokens !== null || q.evalTokens !== null ? `${(q.promptTokens ?? 0) + (q.evalTokens ?? 0)} tokens` : null, `${Math.round(q.durationMs)} ms`].filter(Boolean).join(' · '),
+  };
 }
 
 /** A one-line confirmation after a redirect (?done=action): fixed texts only, never echoed input. */

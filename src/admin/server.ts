@@ -9,7 +9,7 @@ import { listen } from '../system/metrics-http.js';
 import { closeableServer } from '../system/sockets.js';
 import { accountService } from './accounts.js';
 import { enrollmentService } from './enrollments.js';
-import type { StatusSource } from './log-pages.js';
+import { queryService, type DaemonSource, type KernelReaders } from '../gateway/queries.js';
 import { createSecretBox, loadAdminKey } from './secret-box.js';
 import { createAdminApp } from './web.js';
 
@@ -28,7 +28,7 @@ export function adminHosts(listenAddrs: readonly string[], extra: readonly strin
  * the admin's own (config admin.tls) or one issued by the wg-ollama CA for the
  * listen addresses and host names. Returns null when the UI is turned off.
  */
-export async function startAdminUi(ctx: GatewayContext, o: { onChange(): void; status: StatusSource; clock?: () => number; log: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void } }): Promise<{ close(): Promise<void>; ports(): number[] } | null> {
+export async function startAdminUi(ctx: GatewayContext, o: { onChange(): void; kernel: KernelReaders; daemon: DaemonSource; clock?: () => number; log: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void } }): Promise<{ close(): Promise<void>; ports(): number[] } | null> {
   const admin = ctx.config.admin;
   if (!admin) return null;
   const hosts = adminHosts(admin.listen, admin.hosts);
@@ -46,7 +46,8 @@ export async function startAdminUi(ctx: GatewayContext, o: { onChange(): void; s
   let box: ReturnType<typeof createSecretBox> | null = null;
   const accounts = accountService({ db: ctx.db, clock: o.clock, box: () => (box ??= createSecretBox(loadAdminKey(ctx.config.paths.adminKey, true))) });
   const enrollments = enrollmentService({ db: ctx.db, peers: ctx.peers, ttlMs: admin.enrollMinutes * 60_000, clock: o.clock });
-  const app = createAdminApp({ ctx, accounts, enrollments, hosts, onChange: o.onChange, status: o.status, log: o.log });
+  const queries = queryService({ db: ctx.db, config: ctx.config });
+  const app = createAdminApp({ ctx, accounts, enrollments, queries, kernel: o.kernel, daemon: o.daemon, hosts, onChange: o.onChange, log: o.log });
   const servers: Server[] = [];
   const closers: (() => Promise<void>)[] = [];
   try {

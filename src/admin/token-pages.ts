@@ -2,7 +2,7 @@ import { Router } from 'express';
 import { isWgoError } from '../errors.js';
 import { tokenService } from '../gateway/token-service.js';
 import { render } from './render.js';
-import { actorOf, guardUrlOf, requireAdmin, type AdminAppDeps } from './common.js';
+import { actorOf, requireAdmin, type AdminAppDeps } from './common.js';
 
 /**
  * A peer's API token in the web UI: issue (confirmed, then shown once, never
@@ -36,7 +36,7 @@ export function tokenPages(deps: AdminAppDeps): Router {
     try {
       const issued = tokens.issue(name, actorOf(req));
       deps.onChange();
-      render(req, res, 'token', { title: `API token for ${issued.name}`, nav: 'peers', ...issued, address: ctx.peers.show(issued.name).address, guardUrl: guardUrlOf(ctx.config) });
+      render(req, res, 'token', { title: `API token for ${issued.name}`, nav: 'peers', ...issued, address: ctx.peers.show(issued.name).address, guardUrl: deps.queries.guardUrl() });
     } catch (e) {
       if (isWgoError(e) && e.exitCode === 2 && e.code !== 'NOT_FOUND') {
         return render(req, res, 'error', { title: 'Not issued', heading: 'No token issued', message: e.message, back: back(name) }, 409);

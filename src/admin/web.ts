@@ -1,11 +1,12 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { parseCidr } from '../core/ipv4.js';
 import { isWgoError } from '../errors.js';
-import { guardUrlOf, type AdminAppDeps } from './common.js';
+import type { AdminAppDeps } from './common.js';
 
 export type { AdminAppDeps } from './common.js';
 import { logPages } from './log-pages.js';
 import { peerPages } from './peer-pages.js';
+import { statusPage } from './status-page.js';
 import { tokenPages } from './token-pages.js';
 import {
   checkCsrf, checkHost, checkOrigin, clearCookie, LOGIN_COOKIE, loadSession, newToken, refuseTunnel, safeEqual, safeNext,
@@ -115,7 +116,7 @@ export function createAdminApp(deps: AdminAppDeps): express.Express {
       const issued = deps.enrollments.redeem(String(req.params.token), sourceOf(req));
       if (!issued) return render(req, res, 'enroll-public', { title: 'Enrollment', enrollment: null, token: '' }, 410);
       deps.onChange();
-      render(req, res, 'issued', await issuedPage(issued, guardUrlOf(config), `Your access: ${issued.peer.name}`, ' (the link is used up)'));
+      render(req, res, 'issued', await issuedPage(issued, deps.queries.guardUrl(), `Your access: ${issued.peer.name}`, ' (the link is used up)'));
     } catch (e) {
       next(e);
     }
@@ -128,6 +129,7 @@ export function createAdminApp(deps: AdminAppDeps): express.Express {
   app.use(peerPages(deps));
   app.use(tokenPages(deps));
   app.use(logPages(deps));
+  app.use(statusPage(deps));
 
   app.use((req: Request, res: Response) => {
     render(req, res, 'error', { title: 'Not found', heading: 'Not found', message: 'There is no such page.' }, 404);

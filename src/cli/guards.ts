@@ -6,6 +6,7 @@ import { parseListen } from '../core/limits.js';
 import { WgoError, badInput } from '../errors.js';
 import { openGateway } from '../gateway/context.js';
 import type { Actor } from '../gateway/peer-service.js';
+import { queryService } from '../gateway/queries.js';
 import { preflightDir } from './deliver.js';
 import { emit, table, type Io } from './output.js';
 
@@ -75,10 +76,7 @@ export async function addGuard(config: Config, name: string, o: { address: strin
 export function listGuards(config: Config, o: { json?: boolean }, io: Io): void {
   const ctx = openGateway(config);
   try {
-    const rows = ctx.guards.list().map((g) => ({
-      name: g.name, address: g.address, dnsNames: g.dnsNames, status: g.revokedAt === null ? 'active' : 'removed',
-      lastSeen: g.lastSeenAt === null ? null : new Date(g.lastSeenAt).toISOString(), lastSeenFrom: g.lastSeenFrom, peerSetVersion: g.lastVersion,
-    }));
+    const rows = queryService(ctx).guards();
     emit(io, o.json, rows, (list) =>
       list.length === 0 ? 'no guards\n' : table([['NAME', 'ADDRESS', 'STATUS', 'LAST SEEN', 'FROM'], ...list.map((g) => [g.name, g.address, g.status, g.lastSeen ?? '-', g.lastSeenFrom ?? '-'])]));
   } finally {

@@ -2,10 +2,9 @@ import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Config } from '../config.js';
 import { parseDuration } from '../core/duration.js';
-import { connectionRepository } from '../db/connections.js';
 import { openGateway } from '../gateway/context.js';
 import type { Actor, IssuedPeer, PeerView } from '../gateway/peer-service.js';
-import { tokenService } from '../gateway/token-service.js';
+import { guardUrl, queryService } from '../gateway/queries.js';
 import { applyNow, type Removal } from './apply.js';
 import { validatePeerName } from '../core/names.js';
 import { WgoError } from '../errors.js';
@@ -29,9 +28,6 @@ function withGateway<T>(config: Config, fn: (ctx: ReturnType<typeof openGateway>
     .then(() => fn(ctx))
     .finally(() => ctx.close());
 }
-
-/** Where peers reach the guard: the GPU host address and port they are allowed through the firewall. */
-export const guardUrl = (config: Config): string => `https://${config.ollamaHost}:${config.ollamaPort}`;
 
 /** What a person runs in the --out directory, from the files it holds. */
 export const connectCommand = (name: string, bundled: boolean): string =>
@@ -143,34 +139,10 @@ export async function changePeer(config: Config, change: Change, name: string, o
   });
 }
 
-/** A peer with what the connection monitor last saw of it. */
-type PeerWithLink = PeerView & {
-  endpoint: string | null;
-  latestHandshake: string | null;
-  connected: boolean;
-  rxBytes: number;
-  txBytes: number;
-};
-
-function withLinks(ctx: ReturnType<typeof openGateway>, list: PeerView[]): PeerWithLink[] {
-  const links = connectionRepository(ctx.db).links();
-  return list.map((p) => {
-    const l = links.get(p.id);
-    const sameKey = l && l.publicKey === p.publicKey;
-    return {
-      ...p,
-      endpoint: sameKey ? l.endpoint : null,
-      latestHandshake: sameKey && l.latestHandshake ? new Date(l.latestHandshake * 1000).toISOString() : null,
-      connected: !!(sameKey && l.connected),
-      rxBytes: l?.rxTotal ?? 0,
-      txBytes: l?.txTotal ?? 0,
-    };
-  });
-}
-
 export async function listPeers(config: Config, o: { json?: boolean; all?: boolean }, io: Io): Promise<void> {
   await withGateway(config, (ctx) => {
-    const rows = withLinks(ctx, ctx.peers.list({ includeRevoked: o.all }));
+    // list-peers keeps its shape: today's usage is the web list's column.
+    const rows = queryService(ctx).peers({ includeRevoked: o.all }).map(({ requestsToday: _r, tokensToday: _t, ...p }) => p);
     emit(io, o.json, rows, (list) =>
       list.length === 0
         ? 'no peers\n'
@@ -186,10 +158,9 @@ export async function listPeers(config: Config, o: { json?: boolean; all?: boole
 
 export async function showPeer(config: Config, name: string, o: { json?: boolean }, io: Io): Promise<void> {
   await withGateway(config, (ctx) => {
-    const [p] = withLinks(ctx, [ctx.peers.show(name)]);
+    const { peer, apiToken } = queryService(ctx).peer(name);
     // active: guards accept it; stale: stored but dead (rotated, policy off, peer not active); none.
-    const apiToken = tokenService({ db: ctx.db, config }).status(name).state;
-    emit(io, o.json, { ...p!, apiToken }, (d) =>
+    emit(io, o.json, { ...peer, apiToken: apiToken.state }, (d) =>
       Object.entries(d)
         .map(([k, v]) => `${k.padEnd(16)} ${escapeControl(String(v ?? '-'))}`)
         .join('\n') + '\n');

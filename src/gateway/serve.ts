@@ -3,7 +3,6 @@ import { statSync } from 'node:fs';
 import type { Config } from '../config.js';
 import { startAdminUi } from '../admin/server.js';
 import { auditRepository } from '../db/audit.js';
-import { connectionRepository } from '../db/connections.js';
 import { peerRepository } from '../db/peers.js';
 import { WgoError } from '../errors.js';
 import { createConntrack } from '../system/conntrack.js';
@@ -42,6 +41,7 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
   if (tokensPruned.length) log.info({ event: 'tokens', peers: tokensPruned }, 'API tokens removed: the default policy no longer allows them');
   const wg = createWireguard(run, { tmpDir: config.stateDir });
   const fw = createFirewall(run);
+  const tc = createIngress(run);
   const startedAt = Date.now();
 
   if (!ipForwarding()) {
@@ -67,7 +67,7 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
     loadChanges: () => store.changes(),
     wg,
     fw,
-    tc: createIngress(run),
+    tc,
     conntrack: createConntrack(run),
     privateKey: ctx.privateKey,
     privateKeyFile: config.paths.serverKey,
@@ -167,16 +167,16 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
   // The admin web UI, in this process: its changes are applied at once (and seen by the change poll too).
   let adminUi: Awaited<ReturnType<typeof startAdminUi>> = null;
   try {
-    const links = connectionRepository(ctx.db);
     adminUi = await startAdminUi(ctx, {
       log,
       onChange: () => void reconcile('changes'),
-      status: () => ({
-        interfaceUp: !!last && !last.errors.some((e) => /interface|wireguard/i.test(e)),
-        peersConnected: [...links.links().values()].filter((l) => l.connected).length,
-        firewallInSync: !!last?.ok,
-        lastReconcile: last ? `${new Date(lastAt).toISOString()} (${last.mode}, ${last.ok ? 'ok' : 'with errors'})` : null,
-        errors: last?.errors ?? [],
+      // The status page reads the kernel itself; the daemon's part is this process.
+      kernel: { wg, fw, tc },
+      daemon: async () => ({
+        running: true,
+        pid: process.pid,
+        lastReconcile: last ? { ok: last.ok, mode: last.mode, errors: last.errors } : null,
+        lastReconcileAt: last ? new Date(lastAt).toISOString() : null,
       }),
     });
   } catch (e) {

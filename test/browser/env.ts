@@ -17,6 +17,9 @@ import { generateKeyPair } from '../../src/core/keys.js';
 import { openGateway, type GatewayContext } from '../../src/gateway/context.js';
 import { writeSecretFile } from '../../src/system/files.js';
 import { testCa } from '../unit/ca-fixture.js';
+import { FakeFirewall } from '../fakes/firewall.js';
+import { FakeIngress } from '../fakes/ingress.js';
+import { FakeWireguard } from '../fakes/wireguard.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 export const PASSWORD = 'correct horse battery staple';
@@ -57,10 +60,12 @@ export async function startUiEnv(): Promise<UiEnv> {
   const ctx = openGateway(config);
   const serverErrors: object[] = [];
   const log = { info: () => undefined, warn: () => undefined, error: (o: object) => void serverErrors.push(o) };
-  const status = () => ({ interfaceUp: true, peersConnected: 0, firewallInSync: true, lastReconcile: null, errors: [] });
+  // The status page's kernel: the fakes' (no interface), and no daemon.
+  const wg = new FakeWireguard();
+  const status = { kernel: { wg, fw: new FakeFirewall(), tc: new FakeIngress((i) => wg.ifaces.has(i)) }, daemon: async () => ({ running: false }) };
   let ui: Awaited<ReturnType<typeof startAdminUi>>;
   try {
-    ui = await startAdminUi(ctx, { log, onChange: () => undefined, status });
+    ui = await startAdminUi(ctx, { log, onChange: () => undefined, ...status });
     if (!ui) throw new Error('startAdminUi returned null: config.admin is off');
   } catch (e) {
     ctx.close();

@@ -11,10 +11,15 @@ import { openGateway, type GatewayContext } from '../../../src/gateway/context.j
 import { generateLeafKey } from '../../../src/gateway/ca-store.js';
 import { createCa, issueCertificate } from '../../../src/pki/ca.js';
 import { writeSecretFile } from '../../../src/system/files.js';
+import { FakeFirewall } from '../../fakes/firewall.js';
+import { FakeIngress } from '../../fakes/ingress.js';
+import { FakeWireguard } from '../../fakes/wireguard.js';
 import { testCa } from '../ca-fixture.js';
 
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
-const status = () => ({ interfaceUp: true, peersConnected: 0, firewallInSync: true, lastReconcile: null, errors: [] });
+// The status page's sources: never read here (no page is asked for the status).
+const wg = new FakeWireguard();
+const status = { kernel: { wg, fw: new FakeFirewall(), tc: new FakeIngress((i) => wg.ifaces.has(i)) }, daemon: async () => ({ running: false }) };
 
 describe('startAdminUi', () => {
   let dir: string;
@@ -48,7 +53,7 @@ describe('startAdminUi', () => {
     writeFileSync(join(dir, 'own', 'admin.crt'), cert.certPem);
     writeFileSync(join(dir, 'own', 'admin.key'), key.keyPem, { mode: 0o600 });
     const ctx = gateway({ listen: ['127.0.0.1:0'], tls: { cert: join(dir, 'own', 'admin.crt'), key: join(dir, 'own', 'admin.key') } });
-    const ui = (await startAdminUi(ctx, { log: silent, onChange: () => undefined, status }))!;
+    const ui = (await startAdminUi(ctx, { log: silent, onChange: () => undefined, ...status }))!;
     try {
       const port = ui.ports()[0]!;
       const trusting = new Agent({ connect: { ca: own.certPem } });
@@ -66,13 +71,13 @@ describe('startAdminUi', () => {
   });
 
   test('an unreadable admin.tls file or a taken port is a one-line error naming the setting', async () => {
-    await expect(startAdminUi(gateway({ listen: ['127.0.0.1:0'], tls: { cert: join(dir, 'nope.crt'), key: join(dir, 'nope.key') } }), { log: silent, onChange: () => undefined, status }))
+    await expect(startAdminUi(gateway({ listen: ['127.0.0.1:0'], tls: { cert: join(dir, 'nope.crt'), key: join(dir, 'nope.key') } }), { log: silent, onChange: () => undefined, ...status }))
       .rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining('admin.tls') });
     const blocker = createServer();
     await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
     const taken = (blocker.address() as { port: number }).port;
     try {
-      await expect(startAdminUi(gateway({ listen: ['127.0.0.1:0', `127.0.0.1:${taken}`] }), { log: silent, onChange: () => undefined, status }))
+      await expect(startAdminUi(gateway({ listen: ['127.0.0.1:0', `127.0.0.1:${taken}`] }), { log: silent, onChange: () => undefined, ...status }))
         .rejects.toMatchObject({ code: 'EXEC_FAILED', message: expect.stringMatching(/cannot listen on 127\.0\.0\.1:\d+ for the admin UI \(config admin\.listen\): the address is in use/) });
     } finally {
       blocker.close();
@@ -80,6 +85,6 @@ describe('startAdminUi', () => {
   });
 
   test('admin null: no UI', async () => {
-    expect(await startAdminUi(gateway(null), { log: silent, onChange: () => undefined, status })).toBeNull();
+    expect(await startAdminUi(gateway(null), { log: silent, onChange: () => undefined, ...status })).toBeNull();
   });
 });

@@ -10,11 +10,15 @@ import { parseConfig, type Config } from '../../../src/config.js';
 import { generateKeyPair } from '../../../src/core/keys.js';
 import { openGateway, type GatewayContext } from '../../../src/gateway/context.js';
 import { writeSecretFile } from '../../../src/system/files.js';
+import { ensureClosedFirewall } from '../../../src/gateway/firewall.js';
+import { ensureIngressBarrier } from '../../../src/gateway/ingress.js';
+import { FakeFirewall } from '../../fakes/firewall.js';
+import { FakeIngress } from '../../fakes/ingress.js';
+import { FakeWireguard } from '../../fakes/wireguard.js';
 import { testCa } from '../ca-fixture.js';
 
 export const PASSWORD = 'correct horse battery staple';
 const WHO = { actor: 'root', source: 'cli' };
-const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
 export interface Reply {
   status: number;
@@ -28,9 +32,12 @@ export interface Reply {
 /**
  * A real gateway state (temp dir, database, CA) with the admin UI listening on
  * 127.0.0.1 over HTTPS, and an HTTP client that trusts the CA. The clock is
- * the test's: `now.ms` moves only when a test moves it.
+ * the test's: `now.ms` moves only when a test moves it. The kernel is the
+ * fakes' (`wg`, `fw`, `tc`): by default the interface is up with its address
+ * and the closed firewall and tc barrier in place; `interface: false` leaves
+ * the interface absent. What the UI logs at error level lands in `logged`.
  */
-export async function startWebEnv() {
+export async function startWebEnv(o: { interface?: boolean } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'wgo-web-'));
   const config: Config = parseConfig(
     {
@@ -43,14 +50,30 @@ export async function startWebEnv() {
   writeSecretFile(config.paths.serverKey, generateKeyPair().privateKey + '\n');
   writeSecretFile(config.paths.caKey, testCa().keyPem + testCa().certPem);
   const ctx: GatewayContext = openGateway(config);
+  const wg = new FakeWireguard();
+  const fw = new FakeFirewall();
+  const tc = new FakeIngress((iface) => wg.ifaces.has(iface));
+  const spec = { iface: config.interface, ollamaHost: config.ollamaHost, ollamaPort: config.ollamaPort };
+  await ensureClosedFirewall(fw, spec);
+  if (o.interface !== false) {
+    await wg.create(config.interface, 'auto');
+    await wg.addAddress(config.interface, '10.66.0.1/24');
+    await wg.setUp(config.interface, true);
+    await ensureIngressBarrier(tc, spec);
+  }
+  const logged: { o: object; msg: string }[] = [];
+  const log = { info: () => undefined, warn: () => undefined, error: (x: object, msg: string) => void logged.push({ o: x, msg }) };
+  /** What serve tells about itself (the daemon's part of the status). */
+  const daemon = { running: true as const, pid: process.pid, lastReconcile: { ok: true, mode: 'full', errors: [] as string[] } as unknown, lastReconcileAt: null as string | null };
   const now = { ms: Date.UTC(2026, 10, 22, 12, 0, 0) };
   const clock = (): number => now.ms;
   const changes = { n: 0 };
   const ui = (await startAdminUi(ctx, {
-    log: silent,
+    log,
+    kernel: { wg, fw, tc },
+    daemon: async () => daemon,
     clock,
     onChange: () => void changes.n++,
-    status: () => ({ interfaceUp: true, peersConnected: 0, firewallInSync: true, lastReconcile: null, errors: [] }),
   }))!;
   const port = ui.ports()[0]!;
   const origin = `https://127.0.0.1:${port}`;
@@ -112,7 +135,7 @@ export async function startWebEnv() {
   }
 
   return {
-    dir, config, ctx, now, port, origin, changes, accounts, http, addAdmin, code, loginForm, login, session,
+    dir, config, ctx, now, port, wg, fw, tc, daemon, logged, origin, changes, accounts, http, addAdmin, code, loginForm, login, session,
     async close(): Promise<void> {
       await ui.close();
       await agent.close();
