@@ -1,21 +1,35 @@
 /**
- * The one error type of wg-ollama: a stable `code` callers can branch on, a
- * one-line message for people, and the underlying `cause`.
+ * The one error type of wg-ollama: a stable `kind` each face maps to its own
+ * answer (the CLI to an exit code in cli/exit-code.ts, the admin UI to an HTTP
+ * status in admin/http-status.ts), a finer `code` callers and tests can branch
+ * on, a one-line message for people, and the underlying `cause`.
  */
-export type ErrorCode =
-  | 'BAD_INPUT' // a value given by the user is invalid (exit 2)
-  | 'CONFIG_INVALID' // the config file is missing a field or has a bad value (exit 2)
-  | 'NOT_FOUND' // a named peer (or file) does not exist (exit 2)
-  | 'CONFLICT' // a name or key already in use (exit 2)
-  | 'POOL_EXHAUSTED' // no free address left in the subnet (exit 1)
-  | 'NOT_INITIALIZED' // `init` has not been run for this config (exit 1)
-  | 'ALREADY_RUNNING' // another `serve` holds the state directory (exit 1)
-  | 'MISSING_PROGRAM' // an external program is not installed (exit 1)
-  | 'EXEC_FAILED' // an external program exited non-zero (exit 1)
-  | 'DAEMON_UNREACHABLE' // `serve` is not running or did not answer (exit 1)
-  | 'INTERNAL';
+export type ErrorKind =
+  | 'bad-input' // the request itself is wrong: fix the input and try again
+  | 'not-found' // the thing named does not exist
+  | 'conflict' // the request clashes with the current state (a name taken, a peer revoked)
+  | 'forbidden' // who asks may not do this
+  | 'unavailable' // something the request needs is missing or not running; may work later
+  | 'internal'; // a failure of wg-ollama or of the system under it
 
-const BAD_INPUT_CODES: ReadonlySet<ErrorCode> = new Set(['BAD_INPUT', 'CONFIG_INVALID', 'NOT_FOUND', 'CONFLICT']);
+/** Each code belongs to exactly one kind. */
+const KIND_OF = {
+  BAD_INPUT: 'bad-input', // a value given by the user is invalid
+  CONFIG_INVALID: 'bad-input', // the config file is missing a field or has a bad value
+  NOT_FOUND: 'not-found', // a named peer (or file) does not exist
+  CONFLICT: 'conflict', // a name or key already in use, or a state that forbids the change
+  FORBIDDEN: 'forbidden', // the actor lacks the right
+  POOL_EXHAUSTED: 'unavailable', // no free address left in the subnet
+  NOT_INITIALIZED: 'unavailable', // `init` has not been run for this config
+  ALREADY_RUNNING: 'unavailable', // another `serve` holds the state directory
+  MISSING_PROGRAM: 'unavailable', // an external program is not installed
+  DAEMON_UNREACHABLE: 'unavailable', // `serve` is not running or did not answer
+  GATEWAY_REFUSED: 'unavailable', // the gateway answered a guard's sync call with an error status
+  EXEC_FAILED: 'internal', // an external program exited non-zero
+  INTERNAL: 'internal', // anything else, unexpected output of a program included
+} as const satisfies Record<string, ErrorKind>;
+
+export type ErrorCode = keyof typeof KIND_OF;
 
 export class WgoError extends Error {
   override readonly name = 'WgoError';
@@ -27,11 +41,18 @@ export class WgoError extends Error {
     super(message, options);
   }
 
-  /** 2 for bad input, 1 for everything else (the CLI contract). */
-  get exitCode(): 1 | 2 {
-    return BAD_INPUT_CODES.has(this.code) ? 2 : 1;
+  /** What kind of failure this is; the faces map kinds, never codes, to their answers. */
+  get kind(): ErrorKind {
+    return kindOf(this.code);
   }
 }
+
+export function kindOf(code: ErrorCode): ErrorKind {
+  return KIND_OF[code];
+}
+
+/** Every code, for tables that must cover them all. */
+export const ERROR_CODES = Object.keys(KIND_OF) as ErrorCode[];
 
 export function badInput(message: string): WgoError {
   return new WgoError('BAD_INPUT', message);

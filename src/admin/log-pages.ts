@@ -3,6 +3,7 @@ import type { AuditRow } from '../db/audit.js';
 import type { ConnectionEventRow } from '../db/connections.js';
 import type { RequestRow } from '../db/requests.js';
 import { isWgoError } from '../errors.js';
+import { httpStatusOf } from './http-status.js';
 import { parseLogFilters, type LogKind, type LogRows } from '../gateway/queries.js';
 import { render } from './render.js';
 import type { AdminAppDeps } from './common.js';
@@ -57,7 +58,7 @@ function olderLink(path: string, req: Request, rows: { id: number }[]): string |
  * Request log, connection log, admin audit log: filters (validated by the
  * query service, as the CLI's are), newest first, paging to older rows. Bad
  * filters are answered on the page (400; an unknown peer 404); anything else
- * is the app's error (500, logged).
+ * goes to the app's error page (its status by the kind; 500 and logged when unexpected).
  */
 export function logPages(deps: AdminAppDeps): Router {
   const r = Router();
@@ -73,9 +74,9 @@ export function logPages(deps: AdminAppDeps): Router {
       try {
         rows = deps.queries.log(parseLogFilters(kind, { ...input, before: field(req.query.before), limit: PAGE })) as RequestRow[];
       } catch (e) {
-        if (!isWgoError(e) || e.exitCode !== 2) return next(e);
+        if (!isWgoError(e) || !(e.kind === 'bad-input' || e.kind === 'not-found')) return next(e);
         error = e.message;
-        status = e.code === 'NOT_FOUND' ? 404 : 400;
+        status = httpStatusOf(e.kind);
       }
       const table = [...rows].reverse().map((row) => page.cells(row));
       try {

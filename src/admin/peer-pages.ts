@@ -3,7 +3,7 @@ import { overridesFromFlags } from '../core/policy-input.js';
 import { ago, bytes } from '../core/format.js';
 import { parseDuration } from '../core/duration.js';
 import { mergePolicy, type Policy } from '../core/policy.js';
-import { isWgoError } from '../errors.js';
+import { inlineStatus } from './http-status.js';
 import { defaultPolicy } from '../gateway/peer-service.js';
 import type { PeerWithLink, TimelineEntry } from '../gateway/queries.js';
 import { issuedPage, render } from './render.js';
@@ -101,7 +101,8 @@ export function peerPages(deps: AdminAppDeps): Router {
       deps.onChange();
       render(req, res, 'issued', await issuedPage(issued, deps.queries.guardUrl(), `Peer ${issued.peer.name} created`, '; to get new keys, rotate the peer'));
     } catch (e) {
-      if (isWgoError(e) && e.exitCode === 2) return render(req, res, 'peer-new', { title: 'Add a peer', nav: 'peers', name, expires, error: e.message }, 400);
+      const status = inlineStatus(e);
+      if (status) return render(req, res, 'peer-new', { title: 'Add a peer', nav: 'peers', name, expires, error: (e as Error).message }, status);
       next(e);
     }
   });
@@ -147,9 +148,10 @@ export function peerPages(deps: AdminAppDeps): Router {
       deps.onChange();
       res.redirect(303, `/peers/${encodeURIComponent(name)}?done=policy`);
     } catch (e) {
-      if (isWgoError(e) && e.exitCode === 2 && e.code !== 'NOT_FOUND') {
+      const status = inlineStatus(e);
+      if (status) {
         try {
-          return renderPeer(req, res, name, e.message.replace(/--([a-z-]+)/g, '$1'), 400);
+          return renderPeer(req, res, name, (e as Error).message.replace(/--([a-z-]+)/g, '$1'), status);
         } catch (e2) {
           return next(e2);
         }
@@ -220,7 +222,8 @@ export function peerPages(deps: AdminAppDeps): Router {
       const { token, enrollment } = deps.enrollments.create({ peerName: name, expiresInMs }, actorOf(req));
       enrollPage(req, res, { created: { peerName: enrollment.peerName, expiresAt: enrollment.expiresAt, url: `https://${req.headers.host}/e/${token}` } });
     } catch (e) {
-      if (isWgoError(e) && e.exitCode === 2) return enrollPage(req, res, { name, expires, error: e.message }, 400);
+      const status = inlineStatus(e);
+      if (status) return enrollPage(req, res, { name, expires, error: (e as Error).message }, status);
       next(e);
     }
   });

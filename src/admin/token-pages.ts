@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import { isWgoError } from '../errors.js';
+import { inlineStatus } from './http-status.js';
 import { tokenService } from '../gateway/token-service.js';
 import { render } from './render.js';
 import { actorOf, requireAdmin, type AdminAppDeps } from './common.js';
@@ -38,8 +38,9 @@ export function tokenPages(deps: AdminAppDeps): Router {
       deps.onChange();
       render(req, res, 'token', { title: `API token for ${issued.name}`, nav: 'peers', ...issued, address: ctx.peers.show(issued.name).address, guardUrl: deps.queries.guardUrl() });
     } catch (e) {
-      if (isWgoError(e) && e.exitCode === 2 && e.code !== 'NOT_FOUND') {
-        return render(req, res, 'error', { title: 'Not issued', heading: 'No token issued', message: e.message, back: back(name) }, 409);
+      // Refused by the peer's state or policy (both are fixed on the peer's page, not in this request): 409.
+      if (inlineStatus(e)) {
+        return render(req, res, 'error', { title: 'Not issued', heading: 'No token issued', message: (e as Error).message, back: back(name) }, 409);
       }
       next(e);
     }

@@ -1,6 +1,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { parseCidr } from '../core/ipv4.js';
 import { isWgoError } from '../errors.js';
+import { httpStatusOf } from './http-status.js';
 import type { AdminAppDeps } from './common.js';
 
 export type { AdminAppDeps } from './common.js';
@@ -142,8 +143,7 @@ export function createAdminApp(deps: AdminAppDeps): express.Express {
       return;
     }
     if (isWgoError(err)) {
-      const code = err.code === 'NOT_FOUND' ? 404 : err.code === 'CONFLICT' ? 409 : err.exitCode === 2 ? 400 : 500;
-      render(req, res, 'error', { title: 'Error', heading: 'That did not work', message: err.message }, code);
+      render(req, res, 'error', { title: 'Error', heading: 'That did not work', message: err.message }, httpStatusOf(err.kind));
       return;
     }
     deps.log?.error({ event: 'admin-ui', err: (err as Error).message }, 'admin UI request failed');

@@ -4,6 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { configFileFrom, loadConfig } from '../config.js';
 import type { Actor } from '../gateway/peer-service.js';
 import { describeConnect as connectVerb } from '../connect/options.js';
+import { exitCodeOf } from '../core/exit-code.js';
 import { asWgoError, type Io } from './output.js';
 
 // Verb implementations are imported when their verb runs: `--help` and small
@@ -223,7 +224,7 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
     const line = err.message.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
     io.err(`wg-ollama: ${line}\n`);
     if (program.opts().debug) io.err(`${(e as Error).stack ?? ''}\n`);
-    return err.exitCode;
+    return exitCodeOf(err.kind);
   }
 }
 

@@ -4,6 +4,7 @@
  * Pure Node.js ≥ 20: no root, no native module, no WireGuard tools needed.
  */
 import { Command, CommanderError } from 'commander';
+import { exitCodeOf } from '../core/exit-code.js';
 import { WgoError } from '../errors.js';
 import { describeConnect } from './options.js';
 import { runConnect, type ConnectIo } from './run.js';
@@ -24,6 +25,6 @@ export async function connectMain(argv: string[], io: ConnectIo): Promise<number
     if (e instanceof CommanderError) return e.code === 'commander.helpDisplayed' || e.code === 'commander.help' ? 0 : 2;
     const msg = (e as Error).message.replace(/[\u0000-\u001f\u007f]/g, ' ');
     io.err(`wg-ollama-connect: ${msg}\n`);
-    return e instanceof WgoError ? e.exitCode : 1;
+    return e instanceof WgoError ? exitCodeOf(e.kind) : 1;
   }
 }

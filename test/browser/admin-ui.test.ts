@@ -204,9 +204,9 @@ describe('the one-time key page', () => {
       await p.waitForFunction(() => /Confirm Form Resubmission|PrivateKey/.test(document.documentElement.outerHTML));
       await noKeys('after Back');
       expect(await p.content()).toContain('Confirm Form Resubmission');
-      // Reload sends the form again: the name is taken now, so the form comes back with the error, without keys.
+      // Reload sends the form again: the name is taken now, so the form comes back with the error (409), without keys.
       const again = await p.reload();
-      expect(again?.status()).toBe(400);
+      expect(again?.status()).toBe(409);
       expect(await p.textContent('form p.error')).toBe('a peer named "laptop-2" already exists');
       await noKeys('after reload');
       await context.close();

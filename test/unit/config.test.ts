@@ -90,7 +90,7 @@ describe('parseConfig', () => {
     const err = expectWgoError(() => parseConfig({ ...valid, ...change }, '/etc/x.json'), 'CONFIG_INVALID');
     expect(err.message).toContain('invalid config /etc/x.json: ');
     expect(err.message).toContain(message);
-    expect(err.exitCode).toBe(2);
+    expect(err.kind).toBe('bad-input');
   });
 
   test('every bad field is named in one message', () => {
@@ -135,7 +135,7 @@ describe('loadConfig', () => {
   test('a missing file means not initialised', () => {
     const err = expectWgoError(() => loadConfig(join(dir, 'missing.json')), 'NOT_INITIALIZED');
     expect(err.message).toContain('run "wg-ollama init" first');
-    expect(err.exitCode).toBe(1);
+    expect(err.kind).toBe('unavailable');
   });
 
   test('invalid JSON is CONFIG_INVALID naming the file', () => {

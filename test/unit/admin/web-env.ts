@@ -35,13 +35,13 @@ export interface Reply {
  * the test's: `now.ms` moves only when a test moves it. The kernel is the
  * fakes' (`wg`, `fw`, `tc`): by default the interface is up with its address
  * and the closed firewall and tc barrier in place; `interface: false` leaves
- * the interface absent. What the UI logs at error level lands in `logged`.
+ * the interface absent; `subnet` replaces 10.66.0.0/24. What the UI logs at error level lands in `logged`.
  */
-export async function startWebEnv(o: { interface?: boolean } = {}) {
+export async function startWebEnv(o: { interface?: boolean; subnet?: string } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'wgo-web-'));
   const config: Config = parseConfig(
     {
-      stateDir: join(dir, 'state'), interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820',
+      stateDir: join(dir, 'state'), interface: 'wgo0', listenPort: 51820, subnet: o.subnet ?? '10.66.0.0/24', endpoint: 'vpn.example.com:51820',
       ollamaHost: '192.168.1.10', ollamaPort: 11434, admin: { listen: ['127.0.0.1:0'], hosts: ['admin.example.com'] },
     },
     'test',

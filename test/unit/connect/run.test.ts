@@ -78,7 +78,7 @@ describe('the connect profile', () => {
     try {
       loadConnectProfile(file);
     } catch (e) {
-      expect((e as WgoError).exitCode).toBe(2);
+      expect((e as WgoError).kind).toBe('bad-input');
     }
   });
 });

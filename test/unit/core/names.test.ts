@@ -39,7 +39,7 @@ describe('validatePeerName', () => {
   ])('rejects %s', (_what, name, message) => {
     const err = expectWgoError(() => validatePeerName(name), 'BAD_INPUT');
     expect(err.message).toMatch(message);
-    expect(err.exitCode).toBe(2);
+    expect(err.kind).toBe('bad-input');
   });
 
   test.each(['all', 'root', 'admin', 'gateway', 'localhost', 'wg-ollama', 'ollama', 'none', 'default'])(

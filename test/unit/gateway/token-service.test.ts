@@ -4,6 +4,7 @@
  */
 import { afterEach, describe, expect, test } from 'vitest';
 import { tokenHash } from '../../../src/core/api-token.js';
+import { exitCodeOf } from '../../../src/core/exit-code.js';
 import { tokenRepository } from '../../../src/db/tokens.js';
 import { peerSetSource } from '../../../src/gateway/peer-set.js';
 import { tokenService, type TokenService } from '../../../src/gateway/token-service.js';
@@ -61,7 +62,7 @@ describe('issue', () => {
     const before = env.db.serialize();
     const e = expectWgoError(() => tokens.issue(name, WHO), code);
     expect(e.message).toMatch(message);
-    expect(e.exitCode).toBe(2);
+    expect(exitCodeOf(e.kind)).toBe(2);
     expect(stored()).toEqual([]);
     expect(tokenAudit()).toEqual([]);
     expect(env.db.serialize().equals(before)).toBe(true);
@@ -76,7 +77,7 @@ describe('issue', () => {
     change();
     const e = expectWgoError(() => tokens.issue('alice', WHO), 'CONFLICT');
     expect(e.message).toBe(`peer "alice" is ${status}; only an active peer can have an API token`);
-    expect(e.exitCode).toBe(2);
+    expect(exitCodeOf(e.kind)).toBe(2);
     expect(stored()).toEqual([]);
   });
 
