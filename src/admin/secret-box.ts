@@ -42,7 +42,7 @@ export function createSecretBox(key: Buffer): SecretBox {
       if (parts.length !== 4 || parts[0] !== 'v1') throw new WgoError('INTERNAL', 'a sealed secret in the database is malformed');
       try {
         const iv = Buffer.from(parts[1]!, 'base64url');
-        if (iv.length !== IV_LEN) throw new Error(`the IV is ${iv.length} bytes, not ${IV_LEN}`);
+        if (iv.length !== IV_LEN) throw new WgoError('INTERNAL', `the IV is ${iv.length} bytes, not ${IV_LEN}`);
         const d = createDecipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_LEN });
         d.setAAD(Buffer.from(context, 'utf8'));
         d.setAuthTag(Buffer.from(parts[2]!, 'base64url'));

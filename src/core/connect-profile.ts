@@ -6,6 +6,7 @@
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { z } from 'zod';
+import { WgoError } from '../errors.js';
 
 /** Bumped only when a connector could no longer read older profiles. */
 export const CONNECT_PROFILE_FORMAT = 1;
@@ -45,13 +46,13 @@ export interface ParsedProfile extends ConnectProfile {
 /**
  * Validates a profile's JSON: the shape, then that the certificates parse,
  * the client certificate was issued by the CA, and the key belongs to it.
- * Throws an Error whose message names what is wrong.
+ * Throws a WgoError (bad input) whose message names what is wrong.
  */
 export function parseConnectProfile(raw: unknown): ParsedProfile {
   const r = schema.safeParse(raw);
   if (!r.success) {
     const what = r.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ');
-    throw new Error(`not a wg-ollama connect profile: ${what}`);
+    throw new WgoError('BAD_INPUT', `not a wg-ollama connect profile: ${what}`);
   }
   const p = r.data;
   let cert: X509Certificate;
@@ -59,18 +60,21 @@ export function parseConnectProfile(raw: unknown): ParsedProfile {
   try {
     ca = new X509Certificate(p.ca);
   } catch (e) {
-    throw new Error(`the profile's CA certificate does not parse: ${(e as Error).message}`);
+    throw new WgoError('BAD_INPUT', `the profile's CA certificate does not parse: ${(e as Error).message}`, { cause: e });
   }
   try {
     cert = new X509Certificate(p.certificate);
   } catch (e) {
-    throw new Error(`the profile's client certificate does not parse: ${(e as Error).message}`);
+    throw new WgoError('BAD_INPUT', `the profile's client certificate does not parse: ${(e as Error).message}`, { cause: e });
   }
-  if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) throw new Error("the profile's client certificate was not issued by its CA");
+  if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) throw new WgoError('BAD_INPUT', "the profile's client certificate was not issued by its CA");
+  let matches = false;
+  let cause: unknown;
   try {
-    if (!cert.checkPrivateKey(createPrivateKey(p.key))) throw new Error('mismatch');
-  } catch {
-    throw new Error("the profile's private key does not belong to its client certificate");
+    matches = cert.checkPrivateKey(createPrivateKey(p.key));
+  } catch (e) {
+    cause = e;
   }
+  if (!matches) throw new WgoError('BAD_INPUT', "the profile's private key does not belong to its client certificate", { cause });
   return { ...p, guardUrl: p.guardUrl.replace(/\/$/, ''), serial: cert.serialNumber.toLowerCase().replace(/^0+(?=.)/, ''), notAfter: Date.parse(cert.validTo) };
 }

@@ -19,6 +19,7 @@
  * classifier: sch_ingress and cls_bpf are enough.
  */
 import { ipToInt } from './ipv4.js';
+import { WgoError } from '../errors.js';
 
 export interface IngressSpec {
   iface: string;
@@ -133,9 +134,9 @@ function parseJsonArray(text: string, what: string): Record<string, unknown>[] {
   try {
     v = JSON.parse(text.trim() === '' ? '[]' : text);
   } catch {
-    throw new Error(`cannot parse ${what}: not JSON`);
+    throw new WgoError('INTERNAL', `cannot parse ${what}: not JSON`);
   }
-  if (!Array.isArray(v) || v.some((e) => typeof e !== 'object' || e === null)) throw new Error(`cannot parse ${what}: not a JSON array of objects`);
+  if (!Array.isArray(v) || v.some((e) => typeof e !== 'object' || e === null)) throw new WgoError('INTERNAL', `cannot parse ${what}: not a JSON array of objects`);
   return v as Record<string, unknown>[];
 }
 

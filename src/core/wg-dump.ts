@@ -2,6 +2,8 @@
  * Parser for `wg show INTERFACE dump`: one tab-separated line for the
  * interface, then one per peer. Keys are kept in memory only.
  */
+import { WgoError } from '../errors.js';
+
 export interface WgInterfaceState {
   privateKey: string | null;
   publicKey: string | null;
@@ -30,15 +32,15 @@ const none = (v: string | undefined): string | null => (v === undefined || v ===
 
 function num(v: string | undefined, what: string): number {
   const n = v === 'off' ? 0 : v === undefined || v === '' ? NaN : Number(v);
-  if (!Number.isFinite(n)) throw new Error(`wg dump: ${what} "${v}" is not a number`);
+  if (!Number.isFinite(n)) throw new WgoError('INTERNAL', `wg dump: ${what} "${v}" is not a number`);
   return n;
 }
 
 export function parseWgDump(text: string): WgDump {
   const lines = text.split('\n').filter((l) => l.length > 0);
-  if (lines.length === 0) throw new Error('wg dump: empty output');
+  if (lines.length === 0) throw new WgoError('INTERNAL', 'wg dump: empty output');
   const head = lines[0]!.split('\t');
-  if (head.length !== 4) throw new Error(`wg dump: interface line has ${head.length} fields, expected 4`);
+  if (head.length !== 4) throw new WgoError('INTERNAL', `wg dump: interface line has ${head.length} fields, expected 4`);
   const iface: WgInterfaceState = {
     privateKey: none(head[0]),
     publicKey: none(head[1]),
@@ -47,7 +49,7 @@ export function parseWgDump(text: string): WgDump {
   };
   const peers = lines.slice(1).map((line, i): WgPeerState => {
     const f = line.split('\t');
-    if (f.length !== 8) throw new Error(`wg dump: peer line ${i + 1} has ${f.length} fields, expected 8`);
+    if (f.length !== 8) throw new WgoError('INTERNAL', `wg dump: peer line ${i + 1} has ${f.length} fields, expected 8`);
     const allowed = none(f[3]);
     return {
       publicKey: f[0]!,

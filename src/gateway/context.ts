@@ -3,6 +3,7 @@ import type { DesiredPeer, DesiredState } from '../core/desired.js';
 import { gatewayAddress, intToIp, parseCidr } from '../core/ipv4.js';
 import { isKeyText, publicKeyOf } from '../core/keys.js';
 import { openDatabase, type Db } from '../db/open.js';
+import { WgoError } from '../errors.js';
 import { peerRepository, type PeerRow } from '../db/peers.js';
 import { readSecretFile } from '../system/files.js';
 import { permittedForConfig } from '../core/ca-names.js';
@@ -89,7 +90,7 @@ export function createDesiredStore(
     if (p.pskRef) {
       try {
         presharedKey = ctx.psk.read(p.pskRef);
-        if (!isKeyText(presharedKey)) throw new Error('its preshared key file is malformed');
+        if (!isKeyText(presharedKey)) throw new WgoError('INTERNAL', 'its preshared key file is malformed');
       } catch (e) {
         onError(`peer ${p.name} left out: ${(e as Error).message}`);
         complete = false;

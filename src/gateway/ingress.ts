@@ -1,5 +1,6 @@
 import { ingressInSync, parseIngress, planIngress, type IngressSpec } from '../core/ingress-plan.js';
 import type { IngressDriver } from '../system/ingress.js';
+import { WgoError } from '../errors.js';
 
 /** Is the tc barrier on the interface exactly ours? (The interface must exist.) */
 export async function ingressBarrierInSync(tc: IngressDriver, spec: IngressSpec): Promise<boolean> {
@@ -19,6 +20,6 @@ export async function ensureIngressBarrier(tc: IngressDriver, spec: IngressSpec,
   const plan = planIngress(parseIngress(shown.qdisc, shown.filters), spec);
   if (plan.length === 0) return false;
   for (const args of plan) await tc.tc(args);
-  if (!(await ingressBarrierInSync(tc, spec))) throw new Error(`the tc ingress barrier on ${spec.iface} is not in place after installing it`);
+  if (!(await ingressBarrierInSync(tc, spec))) throw new WgoError('INTERNAL', `the tc ingress barrier on ${spec.iface} is not in place after installing it`);
   return true;
 }

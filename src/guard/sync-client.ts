@@ -2,6 +2,7 @@ import { Agent, request } from 'undici';
 import { z } from 'zod';
 import { recordForGateway } from '../core/request-record.js';
 import { issuesText, parseWire, peerSetSchema, pushAnswerSchema, usageSchema, type PeerSet, type PushRequest } from '../core/wire.js';
+import { WgoError } from '../errors.js';
 import type { Usage } from './budget.js';
 import type { GuardLog } from './server.js';
 import type { Spool } from './spool.js';
@@ -130,7 +131,7 @@ export function startSyncClient(o: SyncClientOptions) {
           o.onPeerSet(set);
           save(set);
         } else if (r.statusCode !== 204) {
-          throw new Error(`gateway answered ${r.statusCode}: ${text.slice(0, 200)}`);
+          throw new WgoError('GATEWAY_REFUSED', `gateway answered ${r.statusCode}: ${text.slice(0, 200)}`);
         }
         backoff = 500;
         if (!connected) status(true, null);
@@ -160,7 +161,7 @@ export function startSyncClient(o: SyncClientOptions) {
     const text = await r.body.text();
     // An older gateway: the peer set's tokensToday is all there is (budget.ts: a lower bound).
     if (r.statusCode === 404) usageSupported = false;
-    else if (r.statusCode !== 200) throw new Error(`gateway answered ${r.statusCode} for token figures: ${text.slice(0, 200)}`);
+    else if (r.statusCode !== 200) throw new WgoError('GATEWAY_REFUSED', `gateway answered ${r.statusCode} for token figures: ${text.slice(0, 200)}`);
     // JSON checked here, the figures in gotUsage (malformed ones are logged and ignored, as in a push answer).
     else gotUsage(parseWire(z.unknown(), text, 'usage answer from the gateway'), null);
   };
@@ -197,7 +198,7 @@ export function startSyncClient(o: SyncClientOptions) {
           signal: ac.signal,
         });
         const text = await r.body.text();
-        if (r.statusCode !== 200) throw new Error(`gateway refused records: ${r.statusCode} ${text.slice(0, 200)}`);
+        if (r.statusCode !== 200) throw new WgoError('GATEWAY_REFUSED', `gateway refused records: ${r.statusCode} ${text.slice(0, 200)}`);
         const answer = parseWire(pushAnswer, text, 'push answer from the gateway');
         // Acknowledged all the same: a record the gateway cannot store would otherwise block every later one.
         for (const x of answer.rejected ?? []) o.log.error({ event: 'sync', seq: x.seq, err: x.error }, 'the gateway rejected a request record');

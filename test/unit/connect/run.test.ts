@@ -16,6 +16,7 @@ import { WgoError } from '../../../src/errors.js';
 import { createCa, issueCertificate } from '../../../src/pki/ca.js';
 import { DAY_MS, startEnv, type GuardEnv } from '../guard/guard-env.js';
 import { profileFor, writeProfile } from './connect-env.js';
+import { expectWgoError } from '../helpers.js';
 
 let env: GuardEnv;
 beforeAll(async () => {
@@ -62,7 +63,7 @@ describe('the connect profile', () => {
     ['a broken certificate', (p: Record<string, string>) => ({ ...p, certificate: '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' }), /client certificate does not parse/],
   ])('refuses %s', (_what, change, re) => {
     const base = JSON.parse(profileFor(env, 'alice')) as Record<string, string>;
-    expect(() => parseConnectProfile(change(base))).toThrow(re);
+    expect(expectWgoError(() => parseConnectProfile(change(base)), 'BAD_INPUT').message).toMatch(re);
   });
 
   it('a profile others can read is refused with the chmod that fixes it; Windows is not checked', () => {

@@ -9,6 +9,7 @@ import {
   type BpfInsn,
   type IngressSpec,
 } from '../../../src/core/ingress-plan.js';
+import { expectWgoError } from '../helpers.js';
 
 const spec: IngressSpec = { iface: 'wgo0', ollamaHost: '198.51.100.10', ollamaPort: 11434 };
 
@@ -166,5 +167,6 @@ describe('parseIngress / ingressInSync / planIngress', () => {
     expect(parseIngress('', '')).toEqual({ clsact: false, filters: [] });
     expect(() => parseIngress('Cannot find device', '[]')).toThrow(/tc qdisc output: not JSON/);
     expect(() => parseIngress('[]', '{"a":1}')).toThrow(/tc filter output: not a JSON array/);
+    for (const [q, f] of [['x', '[]'], ['[]', '{}']]) expect(expectWgoError(() => parseIngress(q!, f!), 'INTERNAL').kind).toBe('internal');
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { parseWgDump } from '../../../src/core/wg-dump.js';
+import { expectWgoError } from '../helpers.js';
 
 const PRIV = 'yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=';
 const PUB = 'HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=';
@@ -105,6 +106,7 @@ describe('parseWgDump', () => {
       'wg dump: latest handshake "never" is not a number',
     ],
   ])('throws on %s', (_what, text, message) => {
-    expect(() => parseWgDump(text)).toThrow(message);
+    // Output `wg` should never give: an internal error (exit 1, 500), not the user's input.
+    expect(expectWgoError(() => parseWgDump(text), 'INTERNAL').message).toBe(message);
   });
 });
