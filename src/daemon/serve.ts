@@ -11,14 +11,14 @@ import { createFirewall } from '../system/firewall.js';
 import { createIngress } from '../system/ingress.js';
 import { enableIpForwarding, ipForwarding } from '../system/sysctl.js';
 import { createWireguard } from '../system/wireguard.js';
-import { createDesiredStore, openGateway } from './context.js';
-import { tokenService } from './token-service.js';
-import { listenControl } from './control.js';
+import { createDesiredStore, openGateway } from '../gateway/context.js';
+import { tokenService } from '../gateway/token-service.js';
+import { listenControl } from '../gateway/control.js';
 import { startGuardLink } from './guard-link.js';
-import { coverConfigNames } from './ca-reissue.js';
-import { createMonitor } from './monitor.js';
-import type { FirewallLayers } from './metrics.js';
-import { createReconciler, type ReconcileResult } from './reconciler.js';
+import { coverConfigNames } from '../gateway/ca-reissue.js';
+import { createMonitor } from '../gateway/monitor.js';
+import type { FirewallLayers } from '../gateway/metrics.js';
+import { createReconciler, type ReconcileResult } from '../gateway/reconciler.js';
 
 /** How often the daemon looks for commits made by other processes (PRAGMA data_version). */
 const CHANGE_POLL_MS = 25;

@@ -13,12 +13,12 @@ import { createMetricsServer, listen } from '../system/metrics-http.js';
 import { guardMetrics } from '../guard/metrics.js';
 import { createAuditTrail, type AuditTrail } from '../guard/audit.js';
 import { createGuard, type GuardLog } from '../guard/server.js';
-import { generateLeafKey } from './ca-store.js';
-import type { GatewayContext } from './context.js';
-import { localAuditSpool } from './local-audit.js';
-import { firewallMetrics, gatewayMetrics, type FirewallLayers } from './metrics.js';
-import { followPeerSet, peerSetSource } from './peer-set.js';
-import { changeSignal, createSyncApi } from './sync-api.js';
+import { generateLeafKey } from '../gateway/ca-store.js';
+import type { GatewayContext } from '../gateway/context.js';
+import { localAuditSpool } from '../gateway/local-audit.js';
+import { firewallMetrics, gatewayMetrics, type FirewallLayers } from '../gateway/metrics.js';
+import { followPeerSet, peerSetSource } from '../gateway/peer-set.js';
+import { changeSignal, createSyncApi } from '../gateway/sync-api.js';
 
 /** Server certificates the gateway makes for itself are renewed this long before they expire. */
 const RENEW_BEFORE_MS = 30 * 86_400_000;
