@@ -1,6 +1,6 @@
 // Where the time of a reconcile goes. Runs reconcileOnce from dist/ in this
 // process (the daemon stopped, so nothing else reconciles), wired exactly as
-// dist/gateway/serve.js wires it, with an instrumented Runner (every external
+// dist/daemon/serve.js wires it, with an instrumented Runner (every external
 // program timed) and an instrumented loadDesired. Scenarios at 10,000 peers:
 //   bulk   - 10,000 new peers committed, applied into an empty interface
 //   noop   - nothing to do (repeated)

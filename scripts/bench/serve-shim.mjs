@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `wg-ollama serve` exactly as bin/wg-ollama.js runs it (same config loading,
-// same pino logger, same dist/gateway/serve.js), with two optional changes in
+// same pino logger, same dist/daemon/serve.js), with two optional changes in
 // the Runner it hands to serve(), for the benchmarks only:
 //
 //   BENCH_SYNCCONF_FILE=1  `wg syncconf IFACE /dev/stdin` is run with the text
@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const { loadConfig } = await import(join(ROOT, 'dist/config.js'));
-const { serve } = await import(join(ROOT, 'dist/gateway/serve.js'));
+const { serve } = await import(join(ROOT, 'dist/daemon/serve.js'));
 const { execRunner } = await import(join(ROOT, 'dist/system/exec.js'));
 const { default: pino } = await import('pino');
 

@@ -4,7 +4,7 @@ import { parseListen } from '../core/limits.js';
 import { isIpv4 } from '../core/ipv4.js';
 import { WgoError } from '../errors.js';
 import type { GatewayContext } from '../gateway/context.js';
-import { ensureServerCert } from '../gateway/guard-link.js';
+import { ensureServerCert } from '../gateway/server-cert.js';
 import { listen } from '../system/metrics-http.js';
 import { closeableServer } from '../system/sockets.js';
 import { accountService } from './accounts.js';

@@ -62,7 +62,7 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
     .action(async () => {
       const c = config();
       const { default: pino } = await import('pino');
-      const { serve } = await import('../gateway/serve.js');
+      const { serve } = await import('../daemon/serve.js');
       const log = pino({ base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, redact: ['*.privateKey', '*.presharedKey', 'privateKey', 'presharedKey'] });
       await serve(c, log);
     });

@@ -11,14 +11,19 @@ import { createFirewall } from '../system/firewall.js';
 import { createIngress } from '../system/ingress.js';
 import { enableIpForwarding, ipForwarding } from '../system/sysctl.js';
 import { createWireguard } from '../system/wireguard.js';
-import { createDesiredStore, openGateway } from './context.js';
-import { tokenService } from './token-service.js';
-import { listenControl } from './control.js';
-import { startGuardLink } from './guard-link.js';
-import { coverConfigNames } from './ca-reissue.js';
-import { createMonitor } from './monitor.js';
-import type { FirewallLayers } from './metrics.js';
-import { createReconciler, type ReconcileResult } from './reconciler.js';
+import { createDesiredStore, openGateway, type GatewayContext } from '../gateway/context.js';
+import { tokenService } from '../gateway/token-service.js';
+import { listenControl } from '../gateway/control.js';
+import { coverConfigNames } from '../gateway/ca-reissue.js';
+import { createMonitor } from '../gateway/monitor.js';
+import type { FirewallLayers } from '../gateway/metrics.js';
+import { peerSetSource } from '../gateway/peer-set.js';
+import { createReconciler, type ReconcileResult } from '../gateway/reconciler.js';
+import { changeSignal } from '../gateway/sync-api.js';
+import { startLocalGuard } from './local-guard.js';
+import { daemonMetrics, startMetricsServer } from './metrics.js';
+import { startSyncApi } from './sync.js';
+import { createTeardown, type Teardown } from './teardown.js';
 
 /** How often the daemon looks for commits made by other processes (PRAGMA data_version). */
 const CHANGE_POLL_MS = 25;
@@ -27,12 +32,37 @@ const RETRY_MS = 1000;
 
 /**
  * `wg-ollama serve`: reconcile at start, on every change, on expiry and
- * periodically; monitor connections; answer the control socket. Resolves on
- * SIGTERM/SIGINT after a clean stop. Firewall and interface are left as they
- * are (closed to everything but active peers).
+ * periodically; monitor connections; answer the control socket; run what the
+ * config turns on besides WireGuard (guard sync API, single-box guard,
+ * /metrics + /healthz, admin UI). Resolves on SIGTERM/SIGINT after a clean
+ * stop; a start-up that fails part-way takes the same way down (teardown.ts)
+ * and throws. Firewall and interface are left as they are (closed to
+ * everything but active peers).
  */
 export async function serve(config: Config, log: Logger, run: Runner = execRunner): Promise<void> {
   const ctx = openGateway(config);
+  const down = createTeardown(() => ctx.close());
+  try {
+    await start(ctx, log, run, down);
+  } catch (e) {
+    // Exit rather than run half a daemon; the firewall stays as it is (closed to all but active peers).
+    await down.run();
+    throw e;
+  }
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      if (down.stopping) return;
+      log.info({ event: 'stop', signal }, 'stopping; firewall stays closed');
+      void down.run().finally(resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+/** Everything serve starts, each part registered with `down` as soon as it runs. */
+async function start(ctx: GatewayContext, log: Logger, run: Runner, down: Teardown): Promise<void> {
+  const { config } = ctx;
   const caNames = coverConfigNames({ db: ctx.db, config, ca: ctx.ca }, { actor: 'serve', source: 'config' });
   if (caNames.unconstrained) log.warn({ event: 'ca' }, 'the CA has no name constraints (it can sign for any name): run "wg-ollama reissue-ca", then re-import ca.crt on devices and guards');
   if (caNames.reissued.length) log.warn({ event: 'ca', permitted: caNames.reissued }, 'CA certificate re-issued (same key) to permit names the config added: re-import ca.crt on devices and guards that need them');
@@ -76,6 +106,7 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
     log,
     version: dataVersion,
   });
+  down.drain(() => reconciler.idle());
   const peers = peerRepository(ctx.db);
   const audit = auditRepository(ctx.db);
   let last: ReconcileResult | null = null;
@@ -83,7 +114,10 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
   let lastAt = 0;
   let expiryTimer: NodeJS.Timeout | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
-  let stopping = false;
+  down.halt(() => {
+    clearTimeout(expiryTimer);
+    clearTimeout(retryTimer);
+  });
 
   /** `changes` after a commit (the fast path), `full` for start, drift repair, expiry and retries. */
   const reconcile = async (mode: 'full' | 'changes' = 'full'): Promise<ReconcileResult> => {
@@ -96,7 +130,7 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
       if (res.barrier !== null) layers.tc = res.barrier !== 'failed';
     }
     lastAt = Date.now();
-    if (stopping) return res;
+    if (down.stopping) return res;
     try {
       const now = Date.now();
       for (const p of peers.newlyExpired(now)) {
@@ -130,6 +164,7 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
     if (op === 'status') return { pid: process.pid, startedAt: new Date(startedAt).toISOString(), lastReconcile: last };
     throw new WgoError('BAD_INPUT', `unknown control operation "${op}"`);
   });
+  down.halt(() => control.close());
 
   // Key files a crash left behind between writing and committing (older than a minute).
   const pruned = ctx.psk.prune(peers.pskRefs(), (ref) => {
@@ -145,49 +180,42 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
   log.info({ event: 'start', pid: process.pid, interface: config.interface, peers: first.peers, ok: first.ok }, 'serving');
 
   // The CA (created here for gateways initialised before it existed), sync API, single-box guard, metrics.
-  let link: Awaited<ReturnType<typeof startGuardLink>>;
-  try {
-    link = await startGuardLink(ctx, log, () => ({
-      ok: !!last?.ok,
-      interface: config.interface,
-      peers: last?.peers ?? 0,
-      lastReconcile: last ? { ok: last.ok, errors: last.errors } : null,
-      firewall: { ...layers },
-    }), () => layers);
-  } catch (e) {
-    // Exit rather than run half a daemon; the firewall stays as it is (closed to all but active peers).
-    stopping = true;
-    clearTimeout(expiryTimer);
-    clearTimeout(retryTimer);
-    control.close();
-    await reconciler.idle();
-    ctx.close();
-    throw e;
-  }
+  const { ca } = ctx.ca.ensure();
+  const metrics = daemonMetrics(ctx.db, () => layers);
+  const source = peerSetSource(ctx.db, config);
+  const changes = changeSignal();
+  down.service(await startSyncApi(ctx, { caPem: ca.certPem, source, changes, onRecords: (_g, records) => metrics.gateway.records(records), log }));
+  const localGuard = down.service(await startLocalGuard(ctx, { caPem: ca.certPem, registry: metrics.registry, source, onWritten: (records) => metrics.gateway.records(records), log }));
+  down.service(await startMetricsServer(config.metricsListen, metrics.registry, () => ({
+    ok: !!last?.ok,
+    interface: config.interface,
+    peers: last?.peers ?? 0,
+    lastReconcile: last ? { ok: last.ok, errors: last.errors } : null,
+    firewall: { ...layers },
+  }), localGuard?.audit));
+  let peerSetVersion = source.version();
+  /** The database changed: give the local guard the new peer set, and wake the guards' long-polls. */
+  const peerSetChanged = (): void => {
+    localGuard?.follow();
+    const v = source.version();
+    if (v === peerSetVersion) return;
+    peerSetVersion = v;
+    changes.notify();
+  };
+
   // The admin web UI, in this process: its changes are applied at once (and seen by the change poll too).
-  let adminUi: Awaited<ReturnType<typeof startAdminUi>> = null;
-  try {
-    adminUi = await startAdminUi(ctx, {
-      log,
-      onChange: () => void reconcile('changes'),
-      // The status page reads the kernel itself; the daemon's part is this process.
-      kernel: { wg, fw, tc },
-      daemon: async () => ({
-        running: true,
-        pid: process.pid,
-        lastReconcile: last ? { ok: last.ok, mode: last.mode, errors: last.errors } : null,
-        lastReconcileAt: last ? new Date(lastAt).toISOString() : null,
-      }),
-    });
-  } catch (e) {
-    stopping = true;
-    clearTimeout(expiryTimer);
-    clearTimeout(retryTimer);
-    control.close();
-    await Promise.all([reconciler.idle(), link.close()]);
-    ctx.close();
-    throw e;
-  }
+  down.service(await startAdminUi(ctx, {
+    log,
+    onChange: () => void reconcile('changes'),
+    // The status page reads the kernel itself; the daemon's part is this process.
+    kernel: { wg, fw, tc },
+    daemon: async () => ({
+      running: true,
+      pid: process.pid,
+      lastReconcile: last ? { ok: last.ok, mode: last.mode, errors: last.errors } : null,
+      lastReconcileAt: last ? new Date(lastAt).toISOString() : null,
+    }),
+  }));
   let linkVersion = dataVersion();
 
   const monitor = createMonitor({
@@ -205,7 +233,7 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
       if (v !== linkVersion) {
         linkVersion = v;
         try {
-          link.changed();
+          peerSetChanged();
         } catch (e) {
           log.error({ event: 'guard-link', err: (e as Error).message }, 'cannot load the peer set for guards');
         }
@@ -215,22 +243,8 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
       monitor.tick().catch((e: unknown) => log.warn({ event: 'monitor', err: (e as Error).message }, 'monitor tick failed'));
     }, config.monitorIntervalSec * 1000),
   ];
-
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ event: 'stop', signal }, 'stopping; firewall stays closed');
-      for (const t of timers) clearInterval(t);
-      clearTimeout(expiryTimer);
-      clearTimeout(retryTimer);
-      control.close();
-      void Promise.all([reconciler.idle(), link.close(), adminUi?.close()]).finally(() => {
-        ctx.close();
-        resolve();
-      });
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+  down.halt(() => {
+    for (const t of timers) clearInterval(t);
   });
 }
+
