@@ -1,6 +1,6 @@
 /**
  * The one error type of wg-ollama: a stable `kind` each face maps to its own
- * answer (the CLI to an exit code in cli/exit-code.ts, the admin UI to an HTTP
+ * answer (the CLI to an exit code in core/exit-code.ts, the admin UI to an HTTP
  * status in admin/http-status.ts), a finer `code` callers and tests can branch
  * on, a one-line message for people, and the underlying `cause`.
  */

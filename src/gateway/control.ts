@@ -1,6 +1,6 @@
 import { chmodSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
-import { WgoError } from '../errors.js';
+import { ERROR_CODES, WgoError, type ErrorCode } from '../errors.js';
 
 /**
  * The daemon's control socket (unix, mode 0600, in the state directory): the
@@ -39,7 +39,8 @@ export async function listenControl(path: string, handler: ControlHandler): Prom
       }
       handler(op).then(
         (result) => sock.end(JSON.stringify({ ok: true, result }) + '\n'),
-        (e: unknown) => sock.end(JSON.stringify({ ok: false, error: (e as Error).message }) + '\n'),
+        // The code goes along, so the CLI answers a daemon's bad input or conflict as it would its own.
+        (e: unknown) => sock.end(JSON.stringify({ ok: false, error: (e as Error).message, code: e instanceof WgoError ? e.code : 'INTERNAL' }) + '\n'),
       );
     });
   });
@@ -75,9 +76,11 @@ export function requestControl<T = unknown>(path: string, op: string, timeoutMs 
     sock.on('end', () => {
       clearTimeout(timer);
       try {
-        const msg = JSON.parse(buf) as { ok: boolean; result?: T; error?: string };
+        const msg = JSON.parse(buf) as { ok: boolean; result?: T; error?: string; code?: string };
+        // A code this CLI does not know (a newer daemon) is INTERNAL.
+        const code: ErrorCode = (ERROR_CODES as readonly string[]).includes(msg.code ?? '') ? (msg.code as ErrorCode) : 'INTERNAL';
         if (msg.ok) resolve(msg.result as T);
-        else reject(new WgoError('INTERNAL', `wg-ollama serve: ${msg.error ?? 'failed'}`));
+        else reject(new WgoError(code, `wg-ollama serve: ${msg.error ?? 'failed'}`));
       } catch {
         reject(new WgoError('DAEMON_UNREACHABLE', 'wg-ollama serve sent an unreadable answer'));
       }

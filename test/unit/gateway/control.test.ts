@@ -51,6 +51,23 @@ describe('control socket', () => {
     expect(err.message).toBe('wg-ollama serve: unknown control operation "bogus"');
   });
 
+  test('a WgoError in the daemon keeps its code (and so its kind and exit code) across the socket', async () => {
+    await listen(async () => {
+      throw new WgoError('CONFLICT', 'peer "alice" is revoked');
+    });
+    const err = await failure(requestControl(sock, 'reconcile'));
+    expect(err.code).toBe('CONFLICT');
+    expect(err.kind).toBe('conflict');
+    expect(err.message).toBe('wg-ollama serve: peer "alice" is revoked');
+  });
+
+  test('a code the CLI does not know (a newer daemon) is INTERNAL', async () => {
+    await listen(async () => {
+      throw Object.assign(new WgoError('INTERNAL', 'x'), { code: 'SOMETHING_NEW' });
+    });
+    expect((await failure(requestControl(sock, 'reconcile'))).code).toBe('INTERNAL');
+  });
+
   test('nobody listening is DAEMON_UNREACHABLE', async () => {
     expect((await failure(requestControl(sock, 'ping', 500))).code).toBe('DAEMON_UNREACHABLE');
   });
