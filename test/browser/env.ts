@@ -3,8 +3,7 @@
  * (server key, test CA, SQLite), the HTTPS server on 127.0.0.1:0, admins with
  * known passwords and TOTP secrets, and Chromium through playwright-core.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { generate } from 'otplib';
@@ -12,14 +11,12 @@ import { chromium, type Browser, type BrowserContext, type BrowserContextOptions
 import { accountService, type AccountService } from '../../src/admin/accounts.js';
 import { createSecretBox, loadAdminKey } from '../../src/admin/secret-box.js';
 import { startAdminUi } from '../../src/admin/server.js';
-import { parseConfig, type Config } from '../../src/config.js';
-import { generateKeyPair } from '../../src/core/keys.js';
+import { type Config } from '../../src/config.js';
 import { openGateway, type GatewayContext } from '../../src/gateway/context.js';
-import { writeSecretFile } from '../../src/system/files.js';
-import { testCa } from '../unit/ca-fixture.js';
 import { FakeFirewall } from '../fakes/firewall.js';
 import { FakeIngress } from '../fakes/ingress.js';
 import { FakeWireguard } from '../fakes/wireguard.js';
+import { gatewayState } from '../support/gateway-state.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 export const PASSWORD = 'correct horse battery staple';
@@ -45,18 +42,11 @@ export interface UiEnv {
 }
 
 export async function startUiEnv(): Promise<UiEnv> {
-  const dir = mkdtempSync(join(tmpdir(), 'wgo-browser-'));
-  const config = parseConfig(
-    {
-      stateDir: join(dir, 'state'), interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820',
-      ollamaHost: '192.168.1.10', ollamaPort: 11434, sync: { listen: '192.168.1.1:7443' },
-      admin: { listen: ['127.0.0.1:0'], hosts: [], enrollMinutes: 15 },
-    },
-    'test',
-  );
-  mkdirSync(config.stateDir, { mode: 0o700 });
-  writeSecretFile(config.paths.serverKey, generateKeyPair().privateKey + '\n');
-  writeSecretFile(config.paths.caKey, testCa().keyPem + testCa().certPem);
+  const state = gatewayState({
+    name: 'browser',
+    config: { sync: { listen: '192.168.1.1:7443' }, admin: { listen: ['127.0.0.1:0'], hosts: [], enrollMinutes: 15 } },
+  });
+  const { dir, config } = state;
   const ctx = openGateway(config);
   const serverErrors: object[] = [];
   const log = { info: () => undefined, warn: () => undefined, error: (o: object) => void serverErrors.push(o) };
@@ -69,7 +59,7 @@ export async function startUiEnv(): Promise<UiEnv> {
     if (!ui) throw new Error('startAdminUi returned null: config.admin is off');
   } catch (e) {
     ctx.close();
-    rmSync(dir, { recursive: true, force: true });
+    state.cleanup();
     throw e;
   }
   const server = ui;
@@ -90,7 +80,7 @@ export async function startUiEnv(): Promise<UiEnv> {
     async close() {
       await server.close();
       ctx.close();
-      rmSync(dir, { recursive: true, force: true });
+      state.cleanup();
     },
   };
 }

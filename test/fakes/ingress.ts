@@ -82,8 +82,14 @@ export class FakeIngress implements IngressDriver {
     }
   }
 
-  /** Adds someone else's filter (to test drift). */
+  /**
+   * Adds someone else's filter (to test drift): by default a direct-action
+   * program that lets everything through. Like a new filter in the kernel, it
+   * goes first among the filters of its pref.
+   */
   addForeign(iface: string, f: Omit<FakeFilter, 'insns' | 'da'> & { insns?: BpfInsn[] }): void {
-    this.dev(iface).filters.push({ insns: [{ code: 6, jt: 0, jf: 0, k: 0 }], da: true, ...f });
+    const d = this.dev(iface);
+    d.filters.unshift({ insns: [{ code: 6, jt: 0, jf: 0, k: 0 }], da: true, ...f });
+    d.filters.sort((x, y) => x.chain - y.chain || x.pref - y.pref);
   }
 }

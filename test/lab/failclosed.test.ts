@@ -154,7 +154,18 @@ describe('fail closed', () => {
     const conf = JSON.parse(readFileSync(other.configFile, 'utf8')) as Record<string, unknown>;
     writeFileSync(other.configFile, JSON.stringify({ ...conf, metricsListen: '127.0.0.1:9479', admin: { listen: ['127.0.0.1:8444'] } }));
     await other.start();
+    const settled = ourLines(await save());
     await new Promise((res) => setTimeout(res, 7000)); // two periodic reconciles each
+    // Judged by the kernel's table, not by the gateways' own reports: each hook
+    // stands exactly once and first, and the reconciles left the table as it was.
+    const text = await save();
+    expect(ourLines(text)).toEqual(settled);
+    const lines = text.split('\n').filter((l) => l.startsWith('-A '));
+    for (const iface of ['wgofc', 'wgofd']) {
+      expect(lines.filter((l) => l === `-A FORWARD -j WGO-FWD-${iface}`)).toHaveLength(1);
+      expect(lines.filter((l) => l === `-A INPUT -i ${iface} -j WGO-IN-${iface}`)).toHaveLength(1);
+    }
+    expect(lines.filter((l) => l.startsWith('-A FORWARD ')).slice(0, 2).sort()).toEqual(['-A FORWARD -j WGO-FWD-wgofc', '-A FORWARD -j WGO-FWD-wgofd']);
     for (const g of [gw, other]) {
       const s = await g.cliJson<{ daemon: { lastReconcile: { noop: boolean; firewallRepaired: string[] } }; firewall: { ipv4InSync: boolean; ipv6InSync: boolean } }>('status');
       expect(s.firewall).toMatchObject({ ipv4InSync: true, ipv6InSync: true });

@@ -6,7 +6,7 @@
  * simulator.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clientUp } from './harness.js';
+import { clientUp, waitFor } from './harness.js';
 import { addPeer, createGuardLab, requestLog, tlsCurl, type Creds, type GuardLab, type HttpResult, type Peer } from './guard-harness.js';
 
 describe('guard: model names and the write allowlist through the tunnel', () => {
@@ -71,7 +71,7 @@ describe('guard: model names and the write allowlist through the tunnel', () => 
       rows = await requestLog(gl.gw);
       return rows.filter((r) => r.refusal === 'write_denied').length >= 5 && rows.filter((r) => r.refusal === 'bad_model').length >= 4;
     };
-    for (let i = 0; i < 50 && !(await done()); i++) await new Promise((r) => setTimeout(r, 100));
+    await waitFor(done, 5000, 'the refusals in the request log');
     expect(rows.filter((r) => r.refusal === 'bad_model')).toHaveLength(4);
     expect(rows.filter((r) => r.refusal === 'write_denied')).toHaveLength(5);
     expect(rows.filter((r) => r.refusal === null).map((r) => r.model)).toEqual(expect.arrayContaining(['llama3.2:latest']));

@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
+import { waitFor as poll } from '../support/wait.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 const BIN = join(ROOT, 'bin/wg-ollama.js');
@@ -97,14 +98,9 @@ export async function createLab(prefix: string, opts: LabOptions = {}): Promise<
   return lab;
 }
 
-export async function waitFor(fn: () => Promise<boolean> | boolean, timeoutMs: number, what: string, everyMs = 100): Promise<number> {
-  const start = Date.now();
-  for (;;) {
-    if (await fn()) return Date.now() - start;
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
+/** The shared wait (test/support/wait.ts), polling every 100 ms by default: lab checks run commands. */
+export const waitFor = (cond: () => Promise<boolean> | boolean, timeoutMs: number, what: string, everyMs = 100): Promise<number> =>
+  poll(cond, timeoutMs, what, everyMs);
 
 /** One gateway: its config file, CLI and daemon, inside the lab's gw namespace. */
 export interface Gateway {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { configFileFrom, DEFAULT_CONFIG_FILE, loadConfig, parseConfig } from '../../src/config.js';
-import { expectWgoError } from './helpers.js';
+import { expectWgoError } from '../support/errors.js';
 
 const valid = {
   stateDir: '/var/lib/wg-ollama',

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { checkNewPassword, DUMMY_HASH_PROMISE, hashPassword, PASSWORD_MAX, PASSWORD_MIN, verifyPassword } from '../../../src/admin/passwords.js';
-import { expectWgoError } from '../helpers.js';
+import { expectWgoError } from '../../support/errors.js';
 
 // scrypt costs ~50-100 ms a call here: each test hashes once or twice.
 const GOOD = 'correct horse battery staple';

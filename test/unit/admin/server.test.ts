@@ -5,16 +5,15 @@ import { join } from 'node:path';
 import { request, Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { adminHosts, startAdminUi } from '../../../src/admin/server.js';
-import { parseConfig, type Config } from '../../../src/config.js';
-import { generateKeyPair } from '../../../src/core/keys.js';
-import { openGateway, type GatewayContext } from '../../../src/gateway/context.js';
+import type { ConfigInput } from '../../../src/config.js';
+import { type GatewayContext } from '../../../src/gateway/context.js';
 import { generateLeafKey } from '../../../src/gateway/ca-store.js';
 import { createCa, issueCertificate } from '../../../src/pki/ca.js';
-import { writeSecretFile } from '../../../src/system/files.js';
 import { FakeFirewall } from '../../fakes/firewall.js';
 import { FakeIngress } from '../../fakes/ingress.js';
 import { FakeWireguard } from '../../fakes/wireguard.js';
-import { testCa } from '../ca-fixture.js';
+import { testCa } from '../../support/ca.js';
+import { gatewayState, type GatewayState } from '../../support/gateway-state.js';
 
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
 // The status page's sources: never read here (no page is asked for the status).
@@ -24,12 +23,11 @@ const status = { kernel: { wg, fw: new FakeFirewall(), tc: new FakeIngress((i) =
 describe('startAdminUi', () => {
   let dir: string;
   const contexts: GatewayContext[] = [];
+  const states: GatewayState[] = [];
   const gateway = (admin: unknown): GatewayContext => {
-    const stateDir = mkdtempSync(join(dir, 'state-'));
-    const config: Config = parseConfig({ stateDir, interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820', ollamaHost: '192.168.1.10', ollamaPort: 11434, admin }, 'test');
-    writeSecretFile(config.paths.serverKey, generateKeyPair().privateKey + '\n');
-    writeSecretFile(config.paths.caKey, testCa().keyPem + testCa().certPem);
-    const ctx = openGateway(config);
+    const state = gatewayState({ name: 'admin-server', config: { admin: admin as ConfigInput['admin'] } });
+    states.push(state);
+    const ctx = state.open();
     contexts.push(ctx);
     return ctx;
   };
@@ -39,6 +37,7 @@ describe('startAdminUi', () => {
   });
   afterAll(() => {
     for (const c of contexts) c.close();
+    for (const st of states) st.cleanup();
     rmSync(dir, { recursive: true, force: true });
   });
 

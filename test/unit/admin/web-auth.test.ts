@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { auditRepository } from '../../../src/db/audit.js';
 import { THROTTLE } from '../../../src/admin/accounts.js';
-import { PASSWORD, startWebEnv, type WebEnv } from './web-env.js';
+import { PASSWORD, startWebEnv, type WebEnv } from '../../support/web-env.js';
 
 /** A page without the per-request random tokens, to compare two answers. */
 const stable = (body: string): string => body.replace(/value="[A-Za-z0-9_-]{43}"/g, 'value="TOKEN"');

@@ -6,7 +6,7 @@ import { parseConnectProfile } from '../../../src/core/connect-profile.js';
 import { connectorBundle } from '../../../src/connect/bundle.js';
 import { auditRepository } from '../../../src/db/audit.js';
 import { requestRepository } from '../../../src/db/requests.js';
-import { startWebEnv, type WebEnv } from './web-env.js';
+import { startWebEnv, type WebEnv } from '../../support/web-env.js';
 
 const dataUri = (body: string, id: string): Buffer => {
   const m = new RegExp(`id="${id}"[^>]*href="data:[^;]+(?:;charset=utf-8)?;base64,([A-Za-z0-9+/=]+)"`).exec(body);
@@ -78,7 +78,7 @@ describe('admin UI pages: peers, enrollment, policy, logs (HTTPS on loopback)', 
     const id = env.ctx.peers.show('phone2').id;
     requestRepository(env.ctx.db).insertBatch('local', [1, 2, 3].map((seq) => ({
       seq, at: Date.now(), peer: 'phone2', certSerial: env.ctx.peers.show('phone2').certificateSerial, source: '10.66.0.3', method: 'POST', path: '/api/chat', endpoint: 'chat',
-      model: 'llama3.2', promptSha256: null, promptLength: null, promptText: null, status: 200, bytesIn: 10, bytesOut: 10, promptTokens: 5, evalTokens: 7,
+      model: 'llama3.2:latest', promptSha256: null, promptLength: null, promptText: null, status: 200, bytesIn: 10, bytesOut: 10, promptTokens: 5, evalTokens: 7,
       ttfbMs: 1, durationMs: 2, refusal: null,
     })));
     expect(id).toBeGreaterThan(0);

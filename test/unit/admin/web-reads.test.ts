@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { connectionRepository } from '../../../src/db/connections.js';
 import { requestRepository } from '../../../src/db/requests.js';
-import { startWebEnv, type WebEnv } from './web-env.js';
+import { startWebEnv, type WebEnv } from '../../support/web-env.js';
 
 // The web pages read what the CLI reads, the same way (issue 11): each test
 // here is a place where the two faces disagreed.

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { startWebEnv, type WebEnv } from './web-env.js';
+import { startWebEnv, type WebEnv } from '../../support/web-env.js';
 
 /**
  * The status of each page that reports a refusal follows the kind of the

@@ -10,7 +10,7 @@ import { tokenHash } from '../../../src/core/api-token.js';
 import { auditRepository } from '../../../src/db/audit.js';
 import { requestRepository } from '../../../src/db/requests.js';
 import { tokenRepository } from '../../../src/db/tokens.js';
-import { startWebEnv, type WebEnv } from './web-env.js';
+import { startWebEnv, type WebEnv } from '../../support/web-env.js';
 
 const WHO = { actor: 'root', source: 'cli' };
 

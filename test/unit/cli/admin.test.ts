@@ -1,5 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { execa } from 'execa';
@@ -10,13 +9,15 @@ import { accountService } from '../../../src/admin/accounts.js';
 import { createSecretBox, loadAdminKey } from '../../../src/admin/secret-box.js';
 import { adminAdd, adminList, adminRemove, adminResetTotp, stdinPassword } from '../../../src/cli/admin.js';
 import type { Io } from '../../../src/cli/output.js';
-import { parseConfig, type Config } from '../../../src/config.js';
+import { type Config } from '../../../src/config.js';
 import { auditRepository } from '../../../src/db/audit.js';
 import { openDatabase } from '../../../src/db/open.js';
+import { gatewayState, type GatewayState } from '../../support/gateway-state.js';
 
 const WHO = { actor: 'root', source: 'cli' };
 const PASSWORD = 'correct horse battery staple';
 
+let state: GatewayState;
 let dir: string;
 let config: Config;
 let out: string[];
@@ -90,19 +91,12 @@ async function zbar(file: string): Promise<string> {
 }
 
 beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'wgo-admin-cli-'));
-  config = parseConfig(
-    {
-      stateDir: join(dir, 'state'), interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820',
-      ollamaHost: '192.168.1.10', ollamaPort: 11434,
-    },
-    'test',
-  );
-  mkdirSync(config.stateDir, { mode: 0o700 });
+  state = gatewayState({ name: 'admin-cli', keys: false });
+  ({ dir, config } = state);
   out = [];
   readCalls = 0;
 });
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
+afterEach(() => state.cleanup());
 
 describe('admin add', () => {
   test('without --password-stdin: BAD_INPUT, stdin untouched, nothing created', async () => {

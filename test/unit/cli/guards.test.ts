@@ -1,19 +1,18 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { addGuard } from '../../../src/cli/guards.js';
 import type { Io } from '../../../src/cli/output.js';
-import { parseConfig, type Config } from '../../../src/config.js';
-import { generateKeyPair } from '../../../src/core/keys.js';
+import { type Config } from '../../../src/config.js';
 import { openGateway } from '../../../src/gateway/context.js';
 import { loadGuardConfig } from '../../../src/guard/config.js';
-import { writeSecretFile } from '../../../src/system/files.js';
-import { testCa } from '../ca-fixture.js';
+import { testCa } from '../../support/ca.js';
+import { gatewayState, type GatewayState } from '../../support/gateway-state.js';
 
 const WHO = { actor: 'root', source: 'cli' };
 
 describe('add-guard (a real gateway state)', () => {
+  let state: GatewayState;
   let dir: string;
   let config: Config;
   const io: Io = { out: () => undefined, err: () => undefined, env: {} };
@@ -27,19 +26,10 @@ describe('add-guard (a real gateway state)', () => {
   };
 
   beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'wgo-guards-'));
-    config = parseConfig(
-      {
-        stateDir: join(dir, 'state'), interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820',
-        ollamaHost: '192.168.1.10', ollamaPort: 11434, sync: { listen: '192.168.1.1:7443' },
-      },
-      'test',
-    );
-    mkdirSync(config.stateDir, { mode: 0o700 });
-    writeSecretFile(config.paths.serverKey, generateKeyPair().privateKey + '\n');
-    writeSecretFile(config.paths.caKey, testCa().keyPem + testCa().certPem);
+    state = gatewayState({ name: 'guards', config: { sync: { listen: '192.168.1.1:7443' } } });
+    ({ dir, config } = state);
   });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  afterAll(() => state.cleanup());
 
   test('writes a directory the guard runs from: config, CA, server and sync certificates, keys 0600', async () => {
     const out = join(dir, 'gpu1');

@@ -1,14 +1,12 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { showLogs } from '../../../src/cli/logs.js';
 import { table, type Io } from '../../../src/cli/output.js';
-import { parseConfig, type Config } from '../../../src/config.js';
+import { type Config } from '../../../src/config.js';
 import type { RequestRecord } from '../../../src/core/request-record.js';
 import { auditRepository } from '../../../src/db/audit.js';
 import { openDatabase } from '../../../src/db/open.js';
 import { requestRepository } from '../../../src/db/requests.js';
+import { gatewayState, type GatewayState } from '../../support/gateway-state.js';
 
 // What a client can put in a model name or the sign-in name field: a newline
 // followed by a forged log line, an OSC 8 hyperlink, a bidi override.
@@ -16,15 +14,12 @@ const FORGED = '\n2026-01-01T00:00:00.000Z  root@cli  admin.add  mallory fake li
 const OSC8 = '\x1b]8;;http://evil\x1b\\click\x1b]8;;\x1b\\';
 const EVIL = `x${FORGED}${OSC8}\u202e\u2028`;
 
-let dir: string;
+let state: GatewayState;
 let config: Config;
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'wgo-logs-esc-'));
-  config = parseConfig(
-    { stateDir: dir, interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820', ollamaHost: '192.168.1.10', ollamaPort: 11434 },
-    'test',
-  );
+  state = gatewayState({ name: 'logs-esc', keys: false });
+  config = state.config;
   const now = Date.now();
   const db = openDatabase(config.paths.db);
   try {
@@ -39,7 +34,7 @@ beforeAll(() => {
     db.close();
   }
 });
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => state.cleanup());
 
 async function run(kind: string, json: boolean): Promise<string> {
   const out: string[] = [];

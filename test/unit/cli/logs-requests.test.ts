@@ -1,10 +1,7 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { showLogs, type LogOptions } from '../../../src/cli/logs.js';
 import type { Io } from '../../../src/cli/output.js';
-import { parseConfig, type Config } from '../../../src/config.js';
+import { type Config } from '../../../src/config.js';
 import { generateKeyPair } from '../../../src/core/keys.js';
 import type { RequestRecord } from '../../../src/core/request-record.js';
 import { openDatabase } from '../../../src/db/open.js';
@@ -12,13 +9,14 @@ import { peerRepository } from '../../../src/db/peers.js';
 import { requestRepository } from '../../../src/db/requests.js';
 import { peerService } from '../../../src/gateway/peer-service.js';
 import { pskStore } from '../../../src/gateway/psk-store.js';
-import { testCaStore } from '../ca-fixture.js';
+import { testCaStore } from '../../support/ca.js';
 import { WgoError } from '../../../src/errors.js';
+import { gatewayState, type GatewayState } from '../../support/gateway-state.js';
 
 const WHO = { actor: 'root', source: 'cli' };
 const HOUR = 3_600_000;
 
-let dir: string;
+let state: GatewayState;
 let config: Config;
 let now: number;
 let ids: { alice: number; bob: number };
@@ -32,11 +30,8 @@ function rec(seq: number, o: Partial<RequestRecord>): RequestRecord {
 }
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'wgo-logs-'));
-  config = parseConfig(
-    { stateDir: dir, interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820', ollamaHost: '192.168.1.10', ollamaPort: 11434 },
-    'test',
-  );
+  state = gatewayState({ name: 'logs', keys: false });
+  config = state.config;
   now = Date.now();
   const db = openDatabase(config.paths.db);
   try {
@@ -57,7 +52,7 @@ beforeAll(() => {
     db.close();
   }
 });
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => state.cleanup());
 
 async function logs(o: LogOptions): Promise<string[]> {
   const out: string[] = [];

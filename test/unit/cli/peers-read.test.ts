@@ -2,30 +2,23 @@
  * list-peers and show-peer through the CLI functions on a real gateway state
  * directory: the shape they print, and link data only for the current key.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Io } from '../../../src/cli/output.js';
 import { listPeers, showPeer } from '../../../src/cli/peers.js';
-import { parseConfig, type Config } from '../../../src/config.js';
-import { generateKeyPair } from '../../../src/core/keys.js';
+import { type Config } from '../../../src/config.js';
 import { connectionRepository } from '../../../src/db/connections.js';
 import { openGateway } from '../../../src/gateway/context.js';
-import { writeSecretFile } from '../../../src/system/files.js';
-import { testCa } from '../ca-fixture.js';
+import { gatewayState, type GatewayState } from '../../support/gateway-state.js';
 
 const WHO = { actor: 'root', source: 'cli' };
 const ENDPOINT = '203.0.113.8:9999';
 
 describe('list-peers and show-peer', () => {
-  let dir: string;
+  let state: GatewayState;
   let config: Config;
   beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'wgo-peers-read-'));
-    config = parseConfig({ stateDir: dir, interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820', ollamaHost: '192.168.1.10', ollamaPort: 11434 }, 'test');
-    writeSecretFile(config.paths.serverKey, generateKeyPair().privateKey + '\n');
-    writeSecretFile(config.paths.caKey, testCa().keyPem + testCa().certPem);
+    state = gatewayState({ name: 'peers-read' });
+    config = state.config;
     const ctx = openGateway(config);
     try {
       const alice = ctx.peers.add({ name: 'alice' }, WHO).peer;
@@ -38,7 +31,7 @@ describe('list-peers and show-peer', () => {
       ctx.close();
     }
   });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  afterAll(() => state.cleanup());
 
   const json = async (fn: (io: Io) => Promise<void>): Promise<unknown> => {
     const out: string[] = [];

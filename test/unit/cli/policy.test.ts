@@ -1,20 +1,15 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { main } from '../../../src/cli/main.js';
 import { overridesFromFlags, setPolicy, type PolicyOptions } from '../../../src/cli/policy.js';
 import type { Io } from '../../../src/cli/output.js';
-import { parseConfig, type Config } from '../../../src/config.js';
-import { generateKeyPair } from '../../../src/core/keys.js';
+import { type Config } from '../../../src/config.js';
 import { DEFAULT_OPTIONS, OPTION_NAMES } from '../../../src/core/model-options.js';
 import { DEFAULT_ENDPOINTS } from '../../../src/core/ollama-api.js';
 import { DEFAULT_POLICY, type Policy } from '../../../src/core/policy.js';
 import { auditRepository } from '../../../src/db/audit.js';
 import { openGateway } from '../../../src/gateway/context.js';
-import { writeSecretFile } from '../../../src/system/files.js';
-import { testCa } from '../ca-fixture.js';
-import { expectWgoError } from '../helpers.js';
+import { expectWgoError } from '../../support/errors.js';
+import { gatewayState, type GatewayState } from '../../support/gateway-state.js';
 
 const WHO = { actor: 'root', source: 'cli' };
 
@@ -93,22 +88,14 @@ describe('overridesFromFlags', () => {
 });
 
 describe('setPolicy (a real gateway state)', () => {
-  let dir: string;
+  let state: GatewayState;
   let config: Config;
-  let rawConfig: object;
   let out: string[];
   const io: Io = { out: (t) => void out.push(t), err: () => undefined, env: {} };
 
   beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'wgo-policy-'));
-    rawConfig = {
-      stateDir: dir, interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820',
-      ollamaHost: '192.168.1.10', ollamaPort: 11434, policy: { maxStreams: 3, tokensPerDay: 50_000 },
-    };
-    config = parseConfig(rawConfig, 'test');
-    writeSecretFile(config.paths.serverKey, generateKeyPair().privateKey + '\n');
-    // The shared test CA, so no RSA-3072 key is made here.
-    writeSecretFile(config.paths.caKey, testCa().keyPem + testCa().certPem);
+    state = gatewayState({ name: 'policy', config: { policy: { maxStreams: 3, tokensPerDay: 50_000 } } });
+    config = state.config;
     const ctx = openGateway(config);
     try {
       for (const name of ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'gone']) ctx.peers.add({ name }, WHO);
@@ -117,7 +104,7 @@ describe('setPolicy (a real gateway state)', () => {
       ctx.close();
     }
   });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  afterAll(() => state.cleanup());
 
   const DEFAULT = { ...DEFAULT_POLICY, endpoints: [...DEFAULT_ENDPOINTS], maxStreams: 3, tokensPerDay: 50_000 };
   function run(name: string, o: PolicyOptions): { name: string; overrides: Partial<Policy> | null; effective: Policy; changed: boolean } {
@@ -173,8 +160,7 @@ describe('setPolicy (a real gateway state)', () => {
   });
 
   test('set-policy --options and --option-limits through the real CLI entry', async () => {
-    const file = join(dir, 'config.json');
-    writeFileSync(file, JSON.stringify(rawConfig));
+    const file = state.configFile;
     const out: string[] = [];
     const err: string[] = [];
     const cliIo: Io = { out: (t) => void out.push(t), err: (t) => void err.push(t), env: {} };

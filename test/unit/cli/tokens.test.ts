@@ -3,21 +3,18 @@
  * entry (main) on a real gateway state directory: exit codes, what is printed
  * once, and that the token is nowhere in the database files.
  */
-import { readFileSync, readdirSync, rmSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { main } from '../../../src/cli/main.js';
 import type { Io } from '../../../src/cli/output.js';
-import { parseConfig, type Config } from '../../../src/config.js';
+import { type Config } from '../../../src/config.js';
 import { tokenHash } from '../../../src/core/api-token.js';
 import { overridesFromFlags } from '../../../src/core/policy-input.js';
-import { generateKeyPair } from '../../../src/core/keys.js';
 import { auditRepository } from '../../../src/db/audit.js';
 import { openGateway } from '../../../src/gateway/context.js';
-import { writeSecretFile } from '../../../src/system/files.js';
-import { testCa } from '../ca-fixture.js';
-import { expectWgoError } from '../helpers.js';
+import { expectWgoError } from '../../support/errors.js';
+import { gatewayState, type GatewayState } from '../../support/gateway-state.js';
 
 const WHO = { actor: 'root', source: 'cli' };
 
@@ -31,18 +28,13 @@ describe('--api-tokens', () => {
 });
 
 describe('the CLI verbs', () => {
-  let dir: string;
+  let state: GatewayState;
   let file: string;
   let config: Config;
 
   beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'wgo-tokens-'));
-    const raw = { stateDir: dir, interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820', ollamaHost: '192.168.1.10', ollamaPort: 11434 };
-    file = join(dir, 'config.json');
-    writeFileSync(file, JSON.stringify(raw));
-    config = parseConfig(raw, file);
-    writeSecretFile(config.paths.serverKey, generateKeyPair().privateKey + '\n');
-    writeSecretFile(config.paths.caKey, testCa().keyPem + testCa().certPem);
+    state = gatewayState({ name: 'tokens' });
+    ({ configFile: file, config } = state);
     const ctx = openGateway(config);
     try {
       for (const name of ['alice', 'bob', 'carol']) ctx.peers.add({ name }, WHO);
@@ -50,7 +42,7 @@ describe('the CLI verbs', () => {
       ctx.close();
     }
   });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  afterAll(() => state.cleanup());
 
   /** The SHA-256 stored for a peer's token, or null. */
   function storedHash(name: string): string | null {
@@ -71,7 +63,7 @@ describe('the CLI verbs', () => {
     return { code, out: out.join(''), err: err.join('') };
   }
   /** Every byte of the database files (main file, WAL, shared memory). */
-  const dbBytes = (): Buffer => Buffer.concat(readdirSync(dir).filter((f) => f.includes('.db')).map((f) => readFileSync(join(dir, f))));
+  const dbBytes = (): Buffer => Buffer.concat(readdirSync(config.stateDir).filter((f) => f.includes('.db')).map((f) => readFileSync(join(config.stateDir, f))));
   const audit = () => {
     const ctx = openGateway(config);
     try {

@@ -12,8 +12,9 @@ import { Ollama } from 'ollama';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createCa, issueCertificate } from '../../../src/pki/ca.js';
-import { DAY_MS, errorOf, ndjson, waitFor } from '../guard/guard-env.js';
-import { startConnectEnv, startConnector, type ConnectEnv } from './connect-env.js';
+import { DAY_MS, errorOf, ndjson } from '../../support/guard-env.js';
+import { waitFor } from '../../support/wait.js';
+import { startConnectEnv, startConnector, type ConnectEnv } from '../../support/connect-env.js';
 
 let ce: ConnectEnv;
 

@@ -14,9 +14,9 @@ import { runConnect } from '../../../src/connect/run.js';
 import { parseConnectListen } from '../../../src/core/connect.js';
 import { WgoError } from '../../../src/errors.js';
 import { createCa, issueCertificate } from '../../../src/pki/ca.js';
-import { DAY_MS, startEnv, type GuardEnv } from '../guard/guard-env.js';
-import { profileFor, writeProfile } from './connect-env.js';
-import { expectWgoError } from '../helpers.js';
+import { DAY_MS, startEnv, type GuardEnv } from '../../support/guard-env.js';
+import { profileFor, writeProfile } from '../../support/connect-env.js';
+import { expectWgoError } from '../../support/errors.js';
 
 let env: GuardEnv;
 beforeAll(async () => {
@@ -76,11 +76,7 @@ describe('the connect profile', () => {
     expect(() => loadConnectProfile('/nonexistent/alice.connect.json')).toThrow(/cannot read the connect profile/);
     const file = writeProfile('[Interface]\nPrivateKey = x\n');
     expect(() => loadConnectProfile(file)).toThrow(/not a wg-ollama connect profile \(not JSON\)/);
-    try {
-      loadConnectProfile(file);
-    } catch (e) {
-      expect((e as WgoError).kind).toBe('bad-input');
-    }
+    expect(expectWgoError(() => loadConnectProfile(file), 'BAD_INPUT').kind).toBe('bad-input');
   });
 });
 

@@ -4,7 +4,7 @@ import {
   canonicalNet, cnReadsAsHostname, identityDnsName, normalisePermitted, outsidePermitted, permittedForConfig, uncoveredSubtrees, widenForLeaves,
 } from '../../../src/core/ca-names.js';
 import { WgoError } from '../../../src/errors.js';
-import { expectWgoError } from '../helpers.js';
+import { expectWgoError } from '../../support/errors.js';
 
 const BASE = { stateDir: '/var/lib/wg-ollama', interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820', ollamaHost: '192.168.50.10', ollamaPort: 11434 };
 const config = (extra: object = {}) => parseConfig({ ...BASE, ...extra }, 'test');

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { parseDuration } from '../../../src/core/duration.js';
-import { expectWgoError } from '../helpers.js';
+import { expectWgoError } from '../../support/errors.js';
 
 const S = 1000;
 const M = 60 * S;

@@ -178,6 +178,8 @@ describe('renderRestore', () => {
     await fw.restore('ipv4', restore(await fw.save('ipv4')));
     const after = await fw.save('ipv4');
     expect(inSync(after)).toBe(true);
+    expect(fw.rules('ipv4', 'WGO-FWD-wgo0')).toEqual(RULES4.filter((r) => r.startsWith('-A WGO-FWD-wgo0 ')));
+    expect(fw.rules('ipv4', 'WGO-IN-wgo0')).toEqual(RULES4.filter((r) => r.startsWith('-A WGO-IN-wgo0 ')));
     expect(others()).toEqual(before);
     expect(fw.rules('ipv4', 'FORWARD')[0]).toBe(HOOK_FWD);
     expect(fw.rules('ipv4', 'INPUT')[0]).toBe(HOOK_IN);

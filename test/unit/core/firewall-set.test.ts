@@ -89,5 +89,10 @@ del ${SET} 10.66.0.2 -exist
     await fw.restoreSet(renderSetRestore(SET, diff));
     expect(parseIpsetSave(await fw.saveSet(SET), SET)).toEqual(want);
     expect(diffSet(want, parseIpsetSave(await fw.saveSet(SET), SET))).toEqual({ add: [], del: [] });
+    // A second pass changes nothing in the set: only the create -exist line is fed again.
+    const again = renderSetRestore(SET, diffSet(want, parseIpsetSave(await fw.saveSet(SET), SET)));
+    expect(again.split('\n').filter((l) => /^(add|del) /.test(l))).toEqual([]);
+    await fw.restoreSet(again);
+    expect(parseIpsetSave(await fw.saveSet(SET), SET)).toEqual(want);
   });
 });

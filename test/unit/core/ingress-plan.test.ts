@@ -6,10 +6,10 @@ import {
   parseIngress,
   planIngress,
   renderBytecode,
-  type BpfInsn,
   type IngressSpec,
 } from '../../../src/core/ingress-plan.js';
-import { expectWgoError } from '../helpers.js';
+import { expectWgoError } from '../../support/errors.js';
+import { TC_ACT_OK, TC_ACT_SHOT, icmpHeader, ipv4Packet, runBpf, tcpHeader } from '../../fakes/packets.js';
 
 const spec: IngressSpec = { iface: 'wgo0', ollamaHost: '198.51.100.10', ollamaPort: 11434 };
 
@@ -17,66 +17,11 @@ const BYTECODE = '24,40 0 0 4294963200,21 0 21 2048,128 0 0 0,53 0 19 20,32 0 0 
   + '177 0 0 0,135 0 0 0,4 0 0 4,7 0 0 0,128 0 0 0,61 0 9 0,177 0 0 0,48 0 0 9,21 0 2 6,72 0 0 2,21 3 4 11434,21 0 3 1,80 0 0 0,'
   + '21 0 1 3,6 0 0 0,6 0 0 2';
 
-/** A classic BPF interpreter for the instructions the program uses (what the kernel runs). */
-function runBpf(prog: readonly BpfInsn[], packet: Buffer, protocol: number): number {
-  let a = 0;
-  let x = 0;
-  const load = (off: number, size: 1 | 2 | 4): number | null => {
-    if (off === 0xfffff000) return protocol; // SKF_AD_PROTOCOL, host order
-    if (off < 0 || off + size > packet.length) return null;
-    return size === 1 ? packet.readUInt8(off) : size === 2 ? packet.readUInt16BE(off) : packet.readUInt32BE(off);
-  };
-  for (let pc = 0; pc < prog.length; pc++) {
-    const { code, jt, jf, k } = prog[pc]!;
-    let v: number | null = 0;
-    switch (code) {
-      case 0x28: v = load(k, 2); break;
-      case 0x20: v = load(k, 4); break;
-      case 0x30: v = load(k, 1); break;
-      case 0x48: v = load(x + k, 2); break;
-      case 0x50: v = load(x + k, 1); break;
-      case 0xb1: {
-        const b = load(k, 1);
-        if (b === null) return 0; // an out-of-bounds load ends the program with 0
-        x = 4 * (b & 0xf);
-        continue;
-      }
-      case 0x80: a = packet.length; continue;
-      case 0x07: x = a; continue;
-      case 0x87: a = x; continue;
-      case 0x04: a = (a + k) >>> 0; continue;
-      case 0x35: pc += a >= k ? jt : jf; continue;
-      case 0x3d: pc += a >= x ? jt : jf; continue;
-      case 0x15: pc += a === k ? jt : jf; continue;
-      case 0x45: pc += (a & k) !== 0 ? jt : jf; continue;
-      case 0x06: return k;
-      default: throw new Error(`unknown opcode ${code}`);
-    }
-    if (v === null) return 0;
-    a = v;
-  }
-  throw new Error('fell off the end');
-}
-
-const OK = 0;
-const SHOT = 2;
-
-/** An IPv4 packet: header (with `optionWords` 32-bit option words) and the first bytes of its payload. */
-function ipv4(o: { dst: string; proto: number; payload: number[]; frag?: number; optionWords?: number }): Buffer {
-  const ihl = 5 + (o.optionWords ?? 0);
-  const h = Buffer.alloc(ihl * 4 + o.payload.length);
-  h[0] = 0x40 | ihl;
-  h.writeUInt16BE(h.length, 2);
-  h.writeUInt16BE(o.frag ?? 0x4000, 6); // DF by default
-  h[8] = 64;
-  h[9] = o.proto;
-  Buffer.from([10, 66, 0, 2]).copy(h, 12);
-  Buffer.from(o.dst.split('.').map(Number)).copy(h, 16);
-  Buffer.from(o.payload).copy(h, ihl * 4);
-  return h;
-}
-const tcp = (port: number): number[] => [0xc3, 0x50, port >> 8, port & 255, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02];
-const icmp = (type: number): number[] => [type, 0, 0, 0];
+const OK = TC_ACT_OK;
+const SHOT = TC_ACT_SHOT;
+const ipv4 = ipv4Packet;
+const tcp = tcpHeader;
+const icmp = icmpHeader;
 
 describe('ingressProgram', () => {
   test('renders the exact bytecode tc is given', () => {

@@ -9,7 +9,7 @@ import {
   parseCidr,
   poolSize,
 } from '../../../src/core/ipv4.js';
-import { expectWgoError } from '../helpers.js';
+import { expectWgoError } from '../../support/errors.js';
 
 const ip = ipToInt;
 

@@ -6,7 +6,7 @@ import {
   publicKeyOf,
   validatePublicKey,
 } from '../../../src/core/keys.js';
-import { expectWgoError } from '../helpers.js';
+import { expectWgoError } from '../../support/errors.js';
 
 const b64 = (hex: string): string => Buffer.from(hex, 'hex').toString('base64');
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { validatePeerName } from '../../../src/core/names.js';
-import { expectWgoError } from '../helpers.js';
+import { expectWgoError } from '../../support/errors.js';
 
 describe('validatePeerName', () => {
   test.each([

@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, test } from 'vitest'
 import { migrate, openDatabase, type Db } from '../../../src/db/open.js';
 import { MIGRATIONS } from '../../../src/db/migrations.js';
 import { peerRepository } from '../../../src/db/peers.js';
-import { expectWgoError } from '../helpers.js';
+import { expectWgoError } from '../../support/errors.js';
 
 const KEY = (n: number): string => Buffer.alloc(32, n).toString('base64');
 

@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import { requestRecordSchema, type RequestRecord } from '../../../src/core/request-record.js';
 import { requestRepository } from '../../../src/db/requests.js';
-import { WHO, peerEnv, type PeerEnv } from '../gateway/peer-env.js';
+import { WHO, peerEnv, type PeerEnv } from '../../support/peer-env.js';
 
 let env: PeerEnv;
 afterEach(() => env?.close());

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { RequestRecord } from '../../../src/core/request-record.js';
 import { peerRepository } from '../../../src/db/peers.js';
 import { requestRepository, type RequestRepository } from '../../../src/db/requests.js';
-import { T0, WHO, peerEnv, type PeerEnv } from '../gateway/peer-env.js';
+import { T0, WHO, peerEnv, type PeerEnv } from '../../support/peer-env.js';
 
 const HOUR = 3_600_000;
 

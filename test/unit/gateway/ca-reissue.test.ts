@@ -23,7 +23,7 @@ import { pskStore } from '../../../src/gateway/psk-store.js';
 import { certificateInfo, issueCertificate } from '../../../src/pki/ca.js';
 import { permittedForConfig } from '../../../src/core/ca-names.js';
 import { caNameConstraints } from '../../../src/pki/ca-reissue.js';
-import { expectWgoError } from '../helpers.js';
+import { expectWgoError } from '../../support/errors.js';
 
 const WHO = { actor: 'root', source: 'cli' };
 let dir: string;

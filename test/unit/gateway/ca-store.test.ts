@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
 import { caStore } from '../../../src/gateway/ca-store.js';
 import { caNameConstraints, reissueCa } from '../../../src/pki/ca-reissue.js';
-import { expectWgoError } from '../helpers.js';
+import { expectWgoError } from '../../support/errors.js';
 
 const PERMITTED = { ip: ['10.66.0.0/24'], dns: ['wg-ollama.invalid'], email: ['wg-ollama.invalid'] };
 

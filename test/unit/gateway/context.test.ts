@@ -7,8 +7,8 @@ import { generateKeyPair } from '../../../src/core/keys.js';
 import { peerRepository } from '../../../src/db/peers.js';
 import { desiredLoader, openGateway, type GatewayContext } from '../../../src/gateway/context.js';
 import { writeSecretFile } from '../../../src/system/files.js';
-import { expectWgoError } from '../helpers.js';
-import { DAY, WHO } from './peer-env.js';
+import { expectWgoError } from '../../support/errors.js';
+import { DAY, WHO } from '../../support/peer-env.js';
 
 let dir: string;
 let config: Config;

@@ -8,7 +8,7 @@ import { createDesiredStore, type GatewayContext } from '../../../src/gateway/co
 import { openDatabase } from '../../../src/db/open.js';
 import { peerService } from '../../../src/gateway/peer-service.js';
 import { pskStore } from '../../../src/gateway/psk-store.js';
-import { testCaStore } from '../ca-fixture.js';
+import { testCaStore } from '../../support/ca.js';
 
 function setup() {
   const dir = mkdtempSync(join(tmpdir(), 'wgo-store-'));

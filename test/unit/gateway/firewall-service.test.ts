@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { ensureClosedFirewall, inspectFirewall, removeFirewall } from '../../../src/gateway/firewall.js';
 import { FakeFirewall } from '../../fakes/firewall.js';
+import { firewallVerdict } from '../../fakes/packets.js';
 
 const spec = { iface: 'wgo0', ollamaHost: '192.168.1.10', ollamaPort: 11434 };
 const OTHER = '-A FORWARD -i eth0 -o eth1 -j ACCEPT';
@@ -17,6 +18,16 @@ describe('gateway firewall', () => {
     expect(await ensureClosedFirewall(fw, spec)).toEqual(['ipv4', 'ipv6']);
     expect(await inspectFirewall(fw, spec)).toEqual({ inSync: { ipv4: true, ipv6: true }, setExists: true, setEntries: [] });
     expect(fw.rules('ipv4', 'FORWARD')).toEqual(['-A FORWARD -j WGO-FWD-wgo0', OTHER]);
+    // Closed means closed, judged by packets: with the set empty nothing from the
+    // tunnel passes; a peer in the set reaches Ollama's port and nothing else.
+    const open = { in: 'wgo0', src: '10.66.0.2', dst: spec.ollamaHost, proto: 'tcp' as const, dport: spec.ollamaPort, syn: true, ct: 'NEW' as const };
+    expect(firewallVerdict(fw, 'ipv4', 'FORWARD', open)).toBe('DROP');
+    expect(firewallVerdict(fw, 'ipv4', 'INPUT', open)).toBe('DROP');
+    expect(firewallVerdict(fw, 'ipv6', 'FORWARD', { ...open, src: 'fd00::2', dst: 'fd00::1' })).toBe('DROP');
+    await fw.restoreSet('add wgo-peers-wgo0 10.66.0.2 comment "alice"\n');
+    expect(firewallVerdict(fw, 'ipv4', 'FORWARD', open)).toBe('ACCEPT');
+    expect(firewallVerdict(fw, 'ipv4', 'FORWARD', { ...open, dport: 22 })).toBe('DROP');
+    await fw.restoreSet('del wgo-peers-wgo0 10.66.0.2\n');
     const restores = fw.restores.filter((r) => r.family !== 'ipset').length;
     expect(await ensureClosedFirewall(fw, spec)).toEqual([]);
     expect(fw.restores.filter((r) => r.family !== 'ipset').length).toBe(restores);

@@ -5,9 +5,9 @@ import { auditRepository } from '../../../src/db/audit.js';
 import { certificateRepository } from '../../../src/db/certificates.js';
 import { openDatabase, type Db } from '../../../src/db/open.js';
 import { guardService, type GuardService } from '../../../src/gateway/guard-service.js';
-import { testCa, testCaStore } from '../ca-fixture.js';
-import { expectWgoError } from '../helpers.js';
-import { WHO } from './peer-env.js';
+import { testCa, testCaStore } from '../../support/ca.js';
+import { expectWgoError } from '../../support/errors.js';
+import { WHO } from '../../support/peer-env.js';
 
 const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';

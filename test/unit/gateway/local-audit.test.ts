@@ -11,7 +11,8 @@ import type { DraftRecord } from '../../../src/guard/recorder.js';
 import { createAuditTrail, type AuditTrail } from '../../../src/guard/audit.js';
 import { guardMetrics } from '../../../src/guard/metrics.js';
 import { localAuditSpool } from '../../../src/gateway/local-audit.js';
-import { T0, WHO, peerEnv, type PeerEnv } from './peer-env.js';
+import { T0, WHO, peerEnv, type PeerEnv } from '../../support/peer-env.js';
+import { waitFor } from '../../support/wait.js';
 
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined };
 const draft = (n: number): DraftRecord => ({
@@ -33,13 +34,6 @@ afterEach(() => {
 });
 
 const rows = (): number[] => env.db.prepare(`SELECT guard_seq FROM requests WHERE guard = 'local' ORDER BY guard_seq`).pluck().all() as number[];
-const until = async (what: () => boolean, ms: number): Promise<void> => {
-  const end = Date.now() + ms;
-  while (!what()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-};
 
 test('a database that cannot grow: 503 audit_unavailable, loud, then recovered by the probe with nothing lost', async () => {
   const registry = new Registry();
@@ -61,7 +55,7 @@ test('a database that cannot grow: 503 audit_unavailable, loud, then recovered b
 
   // Room again: the probe notices without a request, and the buffered records are stored in order.
   env.db.pragma('max_page_count = 1073741823');
-  await until(() => trail!.state().ok, 2000);
+  await waitFor(() => trail!.state().ok, 2000, 'the audit trail to recover');
   expect(trail.admit()).toBeNull();
   expect(rows()).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
 });
@@ -70,6 +64,6 @@ test('with nothing buffered, the probe (one committed write to gateway_state) en
   trail = createAuditTrail({ spool: localAuditSpool(env.db), mode: 'refuse', metrics: guardMetrics(new Registry()), log: silent, probeMs: 100 });
   trail.failed(Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' }), 'request records');
   expect(trail.admit()).toMatchObject({ status: 503 });
-  await until(() => trail!.state().ok, 2000);
+  await waitFor(() => trail!.state().ok, 2000, 'the audit trail to recover');
   expect(env.db.prepare(`SELECT key FROM gateway_state`).pluck().all()).toEqual(['write_probe']);
 });

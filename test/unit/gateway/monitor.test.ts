@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { WgDump, WgPeerState } from '../../../src/core/wg-dump.js';
 import { connectionRepository } from '../../../src/db/connections.js';
 import { createMonitor } from '../../../src/gateway/monitor.js';
-import { peerEnv, T0, WHO, type PeerEnv } from './peer-env.js';
+import { peerEnv, T0, WHO, type PeerEnv } from '../../support/peer-env.js';
 
 let env: PeerEnv;
 let table: WgPeerState[];

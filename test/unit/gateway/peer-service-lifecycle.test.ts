@@ -2,8 +2,8 @@ import { existsSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { generateKeyPair, publicKeyOf } from '../../../src/core/keys.js';
 import { peerRepository } from '../../../src/db/peers.js';
-import { expectWgoError } from '../helpers.js';
-import { DAY, peerEnv, T0, WHO, type PeerEnv } from './peer-env.js';
+import { expectWgoError } from '../../support/errors.js';
+import { DAY, peerEnv, T0, WHO, type PeerEnv } from '../../support/peer-env.js';
 
 let env: PeerEnv;
 beforeEach(() => {

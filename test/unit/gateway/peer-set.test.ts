@@ -6,7 +6,7 @@ import { peerRepository } from '../../../src/db/peers.js';
 import { requestRepository } from '../../../src/db/requests.js';
 import { followPeerSet, peerSetSource } from '../../../src/gateway/peer-set.js';
 import type { PeerSet } from '../../../src/core/wire.js';
-import { DAY, T0, WHO, peerEnv, type PeerEnv } from './peer-env.js';
+import { DAY, T0, WHO, peerEnv, type PeerEnv } from '../../support/peer-env.js';
 
 let env: PeerEnv | undefined;
 afterEach(() => {

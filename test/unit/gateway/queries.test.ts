@@ -10,8 +10,8 @@ import { guardUrl, parseLogFilters, queryService, type QueryService } from '../.
 import { FakeFirewall } from '../../fakes/firewall.js';
 import { FakeIngress } from '../../fakes/ingress.js';
 import { FakeWireguard } from '../../fakes/wireguard.js';
-import { expectWgoError } from '../helpers.js';
-import { DAY, peerEnv, T0, WHO, type PeerEnv } from './peer-env.js';
+import { expectWgoError } from '../../support/errors.js';
+import { DAY, peerEnv, T0, WHO, type PeerEnv } from '../../support/peer-env.js';
 
 const HOUR = 3_600_000;
 const cliLabel = (f: string): string => `--${f}`;

@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, test } from 'vitest';
 import { createReconciler } from '../../../src/gateway/reconciler.js';
-import { reconcileEnv, type ReconcileEnv } from './reconcile-env.js';
+import { reconcileEnv, type ReconcileEnv } from '../../support/reconcile-env.js';
 
 let env: ReconcileEnv;
 let runs: number;

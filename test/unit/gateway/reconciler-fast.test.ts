@@ -2,7 +2,7 @@ import { beforeEach, describe, expect, test } from 'vitest';
 import type { DesiredPeer } from '../../../src/core/desired.js';
 import { applyChanges, createReconciler, reconcileOnce } from '../../../src/gateway/reconciler.js';
 import type { DesiredChanges } from '../../../src/gateway/context.js';
-import { reconcileEnv, type ReconcileEnv } from './reconcile-env.js';
+import { reconcileEnv, type ReconcileEnv } from '../../support/reconcile-env.js';
 
 let env: ReconcileEnv;
 beforeEach(() => {

@@ -11,8 +11,8 @@ import { peerSetSource, type PeerSetSource } from '../../../src/gateway/peer-set
 import { changeSignal, createSyncApi, type ChangeSignal } from '../../../src/gateway/sync-api.js';
 import { parseWire, pushAnswerSchema, type PeerSet } from '../../../src/core/wire.js';
 import { createCa, issueCertificate, type CaMaterial } from '../../../src/pki/ca.js';
-import { testCa, testCaStore } from '../ca-fixture.js';
-import { WHO, peerEnv, type PeerEnv } from './peer-env.js';
+import { testCa, testCaStore } from '../../support/ca.js';
+import { WHO, peerEnv, type PeerEnv } from '../../support/peer-env.js';
 
 interface Who {
   cert: string;

@@ -8,8 +8,8 @@ import { exitCodeOf } from '../../../src/core/exit-code.js';
 import { tokenRepository } from '../../../src/db/tokens.js';
 import { peerSetSource } from '../../../src/gateway/peer-set.js';
 import { tokenService, type TokenService } from '../../../src/gateway/token-service.js';
-import { expectWgoError } from '../helpers.js';
-import { DAY, T0, WHO, peerEnv, type PeerEnv } from './peer-env.js';
+import { expectWgoError } from '../../support/errors.js';
+import { DAY, T0, WHO, peerEnv, type PeerEnv } from '../../support/peer-env.js';
 
 let env: PeerEnv;
 let tokens: TokenService;

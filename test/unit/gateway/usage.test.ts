@@ -14,7 +14,7 @@ import { MIGRATIONS } from '../../../src/db/migrations.js';
 import { openDatabase } from '../../../src/db/open.js';
 import { requestRepository } from '../../../src/db/requests.js';
 import { peerSetSource } from '../../../src/gateway/peer-set.js';
-import { T0, WHO, peerEnv, type PeerEnv } from './peer-env.js';
+import { T0, WHO, peerEnv, type PeerEnv } from '../../support/peer-env.js';
 
 let env: PeerEnv | undefined;
 let dir = '';

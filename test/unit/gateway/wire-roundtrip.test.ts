@@ -24,9 +24,10 @@ import { tokenService } from '../../../src/gateway/token-service.js';
 import type { DraftRecord } from '../../../src/guard/recorder.js';
 import { openSpool, type Spool } from '../../../src/guard/spool.js';
 import { issueCertificate } from '../../../src/pki/ca.js';
-import { testCa, testCaStore } from '../ca-fixture.js';
-import { startEnv } from '../guard/guard-env.js';
-import { WHO, peerEnv, type PeerEnv } from './peer-env.js';
+import { testCa, testCaStore } from '../../support/ca.js';
+import { startEnv } from '../../support/guard-env.js';
+import { WHO, peerEnv, type PeerEnv } from '../../support/peer-env.js';
+import { waitFor } from '../../support/wait.js';
 
 let env: PeerEnv;
 let server: Server;
@@ -116,8 +117,7 @@ test('the records a guard pushes are stored field for field, estimates and auth 
   try {
     const r = await g.request('alice', { path: '/api/chat', body: { model: 'llama3.2', messages: [{ role: 'user', content: 'hello' }] } });
     expect(r.status).toBe(200);
-    const deadline = Date.now() + 5000;
-    while (g.records.length === 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 10));
+    await waitFor(() => g.records.length > 0, 5000, 'the record');
     fromGuard = g.records[0]!;
   } finally {
     await g.close();

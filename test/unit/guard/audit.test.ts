@@ -11,7 +11,8 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { createAuditTrail, type AuditFailure, type AuditTrail } from '../../../src/guard/audit.js';
 import { guardMetrics } from '../../../src/guard/metrics.js';
 import type { DraftRecord } from '../../../src/guard/recorder.js';
-import { errorOf, startEnv, waitFor, type GuardEnv } from './guard-env.js';
+import { errorOf, startEnv, type GuardEnv } from '../../support/guard-env.js';
+import { waitFor } from '../../support/wait.js';
 
 const FAST = { requestsPerMinute: 100_000, burst: 1000 };
 const diskFull = (): Error => Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });

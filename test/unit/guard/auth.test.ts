@@ -5,7 +5,8 @@
 import net from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { createCa, issueCertificate } from '../../../src/pki/ca.js';
-import { DAY_MS, errorOf, parseRaw, readUntilClose, startEnv, waitFor, type GuardEnv } from './guard-env.js';
+import { DAY_MS, errorOf, parseRaw, readUntilClose, startEnv, type GuardEnv } from '../../support/guard-env.js';
+import { waitFor } from '../../support/wait.js';
 
 let env: GuardEnv;
 
@@ -15,12 +16,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await env?.close();
 });
-beforeEach(async () => {
-  await waitFor(() => env.guard.connections() === 0, 1000, 'connections of the previous test closed');
-  env.guard.setPeers(env.peerSet());
-  env.sim.clear();
-  env.records.length = 0;
-});
+beforeEach(() => env.reset({ peers: env.peerSet() }));
 
 async function expectRefused(who: Parameters<GuardEnv['request']>[0], status: number, error: string, reason: string, localAddress?: string) {
   const r = await env.request(who, { path: '/api/version', ...(localAddress ? { localAddress } : {}) });

@@ -21,7 +21,7 @@ const DAY_START = Date.parse(`${DAY}T00:00:00Z`);
 
 function rec(peer: string, tokens: { p?: number | null; e?: number | null; est?: number | null }, at = NOW - 1000): DraftRecord {
   return {
-    at, peer, certSerial: 'ab', source: '10.66.0.2', method: 'POST', path: '/api/chat', endpoint: 'chat', model: 'llama3.2',
+    at, peer, certSerial: 'ab', source: '10.66.0.2', method: 'POST', path: '/api/chat', endpoint: 'chat', model: 'llama3.2:latest',
     promptSha256: null, promptLength: null, promptText: null, status: 200, bytesIn: 10, bytesOut: 100,
     promptTokens: tokens.p ?? null, evalTokens: tokens.e ?? null, estimatedTokens: tokens.est ?? null, ttfbMs: 1, durationMs: 2, refusal: null,
   };

@@ -11,7 +11,8 @@ import https from 'node:https';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
-import { startEnv, waitFor, type GuardEnv, type Who } from './guard-env.js';
+import { startEnv, type GuardEnv, type Who } from '../../support/guard-env.js';
+import { waitFor } from '../../support/wait.js';
 
 /** A fake Ollama: /api/chat answers with the lines `script` gives, then ends or hangs. */
 async function fakeOllama(script: () => { lines: string[]; end: boolean }): Promise<{ url: string; aborted: () => number; close: () => Promise<void> }> {

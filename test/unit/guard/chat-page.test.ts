@@ -10,10 +10,14 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import { CHAT_CSP, CHAT_DIR, loadChatSite } from '../../../src/guard/browser.js';
+import { CHAT_DIR, loadChatSite } from '../../../src/guard/browser.js';
+
+/** The chat page's policy, written out: a weakened policy in src fails here. */
+const CHAT_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 import { requestRecordSchema } from '../../../src/core/request-record.js';
 import { isWgoError } from '../../../src/errors.js';
-import { errorOf, ndjson, startEnv, waitFor, type GuardEnv, type Reply } from './guard-env.js';
+import { errorOf, ndjson, startEnv, type GuardEnv, type Reply } from '../../support/guard-env.js';
+import { waitFor } from '../../support/wait.js';
 
 let env: GuardEnv;
 let origin: string;

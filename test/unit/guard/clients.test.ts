@@ -12,7 +12,8 @@ import { Ollama } from 'ollama';
 import OpenAI from 'openai';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import { errorOf, ndjson, startEnv, waitFor, type GuardEnv } from './guard-env.js';
+import { errorOf, ndjson, startEnv, type GuardEnv } from '../../support/guard-env.js';
+import { waitFor } from '../../support/wait.js';
 
 const run = promisify(execFile);
 let env: GuardEnv;

@@ -2,9 +2,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { DEFAULT_LIMITS } from '../../../src/core/limits.js';
 import { loadGuardConfig, parseGuardConfig } from '../../../src/guard/config.js';
-import { expectWgoError } from '../helpers.js';
+import { expectWgoError } from '../../support/errors.js';
 
 const TLS = { ca: 'ca.crt', cert: 'guard.crt', key: 'guard.key', syncCert: 'sync.crt', syncKey: 'sync.key' };
 const BASE = { name: 'gpu1', listen: '192.168.1.10:11434', gatewayUrl: 'https://192.0.2.1:8443', tls: TLS };
@@ -48,7 +47,11 @@ describe('guard config paths', () => {
 
   test('defaults: upstream on loopback, limits, metrics on 127.0.0.1:9478', () => {
     const c = parseGuardConfig(BASE, join(dir, 'guard.json'));
-    expect(c).toMatchObject({ name: 'gpu1', listen: '192.168.1.10:11434', upstream: 'http://127.0.0.1:11434', gatewayUrl: 'https://192.0.2.1:8443', metricsListen: '127.0.0.1:9478', limits: DEFAULT_LIMITS });
+    expect(c).toMatchObject({ name: 'gpu1', listen: '192.168.1.10:11434', upstream: 'http://127.0.0.1:11434', gatewayUrl: 'https://192.0.2.1:8443', metricsListen: '127.0.0.1:9478' });
+    expect(c.limits).toEqual({
+      maxHeaderBytes: 16_384, maxBodyBytes: 8_388_608, headerTimeoutSec: 10, bodyTimeoutSec: 60, idleTimeoutSec: 300, maxRequestSec: 1800,
+      keepAliveSec: 65, maxUpstreamRequests: 1024,
+    });
     expect(parseGuardConfig({ ...BASE, metricsListen: null }, 'g.json').metricsListen).toBeNull();
     expect(Object.isFrozen(c)).toBe(true);
   });

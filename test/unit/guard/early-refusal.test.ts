@@ -5,7 +5,7 @@
  * data), and nothing reaches Ollama.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { errorOf, startEnv, type GuardEnv } from './guard-env.js';
+import { errorOf, startEnv, type GuardEnv } from '../../support/guard-env.js';
 
 let env: GuardEnv;
 beforeAll(async () => {

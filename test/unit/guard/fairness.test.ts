@@ -11,7 +11,8 @@
  */
 import type tls from 'node:tls';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import { errorOf, parseRaw, startEnv, waitFor, type GuardEnv } from './guard-env.js';
+import { errorOf, parseRaw, startEnv, type GuardEnv } from '../../support/guard-env.js';
+import { waitFor } from '../../support/wait.js';
 
 const FAST = { requestsPerMinute: 100_000, burst: 1000 };
 const POOL = 8;
@@ -67,11 +68,7 @@ describe('one peer reading slowly', () => {
   afterAll(async () => {
     await env?.close();
   });
-  beforeEach(async () => {
-    await waitFor(() => env.guard.connections() === 0, 3000, 'connections of the previous test closed');
-    env.sim.clear();
-    env.records.length = 0;
-  });
+  beforeEach(() => env.reset({ settleMs: 3000 }));
 
   test('holds only its share of the pool (429 beyond it), another peer is still served, and its stalled answers are cut after idleTimeoutSec', async () => {
     const readers: SlowReader[] = [];

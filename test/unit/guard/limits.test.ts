@@ -6,7 +6,8 @@
 import https from 'node:https';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { secondsUntilUtcMidnight } from '../../../src/core/rate.js';
-import { errorOf, ndjson, parseRaw, readUntilClose, startEnv, waitFor, type GuardEnv } from './guard-env.js';
+import { errorOf, ndjson, parseRaw, readUntilClose, startEnv, type GuardEnv, exactRecords } from '../../support/guard-env.js';
+import { waitFor } from '../../support/wait.js';
 
 let env: GuardEnv;
 const FAST = { requestsPerMinute: 100_000, burst: 1000 };
@@ -32,13 +33,6 @@ beforeEach(() => {
 
 const chat = (extra: object = {}) => ({ model: 'llama3.2', messages: [{ role: 'user', content: 'Why is the sky blue?' }], ...extra });
 
-/** Waits for exactly `n` records (and a little longer, to see that no more come). */
-async function records(n: number) {
-  await waitFor(() => env.records.length >= n, 2000, `${n} records`);
-  await new Promise((r) => setTimeout(r, 20));
-  if (env.records.length !== n) throw new Error(`expected ${n} records, got ${JSON.stringify(env.records.map((r) => [r.status, r.refusal, r.method, r.path, r.peer]))}`);
-  return env.records;
-}
 
 describe('rate and concurrency', () => {
   test('over the request rate → 429 with Retry-After until the bucket refills', async () => {
@@ -49,7 +43,7 @@ describe('rate and concurrency', () => {
     expect(Number(r.headers['retry-after'])).toBeGreaterThanOrEqual(59);
     expect(Number(r.headers['retry-after'])).toBeLessThanOrEqual(60);
     expect(env.sim.requests).toHaveLength(2);
-    expect((await records(3))[2]).toMatchObject({ peer: 'bob', status: 429, refusal: 'rate_limited' });
+    expect((await exactRecords(env, 3))[2]).toMatchObject({ peer: 'bob', status: 429, refusal: 'rate_limited' });
   });
 
   test('more concurrent streams than maxStreams → 429; other endpoints still answer; a freed slot is usable again', async () => {
@@ -112,7 +106,7 @@ describe('daily token budget', () => {
     expect(ok.status).toBe(200);
     const last = ndjson(ok.text).at(-1)!;
     expect(last.prompt_eval_count + last.eval_count).toBeGreaterThanOrEqual(10);
-    await records(1);
+    await exactRecords(env, 1);
 
     const r = await env.request('carol', { path: '/api/generate', body: { model: 'llama3.2', prompt: 'more' }, localAddress: '127.0.0.3' });
     expect(r.status).toBe(429);
@@ -148,7 +142,7 @@ describe('sizes', () => {
     expect(errorOf(r)).toBe('request body too large (limit 1024 bytes)');
     expect(r.headers.connection).toBe('close');
     expect(env.sim.requests).toHaveLength(0);
-    expect((await records(1))[0]).toMatchObject({ status: 413, refusal: 'body_too_large', bytesIn: 0 });
+    expect((await exactRecords(env, 1))[0]).toMatchObject({ status: 413, refusal: 'body_too_large', bytesIn: 0 });
   });
 
   test('a chunked body growing over maxBodyBytes → 413; one just under the limit passes', async () => {
@@ -171,7 +165,7 @@ describe('sizes', () => {
     expect(r.headers.connection).toBe('close');
     expect(errorOf(r)).toBe('request headers too large');
     expect(env.sim.requests).toHaveLength(0);
-    expect((await records(1))[0]).toMatchObject({ peer: 'alice', certSerial: env.certs.get('alice')!.serial, status: 431, refusal: 'headers_too_large' });
+    expect((await exactRecords(env, 1))[0]).toMatchObject({ peer: 'alice', certSerial: env.certs.get('alice')!.serial, status: 431, refusal: 'headers_too_large' });
   });
 });
 
@@ -197,7 +191,7 @@ describe('slow and ambiguous clients', () => {
     expect(p.status).toBe(408);
     expect(errorOf(p)).toBe('request not received in time');
     expect(env.sim.requests).toHaveLength(0);
-    expect((await records(1))[0]).toMatchObject({ status: 408, refusal: 'request_timeout', source: '127.0.0.1' });
+    expect((await exactRecords(env, 1))[0]).toMatchObject({ status: 408, refusal: 'request_timeout', source: '127.0.0.1' });
   });
 
   test('a body that never completes is cut, and the half request never reaches Ollama', async () => {
@@ -212,7 +206,7 @@ describe('slow and ambiguous clients', () => {
     expect(p.status).toBe(408);
     expect(errorOf(p)).toBe('request not received in time');
     expect(env.sim.requests).toHaveLength(0);
-    const [rec] = await records(1);
+    const [rec] = await exactRecords(env, 1);
     expect(rec).toMatchObject({ peer: 'alice', method: 'POST', path: '/api/chat', endpoint: 'chat', status: 408, refusal: 'request_timeout' });
   });
 
@@ -229,7 +223,7 @@ describe('slow and ambiguous clients', () => {
     expect(p.status).toBe(400);
     expect(errorOf(p)).toBe('request has both Content-Length and Transfer-Encoding');
     expect(env.sim.requests).toHaveLength(0);
-    expect((await records(1))[0]).toMatchObject({ status: 400, refusal: 'ambiguous_length' });
+    expect((await exactRecords(env, 1))[0]).toMatchObject({ status: 400, refusal: 'ambiguous_length' });
   });
 });
 

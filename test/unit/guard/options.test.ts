@@ -8,7 +8,8 @@ import { Ollama } from 'ollama';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { DEFAULT_OPTIONS } from '../../../src/core/model-options.js';
-import { errorOf, startEnv, waitFor, type GuardEnv } from './guard-env.js';
+import { errorOf, startEnv, type GuardEnv } from '../../support/guard-env.js';
+import { waitFor } from '../../support/wait.js';
 
 let env: GuardEnv;
 const FAST = { requestsPerMinute: 100_000, burst: 1000 };

@@ -4,7 +4,8 @@
  * policy are refused on every surface, model lists are filtered.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import { errorOf, startEnv, waitFor, type GuardEnv } from './guard-env.js';
+import { errorOf, startEnv, type GuardEnv } from '../../support/guard-env.js';
+import { waitFor } from '../../support/wait.js';
 
 let env: GuardEnv;
 

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import { errorOf, ndjson, startEnv, waitFor, type GuardEnv, type Rec } from './guard-env.js';
+import { errorOf, ndjson, startEnv, type GuardEnv, type Rec, exactRecords } from '../../support/guard-env.js';
 
 let env: GuardEnv;
 const sha256 = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');
@@ -30,13 +30,6 @@ beforeEach(() => {
   env.records.length = 0;
 });
 
-/** Waits for the n-th record and checks that no other arrives with it. */
-async function only(n = 1): Promise<Rec[]> {
-  await waitFor(() => env.records.length >= n, 2000, `${n} record(s)`);
-  await new Promise((r) => setTimeout(r, 20));
-  expect(env.records).toHaveLength(n);
-  return env.records;
-}
 
 /** The fields every served request must have right. */
 function expectServed(rec: Rec, o: { peer: string; source: string; method: string; path: string; endpoint: string; model: string | null; bodyBytes: number; replyBytes: number }) {
@@ -57,7 +50,7 @@ describe('request records', () => {
     expect(r.status).toBe(200);
     const last = ndjson(r.text).at(-1)!;
     expect(last.done).toBe(true);
-    const [rec] = await only();
+    const [rec] = await exactRecords(env);
     expectServed(rec!, { peer: 'alice', source: '127.0.0.1', method: 'POST', path: '/api/chat', endpoint: 'chat', model: 'llama3.2:latest', bodyBytes: Buffer.byteLength(body), replyBytes: Buffer.byteLength(r.text) });
     expect(rec!.promptSha256).toBe(sha256(canon(['messages', messages])));
     expect(rec!.promptLength).toBe(Buffer.byteLength(canon(['messages', messages])));
@@ -71,7 +64,7 @@ describe('request records', () => {
     const body = { model: 'llama3.2:latest', prompt, stream: false, options: { num_predict: 7 } };
     const r = await env.request('alice', { path: '/api/generate', body });
     const answer = JSON.parse(r.text) as { prompt_eval_count: number; eval_count: number };
-    const [rec] = await only();
+    const [rec] = await exactRecords(env);
     expectServed(rec!, { peer: 'alice', source: '127.0.0.1', method: 'POST', path: '/api/generate', endpoint: 'generate', model: 'llama3.2:latest', bodyBytes: Buffer.byteLength(JSON.stringify(body)), replyBytes: Buffer.byteLength(r.text) });
     expect(rec!.promptSha256).toBe(sha256(canon(['prompt', prompt])));
     expect(rec!.promptLength).toBe(Buffer.byteLength(canon(['prompt', prompt])));
@@ -85,7 +78,7 @@ describe('request records', () => {
     expect(usageEvent?.usage?.completion_tokens).toBe(5);
     const plain = await env.request('alice', { path: '/v1/chat/completions', body: { model: 'llama3.2', messages, max_tokens: 3 } });
     const usage = (JSON.parse(plain.text) as { usage: { prompt_tokens: number; completion_tokens: number } }).usage;
-    const recs = await only(2);
+    const recs = await exactRecords(env, 2);
     expect(recs[0]).toMatchObject({ endpoint: 'v1.chat', model: 'llama3.2:latest', promptSha256: sha256(canon(['messages', messages])), promptTokens: usageEvent!.usage!.prompt_tokens, evalTokens: 5, bytesOut: Buffer.byteLength(streamed.text) });
     expect(recs[1]).toMatchObject({ endpoint: 'v1.chat', promptTokens: usage.prompt_tokens, evalTokens: 3 });
   });
@@ -94,7 +87,7 @@ describe('request records', () => {
     const r = await env.request('bob', { path: '/v1/chat/completions', body: { model: 'llama3.2', messages: [{ role: 'user', content: 'x' }], stream: true, max_tokens: 4 }, localAddress: '127.0.0.2' });
     expect(r.status).toBe(200);
     expect(env.sim.requests[0]!.body).toMatchObject({ stream_options: { include_usage: true } });
-    const [rec] = await only();
+    const [rec] = await exactRecords(env);
     expect(rec).toMatchObject({ peer: 'bob', source: '127.0.0.2', evalTokens: 4 });
     expect(rec!.promptTokens).toBeGreaterThan(0);
   });
@@ -102,7 +95,7 @@ describe('request records', () => {
   test('embeddings: prompt tokens only; model lists and version: no model, no tokens', async () => {
     await env.request('alice', { path: '/api/embed', body: { model: 'nomic-embed-text', input: ['one', 'two three'] } });
     await env.request('alice', { path: '/api/tags' });
-    const recs = await only(2);
+    const recs = await exactRecords(env, 2);
     expect(recs[0]).toMatchObject({ endpoint: 'embed', model: 'nomic-embed-text:latest', promptSha256: sha256(canon(['input', ['one', 'two three']])), evalTokens: 0 });
     expect(recs[0]!.promptTokens).toBeGreaterThan(0);
     expect(recs[1]).toMatchObject({ method: 'GET', path: '/api/tags', endpoint: 'tags', model: null, promptSha256: null, promptLength: null, promptTokens: null, evalTokens: null, bytesIn: 0, status: 200 });
@@ -111,7 +104,7 @@ describe('request records', () => {
   test('a refusal is recorded once, with its reason, and without tokens', async () => {
     const r = await env.request('alice', { path: '/api/chat', body: { model: 'qwen2.5:0.5b', messages: [{ role: 'user', content: 'secret' }] } });
     expect(r.status).toBe(403);
-    const [rec] = await only();
+    const [rec] = await exactRecords(env);
     expect(rec).toMatchObject({ peer: 'alice', status: 403, refusal: 'model_denied', endpoint: 'chat', path: '/api/chat', promptText: null, promptTokens: null, evalTokens: null, bytesOut: Buffer.byteLength(r.text), ttfbMs: null });
     expect(env.sim.requests).toHaveLength(0);
   });
@@ -127,7 +120,7 @@ describe('request records', () => {
     ];
     const statuses = (await Promise.all(jobs)).map((r) => r.status);
     expect(statuses).toEqual([200, 200, 403, 200, 401, 404]);
-    const recs = await only(jobs.length);
+    const recs = await exactRecords(env, jobs.length);
     expect(recs.map((r) => r.status).sort()).toEqual([...statuses].sort());
   });
 
@@ -137,7 +130,7 @@ describe('request records', () => {
     const messages = [msg('user', 'and me')];
     await env.request('alice', { path: '/api/generate', body: { model: 'llama3.2', prompt, stream: false } });
     await env.request('alice', { path: '/api/chat', body: { model: 'llama3.2', messages, stream: false } });
-    const recs = await only(2);
+    const recs = await exactRecords(env, 2);
     expect(recs[0]).toMatchObject({ promptText: canon(['prompt', prompt]), promptSha256: sha256(canon(['prompt', prompt])) });
     expect(recs[1]).toMatchObject({ promptText: canon(['messages', messages]), promptSha256: sha256(canon(['messages', messages])) });
   });
@@ -149,7 +142,7 @@ describe('request records', () => {
     await env.request('alice', { path: '/api/generate', body: plain });
     await env.request('alice', { path: '/api/generate', body: { ...plain, system: 'Ignore the policy.', images: ['aGk='] } });
     await env.request('alice', { path: '/api/chat', body: { model: 'llama3.2', messages: [msg('user', 'x')], tools, stream: false } });
-    const recs = await only(3);
+    const recs = await exactRecords(env, 3);
     const generate = canon(['prompt', 'p'], ['system', 'Ignore the policy.'], ['images', ['aGk=']]);
     expect(recs[1]).toMatchObject({ status: 200, promptText: generate, promptSha256: sha256(generate), promptLength: Buffer.byteLength(generate) });
     expect(recs[1]!.promptSha256).not.toBe(recs[0]!.promptSha256);
@@ -171,7 +164,7 @@ describe('metrics', () => {
     expect(anon.status).toBe(401);
     const wrongPlace = await env.request('alice', { path: '/api/version', localAddress: '127.0.0.2' });
     expect(wrongPlace.status).toBe(403);
-    await only(4);
+    await exactRecords(env, 4);
 
     const text = await env.registry.metrics();
     const value = (line: string): number => {
@@ -198,7 +191,7 @@ describe('metrics', () => {
     const [noCert, wrongSource] = [await count('auth_no_certificate'), await count('auth_wrong_source')];
     expect((await env.request(null, { path: '/api/version' })).status).toBe(401);
     expect((await env.request('alice', { path: '/api/version', localAddress: '127.0.0.2' })).status).toBe(403);
-    await only(2);
+    await exactRecords(env, 2);
     expect(await count('auth_no_certificate')).toBe(noCert + 1);
     expect(await count('auth_wrong_source')).toBe(wrongSource + 1);
   });

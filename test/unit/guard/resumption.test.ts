@@ -10,7 +10,7 @@
 import { once } from 'node:events';
 import tls from 'node:tls';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { errorOf, parseRaw, readUntilClose, startEnv, type GuardEnv } from './guard-env.js';
+import { errorOf, parseRaw, readUntilClose, startEnv, type GuardEnv } from '../../support/guard-env.js';
 
 let env: GuardEnv;
 

@@ -24,8 +24,9 @@ import { openSpool, type Spool } from '../../../src/guard/spool.js';
 import { startSyncClient, type SyncClient } from '../../../src/guard/sync-client.js';
 import { issueCertificate } from '../../../src/pki/ca.js';
 import { closeableServer } from '../../../src/system/sockets.js';
-import { testCa, testCaStore } from '../ca-fixture.js';
-import { WHO, peerEnv, type PeerEnv } from '../gateway/peer-env.js';
+import { testCa, testCaStore } from '../../support/ca.js';
+import { WHO, peerEnv, type PeerEnv } from '../../support/peer-env.js';
+import { waitFor } from '../../support/wait.js';
 
 const gatewayTls = (() => {
   let c: { cert: string; key: string; ca: string } | undefined;
@@ -90,15 +91,6 @@ function client(spool: Spool, onPeerSet: (set: PeerSet) => void = () => undefine
   });
   clients.push(c);
   return c;
-}
-
-/** Polls until cond() holds; fails the test after `ms` naming what it waited for. */
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what} (warnings: ${warnings.join(' | ')})`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 function draft(n: number, o: Partial<DraftRecord> = {}): DraftRecord {
@@ -168,14 +160,14 @@ describe('sync client against the sync API', () => {
     const c = client(spool);
     spool.append([draft(1), draft(2), draft(3)]);
     c.kick();
-    await until('the spool to empty', () => spool.count() === 0);
+    await waitFor(() => spool.count() === 0, 10000, 'the spool to empty');
     expect(stored().map((r) => [r.guard, r.guardSeq, r.promptLength])).toEqual([['gpu1', 1, 1], ['gpu1', 2, 2], ['gpu1', 3, 3]]);
     expect(spool.pending(10)).toEqual([]);
     const row = stored()[0]!;
     expect(row).toMatchObject({ ...draft(1), at: row.at });
     spool.append([draft(4)]);
     c.kick();
-    await until('the next record', () => spool.count() === 0 && stored().length === 4);
+    await waitFor(() => spool.count() === 0 && stored().length === 4, 10000, 'the next record');
     expect(storedNumbers()).toEqual([1, 2, 3, 4]);
     expect(c.state()).toMatchObject({ connected: true, pending: 0, lastError: null });
   });
@@ -185,7 +177,7 @@ describe('sync client against the sync API', () => {
     const spool = spoolAt(path);
     const sets: PeerSet[] = [];
     const c = client(spool, (s) => sets.push(s));
-    await until('the first peer set', () => sets.length === 1);
+    await waitFor(() => sets.length === 1, 10000, 'the first peer set');
     expect(sets[0]!.peers.map((p) => p.name)).toEqual(['alice', 'bob']);
     expect(sets[0]!.version).toBe(source.version());
     expect(spool.loadPeerSet()).toEqual(sets[0]);
@@ -194,7 +186,7 @@ describe('sync client against the sync API', () => {
     env.svc.disable('bob', WHO);
     const changedAt = Date.now();
     changes.notify();
-    await until('the changed peer set', () => sets.length === 2, 2000);
+    await waitFor(() => sets.length === 2, 2000, 'the changed peer set');
     expect(Date.now() - changedAt).toBeLessThan(1000);
     expect(sets[1]!.peers.map((p) => p.name)).toEqual(['alice']);
     await c.stop();
@@ -214,7 +206,7 @@ describe('sync client against the sync API', () => {
     const got: PeerSet[] = [];
     const again = client(reopened, (set) => void got.push(set));
     expect(again.state().version).toBe('');
-    await until('the whole set again', () => got.length === 1, 2000);
+    await waitFor(() => got.length === 1, 2000, 'the whole set again');
     expect(got[0]).toEqual(sets[1]);
     await again.stop();
   });
@@ -223,7 +215,7 @@ describe('sync client against the sync API', () => {
     env.svc.setPolicy('alice', { options: ['temperature', 'num_gpu'], optionLimits: { num_gpu: 20 }, maxTokensPerRequest: 512 }, WHO);
     const sets: PeerSet[] = [];
     client(spoolAt(join(dir, 'spool.db')), (set) => sets.push(set));
-    await until('the peer set', () => sets.length === 1);
+    await waitFor(() => sets.length === 1, 10000, 'the peer set');
     const alice = sets[0]!.peers.find((p) => p.name === 'alice')!;
     expect(alice.policy).toMatchObject({ options: ['temperature', 'num_gpu'], optionLimits: { num_gpu: 20 }, maxTokensPerRequest: 512 });
     expect(sets[0]!.peers.find((p) => p.name === 'bob')!.policy).toMatchObject({ options: [...DEFAULT_OPTIONS], optionLimits: {} });
@@ -235,13 +227,13 @@ describe('sync client against the sync API', () => {
     const spool = spoolAt(join(dir, 'spool.db'));
     const sets: PeerSet[] = [];
     client(spool, (set) => sets.push(set));
-    await until('the peer set', () => sets.length === 1);
+    await waitFor(() => sets.length === 1, 10000, 'the peer set');
     expect(sets[0]!.peers.map((p) => [p.name, p.tokenSha256])).toEqual([['alice', tokenHash(t.token)], ['bob', null]]);
     for (const p of sets[0]!.peers) expect(p.policy).not.toHaveProperty('apiTokens');
     expect(spool.loadPeerSet()).toEqual(sets[0]);
     const serial = env.svc.show('alice').certificateSerial!;
     spool.append([draft(1, { certSerial: serial, auth: 'token' }), draft(2, { certSerial: serial, auth: 'certificate' }), draft(3, { peer: null, status: 401, refusal: 'token_invalid', auth: null })]);
-    await until('three records stored', () => stored().length === 3);
+    await waitFor(() => stored().length === 3, 10000, 'three records stored');
     expect(stored().map((r) => [r.promptLength, r.auth, r.peerId !== null])).toEqual([[1, 'token', true], [2, 'certificate', true], [3, null, false]]);
   });
 
@@ -251,20 +243,20 @@ describe('sync client against the sync API', () => {
     const c = client(spool, () => undefined, (s) => (connected = s.connected));
     spool.append([draft(1), draft(2)]);
     c.kick();
-    await until('the first records', () => spool.count() === 0);
+    await waitFor(() => spool.count() === 0, 10000, 'the first records');
 
     const samePort = port;
     await stopGateway();
     spool.append([draft(3), draft(4)]);
     c.kick();
-    await until('the client to notice the gateway is gone', () => !connected);
+    await waitFor(() => !connected, 10000, 'the client to notice the gateway is gone');
     spool.append([draft(5)]);
     await new Promise((r) => setTimeout(r, 300));
     expect(spool.count()).toBe(3);
     expect(storedNumbers()).toEqual([1, 2]);
 
     await startGateway(samePort);
-    await until('the spool to drain after the restart', () => spool.count() === 0, 15_000);
+    await waitFor(() => spool.count() === 0, 15_000, 'the spool to drain after the restart');
     expect(storedNumbers()).toEqual([1, 2, 3, 4, 5]);
     expect(stored().map((r) => r.guardSeq)).toEqual([1, 2, 3, 4, 5]);
     expect(reported.map((r) => r.promptLength)).toEqual([1, 2, 3, 4, 5]);
@@ -288,10 +280,10 @@ describe('sync client against the sync API', () => {
     const c = client(spool);
     spool.append([draft(1), draft(2)]);
     c.kick();
-    await until('the first push to be stored', () => stored().length === 2);
+    await waitFor(() => stored().length === 2, 10000, 'the first push to be stored');
     expect(spool.count()).toBe(2); // not acknowledged
     spool.append([draft(3)]); // the retry carries old and new records together
-    await until('the spool to drain', () => spool.count() === 0, 15_000);
+    await waitFor(() => spool.count() === 0, 15_000, 'the spool to drain');
     expect(cut).toBe(1);
     expect(storedNumbers()).toEqual([1, 2, 3]);
     expect(reported.map((r) => r.promptLength)).toEqual([1, 2, 3]);
@@ -309,17 +301,17 @@ describe('a spool that cannot be written (issue 10, item 10)', () => {
     };
     const sets: PeerSet[] = [];
     client(spool, (s) => sets.push(s));
-    await until('the first peer set, spool failing', () => sets.length === 1);
+    await waitFor(() => sets.length === 1, 10000, 'the first peer set, spool failing');
     expect(sets[0]!.peers.map((p) => p.name).sort()).toEqual(['alice', 'bob']);
-    await until('the failure to be reported', () => warnings.some((w) => /cannot save the peer set/.test(w)));
+    await waitFor(() => warnings.some((w) => /cannot save the peer set/.test(w)), 10000, 'the failure to be reported');
     // A revocation while the disk is still full reaches the guard too: its policy does not freeze.
     env.svc.revoke('bob', WHO);
     changes.notify();
-    await until('the set without bob', () => sets.length >= 2 && !sets.at(-1)!.peers.some((p) => p.name === 'bob'));
+    await waitFor(() => sets.length >= 2 && !sets.at(-1)!.peers.some((p) => p.name === 'bob'), 10000, 'the set without bob');
     expect(spool.loadPeerSet()).toBeNull();
     failing = false;
     env.svc.revoke('alice', WHO);
     changes.notify();
-    await until('the next set saved', () => spool.loadPeerSet()?.peers.length === 0);
+    await waitFor(() => spool.loadPeerSet()?.peers.length === 0, 10000, 'the next set saved');
   });
 });

@@ -6,7 +6,8 @@
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import { ndjson, startEnv, waitFor, type GuardEnv, type Who } from './guard-env.js';
+import { ndjson, startEnv, type GuardEnv, type Who } from '../../support/guard-env.js';
+import { waitFor } from '../../support/wait.js';
 
 let env: GuardEnv;
 
@@ -16,12 +17,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await env?.close();
 });
-beforeEach(async () => {
-  await waitFor(() => env.guard.connections() === 0, 1000, 'connections of the previous test closed');
-  env.guard.setPeers(env.peerSet());
-  env.sim.clear();
-  env.records.length = 0;
-});
+beforeEach(() => env.reset({ peers: env.peerSet() }));
 
 interface Stream {
   res: Promise<IncomingMessage>;

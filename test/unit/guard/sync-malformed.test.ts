@@ -13,7 +13,8 @@ import type { PeerSet } from '../../../src/core/wire.js';
 import { openSpool, type Spool } from '../../../src/guard/spool.js';
 import { startSyncClient, type SyncClient } from '../../../src/guard/sync-client.js';
 import { issueCertificate } from '../../../src/pki/ca.js';
-import { testCa } from '../ca-fixture.js';
+import { testCa } from '../../support/ca.js';
+import { waitFor } from '../../support/wait.js';
 
 const DAY = '2026-12-04';
 const saved: PeerSet = { version: '7.abc', peers: [], logPrompts: false, tokensToday: {}, day: DAY, recordFields: ['auth', 'estimatedTokens'] };
@@ -69,14 +70,6 @@ function start(got: PeerSet[]): SyncClient {
   return client;
 }
 
-async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 test.each([
   ['a serial that is not hex', { ...saved, version: '8.abc', peers: [{ ...peer, serial: 'XYZ' }] }, 'peers.0.serial'],
   ['a policy field this guard does not know', { ...saved, version: '8.abc', peers: [{ ...peer, policy: { maxStreams: 2, teleport: true } }] }, 'peers.0.policy'],
@@ -85,7 +78,7 @@ test.each([
   answer = malformed;
   const got: PeerSet[] = [];
   const c = start(got);
-  await until('the refusal', () => c.state().lastError !== null);
+  await waitFor(() => c.state().lastError !== null, 5000, 'the refusal');
   const err = c.state().lastError!;
   expect(err).toContain('peer set');
   expect(err).toContain(`${field}:`);
@@ -100,7 +93,7 @@ test('a well-formed answer from the same gateway is taken (the test gateway itse
   answer = { ...saved, version: '8.abc', peers: [peer] };
   const got: PeerSet[] = [];
   const c = start(got);
-  await until('the peer set', () => got.length === 1);
+  await waitFor(() => got.length === 1, 5000, 'the peer set');
   expect(got[0]!.peers[0]!.serial).toBe('ab12');
   expect(c.state().lastError).toBeNull();
   expect(spool.loadPeerSet()!.version).toBe('8.abc');

@@ -4,7 +4,8 @@
  * request aborted — on the first request of a connection and on later ones.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import { ndjson, parseRaw, startEnv, waitFor, type GuardEnv } from './guard-env.js';
+import { ndjson, parseRaw, startEnv, type GuardEnv } from '../../support/guard-env.js';
+import { waitFor } from '../../support/wait.js';
 
 let env: GuardEnv;
 const IDLE_SEC = 0.5;
@@ -20,11 +21,7 @@ describe('a client that stops reading a stream', () => {
   afterAll(async () => {
     await env?.close();
   });
-  beforeEach(async () => {
-    await waitFor(() => env.guard.connections() === 0, 1000, 'connections of the previous test closed');
-    env.sim.clear();
-    env.records.length = 0;
-  });
+  beforeEach(() => env.reset());
 
   test.each([
     ['the first request on its connection', false],

@@ -10,7 +10,8 @@ import { generateApiToken, tokenHash } from '../../../src/core/api-token.js';
 import type { PeerSet } from '../../../src/core/wire.js';
 import { TOKEN_FAILURES_PER_MINUTE } from '../../../src/guard/tokens.js';
 import { createCa, issueCertificate } from '../../../src/pki/ca.js';
-import { DAY_MS, errorOf, parseRaw, readUntilClose, startEnv, waitFor, type GuardEnv, type Reply, type Who } from './guard-env.js';
+import { DAY_MS, errorOf, parseRaw, readUntilClose, startEnv, type GuardEnv, type Reply, type Who } from '../../support/guard-env.js';
+import { waitFor } from '../../support/wait.js';
 
 let env: GuardEnv;
 const TOKEN = generateApiToken();
@@ -29,12 +30,7 @@ function useEnv(): void {
   afterAll(async () => {
     await env?.close();
   });
-  beforeEach(async () => {
-    await waitFor(() => env.guard.connections() === 0, 1000, 'connections of the previous test closed');
-    env.guard.setPeers(withTokens());
-    env.sim.clear();
-    env.records.length = 0;
-  });
+  beforeEach(() => env.reset({ peers: withTokens() }));
 }
 
 const bearer = (t: string) => ({ authorization: `Bearer ${t}` });

@@ -23,8 +23,9 @@ import { openSpool, type Spool } from '../../../src/guard/spool.js';
 import { startSyncClient, type SyncClient } from '../../../src/guard/sync-client.js';
 import { issueCertificate } from '../../../src/pki/ca.js';
 import { closeableServer } from '../../../src/system/sockets.js';
-import { testCa, testCaStore } from '../ca-fixture.js';
-import { WHO, peerEnv, type PeerEnv } from '../gateway/peer-env.js';
+import { testCa, testCaStore } from '../../support/ca.js';
+import { WHO, peerEnv, type PeerEnv } from '../../support/peer-env.js';
+import { waitFor } from '../../support/wait.js';
 
 let env: PeerEnv;
 let dir: string;
@@ -68,14 +69,6 @@ function start(onUsage: (u: Usage) => void): SyncClient {
   return client;
 }
 
-async function until(what: string, cond: () => boolean, ms = 8000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 const draft = (o: Partial<DraftRecord>): DraftRecord => ({
   at: Date.now(), peer: 'alice', certSerial: serial, source: '10.66.0.2', method: 'POST', path: '/api/chat', endpoint: 'chat',
   model: 'llama3.2:latest', promptSha256: null, promptLength: 4, promptText: null, status: 200, bytesIn: 4, bytesOut: 40,
@@ -87,12 +80,12 @@ describe('the budget\'s figures over the sync API', () => {
     const got: Usage[] = [];
     const c = start((u) => got.push(u));
     // Idle at start: the figures come at once.
-    await until('the first figures', () => got.length >= 1);
+    await waitFor(() => got.length >= 1, 8000, 'the first figures');
     expect(got[0]).toMatchObject({ tokensToday: { alice: 0 }, upTo: 0 });
 
     const [a, b] = spool.append([draft({ promptTokens: 3, evalTokens: 7 }), draft({ estimatedTokens: 25, refusal: 'client_aborted' })]);
     c.kick();
-    await until('the push answer', () => got.some((u) => u.upTo === b!.seq));
+    await waitFor(() => got.some((u) => u.upTo === b!.seq), 8000, 'the push answer');
     expect(got.find((u) => u.upTo === b!.seq)!.tokensToday).toEqual({ alice: 35 });
     expect(a!.seq).toBeLessThan(b!.seq);
     expect(spool.count()).toBe(0);
@@ -103,7 +96,7 @@ describe('the budget\'s figures over the sync API', () => {
     const other = { ...draft({ promptTokens: 100, evalTokens: 0 }), seq: 1 };
     requestRepository(env.db).insertBatch('gpu2', [other], 'bbbbbbbbbbbbbbbb');
     const t0 = Date.now();
-    await until('the other guard\'s spending', () => got.at(-1)!.tokensToday.alice === 135, 5000);
+    await waitFor(() => got.at(-1)!.tokensToday.alice === 135, 5000, 'the other guard\'s spending');
     expect(Date.now() - t0).toBeLessThan(3500);
     expect(got.at(-1)!.upTo).toBe(b!.seq);
   });

@@ -11,7 +11,8 @@ import { Registry } from 'prom-client';
 import { createAuditTrail } from '../../../src/guard/audit.js';
 import { guardMetrics } from '../../../src/guard/metrics.js';
 import { createCa, issueCertificate } from '../../../src/pki/ca.js';
-import { DAY_MS, parseRaw, readUntilClose, silentLog, startEnv, waitFor, type GuardEnv, type RequestOptions, type Who } from './guard-env.js';
+import { DAY_MS, parseRaw, readUntilClose, silentLog, startEnv, type GuardEnv, type RequestOptions, type Who } from '../../support/guard-env.js';
+import { waitFor } from '../../support/wait.js';
 
 let env: GuardEnv;
 /** TCP connections Ollama accepted: with none, no byte of a request reached it. */

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { widenForLeaves, type PermittedNames } from '../../../src/core/ca-names.js';
 import { certificateInfo, createCa, issueCertificate, type CaMaterial, type IssuedCert } from '../../../src/pki/ca.js';
 import { caNameConstraints, reissueCa } from '../../../src/pki/ca-reissue.js';
-import { expectWgoError } from '../helpers.js';
+import { expectWgoError } from '../../support/errors.js';
 
 const DAY = 86_400_000;
 const inDays = (n: number): Date => new Date(Date.now() + n * DAY);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { cnReadsAsHostname } from '../../../src/core/ca-names.js';
 import { createCa, issueCertificate, type CaMaterial, type CertRole } from '../../../src/pki/ca.js';
-import { expectWgoError } from '../helpers.js';
+import { expectWgoError } from '../../support/errors.js';
 
 const DAY = 86_400_000;
 const NOW = new Date();

@@ -20,7 +20,7 @@ import {
   type IssuedCert,
 } from '../../../src/pki/ca.js';
 import { handshake } from './tls-harness.js';
-import { expectWgoError } from '../helpers.js';
+import { expectWgoError } from '../../support/errors.js';
 
 const DAY = 24 * 60 * 60 * 1000;
 const FRIENDLY_NAME = 'alice (wg-ollama)';

@@ -8,6 +8,7 @@ import { Ollama } from 'ollama';
 import OpenAI from 'openai';
 import { afterEach, describe, expect, test } from 'vitest';
 import { createSimulator, type Simulator, type SimulatorOptions } from '../../../scripts/lab/ollama-sim.mjs';
+import { waitFor } from '../../support/wait.js';
 
 const SIM_PATH = new URL('../../../scripts/lab/ollama-sim.mjs', import.meta.url).pathname;
 const started: Simulator[] = [];
@@ -34,14 +35,6 @@ function post(base: string, path: string, body: unknown, method = 'POST'): Promi
 
 function ndjson(text: string): Record<string, any>[] {
   return text.split('\n').filter(Boolean).map((l) => JSON.parse(l));
-}
-
-async function until(cond: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 function tempFile(name: string): string {
@@ -265,7 +258,7 @@ describe('recording and aborts', () => {
     })()).rejects.toThrow(/abort/i);
     expect(afterAbort).toBe(0);
     const rec = sim.requests[0]!;
-    await until(() => rec.ended);
+    await waitFor(() => rec.ended);
     expect(rec).toMatchObject({ aborted: true, ended: true, method: 'POST', path: '/api/generate' });
     expect(rec.body).toMatchObject({ model: 'llama3.2', prompt: 'long', stream: true });
     const tokensAtAbort = rec.tokens;
@@ -283,7 +276,7 @@ describe('recording and aborts', () => {
     const body = JSON.stringify({ model: 'llama3.2', prompt: 'hi', stream: false });
     await (await fetch(`${base}/api/generate?x=1`, { method: 'POST', body, headers: { 'x-test': 'yes' } })).json();
     await (await fetch(`${base}/nowhere`)).text();
-    await until(() => sim.requests.every((r) => r.ended));
+    await waitFor(() => sim.requests.every((r) => r.ended));
     expect(sim.requests.map((r) => [r.method, r.path, r.status, r.aborted])).toEqual([
       ['POST', '/api/generate?x=1', 200, false], ['GET', '/nowhere', 404, false],
     ]);
@@ -301,10 +294,10 @@ describe('recording and aborts', () => {
     const { sim, base } = await start({ tokenRate: 100, tokens: 100 });
     const ac = new AbortController();
     const pending = fetch(`${base}/api/generate`, { method: 'POST', body: JSON.stringify({ model: 'llama3.2', prompt: 'x', stream: false }), signal: ac.signal });
-    await until(() => sim.requests.length === 1 && sim.requests[0]!.tokens >= 2);
+    await waitFor(() => sim.requests.length === 1 && sim.requests[0]!.tokens >= 2);
     ac.abort();
     await expect(pending).rejects.toThrow();
-    await until(() => sim.requests[0]!.ended);
+    await waitFor(() => sim.requests[0]!.ended);
     expect(sim.requests[0]).toMatchObject({ aborted: true, status: null }); // nothing had been sent
     expect(sim.requests[0]!.tokens).toBeLessThan(100);
   });

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { Counter, Registry } from 'prom-client';
 import { afterEach, describe, expect, test } from 'vitest';
 import { createMetricsServer, listen } from '../../../src/system/metrics-http.js';
-import { expectWgoError } from '../helpers.js';
+import { expectWgoError } from '../../support/errors.js';
 
 const servers: { close(): void }[] = [];
 afterEach(() => {

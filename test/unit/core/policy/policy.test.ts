@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
-import { DEFAULT_ENDPOINTS, matchEndpoint, type EndpointDef } from '../../../../src/core/ollama-api.js';
+import { matchEndpoint, type EndpointDef } from '../../../../src/core/ollama-api.js';
 import {
   DEFAULT_POLICY,
   decideBody,
@@ -28,8 +28,17 @@ const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
 describe('policy schema', () => {
   test('an empty object is the default policy', () => {
-    expect(policySchema.parse({})).toEqual(DEFAULT_POLICY);
-    expect(DEFAULT_POLICY.endpoints).toEqual([...DEFAULT_ENDPOINTS]);
+    // Written out: a changed default is a decision, and it shows here.
+    const defaults = {
+      endpoints: ['generate', 'chat', 'embed', 'embeddings', 'tags', 'show', 'ps', 'version', 'v1.chat', 'v1.completions', 'v1.embeddings', 'v1.models'],
+      models: null, writeModels: [], requestsPerMinute: 60, burst: 20, maxStreams: 4, tokensPerDay: null, maxKeepAliveSec: null,
+      maxNumCtx: null, maxTokensPerRequest: null,
+      options: ['num_keep', 'seed', 'num_predict', 'top_k', 'top_p', 'min_p', 'typical_p', 'repeat_last_n', 'temperature', 'repeat_penalty',
+        'presence_penalty', 'frequency_penalty', 'stop', 'mirostat', 'mirostat_tau', 'mirostat_eta', 'tfs_z', 'penalize_newline', 'num_ctx'],
+      optionLimits: {}, apiTokens: false,
+    };
+    expect(policySchema.parse({})).toEqual(defaults);
+    expect(DEFAULT_POLICY).toEqual(defaults);
   });
 
   test('a full policy round-trips', () => {

@@ -12,16 +12,17 @@ import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { Registry } from 'prom-client';
 import type { z } from 'zod';
-import { createSimulator, type Simulator, type SimulatorOptions } from '../../../scripts/lab/ollama-sim.mjs';
-import { limitsSchema } from '../../../src/core/limits.js';
-import { DEFAULT_POLICY, mergePolicy, type Policy } from '../../../src/core/policy.js';
-import { utcDay } from '../../../src/core/rate.js';
-import type { RequestRecord } from '../../../src/core/request-record.js';
-import { guardMetrics } from '../../../src/guard/metrics.js';
-import type { PeerSet } from '../../../src/core/wire.js';
-import { createGuard, type Guard, type GuardOptions } from '../../../src/guard/server.js';
-import { issueCertificate, type CaMaterial, type IssuedCert } from '../../../src/pki/ca.js';
-import { testCa } from '../ca-fixture.js';
+import { createSimulator, type Simulator, type SimulatorOptions } from '../../scripts/lab/ollama-sim.mjs';
+import { limitsSchema } from '../../src/core/limits.js';
+import { DEFAULT_POLICY, mergePolicy, type Policy } from '../../src/core/policy.js';
+import { utcDay } from '../../src/core/rate.js';
+import type { RequestRecord } from '../../src/core/request-record.js';
+import { guardMetrics } from '../../src/guard/metrics.js';
+import type { PeerSet } from '../../src/core/wire.js';
+import { createGuard, type Guard, type GuardOptions } from '../../src/guard/server.js';
+import { issueCertificate, type CaMaterial, type IssuedCert } from '../../src/pki/ca.js';
+import { testCa } from './ca.js';
+import { waitFor } from './wait.js';
 
 export type Rec = Omit<RequestRecord, 'seq'>;
 
@@ -84,6 +85,11 @@ export interface GuardEnv {
   request(who: Who, o: RequestOptions): Promise<Reply>;
   /** A raw TLS connection to the guard, connected and handshaken. */
   rawTls(who: Who, localAddress?: string): Promise<tls.TLSSocket>;
+  /**
+   * Between tests: waits until the previous test's connections are closed,
+   * then clears the simulator's log and the records, and sets `peers` if given.
+   */
+  reset(o?: { peers?: PeerSet; settleMs?: number }): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -181,6 +187,12 @@ export async function startEnv(o: EnvOptions = {}): Promise<GuardEnv> {
 
   return {
     ca, sim, simPort, guard, port, registry, records, errors, certs, specs, peerSet, tlsFor, request, rawTls,
+    async reset(r = {}) {
+      await waitFor(() => guard.connections() === 0, r.settleMs ?? 1000, 'connections of the previous test closed');
+      if (r.peers) guard.setPeers(r.peers);
+      sim.clear();
+      records.length = 0;
+    },
     async close() {
       for (const s of sockets) s.destroy();
       await guard.close();
@@ -190,13 +202,17 @@ export async function startEnv(o: EnvOptions = {}): Promise<GuardEnv> {
   };
 }
 
-/** Waits until `cond` holds, polling every 5 ms, for at most `ms`. */
-export async function waitFor(cond: () => boolean, ms = 2000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`${what} not reached within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 5));
+/**
+ * Waits for the n-th request record, then a little longer to see that no
+ * other arrives with it; fails naming what did arrive.
+ */
+export async function exactRecords(env: Pick<GuardEnv, 'records'>, n = 1): Promise<Rec[]> {
+  await waitFor(() => env.records.length >= n, 2000, `${n} record(s)`);
+  await new Promise((r) => setTimeout(r, 20));
+  if (env.records.length !== n) {
+    throw new Error(`expected ${n} record(s), got ${JSON.stringify(env.records.map((r) => [r.status, r.refusal, r.method, r.path, r.peer]))}`);
   }
+  return env.records;
 }
 
 /** Everything a raw socket receives until it closes (or `ms` pass: then `closed` is false). */

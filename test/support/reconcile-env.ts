@@ -1,11 +1,11 @@
 import { pino } from 'pino';
-import type { DesiredPeer, DesiredState } from '../../../src/core/desired.js';
-import { generateKeyPair } from '../../../src/core/keys.js';
-import type { ReconcileDeps } from '../../../src/gateway/reconciler.js';
-import { FakeConntrack } from '../../fakes/conntrack.js';
-import { FakeFirewall } from '../../fakes/firewall.js';
-import { FakeIngress } from '../../fakes/ingress.js';
-import { FakeWireguard } from '../../fakes/wireguard.js';
+import type { DesiredPeer, DesiredState } from '../../src/core/desired.js';
+import { generateKeyPair } from '../../src/core/keys.js';
+import type { ReconcileDeps } from '../../src/gateway/reconciler.js';
+import { FakeConntrack } from '../fakes/conntrack.js';
+import { FakeFirewall } from '../fakes/firewall.js';
+import { FakeIngress } from '../fakes/ingress.js';
+import { FakeWireguard } from '../fakes/wireguard.js';
 
 export const KEY_FILE = '/var/lib/wg-ollama/server.key';
 

@@ -8,10 +8,10 @@ import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConnectListen } from '../../../src/core/connect.js';
-import { renderConnectProfile } from '../../../src/core/connect-profile.js';
-import { createConnector, type Connector } from '../../../src/connect/proxy.js';
-import { startEnv, type EnvOptions, type GuardEnv } from '../guard/guard-env.js';
+import { parseConnectListen } from '../../src/core/connect.js';
+import { renderConnectProfile } from '../../src/core/connect-profile.js';
+import { createConnector, type Connector } from '../../src/connect/proxy.js';
+import { startEnv, type EnvOptions, type GuardEnv } from './guard-env.js';
 
 export interface ConnectEnv {
   env: GuardEnv;

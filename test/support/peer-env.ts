@@ -1,18 +1,19 @@
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig, type Config, type ConfigInput } from '../../../src/config.js';
-import { generateKeyPair, type KeyPair } from '../../../src/core/keys.js';
-import { auditRepository, type AuditRow } from '../../../src/db/audit.js';
-import { openDatabase, type Db } from '../../../src/db/open.js';
-import { peerRepository, type PeerRow } from '../../../src/db/peers.js';
-import { peerService, type PeerService } from '../../../src/gateway/peer-service.js';
-import { pskStore, type PskStore } from '../../../src/gateway/psk-store.js';
-import { testCaStore } from '../ca-fixture.js';
+import { parseConfig, type Config, type ConfigInput } from '../../src/config.js';
+import { generateKeyPair, type KeyPair } from '../../src/core/keys.js';
+import { auditRepository, type AuditRow } from '../../src/db/audit.js';
+import { openDatabase, type Db } from '../../src/db/open.js';
+import { peerRepository, type PeerRow } from '../../src/db/peers.js';
+import { peerService, type PeerService } from '../../src/gateway/peer-service.js';
+import { pskStore, type PskStore } from '../../src/gateway/psk-store.js';
+import { testCaStore } from './ca.js';
+import { BASE_CONFIG } from './gateway-state.js';
 
 export const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
 export const DAY = 86_400_000;
-export const WHO = { actor: 'root', source: 'cli' };
+export { WHO } from './gateway-state.js';
 
 export interface PeerEnv {
   dir: string;
@@ -32,19 +33,7 @@ export interface PeerEnv {
 /** A peer service on a real in-memory SQLite, a real PSK directory in a temp dir, and a fixed clock. */
 export function peerEnv(overrides: Partial<ConfigInput> = {}): PeerEnv {
   const dir = mkdtempSync(join(tmpdir(), 'wgo-peers-'));
-  const config = parseConfig(
-    {
-      stateDir: dir,
-      interface: 'wgo0',
-      listenPort: 51820,
-      subnet: '10.66.0.0/24',
-      endpoint: 'vpn.example.com:51820',
-      ollamaHost: '192.168.1.10',
-      ollamaPort: 11434,
-      ...overrides,
-    },
-    'test',
-  );
+  const config = parseConfig({ stateDir: dir, ...BASE_CONFIG, ...overrides }, 'test');
   const db = openDatabase(':memory:');
   const psk = pskStore(config.paths.pskDir);
   const server = generateKeyPair();

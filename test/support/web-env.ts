@@ -1,21 +1,16 @@
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { generate } from 'otplib';
 import { Agent, request } from 'undici';
-import { accountService } from '../../../src/admin/accounts.js';
-import { createSecretBox, loadAdminKey } from '../../../src/admin/secret-box.js';
-import { startAdminUi } from '../../../src/admin/server.js';
-import { parseConfig, type Config } from '../../../src/config.js';
-import { generateKeyPair } from '../../../src/core/keys.js';
-import { openGateway, type GatewayContext } from '../../../src/gateway/context.js';
-import { writeSecretFile } from '../../../src/system/files.js';
-import { ensureClosedFirewall } from '../../../src/gateway/firewall.js';
-import { ensureIngressBarrier } from '../../../src/gateway/ingress.js';
-import { FakeFirewall } from '../../fakes/firewall.js';
-import { FakeIngress } from '../../fakes/ingress.js';
-import { FakeWireguard } from '../../fakes/wireguard.js';
-import { testCa } from '../ca-fixture.js';
+import { accountService } from '../../src/admin/accounts.js';
+import { createSecretBox, loadAdminKey } from '../../src/admin/secret-box.js';
+import { startAdminUi } from '../../src/admin/server.js';
+import { openGateway, type GatewayContext } from '../../src/gateway/context.js';
+import { ensureClosedFirewall } from '../../src/gateway/firewall.js';
+import { ensureIngressBarrier } from '../../src/gateway/ingress.js';
+import { FakeFirewall } from '../fakes/firewall.js';
+import { FakeIngress } from '../fakes/ingress.js';
+import { FakeWireguard } from '../fakes/wireguard.js';
+import { testCa } from './ca.js';
+import { gatewayState } from './gateway-state.js';
 
 export const PASSWORD = 'correct horse battery staple';
 const WHO = { actor: 'root', source: 'cli' };
@@ -38,17 +33,8 @@ export interface Reply {
  * the interface absent; `subnet` replaces 10.66.0.0/24. What the UI logs at error level lands in `logged`.
  */
 export async function startWebEnv(o: { interface?: boolean; subnet?: string } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'wgo-web-'));
-  const config: Config = parseConfig(
-    {
-      stateDir: join(dir, 'state'), interface: 'wgo0', listenPort: 51820, subnet: o.subnet ?? '10.66.0.0/24', endpoint: 'vpn.example.com:51820',
-      ollamaHost: '192.168.1.10', ollamaPort: 11434, admin: { listen: ['127.0.0.1:0'], hosts: ['admin.example.com'] },
-    },
-    'test',
-  );
-  mkdirSync(config.stateDir, { mode: 0o700 });
-  writeSecretFile(config.paths.serverKey, generateKeyPair().privateKey + '\n');
-  writeSecretFile(config.paths.caKey, testCa().keyPem + testCa().certPem);
+  const state = gatewayState({ name: 'web', config: { subnet: o.subnet ?? '10.66.0.0/24', admin: { listen: ['127.0.0.1:0'], hosts: ['admin.example.com'] } } });
+  const { dir, config } = state;
   const ctx: GatewayContext = openGateway(config);
   const wg = new FakeWireguard();
   const fw = new FakeFirewall();
@@ -141,7 +127,7 @@ export async function startWebEnv(o: { interface?: boolean; subnet?: string } = 
       await agent.close();
       await anyNameAgent.close();
       ctx.close();
-      rmSync(dir, { recursive: true, force: true });
+      state.cleanup();
     },
   };
 }
