@@ -130,7 +130,8 @@ describe('the CLI verbs refuse it and write nothing', () => {
   }
 
   test.each([
-    ['list-peers'], ['show-peer', 'alice'], ['add-peer', 'bob'], ['disable-peer', 'alice'], ['revoke-peer', 'alice'],
+    // Verbs that take access away would touch the kernel if they got past the database: the lab test covers serve.
+    ['list-peers'], ['show-peer', 'alice'], ['add-peer', 'bob'], ['enable-peer', 'alice'],
     ['set-policy', 'alice', '--rate', '5/min'], ['issue-token', 'alice'], ['logs', 'audit'], ['logs', 'requests'],
     ['list-guards'], ['admin', 'list'], ['reissue-ca', '--dry-run'],
   ])('%s %s', async (...argv) => {
