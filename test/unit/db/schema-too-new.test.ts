@@ -99,6 +99,8 @@ describe('the CLI verbs refuse it and write nothing', () => {
   let file: string;
   let config: Config;
   let dbPath: string;
+  /** The state directory as it was before any verb ran: every verb must leave exactly this. */
+  let pristine: { files: string[]; db: (string | null)[] };
 
   beforeAll(() => {
     const state = join(dir, 'state');
@@ -119,6 +121,8 @@ describe('the CLI verbs refuse it and write nothing', () => {
     const db = new Database(dbPath);
     db.pragma(`user_version = ${NEWER}`);
     db.close();
+    pristine = { files: readdirSync(config.stateDir).sort(), db: snapshot(dbPath) };
+    expect(pristine.db[1]).toBeNull();
   });
 
   async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -135,14 +139,12 @@ describe('the CLI verbs refuse it and write nothing', () => {
     ['set-policy', 'alice', '--rate', '5/min'], ['issue-token', 'alice'], ['logs', 'audit'], ['logs', 'requests'],
     ['list-guards'], ['admin', 'list'], ['reissue-ca', '--dry-run'],
   ])('%s %s', async (...argv) => {
-    const files = readdirSync(config.stateDir).sort();
-    const before = snapshot(dbPath);
     const r = await cli(...argv.filter((a): a is string => typeof a === 'string'));
     expect(r.code).toBe(1);
     expect(r.out).toBe('');
     expect(r.err).toContain(`schema version ${NEWER}`);
     expect(r.err.trim().split('\n')).toHaveLength(1);
-    expect(snapshot(dbPath)).toEqual(before);
-    expect(readdirSync(config.stateDir).sort()).toEqual(files);
+    expect(snapshot(dbPath)).toEqual(pristine.db);
+    expect(readdirSync(config.stateDir).sort()).toEqual(pristine.files);
   });
 });
