@@ -23,6 +23,7 @@ const KIND_OF = {
   NOT_INITIALIZED: 'unavailable', // `init` has not been run for this config
   ALREADY_RUNNING: 'unavailable', // another `serve` holds the state directory
   MISSING_PROGRAM: 'unavailable', // an external program is not installed
+  SCHEMA_TOO_NEW: 'unavailable', // the database was written by a newer wg-ollama: run that one, or restore a backup
   DAEMON_UNREACHABLE: 'unavailable', // `serve` is not running or did not answer
   GATEWAY_REFUSED: 'unavailable', // the gateway answered a guard's sync call with an error status
   EXEC_FAILED: 'internal', // an external program exited non-zero

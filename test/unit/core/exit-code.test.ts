@@ -7,7 +7,7 @@ describe('errors: each code has one kind; the command line maps kinds to exit co
   const EXIT: Record<ErrorCode, 1 | 2> = {
     BAD_INPUT: 2, CONFIG_INVALID: 2, NOT_FOUND: 2, CONFLICT: 2,
     FORBIDDEN: 1, POOL_EXHAUSTED: 1, NOT_INITIALIZED: 1, ALREADY_RUNNING: 1, MISSING_PROGRAM: 1,
-    DAEMON_UNREACHABLE: 1, GATEWAY_REFUSED: 1, EXEC_FAILED: 1, INTERNAL: 1,
+    SCHEMA_TOO_NEW: 1, DAEMON_UNREACHABLE: 1, GATEWAY_REFUSED: 1, EXEC_FAILED: 1, INTERNAL: 1,
   };
 
   test.each(ERROR_CODES)('%s', (code) => {
@@ -22,7 +22,7 @@ describe('errors: each code has one kind; the command line maps kinds to exit co
     expect(Object.fromEntries(ERROR_CODES.map((c) => [c, kindOf(c)]))).toEqual({
       BAD_INPUT: 'bad-input', CONFIG_INVALID: 'bad-input', NOT_FOUND: 'not-found', CONFLICT: 'conflict', FORBIDDEN: 'forbidden',
       POOL_EXHAUSTED: 'unavailable', NOT_INITIALIZED: 'unavailable', ALREADY_RUNNING: 'unavailable', MISSING_PROGRAM: 'unavailable',
-      DAEMON_UNREACHABLE: 'unavailable', GATEWAY_REFUSED: 'unavailable', EXEC_FAILED: 'internal', INTERNAL: 'internal',
+      SCHEMA_TOO_NEW: 'unavailable', DAEMON_UNREACHABLE: 'unavailable', GATEWAY_REFUSED: 'unavailable', EXEC_FAILED: 'internal', INTERNAL: 'internal',
     });
     expect(Object.keys(EXIT).sort()).toEqual([...ERROR_CODES].sort());
   });

@@ -40,7 +40,7 @@ describe('openDatabase', () => {
 
   test('refuses a database from a newer wg-ollama', () => {
     db.pragma(`user_version = ${MIGRATIONS.length + 1}`);
-    expect(expectWgoError(() => migrate(db), 'INTERNAL').message).toContain('newer than this wg-ollama');
+    expect(expectWgoError(() => migrate(db), 'SCHEMA_TOO_NEW').message).toContain('newer than this wg-ollama');
   });
 
   test('a file database that cannot be opened read-only is NOT_INITIALIZED', () => {
