@@ -7,21 +7,18 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { main } from '../../../src/cli/main.js';
 import type { Io } from '../../../src/cli/output.js';
-import { parseConfig, type Config } from '../../../src/config.js';
-import { generateKeyPair } from '../../../src/core/keys.js';
+import { type Config } from '../../../src/config.js';
 import { MIGRATIONS } from '../../../src/db/migrations.js';
 import { migrate, openDatabase } from '../../../src/db/open.js';
-import { openGateway } from '../../../src/gateway/context.js';
-import { writeSecretFile } from '../../../src/system/files.js';
-import { testCa } from '../ca-fixture.js';
-import { expectWgoError } from '../helpers.js';
+import { expectWgoError } from '../../support/errors.js';
+import { WHO, gatewayState, type GatewayState } from '../../support/gateway-state.js';
 
 const CURRENT = MIGRATIONS.length;
 const NEWER = CURRENT + 1;
@@ -96,6 +93,8 @@ describe('openDatabase refuses a database from a newer wg-ollama', () => {
 });
 
 describe('the CLI verbs refuse it and write nothing', () => {
+  let state: GatewayState;
+  afterAll(() => state?.cleanup());
   let file: string;
   let config: Config;
   let dbPath: string;
@@ -103,20 +102,9 @@ describe('the CLI verbs refuse it and write nothing', () => {
   let pristine: { files: string[]; db: (string | null)[] };
 
   beforeAll(() => {
-    const state = join(dir, 'state');
-    mkdirSync(state, { mode: 0o700 });
-    const raw = { stateDir: state, interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820', ollamaHost: '192.168.1.10', ollamaPort: 11434 };
-    file = join(dir, 'config.json');
-    writeFileSync(file, JSON.stringify(raw));
-    config = parseConfig(raw, file);
-    writeSecretFile(config.paths.serverKey, generateKeyPair().privateKey + '\n');
-    writeSecretFile(config.paths.caKey, testCa().keyPem + testCa().certPem);
-    const ctx = openGateway(config);
-    try {
-      ctx.peers.add({ name: 'alice' }, { actor: 'root', source: 'cli' });
-    } finally {
-      ctx.close();
-    }
+    state = gatewayState({ name: 'newer-cli' });
+    ({ configFile: file, config } = state);
+    state.withGateway((ctx) => ctx.peers.add({ name: 'alice' }, WHO));
     dbPath = config.paths.db;
     const db = new Database(dbPath);
     db.pragma(`user_version = ${NEWER}`);
