@@ -14,6 +14,9 @@ import { asWgoError, type Io } from './output.js';
 const peersCli = () => import('./peers.js');
 const systemCli = () => import('./system.js');
 
+/** The last log line of a serve or guard that stops on an error. */
+const DAEMON_FAILED = { serve: 'serve.failed', guard: 'guard.failed' } as const satisfies Record<string, LogEvent>;
+
 /** The person behind a CLI call, for the audit log (sudo's caller when there is one). */
 function cliActor(env: NodeJS.ProcessEnv): Actor {
   let user = 'unknown';
@@ -56,7 +59,7 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
       await run(log);
     } catch (e) {
       const err = asWgoError(e);
-      log.fatal({ event: `${verb}.failed` satisfies LogEvent, code: err.code, err: err.message, ...(program.opts().debug ? { stack: (e as Error).stack } : {}) },
+      log.fatal({ event: DAEMON_FAILED[verb], code: err.code, err: err.message, ...(program.opts().debug ? { stack: (e as Error).stack } : {}) },
         `${verb} stopped on an error`);
       logged.add(err);
       throw err;
