@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
@@ -71,11 +71,14 @@ test('logs requests --follow --json: one JSON object per line, new records while
   const lines = out.slice(0, -1).split('\n');
   const rows = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
   expect(rows.map((row) => row.model)).toEqual(['before:latest', 'second:latest', 'third\nline:latest', 'fourth:latest']);
-  // The fields the README documents for shipping.
+  // Exactly the fields the README documents for shipping ("A row has ...").
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const sentence = /A row has ([\s\S]*?)\n\n/.exec(readme.slice(readme.indexOf('\n## Logs\n')))![1]!;
+  const documented = [...sentence.matchAll(/`([a-z][A-Za-z0-9]*)`/g)].map((m) => m[1]!).filter((f) => f !== 'logPrompts');
   for (const row of rows) {
+    expect(Object.keys(row).sort()).toEqual([...new Set(documented)].sort());
     expect(typeof row.id).toBe('number');
     expect(new Date(row.at as string).toISOString()).toBe(row.at);
-    for (const f of ['peer', 'source', 'method', 'path', 'model', 'status', 'promptTokens', 'evalTokens', 'durationMs', 'refusal', 'auth']) expect(row).toHaveProperty(f);
   }
   expect(rows[1]).toMatchObject({ status: 429, refusal: 'rate_limited' });
   expect(new Set(rows.map((row) => row.id)).size).toBe(4);
