@@ -20,6 +20,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "setup: the Debian packages and npm dependencies this needs, and the build (their output only if something fails)"
 scripts/setup.sh
 
 P=demo
@@ -42,8 +45,6 @@ cleanup() {
   rm -rf "$STATE"
 }
 trap cleanup EXIT
-
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "lab: namespaces demo-c1 (laptop), demo-gw (gateway), demo-gpu (GPU host), demo-other"
 scripts/lab.sh up "$P"
@@ -75,7 +76,7 @@ step "gateway: wg-ollama init (WireGuard key, CA, guard sync API on the LAN)"
 step "gateway: wg-ollama serve (log in $STATE/serve.log)"
 "${WGO[@]}" serve >"$STATE/serve.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 50); do "${WGO[@]}" status >/dev/null 2>&1 && grep -q '"guard sync API listening"' "$STATE/serve.log" && break; sleep 0.2; done
+for _ in $(seq 50); do "${WGO[@]}" status >/dev/null 2>&1 && grep -q '"event":"sync-api.start"' "$STATE/serve.log" && break; sleep 0.2; done
 "${WGO[@]}" status
 
 step "gateway: wg-ollama add-guard gpu1 --address 198.51.100.10 --out DIR (everything the GPU host needs)"
@@ -84,7 +85,7 @@ step "gateway: wg-ollama add-guard gpu1 --address 198.51.100.10 --out DIR (every
 step "GPU host: wg-ollama guard --config DIR/guard.json (log in $STATE/guard.log)"
 ip netns exec "$P-gpu" node "$ROOT/bin/wg-ollama.js" guard --config "$STATE/guard/guard.json" >"$STATE/guard.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 50); do grep -q '"guard serving"' "$STATE/guard.log" && break; sleep 0.2; done
+for _ in $(seq 50); do grep -q '"event":"guard.start"' "$STATE/guard.log" && break; sleep 0.2; done
 ip netns exec "$P-gpu" node "$ROOT/bin/wg-ollama.js" doctor --guard --config "$STATE/guard/guard.json" || true
 
 step "wg-ollama add-peer alice --qr --out DIR   (shown once: scan it with the WireGuard app)"
@@ -157,6 +158,12 @@ step "wg-ollama logs requests (one row per request, refusals included; prompts o
 step "metrics: guard and gateway"
 ip netns exec "$P-gpu" curl -s 127.0.0.1:9478/metrics | grep -E '^wgo_guard_(requests_total|refusals_total|tls_auth)' | head -8 | sed 's/^/  /'
 "${WGO[@]}" list-guards
+
+step "serve's and the guard's own logs: one JSON object per line, for journald, Promtail or Vector (README \"Logs\")"
+lastlines() { tail -n "$2" "$1" | node -e 'require("readline").createInterface({input:process.stdin}).on("line",(l)=>{const j=JSON.parse(l);console.log(`  ${j.time}  ${j.level.padEnd(5)}  ${j.event.padEnd(16)}  ${j.msg}`)})'; }
+echo "  serve ($STATE/serve.log):"; lastlines "$STATE/serve.log" 3
+echo "  guard ($STATE/guard.log):"; lastlines "$STATE/guard.log" 3
+echo "  the first line as it is:"; head -n 1 "$STATE/guard.log" | sed 's/^/  /'
 
 step "admin web UI (https://127.0.0.1:8443 in $P-gw): wg-ollama admin add, then sign in with password + TOTP"
 ADMIN_PW="demo admin passphrase"

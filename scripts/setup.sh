@@ -17,12 +17,20 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}"
+
+# apt-get, npm and the build write their output into a log here; on success each says one
+# line, on failure the log's errors and where it is (scripts/lib/run-logged.sh).
+. scripts/lib/run-logged.sh
+logdir=$(mktemp -d "${TMPDIR:-/tmp}/wg-ollama-setup.XXXXXX")
+
+apt_install() {
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
+  # (&&: set -e does not hold inside a function run_logged calls with ||.)
   # --no-install-recommends: wireguard-tools would otherwise pull in a kernel image and systemd.
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  apt-get update -q && apt-get install -y -q --no-install-recommends "$@"
+}
+if [ ${#missing[@]} -gt 0 ]; then
+  run_logged "$logdir/apt.log" "setup: installed ${#missing[@]} Debian packages (${missing[*]})" apt_install "${missing[@]}"
 fi
 
 if ! command -v node >/dev/null || ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=5)?0:1)'; then
@@ -31,11 +39,10 @@ if ! command -v node >/dev/null || ! node -e 'const [a,b]=process.versions.node.
 fi
 
 # npm ci when node_modules does not match the lockfile (a fresh clone, or a changed lockfile).
+# Only npm ci: it installs exactly the lockfile, or fails (test/unit/install checks the lockfile).
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ] \
    || ! node -e "require('better-sqlite3')(':memory:')" 2>/dev/null; then
-  # npm ci refuses a lockfile whose optional platform packages (rollup's, via vitest) are not
-  # all listed; the registry here lacks some of them for the locked version (npm/cli#4828).
-  # npm install still installs exactly the locked versions of everything that exists.
-  npm ci --no-audit --no-fund || npm install --no-audit --no-fund
+  run_logged "$logdir/npm.log" "setup: npm dependencies installed (npm ci)" npm ci --no-audit --no-fund
 fi
-npm run -s build
+run_logged "$logdir/build.log" "setup: built" npm run -s build
+rm -rf "$logdir"

@@ -338,15 +338,15 @@ export async function createWgInterface(ctx, iface, { port, address }) {
   return { key, keyFile };
 }
 
-/** Daemon log lines (pino JSON) with event=reconcile, optionally after a wall time. */
+/** Daemon log lines (pino JSON) of reconciles (event reconcile.done or reconcile.failed), optionally after a wall time. */
 export function reconcileLog(gw, afterMs = 0) {
   if (!gw.serve) return [];
   const out = [];
   for (const line of readFileSync(gw.serve.log, 'utf8').split('\n')) {
-    if (!line.includes('"reconcile"')) continue;
+    if (!line.includes('"reconcile.')) continue;
     try {
       const j = JSON.parse(line);
-      if (j.event === 'reconcile' && Date.parse(j.time) >= afterMs) out.push(j);
+      if ((j.event === 'reconcile.done' || j.event === 'reconcile.failed') && Date.parse(j.time) >= afterMs) out.push(j);
     } catch {
       /* partial line */
     }

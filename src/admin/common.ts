@@ -1,3 +1,4 @@
+import type { EventLog } from '../core/log-events.js';
 import type { NextFunction, Request, Response } from 'express';
 import type { GatewayContext } from '../gateway/context.js';
 import type { Actor } from '../gateway/peer-service.js';
@@ -20,7 +21,7 @@ export interface AdminAppDeps {
   /** For the status page: the kernel it reads, and the daemon (serve, in this process). */
   kernel: KernelReaders;
   daemon: DaemonSource;
-  log?: { warn(o: object, msg: string): void; error(o: object, msg: string): void };
+  log?: EventLog;
 }
 
 /** The admin who is signed in, as the audit log names them. */

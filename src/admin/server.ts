@@ -1,3 +1,4 @@
+import type { EventLog } from '../core/log-events.js';
 import { createServer, type Server } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { parseListen } from '../core/limits.js';
@@ -28,7 +29,7 @@ export function adminHosts(listenAddrs: readonly string[], extra: readonly strin
  * the admin's own (config admin.tls) or one issued by the wg-ollama CA for the
  * listen addresses and host names. Returns null when the UI is turned off.
  */
-export async function startAdminUi(ctx: GatewayContext, o: { onChange(): void; kernel: KernelReaders; daemon: DaemonSource; clock?: () => number; log: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void } }): Promise<{ close(): Promise<void>; ports(): number[] } | null> {
+export async function startAdminUi(ctx: GatewayContext, o: { onChange(): void; kernel: KernelReaders; daemon: DaemonSource; clock?: () => number; log: EventLog }): Promise<{ close(): Promise<void>; ports(): number[] } | null> {
   const admin = ctx.config.admin;
   if (!admin) return null;
   const hosts = adminHosts(admin.listen, admin.hosts);
@@ -66,7 +67,7 @@ export async function startAdminUi(ctx: GatewayContext, o: { onChange(): void; k
   }
   const sweep = setInterval(() => accounts.expireSessions(), 60_000);
   sweep.unref();
-  o.log.info({ event: 'admin-ui', listen: admin.listen, hosts }, 'admin UI serving');
+  o.log.info({ event: 'admin-ui.start', listen: admin.listen, hosts }, 'admin UI serving');
   return {
     /** The ports actually bound, in the order of admin.listen (port 0 picks one). */
     ports: () => servers.map((s) => (s.address() as import('node:net').AddressInfo).port),

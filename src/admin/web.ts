@@ -146,7 +146,7 @@ export function createAdminApp(deps: AdminAppDeps): express.Express {
       render(req, res, 'error', { title: 'Error', heading: 'That did not work', message: err.message }, httpStatusOf(err.kind));
       return;
     }
-    deps.log?.error({ event: 'admin-ui', err: (err as Error).message }, 'admin UI request failed');
+    deps.log?.error({ event: 'admin-ui.failed', err: (err as Error).message }, 'admin UI request failed');
     render(req, res, 'error', { title: 'Error', heading: 'Something went wrong', message: 'The error was logged.' }, 500);
   });
   return app;

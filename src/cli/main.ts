@@ -1,16 +1,21 @@
 import { writeSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
+import type { Logger } from 'pino';
 import { configFileFrom, loadConfig } from '../config.js';
 import type { Actor } from '../gateway/peer-service.js';
 import { describeConnect as connectVerb } from '../connect/options.js';
 import { exitCodeOf } from '../core/exit-code.js';
+import type { LogEvent } from '../core/log-events.js';
 import { asWgoError, type Io } from './output.js';
 
 // Verb implementations are imported when their verb runs: `--help` and small
 // verbs do not pay for SQLite, QR, logging and process libraries they never use.
 const peersCli = () => import('./peers.js');
 const systemCli = () => import('./system.js');
+
+/** The last log line of a serve or guard that stops on an error. */
+const DAEMON_FAILED = { serve: 'serve.failed', guard: 'guard.failed' } as const satisfies Record<string, LogEvent>;
 
 /** The person behind a CLI call, for the audit log (sudo's caller when there is one). */
 function cliActor(env: NodeJS.ProcessEnv): Actor {
@@ -41,6 +46,25 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
     .showHelpAfterError(false);
 
   const config = (): ReturnType<typeof loadConfig> => loadConfig(configFileFrom(program.opts().config, io.env));
+  /** Errors serve and guard wrote to their JSON log already: not printed again as text. */
+  const logged = new WeakSet<object>();
+  /**
+   * Runs `serve` or `guard` with the shared JSON-lines logger (src/system/logger.ts);
+   * an error that stops it becomes one last line, event serve.failed / guard.failed.
+   */
+  const daemon = async (verb: 'serve' | 'guard', run: (log: Logger) => Promise<void>): Promise<void> => {
+    const { createLogger } = await import('../system/logger.js');
+    const log = createLogger();
+    try {
+      await run(log);
+    } catch (e) {
+      const err = asWgoError(e);
+      log.fatal({ event: DAEMON_FAILED[verb], code: err.code, err: err.message, ...(program.opts().debug ? { stack: (e as Error).stack } : {}) },
+        `${verb} stopped on an error`);
+      logged.add(err);
+      throw err;
+    }
+  };
   const who = (): Actor => cliActor(io.env);
   const json = new Option('--json', 'print JSON');
 
@@ -59,13 +83,11 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
 
   program.command('serve')
     .description('run the gateway daemon in the foreground (JSON logs on stdout)')
-    .action(async () => {
+    .action(() => daemon('serve', async (log) => {
       const c = config();
-      const { default: pino } = await import('pino');
       const { serve } = await import('../daemon/serve.js');
-      const log = pino({ base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, redact: ['*.privateKey', '*.presharedKey', 'privateKey', 'presharedKey'] });
       await serve(c, log);
-    });
+    }));
 
   program.command('firewall-init')
     .description('install the closed firewall (before the interface exists, e.g. at boot)')
@@ -157,16 +179,15 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
 
   program.command('guard')
     .description('run the guard (mTLS proxy in front of Ollama) on a GPU host; --config is its guard.json')
-    .action(async () => {
+    .action(() => daemon('guard', async (log) => {
       const { guardConfigFile } = await import('./guards.js');
       const { loadGuardConfig } = await import('../guard/config.js');
       const loaded = loadGuardConfig(guardConfigFile(program.opts().config, io.env));
       // systemd gives the config read-only (credentials): the spool goes where the unit says.
       const c = io.env.WG_OLLAMA_GUARD_STATE ? { ...loaded, stateDir: io.env.WG_OLLAMA_GUARD_STATE } : loaded;
-      const { default: pino } = await import('pino');
       const { runGuard } = await import('../guard/main.js');
-      await runGuard(c, pino({ base: { pid: process.pid, guard: c.name }, timestamp: pino.stdTimeFunctions.isoTime }));
-    });
+      await runGuard(c, log.child({ guard: c.name }));
+    }));
 
   program.command('logs').argument('<kind>', 'connections, requests or audit').description('show connection events, LLM requests or the admin audit log')
     .option('--peer <name>', 'only this peer').option('--since <duration>', 'how far back, e.g. 1h, 7d', '24h')
@@ -220,6 +241,7 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
       return 2; // commander already printed "error: ..."
     }
     const err = asWgoError(e);
+    if (logged.has(err)) return exitCodeOf(err.kind);
     // One line, always: control characters from echoed input are shown escaped.
     const line = err.message.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
     io.err(`wg-ollama: ${line}\n`);

@@ -60,7 +60,7 @@ export async function startLocalGuard(ctx: GatewayContext, o: {
     try {
       guard.budget.usage(source.usage(Date.now(), 'local', ''));
     } catch (e) {
-      log.error({ event: 'budget', err: (e as Error).message }, 'cannot read today\'s token use; retrying');
+      log.error({ event: 'budget.failed', err: (e as Error).message }, 'cannot read today\'s token use; retrying');
     }
   };
   refreshUsage();
@@ -72,9 +72,9 @@ export async function startLocalGuard(ctx: GatewayContext, o: {
     clearInterval(usageTimer);
     throw e;
   }
-  log.info({ event: 'guard', listen: g.listen, upstream: g.upstream }, 'guard listening (single-box)');
+  log.info({ event: 'local-guard.start', listen: g.listen, upstream: g.upstream }, 'guard listening (single-box)');
   return {
-    follow: followPeerSet(source, guard.setPeers, (e) => log.error({ event: 'peers', err: e.message }, 'cannot load the peer set for the local guard; retrying at the next change poll')),
+    follow: followPeerSet(source, guard.setPeers, (e) => log.error({ event: 'local-guard.peers-failed', err: e.message }, 'cannot load the peer set for the local guard; retrying at the next change poll')),
     audit: () => audit.state(),
     async close(): Promise<void> {
       await guard.close();

@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import type { EventLog } from '../core/log-events.js';
 import { statSync } from 'node:fs';
 import type { Config } from '../config.js';
 import { startAdminUi } from '../admin/server.js';
@@ -39,7 +39,7 @@ const RETRY_MS = 1000;
  * and throws. Firewall and interface are left as they are (closed to
  * everything but active peers).
  */
-export async function serve(config: Config, log: Logger, run: Runner = execRunner): Promise<void> {
+export async function serve(config: Config, log: EventLog, run: Runner = execRunner): Promise<void> {
   const ctx = openGateway(config);
   const down = createTeardown(() => ctx.close());
   try {
@@ -52,7 +52,7 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       if (down.stopping) return;
-      log.info({ event: 'stop', signal }, 'stopping; firewall stays closed');
+      log.info({ event: 'serve.stop', signal }, 'stopping; firewall stays closed');
       void down.run().finally(resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
@@ -61,14 +61,14 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
 }
 
 /** Everything serve starts, each part registered with `down` as soon as it runs. */
-async function start(ctx: GatewayContext, log: Logger, run: Runner, down: Teardown): Promise<void> {
+async function start(ctx: GatewayContext, log: EventLog, run: Runner, down: Teardown): Promise<void> {
   const { config } = ctx;
   const caNames = coverConfigNames({ db: ctx.db, config, ca: ctx.ca }, { actor: 'serve', source: 'config' });
-  if (caNames.unconstrained) log.warn({ event: 'ca' }, 'the CA has no name constraints (it can sign for any name): run "wg-ollama reissue-ca", then re-import ca.crt on devices and guards');
-  if (caNames.reissued.length) log.warn({ event: 'ca', permitted: caNames.reissued }, 'CA certificate re-issued (same key) to permit names the config added: re-import ca.crt on devices and guards that need them');
+  if (caNames.unconstrained) log.warn({ event: 'ca.unconstrained' }, 'the CA has no name constraints (it can sign for any name): run "wg-ollama reissue-ca", then re-import ca.crt on devices and guards');
+  if (caNames.reissued.length) log.warn({ event: 'ca.reissued', permitted: caNames.reissued }, 'CA certificate re-issued (same key) to permit names the config added: re-import ca.crt on devices and guards that need them');
   // A config whose default policy no longer allows API tokens takes them away for good.
   const tokensPruned = tokenService({ db: ctx.db, config }).prune({ actor: 'serve', source: 'config' });
-  if (tokensPruned.length) log.info({ event: 'tokens', peers: tokensPruned }, 'API tokens removed: the default policy no longer allows them');
+  if (tokensPruned.length) log.info({ event: 'tokens.pruned', peers: tokensPruned }, 'API tokens removed: the default policy no longer allows them');
   const wg = createWireguard(run, { tmpDir: config.stateDir });
   const fw = createFirewall(run);
   const tc = createIngress(run);
@@ -76,11 +76,11 @@ async function start(ctx: GatewayContext, log: Logger, run: Runner, down: Teardo
 
   if (!ipForwarding()) {
     if (!config.manageForwarding) {
-      log.warn({ event: 'forwarding' }, 'net.ipv4.ip_forward is off: peers cannot reach the Ollama host');
+      log.warn({ event: 'forwarding.off' }, 'net.ipv4.ip_forward is off: peers cannot reach the Ollama host');
     } else {
       try {
         enableIpForwarding();
-        log.info({ event: 'forwarding' }, 'enabled net.ipv4.ip_forward');
+        log.info({ event: 'forwarding.enabled' }, 'enabled net.ipv4.ip_forward');
       } catch (e) {
         throw new WgoError('EXEC_FAILED', `cannot enable net.ipv4.ip_forward (${(e as Error).message}); set it in /etc/sysctl.d`);
       }
@@ -91,7 +91,7 @@ async function start(ctx: GatewayContext, log: Logger, run: Runner, down: Teardo
   const totalChanges = ctx.db.prepare('SELECT total_changes()').pluck();
   const dataVersion = (): number =>
     (ctx.db.pragma('data_version', { simple: true }) as number) * 1e9 + (totalChanges.get() as number);
-  const store = createDesiredStore(ctx, (msg) => log.error({ event: 'desired' }, msg), Date.now, dataVersion);
+  const store = createDesiredStore(ctx, (msg) => log.error({ event: 'desired.failed' }, msg), Date.now, dataVersion);
   const reconciler = createReconciler({
     loadDesired: () => store.full(),
     loadChanges: () => store.changes(),
@@ -138,14 +138,14 @@ async function start(ctx: GatewayContext, log: Logger, run: Runner, down: Teardo
           peers.noteExpiry(p.id, now);
           audit.record({ actor: 'system', source: 'serve', action: 'peer.expire', target: p.name }, now);
         })();
-        log.info({ event: 'expire', peer: p.name }, 'peer expired');
+        log.info({ event: 'peer.expired', peer: p.name }, 'peer expired');
       }
       clearTimeout(expiryTimer);
       const next = peers.nextExpiry(requestedAt - 1);
       if (next !== null) expiryTimer = setTimeout(() => void reconcile(), Math.min(Math.max(0, next - now + 5), 2 ** 31 - 1));
     } catch (e) {
       res.ok = false;
-      log.error({ event: 'expiry', err: (e as Error).message }, 'expiry bookkeeping failed');
+      log.error({ event: 'expiry.failed', err: (e as Error).message }, 'expiry bookkeeping failed');
     }
     if (!res.ok && !retryTimer) {
       retryTimer = setTimeout(() => {
@@ -174,10 +174,10 @@ async function start(ctx: GatewayContext, log: Logger, run: Runner, down: Teardo
       return false;
     }
   });
-  if (pruned) log.info({ event: 'prune', files: pruned }, 'removed orphaned preshared key files');
+  if (pruned) log.info({ event: 'psk.pruned', files: pruned }, 'removed orphaned preshared key files');
 
   const first = await reconcile();
-  log.info({ event: 'start', pid: process.pid, interface: config.interface, peers: first.peers, ok: first.ok }, 'serving');
+  log.info({ event: 'serve.start', interface: config.interface, peers: first.peers, ok: first.ok }, 'serving');
 
   // The CA (created here for gateways initialised before it existed), sync API, single-box guard, metrics.
   const { ca } = ctx.ca.ensure();
@@ -235,12 +235,12 @@ async function start(ctx: GatewayContext, log: Logger, run: Runner, down: Teardo
         try {
           peerSetChanged();
         } catch (e) {
-          log.error({ event: 'guard-link', err: (e as Error).message }, 'cannot load the peer set for guards');
+          log.error({ event: 'guard-link.failed', err: (e as Error).message }, 'cannot load the peer set for guards');
         }
       }
     }, CHANGE_POLL_MS),
     setInterval(() => {
-      monitor.tick().catch((e: unknown) => log.warn({ event: 'monitor', err: (e as Error).message }, 'monitor tick failed'));
+      monitor.tick().catch((e: unknown) => log.warn({ event: 'monitor.failed', err: (e as Error).message }, 'monitor tick failed'));
     }, config.monitorIntervalSec * 1000),
   ];
   down.halt(() => {

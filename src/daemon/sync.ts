@@ -1,3 +1,4 @@
+import type { EventLog } from '../core/log-events.js';
 import { parseListen } from '../core/limits.js';
 import type { RequestRecord } from '../core/request-record.js';
 import type { GatewayContext } from '../gateway/context.js';
@@ -16,7 +17,7 @@ export async function startSyncApi(ctx: GatewayContext, o: {
   source: PeerSetSource;
   changes: ChangeSignal;
   onRecords(guard: string, records: RequestRecord[]): void;
-  log: { info(o: object, m: string): void };
+  log: EventLog;
 }): Promise<{ close(): Promise<void> } | null> {
   const sync = ctx.config.sync;
   if (!sync) return null;
@@ -25,6 +26,6 @@ export async function startSyncApi(ctx: GatewayContext, o: {
   const api = createSyncApi({ db: ctx.db, tls: { ...tls, ca: o.caPem }, source: o.source, changes: o.changes, onRecords: o.onRecords });
   const closeable = closeableServer(api);
   await listen(api, addr.host, addr.port, 'guard sync API (config sync.listen)');
-  o.log.info({ event: 'sync', listen: sync.listen }, 'guard sync API listening');
+  o.log.info({ event: 'sync-api.start', listen: sync.listen }, 'guard sync API listening');
   return closeable;
 }

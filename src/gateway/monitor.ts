@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import type { EventLog } from '../core/log-events.js';
 import { observePeer, type LinkState, type MonitorSettings } from '../core/monitor.js';
 import type { WgDump } from '../core/wg-dump.js';
 import { connectionRepository } from '../db/connections.js';
@@ -15,7 +15,7 @@ function sameLink(a: LinkState | undefined, b: LinkState): boolean {
  * handshakes, lost handshakes, endpoint changes and traffic in SQLite.
  * State survives restarts through the peer_link table.
  */
-export function createMonitor(deps: { db: Db; dump: () => Promise<WgDump>; settings: MonitorSettings; log: Logger; clock?: () => number }) {
+export function createMonitor(deps: { db: Db; dump: () => Promise<WgDump>; settings: MonitorSettings; log: EventLog; clock?: () => number }) {
   const conns = connectionRepository(deps.db);
   const peers = peerRepository(deps.db);
   const clock = deps.clock ?? Date.now;
@@ -46,7 +46,7 @@ export function createMonitor(deps: { db: Db; dump: () => Promise<WgDump>; setti
       }
       conns.saveTick(now, items);
       const count = items.reduce((n, i) => n + i.events.length, 0);
-      if (count) deps.log.debug({ event: 'monitor', events: count }, 'connection events recorded');
+      if (count) deps.log.debug({ event: 'monitor.recorded', events: count }, 'connection events recorded');
       return count;
     },
   };

@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import type { EventLog } from '../core/log-events.js';
 import type { DesiredState } from '../core/desired.js';
 import { chainNames, diffSet, parseIpsetSave, renderSetRestore, setEntryFor, type Family, type FirewallSpec } from '../core/firewall-plan.js';
 import { diffWireguard, isWgDiffEmpty, renderSyncConf, wgSetArgs } from '../core/wg-plan.js';
@@ -27,7 +27,7 @@ export interface ReconcileDeps {
   privateKeyFile: string;
   wireguard: 'auto' | WgImpl;
   wireguardGo: string;
-  log: Logger;
+  log: EventLog;
   clock?: () => number;
   /** Addresses whose flows still need cutting (a failed cut is retried on the next run). */
   pendingCuts?: Set<string>;
@@ -86,7 +86,7 @@ async function ensureBarrier(d: ReconcileDeps, spec: FirewallSpec, r: ReconcileR
   } catch (e) {
     r.barrier = 'failed';
     fail('tunnel barrier', e);
-    d.log.error({ event: 'tunnel-barrier', iface: spec.iface, err: (e as Error).message },
+    d.log.error({ event: 'tunnel-barrier.failed', iface: spec.iface, err: (e as Error).message },
       'cannot install the tc ingress barrier on the tunnel interface: keeping it down (fail closed)');
     if (up) await d.wg.setUp(spec.iface, false).catch((err) => fail('fail-closed link down', err));
     return false;
@@ -290,7 +290,8 @@ export function createReconciler(input: ReconcileDeps & { version?: () => number
       }))
       .then((res) => {
         if (res.mode === 'full') healthy = res.ok;
-        if (!res.noop || !res.ok) deps.log.info({ event: 'reconcile', ...res }, res.ok ? 'reconciled' : 'reconcile failed');
+        if (!res.ok) deps.log.error({ ...res, event: 'reconcile.failed' }, 'reconcile failed');
+        else if (!res.noop) deps.log.info({ ...res, event: 'reconcile.done' }, 'reconciled');
         return res;
       })
       .finally(() => {

@@ -60,7 +60,7 @@ export function createAuditTrail(o: {
     clearInterval(probeTimer);
     probeTimer = undefined;
     o.metrics.auditOk(true);
-    o.log.info({ event: 'audit', ok: true }, 'request records can be written again; the audit trail is back');
+    o.log.info({ event: 'audit.restored', ok: true }, 'request records can be written again; the audit trail is back');
   };
   const failed = (e: Error, what: string): void => {
     o.metrics.spoolWriteFailure();
@@ -69,7 +69,7 @@ export function createAuditTrail(o: {
     if (!ok) return;
     ok = false;
     o.metrics.auditOk(false);
-    o.log.error({ event: 'audit', ok: false, mode: o.mode, err: lastError }, o.mode === 'refuse'
+    o.log.error({ event: 'audit.failed', ok: false, mode: o.mode, err: lastError }, o.mode === 'refuse'
       ? 'request records cannot be written: answering every request 503 until they can (auditFailure "refuse")'
       : 'request records cannot be written: serving without an audit trail (auditFailure "serve")');
     probeTimer = setInterval(probe, probeMs);

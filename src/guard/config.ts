@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { limitsSchema, listenSchema, type Limits } from '../core/limits.js';
+import { limitsSchema, listenSchema } from '../core/limits.js';
 import { WgoError } from '../errors.js';
 
 /** The guard's config file, written by `wg-ollama add-guard` (relative paths are relative to the file). */

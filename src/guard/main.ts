@@ -56,11 +56,11 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
   try {
     cached = spool.loadPeerSet();
   } catch (e) {
-    log.error({ event: 'peers', err: (e as Error).message }, 'cannot read the peer set saved at the last sync; enforcing none until the gateway answers');
+    log.error({ event: 'peers.cache-unreadable', err: (e as Error).message }, 'cannot read the peer set saved at the last sync; enforcing none until the gateway answers');
   }
   if (cached) {
     guard.setPeers(cached);
-    log.info({ event: 'peers', version: cached.version, peers: cached.peers.length }, 'enforcing the peer set saved at the last sync');
+    log.info({ event: 'peers.cached', version: cached.version, peers: cached.peers.length }, 'enforcing the peer set saved at the last sync');
   }
   // Today's spending survives a restart: the gateway's last figures and this guard's records it did not have then.
   guard.budget.restore(spool.charges(Date.parse(`${utcDay(Date.now())}T00:00:00Z`)), spool.loadUsage());
@@ -73,7 +73,7 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
     onSpoolError: (e) => audit.failed(e, 'the peer set'),
     onPeerSet: (set) => {
       guard.setPeers(set);
-      log.info({ event: 'peers', version: set.version, peers: set.peers.length }, 'peer set updated');
+      log.info({ event: 'peers.updated', version: set.version, peers: set.peers.length }, 'peer set updated');
     },
   });
 
@@ -94,11 +94,11 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
     const m = parseListen(config.metricsListen!)!;
     await listen(metricsServer, m.host, m.port, 'metrics (guard.json metricsListen)');
   }
-  log.info({ event: 'start', pid: process.pid, listen: config.listen, upstream: config.upstream, gateway: config.gatewayUrl }, 'guard serving');
+  log.info({ event: 'guard.start', listen: config.listen, upstream: config.upstream, gateway: config.gatewayUrl }, 'guard serving');
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
-      log.info({ event: 'stop', signal }, 'stopping guard');
+      log.info({ event: 'guard.stop', signal }, 'stopping guard');
       void (async () => {
         metricsServer?.close();
         await guard.close();

@@ -1,3 +1,4 @@
+import type { EventLog } from '../core/log-events.js';
 import { createServer, type Server } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
@@ -16,11 +17,8 @@ import { EMPTY_PEER_SET, indexPeerSet } from './peer-set.js';
 import { createUpstreamSlots } from './slots.js';
 import { createTokenGate } from './tokens.js';
 
-export interface GuardLog {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
+/** The guard's logger: every line names its event (src/core/log-events.ts). */
+export type GuardLog = EventLog;
 
 export interface GuardOptions {
   tls: { key: string; cert: string; ca: string };
@@ -111,7 +109,7 @@ export function createGuard(o: GuardOptions) {
       // Node sets a keep-alive connection's timeout to 0 when its next request arrives: re-arm the idle limit.
       socket.setTimeout(o.limits.idleTimeoutSec * 1000);
       handleExchange(deps, id, req, res).catch((e: unknown) => {
-        o.log.error({ event: 'exchange', err: (e as Error).message }, 'request failed');
+        o.log.error({ event: 'exchange.failed', err: (e as Error).message }, 'request failed');
         if (!res.headersSent && !res.destroyed) {
           res.writeHead(500, { 'content-type': 'application/json; charset=utf-8', connection: 'close' });
           res.end(JSON.stringify({ error: 'internal guard error' }));

@@ -73,7 +73,8 @@ export function startSyncClient(o: SyncClientOptions) {
   let version = '';
   // Record fields the gateway stores (from its last peer set; the saved one until the first poll answers).
   let recordFields = savedRecordFields(o.spool);
-  let connected = false;
+  /** null until the first exchange: its outcome is logged either way, later only changes. */
+  let connected: boolean | null = null;
   let lastError: string | null = null;
   /** Why the last peer set could not be saved, until one is (reported by state() and /healthz). */
   let spoolError: string | null = null;
@@ -96,10 +97,13 @@ export function startSyncClient(o: SyncClientOptions) {
     });
 
   const status = (ok: boolean, err: string | null): void => {
-    if (ok !== connected) o.log[ok ? 'info' : 'warn']({ event: 'sync', connected: ok, err }, ok ? 'gateway reachable' : 'gateway unreachable; enforcing the last peer set');
+    if (ok !== connected) {
+      if (ok) o.log.info({ event: 'sync.connected', connected: true }, 'gateway reachable');
+      else o.log.warn({ event: 'sync.unreachable', connected: false, err }, 'gateway unreachable; enforcing the last peer set');
+    }
     connected = ok;
     lastError = err;
-    o.onStatus?.({ connected, pending: o.spool.count(), lastError });
+    o.onStatus?.({ connected: ok, pending: o.spool.count(), lastError });
   };
 
   const save = (set: PeerSet): void => {
@@ -110,7 +114,7 @@ export function startSyncClient(o: SyncClientOptions) {
     } catch (e) {
       unsaved = set;
       spoolError = `cannot save the peer set to the spool: ${(e as Error).message}`;
-      o.log.error({ event: 'spool', version: set.version, err: (e as Error).message }, 'cannot save the peer set to the spool: it is enforced, but a restart before the gateway answers again would enforce the last one saved');
+      o.log.error({ event: 'spool.peers-failed', version: set.version, err: (e as Error).message }, 'cannot save the peer set to the spool: it is enforced, but a restart before the gateway answers again would enforce the last one saved');
       o.onSpoolError?.(e as Error);
     }
   };
@@ -147,7 +151,7 @@ export function startSyncClient(o: SyncClientOptions) {
   /** Figures from a push answer or GET /v1/usage: saved (with the acknowledgement, when there is one), then applied. */
   const gotUsage = (raw: unknown, ackSeq: number | null): void => {
     const u = raw === undefined ? null : usageSchema.safeParse(raw);
-    if (u && !u.success) o.log.warn({ event: 'sync', err: issuesText(u.error) }, 'the gateway sent malformed token figures; ignored');
+    if (u && !u.success) o.log.warn({ event: 'sync.usage-malformed', err: issuesText(u.error) }, 'the gateway sent malformed token figures; ignored');
     const usage = u?.success ? u.data : null;
     if (ackSeq !== null) o.spool.ack(ackSeq, usage);
     else if (usage) o.spool.saveUsage(usage);
@@ -201,7 +205,7 @@ export function startSyncClient(o: SyncClientOptions) {
         if (r.statusCode !== 200) throw new WgoError('GATEWAY_REFUSED', `gateway refused records: ${r.statusCode} ${text.slice(0, 200)}`);
         const answer = parseWire(pushAnswer, text, 'push answer from the gateway');
         // Acknowledged all the same: a record the gateway cannot store would otherwise block every later one.
-        for (const x of answer.rejected ?? []) o.log.error({ event: 'sync', seq: x.seq, err: x.error }, 'the gateway rejected a request record');
+        for (const x of answer.rejected ?? []) o.log.error({ event: 'sync.record-rejected', seq: x.seq, err: x.error }, 'the gateway rejected a request record');
         gotUsage(answer.usage, batch[batch.length - 1]!.seq);
         backoff = PUSH_INTERVAL_MS;
         status(true, null);
@@ -218,7 +222,7 @@ export function startSyncClient(o: SyncClientOptions) {
   return {
     /** Records were spooled: push soon. */
     kick: (): void => wake?.(),
-    state: () => ({ connected, pending: o.spool.count(), lastError: spoolError ?? lastError, version }),
+    state: () => ({ connected: connected === true, pending: o.spool.count(), lastError: spoolError ?? lastError, version }),
     async stop(): Promise<void> {
       ac.abort();
       await done.catch(() => undefined);

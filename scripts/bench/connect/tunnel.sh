@@ -40,12 +40,12 @@ pids+=($!)
 "${WGO[@]}" init --endpoint 192.0.2.1:51820 --ollama-host 198.51.100.10 --state-dir "$STATE/state" --sync-listen 198.51.100.1:7443 >/dev/null
 "${WGO[@]}" serve >"$STATE/serve.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do grep -q '"guard sync API listening"' "$STATE/serve.log" && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q '"event":"sync-api.start"' "$STATE/serve.log" && break; sleep 0.1; done
 "${WGO[@]}" add-guard gpu1 --address 198.51.100.10 --out "$STATE/guard" >/dev/null
 ip netns exec "$P-gpu" node "$ROOT/bin/wg-ollama.js" guard --config "$STATE/guard/guard.json" >"$STATE/guard.log" 2>&1 &
 pids+=($!)
 guard_pid=$!
-for _ in $(seq 100); do grep -q '"guard serving"' "$STATE/guard.log" && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q '"event":"guard.start"' "$STATE/guard.log" && break; sleep 0.1; done
 "${WGO[@]}" add-peer alice --out "$STATE/out" --json >/dev/null
 # The benchmark must measure forwarding, not the rate limiter: the highest rate a policy allows.
 "${WGO[@]}" set-policy alice --rate 100000/min --burst 100000 --streams 1000 >/dev/null
