@@ -4,6 +4,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseConfig } from '../config.js';
 import { CONFIG_ENTRY, checkManifest, type Manifest } from '../core/backup-format.js';
 import { auditRepository } from '../db/audit.js';
+import { gatewayStateRepository } from '../db/gateway-state.js';
 import { MIGRATIONS } from '../db/migrations.js';
 import { openDatabase } from '../db/open.js';
 import { WgoError, badInput } from '../errors.js';
@@ -92,7 +93,11 @@ export async function restoreBackup(req: RestoreRequest): Promise<RestoreResult>
     await unpack(req.file, req.passphrase, work);
     const db = openDatabase(join(work, 'wg-ollama.db'));
     try {
-      auditRepository(db).record({ ...req.actor, action: 'gateway.restore', target: stateDir, details: { backupCreatedAt: manifest.createdAt, from: manifest.gateway.name, wgOllamaVersion: manifest.wgOllamaVersion } }, clock());
+      db.transaction(() => {
+        auditRepository(db).record({ ...req.actor, action: 'gateway.restore', target: stateDir, details: { backupCreatedAt: manifest.createdAt, from: manifest.gateway.name, wgOllamaVersion: manifest.wgOllamaVersion } }, clock());
+        // The state now is that backup: it is the last one (the snapshot was taken before `backup` recorded itself).
+        gatewayStateRepository(db).recordBackup({ at: Date.parse(manifest.createdAt), file: req.file, size: statSync(req.file).size });
+      })();
     } finally {
       db.close();
     }

@@ -104,6 +104,8 @@ describe('backup and restore', () => {
         expect(copy.prepare(`SELECT * FROM ${t}`).all(), t).toEqual(live.prepare(`SELECT * FROM ${t}`).all());
       }
       expect(auditRepository(copy).list({ since: 0 }).at(-1)).toMatchObject({ action: 'gateway.restore', target: join(target, 'state') });
+      // The restored gateway's last backup is the one it came from.
+      expect(gatewayStateRepository(copy).lastBackup()).toEqual({ at: Date.parse(manifest.createdAt), file, size: statSync(file).size });
     } finally {
       live.close();
       copy.close();
