@@ -39,11 +39,46 @@ function version(): string {
   }
 }
 
+/** Reads one line from the terminal with echo off (the passphrase is never shown). */
+function ttyLine(prompt: string): Promise<string> {
+  const stdin = process.stdin;
+  return new Promise((resolve, reject) => {
+    let line = '';
+    process.stderr.write(prompt);
+    stdin.setRawMode(true);
+    stdin.resume();
+    stdin.setEncoding('utf8');
+    const done = (err: Error | null): void => {
+      stdin.off('data', onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+      process.stderr.write('\n');
+      if (err) reject(err);
+      else resolve(line);
+    };
+    const onData = (text: string): void => {
+      for (const c of text) {
+        if (c === '\r' || c === '\n') return done(null);
+        if (c === '\u0003' || c === '\u0004') return done(badInput('no passphrase given'));
+        if (c === '\u007f' || c === '\b') line = [...line].slice(0, -1).join('');
+        else if (line.length < 4096) line += c;
+      }
+    };
+    stdin.on('data', onData);
+  });
+}
+
 /**
  * The passphrase: the first line of a file that only its owner can read
- * (--passphrase-file, e.g. a systemd credential), or of standard input.
+ * (--passphrase-file, e.g. a systemd credential), or of standard input —
+ * asked for with echo off when that is a terminal (twice with `confirm`).
  */
-async function passphrase(o: { passphraseFile?: string }, io: Io): Promise<string> {
+async function passphrase(o: { passphraseFile?: string }, io: Io, confirm = false): Promise<string> {
+  if (!o.passphraseFile && !io.readStdin && process.stdin.isTTY) {
+    const first = checkPassphrase(await ttyLine('passphrase (not shown): '));
+    if (confirm && (await ttyLine('the same again: ')) !== first) throw badInput('the two passphrases differ');
+    return first;
+  }
   let text: string;
   if (o.passphraseFile) {
     let st;
@@ -97,7 +132,7 @@ export async function runBackup(configFile: string, o: BackupOptions, io: Io, wh
   if (keep !== undefined && !o.outDir) throw badInput('--keep goes with --out-dir (it removes the oldest backups in that directory)');
   const config = loadConfig(configFile);
   const configText = readFileSync(config.file, 'utf8');
-  const secret = await passphrase(o, io);
+  const secret = await passphrase(o, io, true);
   let out: string;
   if (o.outDir) {
     const dir = resolve(o.outDir);
