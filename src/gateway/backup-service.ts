@@ -2,14 +2,13 @@ import { createHash } from 'node:crypto';
 import { createReadStream, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
-import Database from 'better-sqlite3';
 import type { Config } from '../config.js';
 import { BACKUP_FORMAT, CONFIG_ENTRY, DB_ENTRY, DEFAULT_KDF, checkManifest, type KdfParams, type Manifest } from '../core/backup-format.js';
 import { backupsToRemove, isBackupFileName } from '../core/backup-rotation.js';
 import { auditRepository } from '../db/audit.js';
 import { gatewayStateRepository, livePskRefs, stateCounts } from '../db/gateway-state.js';
 import { MIGRATIONS } from '../db/migrations.js';
-import { openDatabase } from '../db/open.js';
+import { openDatabase, openSnapshot } from '../db/open.js';
 import { WgoError } from '../errors.js';
 import { hashingSink, readEnvelope, writeEnvelope, type PayloadEntry } from './backup-envelope.js';
 import type { Actor } from './peer-service.js';
@@ -126,12 +125,11 @@ export async function createBackup(req: BackupRequest): Promise<BackupResult> {
     const snapshot = join(work, 'snapshot.db');
     // One step: the copy is one read transaction, a consistent snapshot; WAL lets serve keep writing meanwhile.
     await db.backup(snapshot, { progress: () => 0x7fffffff });
-    const snap = new Database(snapshot);
+    const snap = openSnapshot(snapshot);
     let schemaVersion: number;
     let counts;
     let refs: string[];
     try {
-      snap.pragma('journal_mode = DELETE');
       schemaVersion = snap.pragma('user_version', { simple: true }) as number;
       counts = stateCounts(snap, clock());
       refs = livePskRefs(snap);
