@@ -10,6 +10,8 @@ import { restoreBackup } from '../gateway/backup-restore.js';
 import { createBackup, ensureBackupDir, verifyBackup } from '../gateway/backup-service.js';
 import { requestControl } from '../gateway/control.js';
 import type { Actor } from '../gateway/peer-service.js';
+import { execRunner } from '../system/exec.js';
+import { syncFileSystem } from '../system/sync.js';
 import { stdinPassword } from './admin.js';
 import { bytes, emit, type Io } from './output.js';
 
@@ -156,6 +158,7 @@ export async function runRestore(configFile: string, file: string, o: RestoreOpt
   const secret = await passphrase(o, io);
   const r = await restoreBackup({
     file: resolve(file), passphrase: secret, configFile, stateDir: o.stateDir, force: o.force, dryRun: o.dryRun, actor: who,
+    flush: syncFileSystem(execRunner),
     daemonRunning: (socket) => requestControl(socket, 'status', 3000).then(() => true, (e: unknown) => {
       if (isWgoError(e, 'DAEMON_UNREACHABLE')) return false;
       throw e;

@@ -26,6 +26,8 @@ export interface RestoreRequest {
   actor: Actor;
   /** Whether a serve answers on this control socket (a running gateway is never replaced). */
   daemonRunning: (socket: string) => Promise<boolean>;
+  /** Makes what was written under a path durable (system/sync.ts: syncfs), before it is renamed into place. */
+  flush: (path: string) => Promise<void>;
   clock?: () => number;
 }
 
@@ -101,6 +103,7 @@ export async function restoreBackup(req: RestoreRequest): Promise<RestoreResult>
     } finally {
       db.close();
     }
+    await req.flush(work);
     const stamp = new Date(clock()).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
     for (const target of clashes) {
       const aside = `${target}.replaced-${stamp}`;
@@ -111,6 +114,7 @@ export async function restoreBackup(req: RestoreRequest): Promise<RestoreResult>
     renameSync(work, stateDir);
     placed = true;
     writeConfig(configFile, newConfigText);
+    await req.flush(stateDir);
   } catch (e) {
     if (placed) renameSync(stateDir, work);
     for (const [target, aside] of moved.reverse()) renameSync(aside, target);
@@ -121,7 +125,11 @@ export async function restoreBackup(req: RestoreRequest): Promise<RestoreResult>
   return { manifest, configFile, stateDir, movedAside: moved.map(([, aside]) => aside), dryRun: false };
 }
 
-/** Second pass: every state entry into `work` (0700 directories, each file with its mode), the tag checked at the end. */
+/**
+ * Second pass: every state entry into `work` (0700 directories, each file with
+ * its mode), the tag checked at the end. No fsync per file: the caller syncs
+ * the file system once (10,000 preshared keys would cost 10,000 fsyncs).
+ */
 async function unpack(file: string, passphrase: string, work: string): Promise<void> {
   const check = hashingSink((json) => expectedEntries(checkManifest(json, MIGRATIONS.length)));
   let fd: number | null = null;
@@ -142,7 +150,6 @@ async function unpack(file: string, passphrase: string, work: string): Promise<v
     end() {
       check.end();
       if (fd !== null) {
-        fsyncSync(fd);
         closeSync(fd);
         fd = null;
       }

@@ -10,7 +10,9 @@ import { restoreBackup, type RestoreRequest, type RestoreResult } from '../../..
 import { openGateway } from '../../../src/gateway/context.js';
 import { ensureServerCert } from '../../../src/gateway/server-cert.js';
 import { tokenService } from '../../../src/gateway/token-service.js';
+import { execRunner } from '../../../src/system/exec.js';
 import { writeSecretFile } from '../../../src/system/files.js';
+import { syncFileSystem } from '../../../src/system/sync.js';
 import { testCa } from '../ca-fixture.js';
 
 export const WHO = { actor: 'root', source: 'cli' };
@@ -74,7 +76,7 @@ export function backupEnv() {
     backup: (out: string, kdf: KdfParams = FAST_KDF, extra: { keep?: number; clock?: () => number } = {}): Promise<BackupResult> =>
       createBackup({ config, configText: readFileSync(file, 'utf8'), out, passphrase: PASS, actor: WHO, hostname: 'gw1', version: '0.1.0', kdf, ...extra }),
     restore: (r: Partial<RestoreRequest> & { file: string }): Promise<RestoreResult> =>
-      restoreBackup({ passphrase: PASS, configFile: join(root, 'restored', 'config.json'), stateDir: join(root, 'restored', 'state'), actor: WHO, daemonRunning: async () => false, ...r }),
+      restoreBackup({ passphrase: PASS, configFile: join(root, 'restored', 'config.json'), stateDir: join(root, 'restored', 'state'), actor: WHO, daemonRunning: async () => false, flush: syncFileSystem(execRunner), ...r }),
     cleanup: () => rmSync(root, { recursive: true, force: true }),
   };
 }

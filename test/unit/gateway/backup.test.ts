@@ -86,8 +86,11 @@ describe('backup and restore', () => {
   });
 
   test('restore into a new state directory: every file with its bytes and mode, the database with its rows, the config pointing there', async () => {
-    const r = await env.restore({ file });
     const target = join(env.root, 'restored');
+    // Written data is made durable (syncfs) before it is renamed into place, and again after.
+    const flushed: [string, boolean][] = [];
+    const r = await env.restore({ file, flush: async (p) => void flushed.push([p, existsSync(join(target, 'state'))]) });
+    expect(flushed).toEqual([[expect.stringMatching(/\/restored\/\.wg-ollama-restore-\w+$/), false], [join(target, 'state'), true]]);
     expect(r).toMatchObject({ stateDir: join(target, 'state'), configFile: join(target, 'config.json'), movedAside: [], dryRun: false });
     const a = tree(env.stateDir);
     const b = tree(join(target, 'state'));
