@@ -154,6 +154,8 @@ export async function createBackup(req: BackupRequest): Promise<BackupResult> {
       { name: DB_ENTRY, mode: 0o600, size: statSync(snapshot).size, path: snapshot },
       ...files,
     ];
+    // One AES-GCM stream under one nonce carries at most 2^39 - 256 bits (64 GiB).
+    if (entries.reduce((n, e) => n + e.size, 0) > 63 * 1024 ** 3) throw new WgoError('INTERNAL', 'the state is over 63 GiB: too large for one backup file');
     const manifest: Manifest = {
       format: BACKUP_FORMAT,
       wgOllamaVersion: req.version,
