@@ -30,6 +30,8 @@ readonly SYSCTL_FILE=/etc/sysctl.d/60-wg-ollama.conf
 readonly UNIT_DIR=/etc/systemd/system
 readonly TMPFILES_FILE=/etc/tmpfiles.d/wg-ollama.conf
 UNITS=(wg-ollama-firewall.service wg-ollama.service)
+# The daily backup: installed with the gateway units, its timer enabled (it does nothing without a passphrase file).
+readonly BACKUP_UNITS=(wg-ollama-backup.service wg-ollama-backup.timer)
 readonly OLLAMA_DROPIN=/etc/systemd/system/ollama.service.d/wg-ollama.conf
 readonly CONFIG_FILE=/etc/wg-ollama/config.json
 # First line of the wrapper and name of the marker file in PREFIX: what this
@@ -364,11 +366,11 @@ guard_next_steps() {
 install_systemd() {
   local u
   mkdir -p -- "$UNIT_DIR" "$(dirname -- "$TMPFILES_FILE")"
-  for u in "${UNITS[@]}"; do
+  for u in "${UNITS[@]}" "${BACKUP_UNITS[@]}"; do
     install -m 0644 -- "$repo/systemd/$u" "$UNIT_DIR/$u"
   done
   install -m 0644 -- "$repo/systemd/wg-ollama-tmpfiles.conf" "$TMPFILES_FILE"
-  say "installed ${UNITS[*]} into $UNIT_DIR and $TMPFILES_FILE"
+  say "installed ${UNITS[*]} ${BACKUP_UNITS[*]} into $UNIT_DIR and $TMPFILES_FILE"
 
   if [[ ! -d /run/systemd/system ]]; then
     say "systemd is not running here: units installed but not enabled"
@@ -376,7 +378,7 @@ install_systemd() {
   fi
   systemctl daemon-reload
   systemd-tmpfiles --create -- "$TMPFILES_FILE"
-  systemctl enable -- "${UNITS[@]}"
+  systemctl enable -- "${UNITS[@]}" wg-ollama-backup.timer
   if systemctl is-active --quiet wg-ollama.service; then
     # KillMode=process: the tunnel (wireguard-go or the kernel interface) stays up.
     systemctl restart wg-ollama.service

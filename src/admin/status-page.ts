@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import { ago } from '../core/format.js';
+import { ago, bytes } from '../core/format.js';
 import type { GatewayStatus } from '../gateway/queries.js';
 import { render } from './render.js';
 import type { AdminAppDeps } from './common.js';
@@ -9,7 +9,7 @@ const EXPIRING_MS = 30 * 86_400_000;
 type Fact = [string, string, boolean | undefined];
 
 /** The status as facts: the same reads as `wg-ollama status`, plus connected peers and the last reconcile. */
-function factsOf(s: GatewayStatus, peersConnected: number): Fact[] {
+function factsOf(s: GatewayStatus, peersConnected: number, now: number): Fact[] {
   const i = s.interface;
   const f = s.firewall;
   const inSync = f.ipv4InSync && f.ipv6InSync && f.barrierInSync !== false && f.setMatchesDatabase;
@@ -22,6 +22,7 @@ function factsOf(s: GatewayStatus, peersConnected: number): Fact[] {
     ['Firewall', inSync ? `in sync with the database (${firewall})` : `NOT in sync: ${firewall}`, inSync],
     ['Peers', Object.entries(s.peers).map(([k, v]) => `${v} ${k}`).join(', ') || 'none', undefined],
     ['CA', s.ca.status === 'ok' ? 'name constraints in place' : `${s.ca.status.toUpperCase()}: ${s.ca.detail}`, s.ca.status === 'ok' ? true : s.ca.status === 'fail' ? false : undefined],
+    ['Last backup', s.lastBackup ? `${s.lastBackup.at} (${ago(Date.parse(s.lastBackup.at), now)}): ${s.lastBackup.file}, ${bytes(s.lastBackup.size)}` : 'never', s.lastBackup ? undefined : false],
     ['Last reconcile', last ? `${s.daemon.lastReconcileAt ?? ''} (${last.mode}, ${last.ok ? 'ok' : 'with errors'})`.trim() : 'not yet', last ? last.ok : undefined],
     ...(last?.errors ?? []).slice(0, 10).map((e): Fact => ['Error', e, false]),
   ];
@@ -35,7 +36,7 @@ export function statusPage(deps: AdminAppDeps): Router {
       const { queries } = deps;
       const now = Date.now();
       const s = await queries.status({ kernel: deps.kernel, daemon: deps.daemon });
-      const facts = factsOf(s, queries.peers().filter((p) => p.connected).length);
+      const facts = factsOf(s, queries.peers().filter((p) => p.connected).length, now);
       const guards = queries.guards().filter((g) => g.status === 'active')
         .map((g) => ({ name: g.name, address: g.address, lastSeen: g.lastSeen ? `${ago(Date.parse(g.lastSeen), now)} from ${g.lastSeenFrom ?? '?'}` : 'never' }));
       render(req, res, 'status', { title: 'Status', nav: 'status', facts, guards, expiring: queries.expiringCertificates(EXPIRING_MS) });

@@ -229,6 +229,24 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
       }
       exitCode = await (await systemCli()).runDoctor(config(), o, io);
     });
+  const passphraseFile = new Option('--passphrase-file <file>', 'read the passphrase from this file (mode 0600 or stricter; e.g. a systemd credential) instead of standard input');
+  program.command('backup')
+    .description('write one encrypted file with a consistent snapshot of the database, every key and the config (serve may keep running); the passphrase is the first line of standard input')
+    .option('--out <file>', 'the backup file to write (mode 0600; must not exist)')
+    .option('--out-dir <dir>', 'write wg-ollama-YYYYMMDDTHHMMSSZ.wgobak into DIR (created 0700)')
+    .option('--keep <n>', 'with --out-dir: then remove all but the newest N backups of that name pattern in DIR')
+    .option('--verify <file>', 'check a backup file (passphrase, integrity, manifest) and print its manifest; writes nothing')
+    .addOption(passphraseFile)
+    .addOption(json)
+    .action(async (o) => (await import('./backup.js')).runBackup(configFileFrom(program.opts().config, io.env), o, io, who()));
+  program.command('restore').argument('<file>', 'a file written by wg-ollama backup')
+    .description('restore a backup onto a fresh machine: the state directory and the config (--config); refuses to replace existing ones without --force')
+    .option('--state-dir <dir>', 'restore the state into DIR instead of the directory the backed-up config names (the config is rewritten to say so)')
+    .option('--force', 'move an existing state directory and config aside (to NAME.replaced-TIME; nothing is deleted) instead of refusing')
+    .option('--dry-run', 'check the file and the targets and print the manifest; write nothing')
+    .addOption(passphraseFile)
+    .addOption(json)
+    .action(async (file, o) => (await import('./backup.js')).runRestore(configFileFrom(program.opts().config, io.env), file, o, io, who()));
   program.command('down').description('remove the interface and the firewall (stop serve first)').addOption(json)
     .action(async (o) => (await systemCli()).runDown(config(), o, io, who().actor));
 

@@ -14,7 +14,7 @@ import { createIngress } from '../system/ingress.js';
 import { modeOf } from '../system/files.js';
 import { ipForwarding } from '../system/sysctl.js';
 import { createWireguard } from '../system/wireguard.js';
-import { emit, type Io } from './output.js';
+import { bytes, emit, escapeControl, type Io } from './output.js';
 
 
 /** `wg-ollama status`: daemon, interface, firewall and peer counts. */
@@ -34,6 +34,7 @@ export async function showStatus(config: Config, o: { json?: boolean }, io: Io, 
       `firewall    ipv4 ${d.firewall.ipv4InSync ? 'in sync' : 'OUT OF SYNC'}, ipv6 ${d.firewall.ipv6InSync ? 'in sync' : 'OUT OF SYNC'}, tc barrier ${d.firewall.barrierInSync === null ? 'n/a (no interface)' : d.firewall.barrierInSync ? 'in place' : 'MISSING'}, ${d.firewall.setEntries} addresses allowed${d.firewall.setMatchesDatabase ? '' : ' (differs from database)'}`,
       `peers       ${Object.entries(d.peers).map(([k, v]) => `${v} ${k}`).join(', ') || 'none'}`,
       `ca          ${d.ca.status === 'ok' ? 'name constraints in place' : `${d.ca.status.toUpperCase()}: ${d.ca.detail}`}`,
+      `backup      ${d.lastBackup ? `${d.lastBackup.at} ${escapeControl(d.lastBackup.file)} (${bytes(d.lastBackup.size)})` : 'never'}`,
     ].join('\n') + '\n');
 }
 

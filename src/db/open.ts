@@ -113,3 +113,14 @@ function readHeader(path: string): Buffer | null {
     closeSync(fd);
   }
 }
+
+/**
+ * Opens a copy of a database as it is, without migrating it (a backup's
+ * snapshot): its journal goes back into the file (journal_mode DELETE), so the
+ * copy is one self-contained file.
+ */
+export function openSnapshot(path: string): Db {
+  const db = new Database(path, { fileMustExist: true });
+  db.pragma('journal_mode = DELETE');
+  return db;
+}

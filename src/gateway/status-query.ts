@@ -1,6 +1,7 @@
 import type { Config } from '../config.js';
 import type { FirewallSpec } from '../core/firewall-plan.js';
 import type { Db } from '../db/open.js';
+import { gatewayStateRepository } from '../db/gateway-state.js';
 import { peerRepository } from '../db/peers.js';
 import { WgoError } from '../errors.js';
 import type { FirewallDriver } from '../system/firewall.js';
@@ -46,6 +47,8 @@ export interface GatewayStatus {
   firewall: { ipv4InSync: boolean; ipv6InSync: boolean; barrierInSync: boolean | null; setEntries: number; setMatchesDatabase: boolean };
   peers: Record<string, number>;
   ca: { status: CheckStatus; detail: string };
+  /** The last backup `wg-ollama backup` wrote of this gateway (time ISO, file, bytes), or null: never. */
+  lastBackup: { at: string; file: string; size: number } | null;
 }
 
 export const firewallSpecOf = (c: Config): FirewallSpec => ({ iface: c.interface, ollamaHost: c.ollamaHost, ollamaPort: c.ollamaPort });
@@ -98,5 +101,11 @@ export async function readStatus(deps: { config: Config; db: Db; kernel: KernelR
     firewall: { ipv4InSync: firewall.inSync.ipv4, ipv6InSync: firewall.inSync.ipv6, barrierInSync: barrier, setEntries: firewall.setEntries.length, setMatchesDatabase: setMatches },
     peers: counts,
     ca: caCheck(config),
+    lastBackup: lastBackupOf(deps.db),
   };
+}
+
+function lastBackupOf(db: Db): GatewayStatus['lastBackup'] {
+  const b = gatewayStateRepository(db).lastBackup();
+  return b ? { at: new Date(b.at).toISOString(), file: b.file, size: b.size } : null;
 }
