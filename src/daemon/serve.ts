@@ -7,6 +7,7 @@ import { peerRepository } from '../db/peers.js';
 import { WgoError } from '../errors.js';
 import { createConntrack } from '../system/conntrack.js';
 import { execRunner, type Runner } from '../system/exec.js';
+import { onStopSignal } from '../system/signals.js';
 import { createFirewall } from '../system/firewall.js';
 import { createIngress } from '../system/ingress.js';
 import { enableIpForwarding, ipForwarding } from '../system/sysctl.js';
@@ -53,15 +54,15 @@ export async function serve(config: Config, log: Logger, run: Runner = execRunne
     await down.run();
     throw e;
   }
+  let off = (): void => undefined;
   await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
+    off = onStopSignal((signal) => {
       if (down.stopping) return;
       log.info({ event: 'stop', signal }, 'stopping; firewall stays closed');
       void down.run().finally(resolve);
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    });
   });
+  off();
 }
 
 /** Everything serve starts, each part registered with `down` as soon as it runs. */
