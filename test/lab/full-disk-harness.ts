@@ -19,7 +19,7 @@ export interface SmallDisk {
   /** Runs a command in the mount namespace and the given network namespace; never throws on a non-zero exit. */
   exec: (netns: string, cmd: string, args: string[], opts?: { input?: string; timeoutMs?: number }) => Promise<CliResult>;
   /** Starts a long-running process there, output in files; stopped by PID. */
-  spawn: (netns: string, cmd: string, args: string[], tag: string) => Bg;
+  spawn: (netns: string, cmd: string, args: string[], tag: string) => Bg & { exit: () => string };
   /** Fills the tmpfs with a filler file (bounded by its size); returns the free KiB left (0). */
   fill: (netns: string) => Promise<number>;
   /** Deletes the filler. */
@@ -68,8 +68,11 @@ export async function createSmallDisk(lab: Lab, name: string, sizeMb: number): P
       const out = join(lab.dir, `${tag}-${n++}.out`);
       writeFileSync(out, '');
       const p = execa('nsenter', enter(netns, cmd, args), { reject: false, stdin: 'ignore', stdout: { file: out }, stderr: { file: `${out}.err` } });
-      const entry = { p, done: false };
-      void p.then(() => (entry.done = true));
+      const entry = { p, done: false, exit: '' };
+      void p.then((r) => {
+        entry.done = true;
+        entry.exit = `exit ${r.exitCode} signal ${r.signal ?? '-'}`;
+      });
       procs.push(entry);
       const lines = (): string[] => readFileSync(out, 'utf8').split('\n').filter(Boolean);
       return {
@@ -83,6 +86,7 @@ export async function createSmallDisk(lab: Lab, name: string, sizeMb: number): P
           await p;
         },
         exited: () => entry.done,
+        exit: () => entry.exit,
       };
     },
     async fill(netns) {

@@ -33,11 +33,12 @@ describe('full disk: clear errors, access still taken away, recovery without a r
   let gwns: string;
   let cfg: string;
   let c: ReturnType<typeof diskCli>;
-  let serve: Bg;
-  const serves: Bg[] = [];
+  let serve: Bg & { exit: () => string };
+  const serves: (Bg & { exit: () => string })[] = [];
   let alice: Issued & Creds;
   let bob: Issued & Creds;
   let dave: Issued;
+  let frank: Issued;
   let jar: string;
   /** Every answer the guard gave alice with status 200: each must end up in the database. */
   let servedToAlice = 0;
@@ -103,6 +104,7 @@ describe('full disk: clear errors, access still taken away, recovery without a r
     alice = await issue('alice');
     bob = await issue('bob');
     dave = await issue('dave');
+    frank = await issue('frank');
     await clientUp(lab, lab.ns('c1'), 'wgcfd1', alice.config);
     await clientUp(lab, lab.ns('c2'), 'wgcfd2', bob.config);
     jar = join(lab.dir, 'cookies.txt');
@@ -200,26 +202,40 @@ describe('full disk: clear errors, access still taken away, recovery without a r
     const page = await lab.exec(lab.ns('other'), 'curl', ['-s', '-g', '--cacert', alice.ca, '-c', fresh, `${ADMIN}/login`]);
     const login = await lab.exec(lab.ns('other'), 'curl', ['-s', '-g', '--cacert', alice.ca, '-b', fresh, '-w', '\n%{http_code}', '-H', `Origin: ${ADMIN}`,
       '--data-urlencode', `_csrf=${csrfOf(page.stdout)}`, '--data-urlencode', 'name=root1', '--data-urlencode', `password=${PASSWORD}`, '--data-urlencode', 'code=000000', `${ADMIN}/login`]);
-    console.log(`sign-in on a full disk answered ${login.stdout.split('\n').pop()}`);
-    expect(['503', '401', '400']).toContain(login.stdout.split('\n').pop());
+    expect(login.stdout.split('\n').pop()).toBe('503');
+    expect(login.stdout).toMatch(/the disk is full/);
+  });
+
+  it("the web UI's revoke takes access away too, and says it is not saved yet (202)", async () => {
+    expect(await wgPeers()).toContain(frank.publicKey);
+    const form = await web([`${ADMIN}/peers/new`]);
+    const r = await web(['-w', '\n%{http_code}', '-H', `Origin: ${ADMIN}`, '--data-urlencode', `_csrf=${csrfOf(form.stdout)}`, `${ADMIN}/peers/frank/revoke`]);
+    expect(r.stdout.split('\n').pop()).toBe('202');
+    expect(r.stdout).toContain('frank: access removed, not saved yet');
+    await waitFor(async () => !(await wgPeers()).includes(frank.publicKey), 3000, 'frank out of the peer table');
   });
 
   it('a restart of serve on the full disk keeps the revoked and disabled peers out', async () => {
-    await serve.stop('SIGTERM');
+    const old = serve;
+    await old.stop('SIGTERM');
+    expect(old.exit()).toBe('exit 0 signal -'); // a clean teardown, not killed half-way
     await startServe();
     await waitFor(async () => (await wgPeers()).includes(alice.publicKey), 10_000, 'alice back in the peer table');
     expect(await wgPeers()).not.toContain(bob.publicKey);
     expect(await wgPeers()).not.toContain(dave.publicKey);
+    expect(await wgPeers()).not.toContain(frank.publicKey);
     expect((await ask(lab.ns('c2'), bob)).status).toBe(0);
   });
 
   it('space returns: denials saved, writes resume, nothing acknowledged lost — without a restart', async () => {
     const pid = serve.pid;
     await disk.free(gwns);
-    await waitFor(async () => (await peerRow('bob')).status === 'revoked' && (await peerRow('dave')).status === 'disabled', 10_000, 'the denials to be saved');
-    const audit = await c.sql<{ action: string; target: string; source: string }>(db(), "SELECT action, target, source FROM audit_log WHERE action IN ('peer.revoke', 'peer.disable')");
-    expect(audit.map((a) => [a.action, a.target])).toEqual([['peer.revoke', 'bob'], ['peer.disable', 'dave']]);
-    for (const a of audit) expect(a.source).toMatch(/^cli \(saved late: the disk was full at \d{4}-/);
+    await waitFor(async () => (await peerRow('bob')).status === 'revoked' && (await peerRow('dave')).status === 'disabled' && (await peerRow('frank')).status === 'revoked',
+      10_000, 'the denials to be saved');
+    const audit = await c.sql<{ action: string; target: string; actor: string; source: string }>(db(), "SELECT action, target, actor, source FROM audit_log WHERE action IN ('peer.revoke', 'peer.disable')");
+    expect(audit.map((a) => [a.action, a.target])).toEqual([['peer.revoke', 'bob'], ['peer.disable', 'dave'], ['peer.revoke', 'frank']]);
+    for (const a of audit.slice(0, 2)) expect(a.source).toMatch(/^cli \(saved late: the disk was full at \d{4}-/);
+    expect(audit[2]).toMatchObject({ actor: 'root1', source: expect.stringMatching(/^198\.51\.100\.20 \(saved late: the disk was full at \d{4}-/) });
     expect((await disk.exec(gwns, 'cat', [join(disk.dir, 'denials')])).stdout.trim()).toBe('');
     await waitFor(async () => (await ask(lab.ns('c1'), alice)).status === 200, 10_000, 'the guard to serve again');
     expect(await wgPeers()).not.toContain(bob.publicKey);
@@ -231,7 +247,10 @@ describe('full disk: clear errors, access still taken away, recovery without a r
       .filter((l) => l.event === 'unrecorded').flatMap((l) => l.records!).filter((r) => r.peer === 'alice' && r.status === 200).length;
     let stored = 0;
     await waitFor(async () => (stored = (await c.sql<{ n: number }>(db(), "SELECT count(*) AS n FROM requests WHERE guard = 'local' AND status = 200 AND peer_id = (SELECT id FROM peers WHERE name = 'alice')"))[0]!.n) + logged === servedToAlice,
-      5000, `the ${servedToAlice} requests answered 200 to alice in the database or the log`);
+      5000, `the ${servedToAlice} requests answered 200 to alice in the database or the log`).catch(async (e: Error) => {
+      const rows = await c.sql(db(), "SELECT guard, guard_seq, peer_id, status, refusal, at FROM requests ORDER BY id");
+      throw new Error(`${e.message}: ${stored} stored, ${logged} logged; rows ${JSON.stringify(rows)}; logs ${serves.map((x) => `${x.pid} ${x.exit()}\n` + readFileSync(x.out, 'utf8').split('\n').filter((l) => /audit|unrecorded|stop/.test(l)).join('\n') + '\nSTDERR ' + readFileSync(`${x.out}.err`, 'utf8')).join('\n---\n')}`);
+    });
     console.log(`answered 200 to alice: ${servedToAlice}; in the database: ${stored}; logged as unrecorded at the restart on the full disk: ${logged}`);
     const m = await httpGet(lab, gwns, 'http://127.0.0.1:9477/metrics');
     expect(metric(m.body, 'wgo_guard_audit_ok')).toBe(1);
