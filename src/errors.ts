@@ -26,6 +26,7 @@ const KIND_OF = {
   SCHEMA_TOO_NEW: 'unavailable', // the database was written by a newer wg-ollama: run that one, or restore a backup
   DAEMON_UNREACHABLE: 'unavailable', // `serve` is not running or did not answer
   GATEWAY_REFUSED: 'unavailable', // the gateway answered a guard's sync call with an error status
+  DISK_FULL: 'unavailable', // the disk holding the state (database, key files) has no space left; nothing was changed
   EXEC_FAILED: 'internal', // an external program exited non-zero
   INTERNAL: 'internal', // anything else, unexpected output of a program included
 } as const satisfies Record<string, ErrorKind>;
@@ -61,4 +62,21 @@ export function badInput(message: string): WgoError {
 
 export function isWgoError(e: unknown, code?: ErrorCode): e is WgoError {
   return e instanceof WgoError && (code === undefined || e.code === code);
+}
+
+/**
+ * Whether an error is a full disk: SQLite's SQLITE_FULL (and the I/O error it
+ * reports when it cannot grow its shared-memory index), or ENOSPC / EDQUOT
+ * from a file write.
+ */
+export function isDiskFull(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_FULL' || code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_IOERR_SHMSIZE' ||
+    (e instanceof WgoError && e.code === 'DISK_FULL');
+}
+
+/** A full disk as a WgoError DISK_FULL saying what happened (`what`, default: nothing changed); any other error as it is. */
+export function asDiskFull(e: unknown, what = 'nothing was changed'): unknown {
+  if (e instanceof WgoError || !isDiskFull(e)) return e;
+  return new WgoError('DISK_FULL', `the disk is full (${(e as Error).message}): ${what}; free some space and try again`, { cause: e });
 }

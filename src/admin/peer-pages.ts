@@ -197,9 +197,15 @@ export function peerPages(deps: AdminAppDeps): Router {
         deps.onChange();
         return render(req, res, 'issued', await issuedPage(issued, deps.queries.guardUrl(), `New keys for ${issued.peer.name}`, '; to get new keys again, rotate the peer'));
       }
-      if (action === 'disable') ctx.peers.disable(name, who);
-      else if (action === 'revoke') ctx.peers.revoke(name, who);
-      else {
+      if (action === 'disable' || action === 'revoke') {
+        const r = action === 'disable' ? ctx.peers.disable(name, who) : ctx.peers.revoke(name, who);
+        deps.onChange();
+        // A full disk: the access is gone now, the record follows when space returns (gateway/denials.ts).
+        if (r.saved === false) {
+          return render(req, res, 'error', { title: 'Not saved yet', heading: `${name}: access removed, not saved yet`, message: `The disk is full: ${name}'s access was taken away from the tunnel now, but the ${action} could not be saved to the database. It is kept aside and saved as soon as there is space again; free some space on the gateway.`, back: `/peers/${encodeURIComponent(name)}` }, 202);
+        }
+        return res.redirect(303, `/peers/${encodeURIComponent(name)}?done=${action}`);
+      } else {
         const expires = str(req.body?.expires);
         ctx.peers.enable(name, { expiresInMs: expires ? parseDuration(expires, 'expiry') : undefined }, who);
       }

@@ -1,6 +1,6 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { parseCidr } from '../core/ipv4.js';
-import { isWgoError } from '../errors.js';
+import { asDiskFull, isWgoError } from '../errors.js';
 import { httpStatusOf } from './http-status.js';
 import type { AdminAppDeps } from './common.js';
 
@@ -142,8 +142,10 @@ export function createAdminApp(deps: AdminAppDeps): express.Express {
       res.status(status).type('text/plain').send(status === 404 ? 'Not found.\n' : 'Bad request.\n');
       return;
     }
-    if (isWgoError(err)) {
-      render(req, res, 'error', { title: 'Error', heading: 'That did not work', message: err.message }, httpStatusOf(err.kind));
+    // A full disk that reached here unnamed (a sign-in, a session, a log page) is still said plainly.
+    const named = asDiskFull(err);
+    if (isWgoError(named)) {
+      render(req, res, 'error', { title: 'Error', heading: 'That did not work', message: named.message }, httpStatusOf(named.kind));
       return;
     }
     deps.log?.error({ event: 'admin-ui.failed', err: (err as Error).message }, 'admin UI request failed');

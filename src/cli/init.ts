@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { DEFAULT_STATE_DIR, parseConfig, type ConfigInput } from '../config.js';
 import { generateKeyPair, publicKeyOf } from '../core/keys.js';
 import { auditRepository } from '../db/audit.js';
@@ -8,6 +8,7 @@ import { WgoError, badInput } from '../errors.js';
 import { ensurePrivateDir, readSecretFile, writeSecretFile } from '../system/files.js';
 import { permittedForConfig } from '../core/ca-names.js';
 import { caStore } from '../gateway/ca-store.js';
+import { denialJournal } from '../gateway/denials.js';
 import { certificateInfo } from '../pki/ca.js';
 import { emit, type Io } from './output.js';
 
@@ -64,6 +65,8 @@ export function runInit(file: string, o: InitOptions, io: Io, actor: string): vo
   }
   const { ca, created } = caStore(config.paths, { permitted: permittedForConfig(config) }).ensure();
   const caFingerprint = certificateInfo(ca.certPem).fingerprint256;
+  // Pre-allocated now, while there is space: a revoke on a full disk is kept there (gateway/denials.ts).
+  if (!denialJournal(join(config.stateDir, 'denials')).ensure()) throw new WgoError('DISK_FULL', `the disk holding ${config.stateDir} is full`);
   const db = openDatabase(config.paths.db);
   try {
     auditRepository(db).record({ actor, source: 'cli', action: 'gateway.init', target: config.interface, details: { endpoint: config.endpoint, ollamaHost: config.ollamaHost, subnet: config.subnet, caCreated: created, caFingerprint } }, Date.now());

@@ -1,5 +1,5 @@
 import { escapeControl } from '../core/format.js';
-import { WgoError } from '../errors.js';
+import { WgoError, asDiskFull } from '../errors.js';
 
 /** Global flags every verb understands. */
 export interface GlobalOptions {
@@ -36,6 +36,9 @@ export { ago, bytes, escapeControl } from '../core/format.js';
 /** Turns anything thrown into a WgoError so the boundary logs it once, in one line. */
 export function asWgoError(e: unknown): WgoError {
   if (e instanceof WgoError) return e;
+  // A full disk fails a verb before it changes anything (transactions roll back, files are removed).
+  const full = asDiskFull(e);
+  if (full instanceof WgoError) return full;
   const err = e as NodeJS.ErrnoException;
   if (err?.code === 'EACCES' || err?.code === 'EPERM') {
     return new WgoError('EXEC_FAILED', `${err.message} (wg-ollama needs root or CAP_NET_ADMIN)`, { cause: e });

@@ -134,7 +134,13 @@ export async function changePeer(config: Config, change: Change, name: string, o
     const removal = change === 'enable' ? undefined : removalOf(r.peer);
     if ('warning' in r && r.warning) io.err(`warning: ${r.warning}\n`);
     const { live } = r.changed ? await applyNow(config, io, removal) : { live: true };
-    emit(io, o.json, { ...r.peer, changed: r.changed, live }, (d) =>
+    // A full disk: the access is gone (live), the record is kept aside until there is space (gateway/denials.ts).
+    const saved = !('saved' in r && r.saved === false);
+    if (!saved) {
+      io.err(`warning: the disk is full: access was removed from the tunnel now, but the ${change} could not be saved to the database; ` +
+        `it is kept in ${ctx.denials.path} and saved when space returns (serve tries every second)\n`);
+    }
+    emit(io, o.json, { ...r.peer, changed: r.changed, live, saved }, (d) =>
       `${d.name}: ${d.status}${d.changed ? '' : ' (unchanged)'}\n`);
   });
 }

@@ -31,6 +31,8 @@ export const LOG_EVENTS = {
   'local-guard.start': 'single-box mode: the in-process guard listens (listen, upstream)',
   'local-guard.peers-failed': 'single-box mode: the peer set could not be loaded; retried (err)',
   'budget.failed': "single-box mode: today's token use could not be read; retried (err)",
+  'denial.saved': 'a revoke or disable that a full disk kept out of the database is saved now (peer, action)',
+  'denial.failed': 'the revokes and disables kept while the disk was full cannot be saved yet; retried (err)',
   // guard (on a GPU host; also in serve in single-box mode)
   'guard.start': 'the guard is up (listen, upstream, gateway)',
   'guard.stop': 'the guard stops on a signal (signal)',
@@ -45,6 +47,7 @@ export const LOG_EVENTS = {
   'sync.record-rejected': 'the gateway rejected a request record (seq, err)',
   'audit.failed': 'request records cannot be written; auditFailure decides (mode, err)',
   'audit.restored': 'request records can be written again',
+  'audit.unrecorded': 'stopping with request records that could not be written: they are in this line only, prompts left out (count, err, records)',
   'exchange.failed': 'a proxied request failed inside the guard (err)',
 } as const;
 

@@ -7,11 +7,14 @@ import { peerRepository } from '../db/peers.js';
 import { WgoError } from '../errors.js';
 import { createConntrack } from '../system/conntrack.js';
 import { execRunner, type Runner } from '../system/exec.js';
+import { onStopSignal } from '../system/signals.js';
 import { createFirewall } from '../system/firewall.js';
 import { createIngress } from '../system/ingress.js';
 import { enableIpForwarding, ipForwarding } from '../system/sysctl.js';
 import { createWireguard } from '../system/wireguard.js';
 import { createDesiredStore, openGateway, type GatewayContext } from '../gateway/context.js';
+import { withoutDenied } from '../core/denials.js';
+import { saveDenials } from '../gateway/denials.js';
 import { tokenService } from '../gateway/token-service.js';
 import { listenControl } from '../gateway/control.js';
 import { coverConfigNames } from '../gateway/ca-reissue.js';
@@ -29,6 +32,8 @@ import { createTeardown, type Teardown } from './teardown.js';
 const CHANGE_POLL_MS = 25;
 /** Retry delay after a reconcile that reported errors. */
 const RETRY_MS = 1000;
+/** How often pending denials (gateway/denials.ts) are tried against the database. */
+const DENIAL_SAVE_MS = 1000;
 
 /**
  * `wg-ollama serve`: reconcile at start, on every change, on expiry and
@@ -49,15 +54,15 @@ export async function serve(config: Config, log: EventLog, run: Runner = execRun
     await down.run();
     throw e;
   }
+  let off = (): void => undefined;
   await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
+    off = onStopSignal((signal) => {
       if (down.stopping) return;
       log.info({ event: 'serve.stop', signal }, 'stopping; firewall stays closed');
       void down.run().finally(resolve);
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    });
   });
+  off();
 }
 
 /** Everything serve starts, each part registered with `down` as soon as it runs. */
@@ -92,9 +97,11 @@ async function start(ctx: GatewayContext, log: EventLog, run: Runner, down: Tear
   const dataVersion = (): number =>
     (ctx.db.pragma('data_version', { simple: true }) as number) * 1e9 + (totalChanges.get() as number);
   const store = createDesiredStore(ctx, (msg) => log.error({ event: 'desired.failed' }, msg), Date.now, dataVersion);
+  // Peers a revoke or disable names that a full disk kept out of the database stay out of the
+  // kernel (and every run is a full one) until the denial is saved (gateway/denials.ts).
   const reconciler = createReconciler({
-    loadDesired: () => store.full(),
-    loadChanges: () => store.changes(),
+    loadDesired: () => withoutDenied(store.full(), ctx.denials.deniedIds()),
+    loadChanges: () => (ctx.denials.deniedIds().size ? null : store.changes()),
     wg,
     fw,
     tc,
@@ -239,6 +246,16 @@ async function start(ctx: GatewayContext, log: EventLog, run: Runner, down: Tear
         }
       }
     }, CHANGE_POLL_MS),
+    setInterval(() => {
+      // Denials kept while the disk was full: saved once there is room (the journal made too, if missing).
+      try {
+        if (!ctx.denials.ensure()) return;
+        saveDenials(ctx.denials, (d) => ctx.peers.saveDenial(d), (d) =>
+          log.info({ event: 'denial.saved', peer: d.name, action: d.action }, `the ${d.action} of ${d.name} kept while the disk was full is saved`));
+      } catch (e) {
+        log.error({ event: 'denial.failed', err: (e as Error).message }, 'cannot save the denials kept while the disk was full');
+      }
+    }, DENIAL_SAVE_MS),
     setInterval(() => {
       monitor.tick().catch((e: unknown) => log.warn({ event: 'monitor.failed', err: (e as Error).message }, 'monitor tick failed'));
     }, config.monitorIntervalSec * 1000),

@@ -11,6 +11,8 @@ import { caStore, type CaStore } from './ca-store.js';
 import { guardService, type GuardService } from './guard-service.js';
 import { peerService, type PeerService } from './peer-service.js';
 import { pskStore, type PskStore } from './psk-store.js';
+import { denialJournal, saveDenials, type DenialJournal } from './denials.js';
+import { join } from 'node:path';
 
 /** Everything a verb needs about one gateway: config, database, keys, services. */
 export interface GatewayContext {
@@ -22,6 +24,8 @@ export interface GatewayContext {
   peers: PeerService;
   guards: GuardService;
   ca: CaStore;
+  /** Revokes and disables a full disk kept out of the database (gateway/denials.ts). */
+  denials: DenialJournal;
   close(): void;
 }
 
@@ -31,6 +35,15 @@ export function openGateway(config: Config): GatewayContext {
   const db = openDatabase(config.paths.db);
   const psk = pskStore(config.paths.pskDir);
   const ca = caStore(config.paths, { permitted: permittedForConfig(config) });
+  const denials = denialJournal(join(config.stateDir, 'denials'));
+  const peers = peerService({ db, config, serverPublicKey, psk, ca, denials });
+  // While there is space: the journal exists, and denials kept while the disk was full are saved
+  // before this verb changes anything (so that a later enable is not undone by an older disable).
+  try {
+    if (denials.ensure()) saveDenials(denials, (d) => peers.saveDenial(d));
+  } catch {
+    /* the daemon keeps trying; a verb that writes reports the disk itself */
+  }
   return {
     config,
     db,
@@ -38,7 +51,8 @@ export function openGateway(config: Config): GatewayContext {
     serverPublicKey,
     psk,
     ca,
-    peers: peerService({ db, config, serverPublicKey, psk, ca }),
+    denials,
+    peers,
     guards: guardService({ db, config, ca }),
     close: () => db.close(),
   };

@@ -28,23 +28,28 @@ export function createMonitor(deps: { db: Db; dump: () => Promise<WgDump>; setti
       const byKey = new Map(dump.peers.map((p) => [p.publicKey, p]));
       const items = [];
       const seen = new Set<number>();
+      // The new states take effect only once saved: a failed write (a full disk) is tried again at
+      // the next tick with the same events, so none is lost.
+      const next = new Map(state);
       for (const p of peers.live()) {
         seen.add(p.id);
         const cur = byKey.get(p.publicKey);
         const prev = state.get(p.id);
-        const { next, events } = observePeer(prev, cur, now, deps.settings);
-        if (next) state.set(p.id, next);
+        const o = observePeer(prev, cur, now, deps.settings);
+        if (o.next) next.set(p.id, o.next);
         // Only what changed is written: an idle peer costs no database write.
-        if (events.length || (next && !sameLink(prev, next))) items.push({ peerId: p.id, state: next, events });
+        if (o.events.length || (o.next && !sameLink(prev, o.next))) items.push({ peerId: p.id, state: o.next, events: o.events });
       }
       // Revoked peers are no longer live: close out what they had open.
       for (const [id, prev] of state) {
         if (seen.has(id)) continue;
-        const { next, events } = observePeer(prev, undefined, now, deps.settings);
-        state.delete(id);
-        if (events.length) items.push({ peerId: id, state: next, events });
+        const o = observePeer(prev, undefined, now, deps.settings);
+        next.delete(id);
+        if (o.events.length) items.push({ peerId: id, state: o.next, events: o.events });
       }
       conns.saveTick(now, items);
+      state.clear();
+      for (const [id, s] of next) state.set(id, s);
       const count = items.reduce((n, i) => n + i.events.length, 0);
       if (count) deps.log.debug({ event: 'monitor.recorded', events: count }, 'connection events recorded');
       return count;

@@ -3,7 +3,8 @@ import { renderClientConfig } from '../core/client-config.js';
 import { allocateAddress, intToIp, parseCidr } from '../core/ipv4.js';
 import { generateKeyPair, generatePresharedKey, validatePublicKey } from '../core/keys.js';
 import { validatePeerName } from '../core/names.js';
-import { WgoError, badInput } from '../errors.js';
+import { WgoError, asDiskFull, badInput, isDiskFull } from '../errors.js';
+import type { Denial } from '../core/denials.js';
 import { auditRepository } from '../db/audit.js';
 import type { Db } from '../db/open.js';
 import { peerRepository, type PeerRow } from '../db/peers.js';
@@ -13,6 +14,7 @@ import { issueCertificate } from '../pki/ca.js';
 import { DEFAULT_POLICY, mergePolicy, policyOverrideSchema, type Policy } from '../core/policy.js';
 import { generateLeafKey, type CaStore } from './ca-store.js';
 import type { PskStore } from './psk-store.js';
+import type { DenialJournal } from './denials.js';
 
 export type PeerStatus = 'active' | 'disabled' | 'expired' | 'revoked';
 
@@ -55,6 +57,8 @@ export interface PeerServiceDeps {
   serverPublicKey: string;
   psk: PskStore;
   ca: CaStore;
+  /** Where a revoke or disable goes when the database cannot save it (a full disk); without it, such a change fails. */
+  denials?: DenialJournal;
   clock?: () => number;
 }
 
@@ -151,15 +155,64 @@ export function peerService(deps: PeerServiceDeps) {
     return { pair, publicKey: publicKey ?? pair!.publicKey, presharedKey };
   };
 
-  /** Runs fn in an IMMEDIATE transaction after writing the PSK file; removes the file if fn fails. */
+  /**
+   * Runs fn in an IMMEDIATE transaction after writing the PSK file; removes the
+   * file if fn fails. A full disk (the file or the commit) is DISK_FULL: nothing was changed.
+   */
   const withPskFile = <T>(presharedKey: string | null, fn: (ref: string | null) => T): T => {
-    const ref = presharedKey ? psk.write(presharedKey) : null;
+    let ref: string | null = null;
     try {
+      ref = presharedKey ? psk.write(presharedKey) : null;
       return db.transaction(() => fn(ref)).immediate();
     } catch (e) {
       if (ref) psk.remove(ref);
-      throw e;
+      throw asDiskFull(e);
     }
+  };
+
+  const disableNow = (name: string, who: Actor): { peer: PeerView; changed: boolean } =>
+    db.transaction(() => {
+      const now = clock();
+      const p = findLive(name, 'disable');
+      if (p.status === 'disabled') return { peer: toView(p, now), changed: false };
+      peers.setStatus(p.id, 'disabled', now);
+      audit.record({ ...who, action: 'peer.disable', target: p.name }, now);
+      return { peer: toView(peers.byId(p.id)!, now), changed: true };
+    }).immediate();
+
+  const revokeNow = (name: string, who: Actor): { peer: PeerView; changed: boolean } => {
+    let oldRef: string | null = null;
+    const out = db.transaction(() => {
+      const now = clock();
+      const p = find(name);
+      if (p.status === 'revoked') return { peer: toView(p, now), changed: false };
+      peers.setStatus(p.id, 'revoked', now);
+      peers.retireKey(p.publicKey, p.id, now);
+      certs.revokePeerCerts(p.id, now);
+      audit.record({ ...who, action: 'peer.revoke', target: p.name, details: { address: p.address } }, now);
+      oldRef = p.pskRef;
+      return { peer: toView(peers.byId(p.id)!, now), changed: true };
+    }).immediate();
+    if (oldRef) psk.remove(oldRef);
+    return out;
+  };
+
+  /**
+   * A revoke or disable the database could not save (a full disk): kept in the
+   * denial journal instead, which the daemon applies at once and saves when
+   * space returns (gateway/denials.ts). `saved: false` says so. Any other
+   * failure, or no room in the journal either, is thrown: nothing changed.
+   */
+  const deny = (action: Denial['action'], name: string, who: Actor, e: unknown): { peer: PeerView; changed: boolean; saved: false } => {
+    if (!isDiskFull(e) || !deps.denials) throw asDiskFull(e);
+    const now = clock();
+    const p = find(name);
+    try {
+      deps.denials.add({ action, peerId: p.id, name: p.name, publicKey: p.publicKey, address: p.address, actor: who.actor, source: who.source, at: now });
+    } catch (e2) {
+      throw new WgoError('DISK_FULL', `the disk is full (${(e as Error).message}) and the ${action} could not be kept aside either (${(e2 as Error).message}): nothing was changed, the peer still has access`, { cause: e });
+    }
+    return { peer: { ...toView(p, now), status: action === 'revoke' ? 'revoked' : 'disabled' }, changed: true, saved: false };
   };
 
   return {
@@ -198,15 +251,13 @@ export function peerService(deps: PeerServiceDeps) {
       return toView(find(name), clock());
     },
 
-    disable(name: string, who: Actor): { peer: PeerView; changed: boolean } {
-      return db.transaction(() => {
-        const now = clock();
-        const p = findLive(name, 'disable');
-        if (p.status === 'disabled') return { peer: toView(p, now), changed: false };
-        peers.setStatus(p.id, 'disabled', now);
-        audit.record({ ...who, action: 'peer.disable', target: p.name }, now);
-        return { peer: toView(peers.byId(p.id)!, now), changed: true };
-      }).immediate();
+    /** `saved: false`: the disk is full, the peer's access is taken away now and the change saved when space returns. */
+    disable(name: string, who: Actor): { peer: PeerView; changed: boolean; saved?: false } {
+      try {
+        return disableNow(name, who);
+      } catch (e) {
+        return deny('disable', name, who, e);
+      }
     },
 
     enable(name: string, input: { expiresInMs?: number }, who: Actor): { peer: PeerView; changed: boolean; warning?: string } {
@@ -285,21 +336,26 @@ export function peerService(deps: PeerServiceDeps) {
       }).immediate();
     },
 
-    revoke(name: string, who: Actor): { peer: PeerView; changed: boolean } {
-      let oldRef: string | null = null;
-      const out = db.transaction(() => {
-        const now = clock();
-        const p = find(name);
-        if (p.status === 'revoked') return { peer: toView(p, now), changed: false };
-        peers.setStatus(p.id, 'revoked', now);
-        peers.retireKey(p.publicKey, p.id, now);
-        certs.revokePeerCerts(p.id, now);
-        audit.record({ ...who, action: 'peer.revoke', target: p.name, details: { address: p.address } }, now);
-        oldRef = p.pskRef;
-        return { peer: toView(peers.byId(p.id)!, now), changed: true };
-      }).immediate();
-      if (oldRef) psk.remove(oldRef);
-      return out;
+    /** `saved: false`: as for disable. */
+    revoke(name: string, who: Actor): { peer: PeerView; changed: boolean; saved?: false } {
+      try {
+        return revokeNow(name, who);
+      } catch (e) {
+        return deny('revoke', name, who, e);
+      }
+    },
+
+    /**
+     * Saves a denial kept while the disk was full, under the admin who asked
+     * (the source says when). A peer revoked since, or rotated since (a
+     * disable of keys that are gone), needs nothing. Throws while the disk is still full.
+     */
+    saveDenial(d: Denial): void {
+      const p = peers.byId(d.peerId);
+      if (!p || p.status === 'revoked' || p.publicKey !== d.publicKey) return;
+      const who = { actor: d.actor, source: `${d.source} (saved late: the disk was full at ${iso(d.at)})` };
+      if (d.action === 'revoke') revokeNow(p.name, who);
+      else disableNow(p.name, who);
     },
   };
 }

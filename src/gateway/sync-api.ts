@@ -1,3 +1,4 @@
+import { WgoError, asDiskFull } from '../errors.js';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
@@ -152,7 +153,9 @@ export function createSyncApi(o: SyncApiOptions): Server {
     { key: o.tls.key, cert: o.tls.cert, ca: o.tls.ca, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2', headersTimeout: 10_000, requestTimeout: 60_000 },
     (req, res) => {
       handle(req, res).catch((e: unknown) => {
-        if (!res.headersSent) json(res, 500, { error: (e as Error).message });
+        // A full disk is the gateway's trouble for now, not the guard's: 503, and the guard keeps its spool and pushes again.
+        const full = asDiskFull(e, 'nothing was stored');
+        if (!res.headersSent) json(res, full instanceof WgoError ? 503 : 500, { error: (full as Error).message });
         else res.destroy();
       });
     },

@@ -114,9 +114,19 @@ export function createAuditTrail(o: {
     /** Another write to the spool failed (the peer set): the trail is as unavailable. */
     failed,
     state: (): AuditState => ({ ok, mode: o.mode, lastError, buffered: recorder.pending() }),
+    /**
+     * Stops. Records that still cannot be written (flush first) would die with the process: they
+     * go to the log instead — one error line, event "audit.unrecorded", each record without its prompt
+     * text — and count as dropped, so that none disappears without a trace.
+     */
     stop(): void {
       clearInterval(probeTimer);
       recorder.stop();
+      const left = recorder.drain();
+      if (left.length === 0) return;
+      o.metrics.recordsDropped(left.length);
+      o.log.error({ event: 'audit.unrecorded', count: left.length, err: lastError, records: left.map(({ promptText: _t, ...r }) => r) },
+        `stopping with ${left.length} request record(s) that could not be written: they are in this log line only`);
     },
   };
 }

@@ -13,6 +13,7 @@ import { guardMetrics } from './metrics.js';
 import { createGuard, type GuardLog } from './server.js';
 import { openSpool } from './spool.js';
 import { startSyncClient } from './sync-client.js';
+import { onStopSignal } from '../system/signals.js';
 
 function readPem(path: string, what: string): string {
   try {
@@ -96,6 +97,7 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
   }
   log.info({ event: 'guard.start', listen: config.listen, upstream: config.upstream, gateway: config.gatewayUrl }, 'guard serving');
 
+  let stopped = (): void => undefined;
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       log.info({ event: 'guard.stop', signal }, 'stopping guard');
@@ -109,7 +111,7 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
         resolve();
       })();
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    stopped = onStopSignal(stop);
   });
+  stopped();
 }

@@ -70,6 +70,12 @@ export function createRecorder(o: {
     },
     flush,
     pending: (): number => buffer.length,
+    /** Takes what is buffered out of the recorder (shutdown, after a flush that failed). */
+    drain(): DraftRecord[] {
+      const left = buffer;
+      buffer = [];
+      return left;
+    },
     /** Stops the timers (shutdown; what is buffered stays unwritten unless flushed first). */
     stop(): void {
       clearTimeout(timer);

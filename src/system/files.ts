@@ -33,10 +33,16 @@ export function writeSecretFile(path: string, content: string, options: { exclus
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   const fd = openSync(tmp, 'wx', 0o600);
   try {
-    writeSync(fd, content);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    try {
+      writeSync(fd, content);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (e) {
+    // A full disk fails the write after the file was created: leave nothing behind.
+    removeFile(tmp);
+    throw e;
   }
   if (options.exclusive) {
     try {

@@ -4,6 +4,7 @@ import type { WgDump, WgPeerState } from '../../../src/core/wg-dump.js';
 import { connectionRepository } from '../../../src/db/connections.js';
 import { createMonitor } from '../../../src/gateway/monitor.js';
 import { peerEnv, T0, WHO, type PeerEnv } from '../../support/peer-env.js';
+import { fillDatabase } from '../../support/full-db.js';
 
 let env: PeerEnv;
 let table: WgPeerState[];
@@ -41,6 +42,20 @@ const events = () =>
     .map((e) => [e.peer, e.kind, e.rxBytes] as const);
 
 describe('createMonitor', () => {
+  test('a tick whose write fails (a full disk) loses nothing: the next one writes the same events', async () => {
+    const m = monitor();
+    table = [entry(alice, { latestHandshake: T0 / 1000 - 2, rxBytes: 100, txBytes: 10 })];
+    const full = fillDatabase(env.db);
+    await expect(m.tick()).rejects.toMatchObject({ code: 'SQLITE_FULL' });
+    env.now += 1000;
+    await expect(m.tick()).rejects.toMatchObject({ code: 'SQLITE_FULL' });
+    full.room();
+    env.now += 1000;
+    expect(await m.tick()).toBe(1);
+    expect(events()).toEqual([['alice', 'handshake', null]]);
+    expect(connectionRepository(env.db).links().get(1)).toMatchObject({ connected: true, rxTotal: 100, txTotal: 10 });
+  });
+
   test('records a handshake once, with time, peer and endpoint', async () => {
     const m = monitor();
     table = [entry(alice, { latestHandshake: T0 / 1000 - 2 }), entry(bob)];

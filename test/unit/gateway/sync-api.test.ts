@@ -13,6 +13,7 @@ import { parseWire, pushAnswerSchema, type PeerSet } from '../../../src/core/wir
 import { createCa, issueCertificate, type CaMaterial } from '../../../src/pki/ca.js';
 import { testCa, testCaStore } from '../../support/ca.js';
 import { WHO, peerEnv, type PeerEnv } from '../../support/peer-env.js';
+import { fillDatabase } from '../../support/full-db.js';
 
 interface Who {
   cert: string;
@@ -206,6 +207,18 @@ describe('GET /v1/peers long-poll', () => {
 });
 
 describe('POST /v1/records', () => {
+  test("on the gateway's full disk: 503 saying so, nothing stored; the same batch is stored once there is room", async () => {
+    const full = fillDatabase(env.db);
+    const r = await push([rec(1), rec(2)]);
+    expect(r.status).toBe(503);
+    expect(JSON.parse(r.text)).toEqual({ error: expect.stringMatching(/^the disk is full \(database or disk is full\): nothing was stored; /) });
+    expect(rows()).toEqual([]);
+    full.room();
+    const again = await push([rec(1), rec(2)]);
+    expect(again.status, again.text).toBe(200);
+    expect(rows()).toHaveLength(2);
+  });
+
   test('stores the records under the guard, with peer_id from the certificate serial', async () => {
     const r = await push([rec(1, { certSerial: aliceCert.serial }), rec(2, { peer: null, certSerial: null, status: 401, refusal: 'auth_no_certificate' })]);
     expect(r.status, r.text).toBe(200);

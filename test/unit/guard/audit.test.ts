@@ -50,7 +50,8 @@ async function start(mode: AuditFailure, o: { maxBuffered?: number } = {}) {
   const spool = fakeSpool();
   const registry = new Registry();
   const errors: string[] = [];
-  const log = { info: () => undefined, warn: () => undefined, error: (_o: object, m?: string) => void errors.push(String(m)) };
+  const logged: object[] = [];
+  const log = { info: () => undefined, warn: () => undefined, error: (o: object, m?: string) => void (errors.push(String(m)), logged.push(o)) };
   const t = createAuditTrail({ spool, mode, metrics: guardMetrics(registry), log, intervalMs: 20, probeMs: 50, ...o });
   trail = t;
   env = await startEnv({ record: t.record, audit: t, peers: [{ name: 'alice', address: '127.0.0.1', policy: FAST }] });
@@ -58,7 +59,7 @@ async function start(mode: AuditFailure, o: { maxBuffered?: number } = {}) {
     const m = /\s(\S+)$/.exec((await registry.getSingleMetricAsString(name)).trim().split('\n').pop()!);
     return Number(m![1]);
   };
-  return { spool, registry, errors, trail: t, env, metric };
+  return { spool, registry, errors, logged, trail: t, env, metric };
 }
 
 const gen = { model: 'llama3.2', prompt: 'hi', stream: false };
@@ -116,6 +117,24 @@ describe('auditFailure "refuse" (the default)', () => {
     await waitFor(() => t.state().ok, 1000, 'the probe to succeed');
     expect(spool.probes).toBeGreaterThanOrEqual(1);
     expect((await e.request('alice', { path: '/api/version' })).status).toBe(200);
+  });
+});
+
+describe('stopping while records cannot be written', () => {
+  test('the records still in memory go to the log (without prompt text) and count as dropped: none vanishes', async () => {
+    const { spool, errors, logged, trail: t, env: e, metric } = await start('refuse');
+    spool.full = true;
+    expect((await e.request('alice', { path: '/api/generate', body: gen })).status).toBe(200);
+    await waitFor(() => !t.state().ok, 1000, 'the write failure noticed');
+    expect(t.flush()).toBe(false);
+    t.stop();
+    trail = null;
+    expect(errors.at(-1)).toBe('stopping with 1 request record(s) that could not be written: they are in this log line only');
+    const line = logged.at(-1) as { event: string; count: number; records: Record<string, unknown>[] };
+    expect(line).toMatchObject({ event: 'audit.unrecorded', count: 1, records: [{ peer: 'alice', path: '/api/generate', status: 200 }] });
+    expect(line.records[0]).not.toHaveProperty('promptText');
+    expect(t.state().buffered).toBe(0);
+    expect(await metric('wgo_guard_records_dropped_total')).toBe(1);
   });
 });
 
