@@ -19,6 +19,9 @@ import { createMonitor } from '../gateway/monitor.js';
 import type { FirewallLayers } from '../gateway/metrics.js';
 import { peerSetSource } from '../gateway/peer-set.js';
 import { createReconciler, type ReconcileResult } from '../gateway/reconciler.js';
+import { retentionService } from '../gateway/retention.js';
+import { retentionMetrics } from '../gateway/retention-metrics.js';
+import { retentionPolicy } from '../core/retention.js';
 import { changeSignal } from '../gateway/sync-api.js';
 import { startLocalGuard } from './local-guard.js';
 import { daemonMetrics, startMetricsServer } from './metrics.js';
@@ -29,6 +32,9 @@ import { createTeardown, type Teardown } from './teardown.js';
 const CHANGE_POLL_MS = 25;
 /** Retry delay after a reconcile that reported errors. */
 const RETRY_MS = 1000;
+/** Log retention runs this long after start, then at this interval. */
+const RETENTION_FIRST_MS = 10_000;
+const RETENTION_INTERVAL_MS = 3_600_000;
 
 /**
  * `wg-ollama serve`: reconcile at start, on every change, on expiry and
@@ -182,6 +188,17 @@ async function start(ctx: GatewayContext, log: Logger, run: Runner, down: Teardo
   // The CA (created here for gateways initialised before it existed), sync API, single-box guard, metrics.
   const { ca } = ctx.ca.ensure();
   const metrics = daemonMetrics(ctx.db, () => layers);
+  // Log retention (gateway/retention.ts): small batches with pauses, so peer changes are not held up.
+  let pruneMetrics: ReturnType<typeof retentionMetrics> | null = null;
+  const retention = retentionService({
+    db: ctx.db, path: config.paths.db, policy: retentionPolicy(config.retention), log,
+    onBatch: (b) => pruneMetrics?.batch(b),
+  });
+  pruneMetrics = retentionMetrics(metrics.registry, { db: ctx.db, path: config.paths.db, maxDatabaseBytes: config.retention.maxDatabaseBytes, last: () => retention.last() });
+  down.drain(() => retention.stop());
+  const prune = (): void => {
+    retention.run().catch((e: unknown) => log.error({ event: 'retention', err: (e as Error).message }, 'pruning old log rows failed; retrying at the next run'));
+  };
   const source = peerSetSource(ctx.db, config);
   const changes = changeSignal();
   down.service(await startSyncApi(ctx, { caPem: ca.certPem, source, changes, onRecords: (_g, records) => metrics.gateway.records(records), log }));
@@ -239,6 +256,8 @@ async function start(ctx: GatewayContext, log: Logger, run: Runner, down: Teardo
         }
       }
     }, CHANGE_POLL_MS),
+    setTimeout(prune, RETENTION_FIRST_MS),
+    setInterval(prune, RETENTION_INTERVAL_MS),
     setInterval(() => {
       monitor.tick().catch((e: unknown) => log.warn({ event: 'monitor', err: (e as Error).message }, 'monitor tick failed'));
     }, config.monitorIntervalSec * 1000),
