@@ -200,6 +200,18 @@ describe('space', () => {
     expect(run.size.walBytes).toBe(0);
   });
 
+  test("pruning commits without fsync, and leaves the connection's FULL sync as it was (a revoke on it must survive a power cut)", async () => {
+    env = retentionDb();
+    addRequests(env.db, times(NOW - 200 * DAY, 2000, 1000), { pad: 300 });
+    addRequests(env.db, [NOW]);
+    expect(env.db.pragma('synchronous', { simple: true })).toBe(2);
+    const seen: number[] = [];
+    await service({ onBatch: () => void seen.push(env.db.pragma('synchronous', { simple: true }) as number) }).run();
+    expect(seen.length).toBeGreaterThan(1);
+    expect(new Set(seen)).toEqual(new Set([2]));
+    expect(env.db.pragma('synchronous', { simple: true })).toBe(2);
+  });
+
   test('an older database (auto_vacuum none) gets its one VACUUM at the first run when it is small', async () => {
     env = retentionDb();
     env.db.pragma('auto_vacuum = NONE');
