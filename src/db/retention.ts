@@ -60,7 +60,8 @@ export interface BatchResult {
  */
 export function retentionRepository(db: Db) {
   const oldest = Object.fromEntries(Object.entries(TABLE).map(([k, t]) => [k,
-    db.prepare(`SELECT min(at) FROM ${t} WHERE id < (SELECT max(id) FROM ${t})`).pluck()])) as Record<RetainedLog, Statement>;
+    // The first row in `at` order that is not the newest: stops at once (min() with a WHERE may scan).
+    db.prepare(`SELECT at FROM ${t} WHERE id < (SELECT max(id) FROM ${t}) ORDER BY at LIMIT 1`).pluck()])) as Record<RetainedLog, Statement>;
   const count = Object.fromEntries(Object.entries(TABLE).map(([k, t]) => [k, db.prepare(`SELECT count(*) FROM ${t}`).pluck()])) as Record<RetainedLog, Statement>;
   const oldestAll = Object.fromEntries(Object.entries(TABLE).map(([k, t]) => [k, db.prepare(`SELECT min(at) FROM ${t}`).pluck()])) as Record<RetainedLog, Statement>;
   const pick = (t: string): string => `SELECT id FROM ${t} WHERE at < @before AND id < (SELECT max(id) FROM ${t}) ORDER BY at, id LIMIT @n`;
@@ -109,7 +110,7 @@ export function retentionRepository(db: Db) {
     view(tokenDaysBefore: string, usedBytes: number): PruneView {
       return {
         usedBytes,
-        oldest: { requests: oldest.requests.get() as number | null, connections: oldest.connections.get() as number | null, audit: oldest.audit.get() as number | null },
+        oldest: { requests: (oldest.requests.get() as number | undefined) ?? null, connections: (oldest.connections.get() as number | undefined) ?? null, audit: (oldest.audit.get() as number | undefined) ?? null },
         oldTokenDays: oldTokenDay.get(tokenDaysBefore) !== undefined,
       };
     },
