@@ -8,13 +8,15 @@
 //   2. a prune run as serve runs it (retention-prune.mjs: dist/gateway/retention.js, own process,
 //      own connection) and, at the same moment, `add-peer` through the real CLI again and again
 //      until the prune is done;
-// and reports rows/s pruned, the write-lock hold of every batch (longest, median, p99), and the
-// add-peer times during the prune next to the idle ones. No namespaces: `serve` is not running
+// and reports rows/s pruned, the write-lock hold of every batch (longest, median, p99), how long a
+// writer like a peer change (retention-lockprobe.mjs, one write every 50 ms) waited for the lock
+// during the prune and on the quiet database, and the add-peer times during the prune next to the
+// idle ones. No namespaces: `serve` is not running
 // (add-peer then commits and reports live: false, which is the part that contends for the lock).
 //
 //   node scripts/bench/retention.mjs      (after npm run build; ~3-5 min)
 //   RT_ROWS=200000 RT_RUNS=1 node scripts/bench/retention.mjs   (smaller)
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, ROOT, run, must, now, summary, sleep } from './lib.mjs';
@@ -86,15 +88,41 @@ async function populate() {
   return { populateMs: now() - t0, fileBytes: bytes };
 }
 
+/** The lock probe (retention-lockprobe.mjs) in the background; stop() ends it and returns its waits. */
+function lockProbe() {
+  const child = spawn(process.execPath, [join(ROOT, 'scripts/bench/retention-lockprobe.mjs'), join(STATE, 'wg-ollama.db'), '50'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (c) => (out += c));
+  const exited = new Promise((r) => child.once('exit', r));
+  const killer = setTimeout(() => child.kill('SIGKILL'), 600_000);
+  return {
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+      clearTimeout(killer);
+      return JSON.parse(out.trim().split('\n').pop());
+    },
+  };
+}
+
 function freshCopy() {
   for (const f of ['wg-ollama.db', 'wg-ollama.db-wal', 'wg-ollama.db-shm']) rmSync(join(STATE, f), { force: true });
   copyFileSync(join(WORK, 'template.db'), join(STATE, 'wg-ollama.db'));
 }
 
+const trim = (x) => {
+  delete x.all;
+  return x;
+};
+
 async function oneRun(r) {
   freshCopy();
   const idle = [];
   for (let i = 0; i < IDLE_ADDS; i++) idle.push(await addPeer(`idle-${r}-${i}`));
+  const idleProbe = lockProbe();
+  await sleep(3000);
+  const probeIdle = await idleProbe.stop();
+  const busyProbe = lockProbe();
   const prune = run(process.execPath, [join(ROOT, 'scripts/bench/retention-prune.mjs'), CONFIG], { timeoutMs: 300_000 });
   let finished = false;
   void prune.then(() => (finished = true));
@@ -106,6 +134,7 @@ async function oneRun(r) {
     await sleep(50);
   }
   const p = await prune;
+  const probeBusy = await busyProbe.stop();
   if (p.code !== 0) throw new Error(`prune exited ${p.code}: ${p.stderr.slice(0, 500)}`);
   const out = JSON.parse(p.stdout.trim().split('\n').pop());
   const pruneBatches = out.batches.filter((b) => b.target !== 'vacuum' && b.target !== 'checkpoint');
@@ -127,12 +156,15 @@ async function oneRun(r) {
     holdP99Ms: holds.sort((a, b) => a - b)[Math.floor(holds.length * 0.99)] ?? null,
     batchRows: summary(pruneBatches.map((b) => b.rows)),
     fileBytesAfter: out.run.size.fileBytes,
+    lockWaitIdleMs: trim(summary(probeIdle.waits)),
+    lockWaitDuringMs: trim(summary(probeBusy.waits)),
+    lockWaitDuringP99Ms: probeBusy.waits.sort((a, b) => a - b)[Math.floor(probeBusy.waits.length * 0.99)] ?? null,
     addPeerIdleMs: summary(idle.map((a) => a.ms)),
     addPeerDuringMs: summary(overlapped.map((a) => a.ms)),
   };
   delete res.batchRows.all;
   delete res.addPeerIdleMs.all;
-  log(`run ${r}: ${deleted} rows in ${Math.round(res.pruneMs)} ms (${res.rowsPerSec}/s), ${res.batches} batches, longest hold ${res.longestHoldMs.toFixed(1)} ms; add-peer idle ${res.addPeerIdleMs.median} ms, during ${res.addPeerDuringMs.median} ms (n=${res.addPeerDuringMs.n}, ${res.addPeerDuringMs.min}-${res.addPeerDuringMs.max})`);
+  log(`run ${r}: ${deleted} rows in ${Math.round(res.pruneMs)} ms (${res.rowsPerSec}/s), ${res.batches} batches, longest hold ${res.longestHoldMs.toFixed(1)} ms; lock wait of a writer idle ${res.lockWaitIdleMs.median}/${res.lockWaitIdleMs.max} ms, during ${res.lockWaitDuringMs.median}/${res.lockWaitDuringP99Ms?.toFixed(1)}/${res.lockWaitDuringMs.max} ms (median/p99/max, n=${res.lockWaitDuringMs.n}); add-peer idle ${res.addPeerIdleMs.median} ms, during ${res.addPeerDuringMs.median} ms (n=${res.addPeerDuringMs.n}, ${res.addPeerDuringMs.min}-${res.addPeerDuringMs.max})`);
   return res;
 }
 
@@ -168,6 +200,9 @@ const result = {
     totalMs: pick((x) => x.totalMs),
     longestHoldMs: pick((x) => x.longestHoldMs),
     holdP99Ms: pick((x) => x.holdP99Ms),
+    lockWaitDuringMaxMs: pick((x) => x.lockWaitDuringMs.max),
+    lockWaitDuringP99Ms: pick((x) => x.lockWaitDuringP99Ms),
+    lockWaitIdleMaxMs: pick((x) => x.lockWaitIdleMs.max),
     addPeerIdleMedianMs: pick((x) => x.addPeerIdleMs.median),
     addPeerDuringMedianMs: pick((x) => x.addPeerDuringMs.median),
     addPeerDuringMaxMs: pick((x) => x.addPeerDuringMs.max),

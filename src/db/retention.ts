@@ -82,11 +82,16 @@ export function retentionRepository(db: Db) {
    */
   const relaxed = <T>(fn: () => T): T => {
     const sync = db.pragma('synchronous', { simple: true }) as number;
+    // No automatic checkpoint at the commit either: it would copy and sync the WAL inside the
+    // timed hold (it does not hold the write lock). The service checkpoints between batches.
+    const auto = db.pragma('wal_autocheckpoint', { simple: true }) as number;
     db.pragma('synchronous = NORMAL');
+    db.pragma('wal_autocheckpoint = 0');
     try {
       return fn();
     } finally {
       db.pragma(`synchronous = ${sync}`);
+      db.pragma(`wal_autocheckpoint = ${auto}`);
     }
   };
   /** Runs fn in one BEGIN IMMEDIATE transaction and times the hold from the lock to the commit. */
@@ -130,6 +135,15 @@ export function retentionRepository(db: Db) {
         db.pragma(`incremental_vacuum(${Math.max(1, Math.floor(pages))})`);
         return before - (db.pragma('freelist_count', { simple: true }) as number);
       });
+    },
+    /**
+     * What the automatic checkpoint would do: copies what it can of the WAL into the file without
+     * waiting for readers or blocking writers (PASSIVE), so the WAL stays small during a long prune.
+     */
+    checkpointPassive(): BatchResult {
+      const t0 = performance.now();
+      const r = db.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
+      return { rows: r[0]?.checkpointed ?? 0, heldMs: performance.now() - t0 };
     },
     /** Copies the WAL into the file and empties it, so the -wal file does not keep the space. */
     checkpoint(): BatchResult {

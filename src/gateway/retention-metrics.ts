@@ -1,8 +1,7 @@
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { PruneTarget } from '../core/retention.js';
 import type { Db } from '../db/open.js';
 import { databaseSize, retentionRepository } from '../db/retention.js';
-import type { RetentionRun } from './retention.js';
+import type { BatchKind, RetentionRun } from './retention.js';
 
 /** Row counts cost a scan of the smallest index: read at most this often, whatever the scrape interval. */
 const COUNTS_TTL_MS = 30_000;
@@ -64,8 +63,8 @@ export function retentionMetrics(registry: Registry, o: { db: Db; path: string; 
   lastRun('wgo_retention_over_ceiling', 'Whether the latest prune run left the database over its ceiling (1: only the admin audit log and peers are left to blame)', (r) => (r.overCeiling ? 1 : 0));
   return {
     /** Feed each batch here (retentionService onBatch). */
-    batch(b: { target: PruneTarget | 'vacuum' | 'checkpoint'; rows: number }): void {
-      if (b.target === 'vacuum' || b.target === 'checkpoint') return;
+    batch(b: { target: BatchKind; rows: number }): void {
+      if (b.target === 'vacuum' || b.target === 'checkpoint' || b.target === 'wal') return;
       pruned.inc({ log: b.target }, b.rows);
       cached = null;
     },

@@ -6,6 +6,8 @@ import { databaseSize, retentionRepository, type DatabaseSize } from '../db/rete
 export const BATCH = { targetMs: 5, min: 50, max: 20_000, initial: 500 };
 /** Free pages reclaimed per incremental_vacuum step (1 MiB at 4 KiB pages; ~2-5 ms here). */
 export const VACUUM_PAGES = 256;
+/** Between batches, a PASSIVE checkpoint once the WAL is this big (SQLite's automatic one is at 1000 pages). */
+const WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024;
 /** At most this many batches per run (a bound, not a plan: ten million rows at 1,000 a batch). */
 const MAX_BATCHES = 10_000;
 /**
@@ -23,7 +25,7 @@ export interface RetentionRun {
   /** Rows the size ceiling took (any age): included in `deleted`. */
   deletedForCeiling: number;
   batches: number;
-  /** Longest write-lock hold of any batch, vacuum step or checkpoint of this run. */
+  /** Longest write-lock hold of any batch, vacuum step or the closing checkpoint of this run. */
   longestHoldMs: number;
   /** Pages given back to the file system by incremental vacuum. */
   vacuumedPages: number;
@@ -31,6 +33,13 @@ export interface RetentionRun {
   overCeiling: boolean;
   size: DatabaseSize;
 }
+
+/**
+ * What one step was: a prune batch of a log, an incremental vacuum step, the closing
+ * checkpoint (TRUNCATE: blocks writers), or a passive checkpoint between batches (blocks no
+ * writer: not counted as a hold).
+ */
+export type BatchKind = PruneTarget | 'vacuum' | 'checkpoint' | 'wal';
 
 export interface RetentionOptions {
   db: Db;
@@ -44,7 +53,7 @@ export interface RetentionOptions {
   pauseMs?: number;
   batch?: Partial<typeof BATCH>;
   /** Each batch (tests count transactions here; serve feeds the metrics). */
-  onBatch?(b: { target: PruneTarget | 'vacuum' | 'checkpoint'; rows: number; heldMs: number }): void;
+  onBatch?(b: { target: BatchKind; rows: number; heldMs: number }): void;
   log?: { info(o: object, msg: string): void; warn(o: object, msg: string): void };
 }
 
@@ -77,9 +86,15 @@ export function retentionService(o: RetentionOptions) {
     let batches = 0;
     let longestHoldMs = 0;
     let vacuumedPages = 0;
-    const held = (target: PruneTarget | 'vacuum' | 'checkpoint', rows: number, ms: number): void => {
-      longestHoldMs = Math.max(longestHoldMs, ms);
+    const held = (target: BatchKind, rows: number, ms: number): void => {
+      if (target !== 'wal') longestHoldMs = Math.max(longestHoldMs, ms);
       o.onBatch?.({ target, rows, heldMs: ms });
+    };
+    /** The WAL copied back while it is big (the batches commit with automatic checkpoints off). */
+    const walCheck = (): void => {
+      if (o.path === ':memory:' || s.walBytes < WAL_CHECKPOINT_BYTES) return;
+      const r = repo.checkpointPassive();
+      held('wal', r.rows, r.heldMs);
     };
     const yieldLock = (ms: number): Promise<void> => pause(Math.max(pauseMs, Math.ceil(ms)));
 
@@ -112,6 +127,7 @@ export function retentionService(o: RetentionOptions) {
       held(step.target, r.rows, r.heldMs);
       n = nextBatchSize(n, r.heldMs, batch);
       s = size();
+      walCheck();
       await yieldLock(r.heldMs);
     }
 
@@ -123,6 +139,7 @@ export function retentionService(o: RetentionOptions) {
         held('vacuum', r.rows, r.heldMs);
         s = size();
         if (r.rows === 0) break;
+        walCheck();
         await yieldLock(r.heldMs);
       }
     }
