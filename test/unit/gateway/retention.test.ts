@@ -159,6 +159,27 @@ describe('batches', () => {
     for (let i = 1; i < 50; i++) expect(versions[i]).not.toBe(versions[i - 1]);
   });
 
+  test('the pause after a batch is at least twice its hold, and at least pauseMs', async () => {
+    env = retentionDb();
+    addRequests(env.db, times(NOW - 200 * DAY, 3000, 1000));
+    addRequests(env.db, [NOW]);
+    const steps: { held?: number; pause?: number }[] = [];
+    await service({
+      pauseMs: 3,
+      batch: { initial: 200, min: 200, max: 200 },
+      onBatch: (b) => void (b.target === 'requests' && steps.push({ held: b.heldMs })),
+      pause: async (ms) => {
+        const last = steps[steps.length - 1];
+        if (last && last.pause === undefined) last.pause = ms;
+      },
+    }).run();
+    expect(steps.length).toBe(15);
+    for (const st of steps) {
+      expect(st.pause).toBeGreaterThanOrEqual(3);
+      expect(st.pause).toBeGreaterThanOrEqual(2 * st.held!);
+    }
+  });
+
   test('a peer change from another connection while a prune runs is not held up', async () => {
     env = retentionDb();
     addRequests(env.db, times(NOW - 200 * DAY, 20_000, 100));
