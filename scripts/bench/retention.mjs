@@ -137,12 +137,15 @@ async function oneRun(r) {
   const probeBusy = await busyProbe.stop();
   if (p.code !== 0) throw new Error(`prune exited ${p.code}: ${p.stderr.slice(0, 500)}`);
   const out = JSON.parse(p.stdout.trim().split('\n').pop());
-  const pruneBatches = out.batches.filter((b) => b.target !== 'vacuum' && b.target !== 'checkpoint');
+  const pruneBatches = out.batches.filter((b) => ['requests', 'connections', 'audit', 'tokenDays'].includes(b.target));
+  const vacuumSteps = out.batches.filter((b) => b.target === 'vacuum');
+  // Holds over 20 ms: how much of them this process spent on the CPU (the rest: waiting for it, or for I/O).
+  const slow = out.batches.filter((b) => b.target !== 'wal' && b.heldMs > 20);
   const lastPrune = pruneBatches.length ? pruneBatches[pruneBatches.length - 1].at : out.start;
   const deleted = out.run.deleted.requests + out.run.deleted.connections;
   // add-peer runs that overlapped the prune process at all.
   const overlapped = during.filter((a) => a.start < out.end && a.end > out.start);
-  const holds = out.batches.map((b) => b.heldMs);
+  const holds = out.batches.filter((b) => b.target !== 'wal').map((b) => b.heldMs);
   const res = {
     run: r,
     deleted: out.run.deleted,
@@ -152,7 +155,9 @@ async function oneRun(r) {
     rowsPerSec: Math.round(deleted / ((lastPrune - out.start) / 1000)),
     vacuumedPages: out.run.vacuumedPages,
     longestHoldMs: out.run.longestHoldMs,
-    holdByKind: Object.fromEntries(['requests', 'connections', 'tokenDays', 'vacuum', 'checkpoint'].map((k) => [k, summary(out.batches.filter((b) => b.target === k).map((b) => b.heldMs))]).map(([k, s]) => [k, { n: s.n, median: s.median, max: s.max }])),
+    vacuumMs: vacuumSteps.length ? vacuumSteps[vacuumSteps.length - 1].at - lastPrune : 0,
+    slowHolds: slow.map((b) => ({ target: b.target, rows: b.rows, heldMs: Math.round(b.heldMs * 10) / 10, cpuMs: Math.round((b.cpuMs ?? NaN) * 10) / 10 })),
+    holdByKind: Object.fromEntries(['requests', 'connections', 'tokenDays', 'vacuum', 'checkpoint', 'wal'].map((k) => [k, summary(out.batches.filter((b) => b.target === k).map((b) => b.heldMs))]).map(([k, s]) => [k, { n: s.n, median: s.median, max: s.max }])),
     holdP99Ms: holds.sort((a, b) => a - b)[Math.floor(holds.length * 0.99)] ?? null,
     batchRows: summary(pruneBatches.map((b) => b.rows)),
     fileBytesAfter: out.run.size.fileBytes,
@@ -198,6 +203,7 @@ const result = {
     rowsPerSec: pick((x) => x.rowsPerSec),
     pruneMs: pick((x) => x.pruneMs),
     totalMs: pick((x) => x.totalMs),
+    vacuumMs: pick((x) => x.vacuumMs),
     longestHoldMs: pick((x) => x.longestHoldMs),
     holdP99Ms: pick((x) => x.holdP99Ms),
     lockWaitDuringMaxMs: pick((x) => x.lockWaitDuringMs.max),

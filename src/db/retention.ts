@@ -50,6 +50,8 @@ const TABLE: Record<RetainedLog, string> = { requests: 'requests', connections: 
 export interface BatchResult {
   rows: number;
   heldMs: number;
+  /** CPU time of this process during the hold: far below heldMs means waiting (I/O, or another process had the CPU). */
+  cpuMs?: number;
 }
 
 /**
@@ -99,6 +101,7 @@ export function retentionRepository(db: Db) {
     relaxed(() => {
       db.exec('BEGIN IMMEDIATE');
       const t0 = performance.now();
+      const c0 = process.cpuUsage();
       let rows: number;
       try {
         rows = fn();
@@ -107,7 +110,9 @@ export function retentionRepository(db: Db) {
         if (db.inTransaction) db.exec('ROLLBACK');
         throw e;
       }
-      return { rows, heldMs: performance.now() - t0 };
+      const heldMs = performance.now() - t0;
+      const c = process.cpuUsage(c0);
+      return { rows, heldMs, cpuMs: (c.user + c.system) / 1000 };
     });
 
   return {

@@ -58,7 +58,7 @@ export interface RetentionOptions {
   pauseMs?: number;
   batch?: Partial<typeof BATCH>;
   /** Each batch (tests count transactions here; serve feeds the metrics). */
-  onBatch?(b: { target: BatchKind; rows: number; heldMs: number }): void;
+  onBatch?(b: { target: BatchKind; rows: number; heldMs: number; cpuMs?: number }): void;
   log?: { info(o: object, msg: string): void; warn(o: object, msg: string): void };
 }
 
@@ -91,9 +91,9 @@ export function retentionService(o: RetentionOptions) {
     let batches = 0;
     let longestHoldMs = 0;
     let vacuumedPages = 0;
-    const held = (target: BatchKind, rows: number, ms: number): void => {
+    const held = (target: BatchKind, rows: number, ms: number, cpuMs?: number): void => {
       if (target !== 'wal') longestHoldMs = Math.max(longestHoldMs, ms);
-      o.onBatch?.({ target, rows, heldMs: ms });
+      o.onBatch?.({ target, rows, heldMs: ms, ...(cpuMs === undefined ? {} : { cpuMs }) });
     };
     /** The WAL copied back while it is big (the batches commit with automatic checkpoints off). */
     const walCheck = (): void => {
@@ -129,7 +129,7 @@ export function retentionService(o: RetentionOptions) {
       batches++;
       deleted[step.target] += r.rows;
       if (step.reason === 'ceiling') deletedForCeiling += r.rows;
-      held(step.target, r.rows, r.heldMs);
+      held(step.target, r.rows, r.heldMs, r.cpuMs);
       n = nextBatchSize(n, r.heldMs, batch);
       s = size();
       walCheck();
@@ -141,7 +141,7 @@ export function retentionService(o: RetentionOptions) {
       for (let i = 0; i < MAX_BATCHES && !stopped && s.freePages > 0; i++) {
         const r = repo.incrementalVacuum(VACUUM_PAGES);
         vacuumedPages += r.rows;
-        held('vacuum', r.rows, r.heldMs);
+        held('vacuum', r.rows, r.heldMs, r.cpuMs);
         s = size();
         if (r.rows === 0) break;
         walCheck();
