@@ -6,8 +6,11 @@ import { databaseSize, retentionRepository, type DatabaseSize } from '../db/rete
 export const BATCH = { targetMs: 5, min: 50, max: 5000, initial: 500 };
 /** Free pages reclaimed per incremental_vacuum step (1 MiB at 4 KiB pages; ~2-5 ms here). */
 export const VACUUM_PAGES = 256;
-/** Between batches, a PASSIVE checkpoint once the WAL is this big (SQLite's automatic one is at 1000 pages). */
-const WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024;
+/**
+ * A PASSIVE checkpoint after every this many batches or vacuum steps (the batches commit with the
+ * automatic one off; a batch of ~1,300 rows writes some 200 pages, the automatic one runs at 1000).
+ */
+const WAL_CHECKPOINT_EVERY = 4;
 /** At most this many batches per run (a bound, not a plan: ten million rows at 1,000 a batch; the next run goes on). */
 const MAX_BATCHES = 10_000;
 /**
@@ -95,9 +98,10 @@ export function retentionService(o: RetentionOptions) {
       if (target !== 'wal') longestHoldMs = Math.max(longestHoldMs, ms);
       o.onBatch?.({ target, rows, heldMs: ms, ...(cpuMs === undefined ? {} : { cpuMs }) });
     };
-    /** The WAL copied back while it is big (the batches commit with automatic checkpoints off). */
+    /** The WAL copied back every few steps (the batches commit with automatic checkpoints off). */
+    let steps = 0;
     const walCheck = (): void => {
-      if (o.path === ':memory:' || s.walBytes < WAL_CHECKPOINT_BYTES) return;
+      if (o.path === ':memory:' || ++steps % WAL_CHECKPOINT_EVERY !== 0) return;
       const r = repo.checkpointPassive();
       held('wal', r.rows, r.heldMs);
     };
