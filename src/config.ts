@@ -6,6 +6,8 @@ import { WgoError } from './errors.js';
 import { contains, ipToInt, isIpv4, parseCidr, poolSize } from './core/ipv4.js';
 import { limitsSchema, listenSchema } from './core/limits.js';
 import { policyOverrideSchema } from './core/policy.js';
+import { parseDuration } from './core/duration.js';
+import { MIN_DATABASE_BYTES, MIN_RETENTION_MS } from './core/retention.js';
 
 /** Where the config lives when neither --config nor WG_OLLAMA_CONFIG says otherwise. */
 export const DEFAULT_CONFIG_FILE = '/etc/wg-ollama/config.json';
@@ -37,6 +39,42 @@ export const endpointSchema = z.string().refine((text) => {
 export const interfaceNameSchema = z
   .string()
   .regex(/^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,14}$/, 'must be 1-15 characters of letters, digits, "_", "." or "-"');
+
+/** A retention age: a duration of at least a day (`90d`, `12w`). */
+const retentionAge = z.string().superRefine((text, ctx) => {
+  let ms: number;
+  try {
+    ms = parseDuration(text, '');
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message.trim() });
+    return;
+  }
+  if (ms < MIN_RETENTION_MS) ctx.addIssue({ code: 'custom', message: `"${text}" is shorter than a day (the least kept is 1d)` });
+});
+
+/** Default database ceiling: 2 GiB, some five million request records at ~400 bytes each with their indexes. */
+export const DEFAULT_MAX_DATABASE_BYTES = 2 * 1024 ** 3;
+
+/**
+ * How long the logs are kept, and how big the database may grow (README, Retention). `serve`
+ * prunes older rows in small batches (at start, then every hour). Peers, certificates, keys,
+ * guards and admins are never pruned, only these logs.
+ */
+export const retentionSchema = z
+  .object({
+    /** LLM request records (and the daily token sums derived from them). */
+    requests: retentionAge.default('90d'),
+    /** Connection events (handshakes, endpoint changes, traffic). */
+    connections: retentionAge.default('30d'),
+    /** The admin audit log: pruned by age only, never to make room. */
+    audit: retentionAge.default('400d'),
+    /**
+     * Ceiling of the database's used size, in bytes: above it the oldest request records and
+     * connection events go, whatever their age, down to 90 % of it. Minimum 64 MiB.
+     */
+    maxDatabaseBytes: z.number().int().min(MIN_DATABASE_BYTES, `must be at least ${MIN_DATABASE_BYTES} (64 MiB)`).max(2 ** 50).default(DEFAULT_MAX_DATABASE_BYTES),
+  })
+  .strict();
 
 const schema = z
   .object({
@@ -119,6 +157,8 @@ const schema = z
       })
       .strict()
       .optional(),
+    /** Log retention and the database size ceiling. */
+    retention: retentionSchema.default({ requests: '90d', connections: '30d', audit: '400d', maxDatabaseBytes: DEFAULT_MAX_DATABASE_BYTES }),
     /** Single-box mode: `serve` also runs the guard in-process, sharing the database. */
     guard: z
       .object({

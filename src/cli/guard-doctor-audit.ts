@@ -27,6 +27,12 @@ export async function auditChecks(config: GuardConfig): Promise<Check[]> {
       db.prepare(`INSERT INTO kv (key, value) VALUES ('doctor', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(String(Date.now()));
       const waiting = db.prepare(`SELECT count(*) FROM records`).pluck().get() as number;
       out.push({ check: 'spool', status: 'ok', detail: `${path} can be written; ${waiting} records waiting for the gateway` });
+      const used = ((db.pragma('page_count', { simple: true }) as number) - (db.pragma('freelist_count', { simple: true }) as number)) * (db.pragma('page_size', { simple: true }) as number);
+      const max = config.spool.maxBytes;
+      const fill = `${Math.floor(used / 1024 / 1024)} MiB used of spool.maxBytes ${Math.floor(max / 1024 / 1024)} MiB (${Math.round((used / max) * 100)} %)`;
+      out.push(used >= max * 0.8
+        ? { check: 'spool fill', status: 'warn', detail: `${fill}: records are not reaching the gateway; at the ceiling ${consequence}` }
+        : { check: 'spool fill', status: 'ok', detail: fill });
     } catch (e) {
       const code = (e as { code?: string }).code;
       out.push({ check: 'spool', status: 'fail', detail: `${path} cannot be written (${code ?? 'error'}: ${(e as Error).message}): ${consequence}; free space in ${config.stateDir} or make it writable` });

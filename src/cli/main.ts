@@ -247,6 +247,9 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
     .addOption(passphraseFile)
     .addOption(json)
     .action(async (file, o) => (await import('./backup.js')).runRestore(configFileFrom(program.opts().config, io.env), file, o, io, who()));
+  program.command('vacuum').description('rebuild the database once so pruned log space goes back to the file system (stop serve first)')
+    .option('--online', 'run while serve runs (its writes wait for the rebuild)').addOption(json)
+    .action(async (o) => (await systemCli()).runVacuum(config(), o, io, who().actor));
   program.command('down').description('remove the interface and the firewall (stop serve first)').addOption(json)
     .action(async (o) => (await systemCli()).runDown(config(), o, io, who().actor));
 

@@ -2,10 +2,11 @@ import { existsSync } from 'node:fs';
 import type { Config } from '../config.js';
 import { auditRepository } from '../db/audit.js';
 import { openDatabase } from '../db/open.js';
-import { MIGRATIONS } from '../db/migrations.js';
+import { databaseSize, retentionRepository } from '../db/retention.js';
 import { WgoError } from '../errors.js';
 import { ensureClosedFirewall, inspectFirewall, removeFirewall } from '../gateway/firewall.js';
 import { ingressBarrierInSync } from '../gateway/ingress.js';
+import { databaseChecks } from '../gateway/db-check.js';
 import { queryService, type GatewayStatus } from '../gateway/queries.js';
 import { caCheck, controlDaemon, firewallSpecOf } from '../gateway/status-query.js';
 import { execRunner, type Runner } from '../system/exec.js';
@@ -66,14 +67,8 @@ export async function runDoctor(config: Config, o: { json?: boolean }, io: Io, r
   mode(config.stateDir, 0o700, 'state directory');
   mode(config.paths.serverKey, 0o600, 'server key');
   if (existsSync(config.paths.pskDir)) mode(config.paths.pskDir, 0o700, 'preshared key directory');
-  try {
-    const db = openDatabase(config.paths.db, { readonly: true });
-    const v = db.pragma('user_version', { simple: true });
-    db.close();
-    add('database', v === MIGRATIONS.length ? 'ok' : 'warn', `schema version ${v} of ${MIGRATIONS.length}`);
-  } catch (e) {
-    add('database', 'fail', (e as Error).message);
-  }
+  // Schema version, size against retention.maxDatabaseBytes (warn from 80 %), auto_vacuum.
+  for (const c of databaseChecks(config)) add(c.check, c.status, c.detail);
   const ca = caCheck(config);
   add('CA name constraints', ca.status, ca.detail);
   add('ip forwarding', ipForwarding() ? 'ok' : config.manageForwarding ? 'warn' : 'fail', ipForwarding() ? 'net.ipv4.ip_forward = 1' : 'net.ipv4.ip_forward = 0');
@@ -132,4 +127,29 @@ export async function runDown(config: Config, o: { json?: boolean }, io: Io, act
     db.close();
   }
   emit(io, o.json, { interface: config.interface, removed: true }, (d) => `${d.interface} and its firewall removed\n`);
+}
+
+/**
+ * `wg-ollama vacuum`: rebuilds the database file once (VACUUM) with auto_vacuum=INCREMENTAL, so
+ * space retention prunes goes back to the file system (databases created before this release
+ * keep it in the file). It holds the write lock throughout and needs free disk about the size of
+ * the database: refused while serve runs unless --online (serve's writes then wait for it).
+ */
+export async function runVacuum(config: Config, o: { json?: boolean; online?: boolean }, io: Io, actor: string): Promise<void> {
+  if (!o.online && (await controlDaemon(config)()).running) {
+    throw new WgoError('ALREADY_RUNNING', 'wg-ollama serve is running: stop it first (the tunnel stays up), or pass --online to let its writes wait for the rebuild');
+  }
+  const db = openDatabase(config.paths.db);
+  try {
+    const before = databaseSize(db, config.paths.db);
+    const repo = retentionRepository(db);
+    const vacuum = repo.vacuumIncremental();
+    repo.checkpoint();
+    const after = databaseSize(db, config.paths.db);
+    auditRepository(db).record({ actor, source: 'cli', action: 'database.vacuum', target: null, details: { beforeBytes: before.fileBytes, afterBytes: after.fileBytes, ms: Math.round(vacuum.heldMs) } }, Date.now());
+    emit(io, o.json, { beforeBytes: before.fileBytes + before.walBytes, afterBytes: after.fileBytes + after.walBytes, autoVacuum: after.autoVacuum, durationMs: Math.round(vacuum.heldMs) }, (d) =>
+      `database rebuilt in ${d.durationMs} ms: ${bytes(d.beforeBytes)} -> ${bytes(d.afterBytes)}, auto_vacuum ${d.autoVacuum}\n`);
+  } finally {
+    db.close();
+  }
 }

@@ -31,6 +31,12 @@ export const LOG_EVENTS = {
   'local-guard.start': 'single-box mode: the in-process guard listens (listen, upstream)',
   'local-guard.peers-failed': 'single-box mode: the peer set could not be loaded; retried (err)',
   'budget.failed': "single-box mode: today's token use could not be read; retried (err)",
+  'retention.pruned': 'old log rows were pruned and space given back (deleted, deletedForCeiling, batches, longestHoldMs, vacuumedPages, durationMs, usedBytes)',
+  'retention.vacuumed': 'a small older database was rebuilt once so pruned space goes back to the file system (vacuumMs, bytes)',
+  'retention.vacuum-needed': 'this database keeps pruned space in the file: run "wg-ollama vacuum" once (bytes)',
+  'retention.over-ceiling': 'the database is over retention.maxDatabaseBytes (usedBytes, maxDatabaseBytes)',
+  'retention.near-ceiling': 'the database is at 80 % of retention.maxDatabaseBytes or more (usedBytes, maxDatabaseBytes)',
+  'retention.failed': 'pruning old log rows failed; retried at the next run (err)',
   'denial.saved': 'a revoke or disable that a full disk kept out of the database is saved now (peer, action)',
   'denial.failed': 'the revokes and disables kept while the disk was full cannot be saved yet; retried (err)',
   // guard (on a GPU host; also in serve in single-box mode)

@@ -22,6 +22,9 @@ import { createMonitor } from '../gateway/monitor.js';
 import type { FirewallLayers } from '../gateway/metrics.js';
 import { peerSetSource } from '../gateway/peer-set.js';
 import { createReconciler, type ReconcileResult } from '../gateway/reconciler.js';
+import { retentionService } from '../gateway/retention.js';
+import { retentionMetrics } from '../gateway/retention-metrics.js';
+import { retentionPolicy } from '../core/retention.js';
 import { changeSignal } from '../gateway/sync-api.js';
 import { startLocalGuard } from './local-guard.js';
 import { daemonMetrics, startMetricsServer } from './metrics.js';
@@ -34,6 +37,9 @@ const CHANGE_POLL_MS = 25;
 const RETRY_MS = 1000;
 /** How often pending denials (gateway/denials.ts) are tried against the database. */
 const DENIAL_SAVE_MS = 1000;
+/** Log retention runs this long after start, then at this interval. */
+const RETENTION_FIRST_MS = 10_000;
+const RETENTION_INTERVAL_MS = 3_600_000;
 
 /**
  * `wg-ollama serve`: reconcile at start, on every change, on expiry and
@@ -189,6 +195,17 @@ async function start(ctx: GatewayContext, log: EventLog, run: Runner, down: Tear
   // The CA (created here for gateways initialised before it existed), sync API, single-box guard, metrics.
   const { ca } = ctx.ca.ensure();
   const metrics = daemonMetrics(ctx.db, () => layers);
+  // Log retention (gateway/retention.ts): small batches with pauses, so peer changes are not held up.
+  let pruneMetrics: ReturnType<typeof retentionMetrics> | null = null;
+  const retention = retentionService({
+    db: ctx.db, path: config.paths.db, policy: retentionPolicy(config.retention), log,
+    onBatch: (b) => pruneMetrics?.batch(b),
+  });
+  pruneMetrics = retentionMetrics(metrics.registry, { db: ctx.db, path: config.paths.db, maxDatabaseBytes: config.retention.maxDatabaseBytes, last: () => retention.last() });
+  down.drain(() => retention.stop());
+  const prune = (): void => {
+    retention.run().catch((e: unknown) => log.error({ event: 'retention.failed', err: (e as Error).message }, 'pruning old log rows failed; retrying at the next run'));
+  };
   const source = peerSetSource(ctx.db, config);
   const changes = changeSignal();
   down.service(await startSyncApi(ctx, { caPem: ca.certPem, source, changes, onRecords: (_g, records) => metrics.gateway.records(records), log }));
@@ -246,6 +263,8 @@ async function start(ctx: GatewayContext, log: EventLog, run: Runner, down: Tear
         }
       }
     }, CHANGE_POLL_MS),
+    setTimeout(prune, RETENTION_FIRST_MS),
+    setInterval(prune, RETENTION_INTERVAL_MS),
     setInterval(() => {
       // Denials kept while the disk was full: saved once there is room (the journal made too, if missing).
       try {

@@ -281,4 +281,18 @@ export const MIGRATIONS: readonly string[] = [
     value TEXT NOT NULL
   ) STRICT, WITHOUT ROWID;
   `,
+  // 9: retention (issue 12, item 2). Pruning deletes old request records, but a guard's budget
+  // reads the highest sequence number stored from its spool (`upTo`, requests.spoolSeq) and the
+  // single-box guard numbers its records on from the highest stored (requests.maxSeq): that
+  // number must not go back when the rows holding it are pruned. The pruner writes the highest
+  // seq of every (guard, spool) it deletes rows of here, in the same transaction. Only new rows:
+  // nothing to fill on an existing database (its rows still hold their numbers).
+  `
+  CREATE TABLE request_spool_seqs (
+    guard TEXT NOT NULL,
+    spool TEXT NOT NULL,
+    seq   INTEGER NOT NULL,
+    PRIMARY KEY (guard, spool)
+  ) STRICT, WITHOUT ROWID;
+  `,
 ];

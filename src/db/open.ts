@@ -26,6 +26,9 @@ export function openDatabase(path: string, options: { readonly?: boolean } = {})
     db.pragma('busy_timeout = 30000');
     db.pragma('foreign_keys = ON');
     if (!options.readonly) {
+      // A new file reclaims space as retention prunes (db/retention.ts). Only before the first page
+      // is written (WAL's header counts): an older database gets it from one VACUUM (vacuumForRetention).
+      if ((db.pragma('page_count', { simple: true }) as number) === 0) db.pragma('auto_vacuum = INCREMENTAL');
       if (path !== ':memory:') db.pragma('journal_mode = WAL');
       // FULL: a revoke the CLI reported done must survive a power cut.
       db.pragma('synchronous = FULL');

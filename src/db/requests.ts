@@ -42,13 +42,14 @@ export function requestRepository(db: Db) {
       ON CONFLICT (guard, spool, guard_seq) DO NOTHING`),
     list: db.prepare(`SELECT ${COLUMNS} FROM requests WHERE ${WHERE} ORDER BY id LIMIT @limit`),
     newest: db.prepare(`SELECT * FROM (SELECT ${COLUMNS} FROM requests WHERE ${WHERE} ORDER BY id DESC LIMIT @limit) ORDER BY id`),
-    maxSeq: db.prepare(`SELECT coalesce(max(guard_seq), 0) FROM requests WHERE guard = ? AND spool = ''`).pluck(),
+    // The highest seq stored, also when retention pruned the rows that held it (migration 9).
+    maxSeq: db.prepare(`SELECT max(coalesce((SELECT max(guard_seq) FROM requests WHERE guard = @guard AND spool = @spool), 0),
+      coalesce((SELECT seq FROM request_spool_seqs WHERE guard = @guard AND spool = @spool), 0))`).pluck(),
     countsSince: db.prepare(`SELECT peer_id AS peerId, count(*) AS requests, sum(${CHARGED_SQL}) AS tokens
       FROM requests WHERE at >= ? AND peer_id IS NOT NULL GROUP BY peer_id`),
     tokensSince: db.prepare(`SELECT peer_id AS peerId, sum(${CHARGED_SQL}) AS tokens
       FROM requests WHERE at >= ? AND peer_id IS NOT NULL GROUP BY peer_id`),
     tokensOnDay: db.prepare(`SELECT peer_id AS peerId, tokens FROM peer_tokens_daily WHERE day = ?`),
-    spoolSeq: db.prepare(`SELECT coalesce(max(guard_seq), 0) FROM requests WHERE guard = ? AND spool = ?`).pluck(),
   };
   const insertMany = db.transaction((guard: string, spool: string, records: readonly RequestRecord[]) =>
     records.filter((r) => s.insert.run({ guard, spool, ...r, auth: r.auth ?? null, estimatedTokens: r.estimatedTokens ?? null }).changes > 0));
@@ -62,13 +63,13 @@ export function requestRepository(db: Db) {
       return (q.newest ? s.newest : s.list).all(params) as RequestRow[];
     },
     /** The highest sequence number stored for a guard without a spool id (the in-process guard; 0 when none). */
-    maxSeq: (guard: string) => s.maxSeq.get(guard) as number,
+    maxSeq: (guard: string) => s.maxSeq.get({ guard, spool: '' }) as number,
     /** Tokens charged per peer id on a UTC day (YYYY-MM-DD), from the running sum (migration 7): the daily budget. */
     tokensOnDay(day: string): Map<number, number> {
       return new Map((s.tokensOnDay.all(day) as { peerId: number; tokens: number }[]).map((r) => [r.peerId, r.tokens]));
     },
-    /** The highest sequence number stored from one spool of a guard (0 when none). */
-    spoolSeq: (guard: string, spool: string) => s.spoolSeq.get(guard, spool) as number,
+    /** The highest sequence number stored from one spool of a guard (0 when none), pruned rows included. */
+    spoolSeq: (guard: string, spool: string) => s.maxSeq.get({ guard, spool }) as number,
     /** Requests and tokens per peer id since a moment (the web UI's "today" columns). */
     countsSince(since: number): Map<number, { requests: number; tokens: number }> {
       return new Map((s.countsSince.all(since) as { peerId: number; requests: number; tokens: number }[]).map((r) => [r.peerId, { requests: r.requests, tokens: r.tokens }]));

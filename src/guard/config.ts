@@ -4,6 +4,11 @@ import { z } from 'zod';
 import { limitsSchema, listenSchema } from '../core/limits.js';
 import { WgoError } from '../errors.js';
 
+/** Default ceiling of the spool's used size (spool.maxBytes): 1 GiB, some 2.5 million records waiting. */
+export const DEFAULT_SPOOL_MAX_BYTES = 1024 ** 3;
+/** Smallest spool ceiling accepted: 16 MiB. */
+export const MIN_SPOOL_BYTES = 16 * 1024 * 1024;
+
 /** The guard's config file, written by `wg-ollama add-guard` (relative paths are relative to the file). */
 export const guardConfigFileSchema = z
   .object({
@@ -43,6 +48,15 @@ export const guardConfigFileSchema = z
      * /healthz fails and `doctor --guard` says so; the guard recovers by itself once a write succeeds.
      */
     auditFailure: z.enum(['refuse', 'serve']).default('refuse'),
+    /**
+     * The spool holds only records the gateway has not acknowledged (acknowledged ones are deleted
+     * at once), so it has no age rule: none is ever deleted unacknowledged. `maxBytes` bounds its
+     * used size; a full spool is a write failure like a full disk, and auditFailure decides.
+     */
+    spool: z
+      .object({ maxBytes: z.number().int().min(MIN_SPOOL_BYTES, `must be at least ${MIN_SPOOL_BYTES} (16 MiB)`).max(2 ** 50).default(DEFAULT_SPOOL_MAX_BYTES) })
+      .strict()
+      .default({ maxBytes: DEFAULT_SPOOL_MAX_BYTES }),
   })
   .strict();
 

@@ -9,7 +9,7 @@ import { ensurePrivateDir } from '../system/files.js';
 import { createMetricsServer, listen } from '../system/metrics-http.js';
 import type { GuardConfig } from './config.js';
 import { createAuditTrail } from './audit.js';
-import { guardMetrics } from './metrics.js';
+import { guardMetrics, spoolMetrics } from './metrics.js';
 import { createGuard, type GuardLog } from './server.js';
 import { openSpool } from './spool.js';
 import { startSyncClient } from './sync-client.js';
@@ -34,10 +34,11 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
   const syncTls = { ca: tls.ca, cert: readPem(config.tls.syncCert, 'sync certificate'), key: readPem(config.tls.syncKey, 'sync key') };
   const addr = parseListen(config.listen)!;
   ensurePrivateDir(config.stateDir);
-  const spool = openSpool(join(config.stateDir, 'spool.db'));
+  const spool = openSpool(join(config.stateDir, 'spool.db'), { maxBytes: config.spool.maxBytes });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'wgo_guard_process_' });
   const metrics = guardMetrics(registry);
+  spoolMetrics(registry, () => spool.size());
 
   let sync: ReturnType<typeof startSyncClient> | null = null;
   /** Records reaching the spool go to the budget's ledger (set once the guard exists). */

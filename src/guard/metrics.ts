@@ -82,3 +82,20 @@ export function guardMetrics(registry: Registry) {
 }
 
 export type GuardMetrics = ReturnType<typeof guardMetrics>;
+
+/** The spool's fill: records waiting for the gateway, the oldest one's time, used bytes against spool.maxBytes. */
+export function spoolMetrics(registry: Registry, size: () => { usedBytes: number; fileBytes: number; maxBytes: number; records: number; oldestAt: number | null }): void {
+  const gauge = (name: string, help: string, value: (s: ReturnType<typeof size>) => number | null): void =>
+    void new Gauge({
+      name, help, registers: [registry],
+      collect() {
+        this.reset();
+        const v = value(size());
+        if (v !== null) this.set(v);
+      },
+    });
+  gauge('wgo_guard_spool_records', 'Request records in the spool, waiting for the gateway to acknowledge them', (s) => s.records);
+  gauge('wgo_guard_spool_oldest_record_timestamp_seconds', 'Time of the oldest record waiting in the spool (absent: none waits)', (s) => (s.oldestAt === null ? null : Math.floor(s.oldestAt / 1000)));
+  gauge('wgo_guard_spool_bytes', 'Used size of the spool (pages in use)', (s) => s.usedBytes);
+  gauge('wgo_guard_spool_max_bytes', 'The spool ceiling (guard.json spool.maxBytes): at it, records cannot be written and auditFailure decides', (s) => s.maxBytes);
+}

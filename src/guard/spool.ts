@@ -4,7 +4,13 @@ import type { RequestRecord } from '../core/request-record.js';
 import { parseWire, peerSetSchema, type PeerSet } from '../core/wire.js';
 import { WgoError } from '../errors.js';
 import type { Usage } from './budget.js';
+import { DEFAULT_SPOOL_MAX_BYTES } from './config.js';
 import type { DraftRecord } from './recorder.js';
+
+/** An older spool file (auto_vacuum none) up to this size is rebuilt once at open. */
+const VACUUM_AT_OPEN_MAX_BYTES = 64 * 1024 * 1024;
+/** Free pages given back per step after an acknowledgement (4 MiB at 4 KiB pages). */
+const VACUUM_PAGES = 1024;
 
 /**
  * The guard's own small database: records waiting to be pushed to the
@@ -12,14 +18,23 @@ import type { DraftRecord } from './recorder.js';
  * can drop a batch it already has), and the last peer set, so a guard that
  * restarts while the gateway is unreachable keeps enforcing it — and, for the
  * daily budget, the gateway's token figures saved with each acknowledgement
- * (so every record deleted here is counted in the saved figures).
+ * (so every record deleted here is counted in the saved figures). Its used size is bounded by
+ * `maxBytes`: a full spool refuses writes (roomLeft) and deletes nothing unacknowledged.
  */
-export function openSpool(path: string) {
+export function openSpool(path: string, o: { maxBytes?: number } = {}) {
+  const maxBytes = o.maxBytes ?? DEFAULT_SPOOL_MAX_BYTES;
   let db: Database.Database;
   try {
     db = new Database(path);
   } catch (e) {
     throw new WgoError('NOT_INITIALIZED', `cannot open the guard spool ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  // Space freed by acknowledgements goes back to the file system (reclaim below): set on a new file
+  // before its first page; an older small spool gets it from one VACUUM now.
+  if ((db.pragma('page_count', { simple: true }) as number) === 0) db.pragma('auto_vacuum = INCREMENTAL');
+  else if ((db.pragma('auto_vacuum', { simple: true }) as number) !== 2 && (db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number) <= VACUUM_AT_OPEN_MAX_BYTES) {
+    db.pragma('auto_vacuum = INCREMENTAL');
+    db.exec('VACUUM');
   }
   db.pragma('journal_mode = WAL');
   // FULL: a committed record survives a power cut, so its sequence number is never handed out twice.
@@ -34,6 +49,7 @@ export function openSpool(path: string) {
     pending: db.prepare(`SELECT seq, body FROM records WHERE seq > ? ORDER BY seq LIMIT ?`),
     ack: db.prepare(`DELETE FROM records WHERE seq <= ?`),
     count: db.prepare(`SELECT count(*) FROM records`).pluck(),
+    oldestAt: db.prepare(`SELECT json_extract(body, '$.at') FROM records ORDER BY seq LIMIT 1`).pluck(),
     get: db.prepare(`SELECT value FROM kv WHERE key = ?`).pluck(),
     put: db.prepare(`INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`),
     // What a record charged (core/request-record.ts chargedTokens), read without parsing every body in JS.
@@ -49,15 +65,44 @@ export function openSpool(path: string) {
     epoch = randomBytes(16).toString('hex');
     s.put.run('spool', epoch);
   }
+  const usedBytes = (): number =>
+    ((db.pragma('page_count', { simple: true }) as number) - (db.pragma('freelist_count', { simple: true }) as number)) * (db.pragma('page_size', { simple: true }) as number);
+  /**
+   * The spool holds only records the gateway has not acknowledged, and none is ever deleted before
+   * it is: at the ceiling, writes fail like on a full disk, and the guard's auditFailure decides
+   * (audit.ts: "refuse" answers 503, "serve" serves unrecorded, loudly) until acknowledgements free room.
+   */
+  const roomLeft = (): void => {
+    const used = usedBytes();
+    if (used >= maxBytes) {
+      throw new WgoError('INTERNAL', `the guard spool is full (${used} bytes used, spool.maxBytes ${maxBytes}): records wait for the gateway to take them`);
+    }
+  };
   const append = db.transaction((batch: DraftRecord[]): RequestRecord[] =>
     batch.map((r) => ({ ...r, seq: Number(s.insert.run(JSON.stringify(r)).lastInsertRowid) })));
   const ackWithUsage = db.transaction((seq: number, usage: Usage | null) => {
     if (usage) s.put.run('usage', JSON.stringify(usage));
     s.ack.run(seq);
   });
+  /** After an acknowledgement: free pages back to the file system, a bounded step at a time. */
+  const reclaim = (): void => {
+    if ((db.pragma('auto_vacuum', { simple: true }) as number) !== 2) return;
+    for (let i = 0; i < 64 && (db.pragma('freelist_count', { simple: true }) as number) > 0; i++) db.pragma(`incremental_vacuum(${VACUUM_PAGES})`);
+  };
   return {
-    /** Appends a batch in one transaction; returns the records with the sequence numbers they got. */
-    append: (batch: DraftRecord[]): RequestRecord[] => append(batch),
+    /** Appends a batch in one transaction; returns the records with the sequence numbers they got. Throws when the spool is full. */
+    append(batch: DraftRecord[]): RequestRecord[] {
+      roomLeft();
+      return append(batch);
+    },
+    /** Used bytes, the file's size (pages), the ceiling, records waiting and the oldest one's time (metrics, doctor). */
+    size: () => ({
+      usedBytes: usedBytes(),
+      fileBytes: (db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number),
+      maxBytes,
+      records: s.count.get() as number,
+      oldestAt: (s.oldestAt.get() as number | undefined) ?? null,
+    }),
     /** Oldest records not yet acknowledged, with their sequence numbers. */
     pending(limit: number, afterSeq = 0): RequestRecord[] {
       return (s.pending.all(afterSeq, limit) as { seq: number; body: string }[]).map((r) => ({ ...(JSON.parse(r.body) as DraftRecord), seq: r.seq }));
@@ -66,7 +111,10 @@ export function openSpool(path: string) {
      * The gateway has everything up to seq; `usage` is its token figures from the same answer,
      * saved in the same transaction (they include every record deleted here).
      */
-    ack: (seq: number, usage: Usage | null = null): void => ackWithUsage(seq, usage),
+    ack(seq: number, usage: Usage | null = null): void {
+      ackWithUsage(seq, usage);
+      reclaim();
+    },
     /** The gateway's last token figures (from an acknowledgement or GET /v1/usage). */
     saveUsage: (usage: Usage): void => void s.put.run('usage', JSON.stringify(usage)),
     loadUsage(): Usage | null {
@@ -82,7 +130,10 @@ export function openSpool(path: string) {
     id: (): string => epoch!,
     savePeerSet: (set: PeerSet): void => void s.put.run('peerSet', JSON.stringify(set)),
     /** One small committed write (the time): throws while the spool cannot be written. */
-    probe: (): void => void s.put.run('probe', String(Date.now())),
+    probe(): void {
+      roomLeft();
+      s.put.run('probe', String(Date.now()));
+    },
     /**
      * The last peer set saved, read with the wire schema as if the gateway had sent it: a set
      * saved by an older release gets the defaults of the fields added since. One that does not

@@ -34,6 +34,7 @@ describe('parseConfig', () => {
       logPrompts: false,
       metricsListen: '127.0.0.1:9477',
       admin: { listen: ['127.0.0.1:8443'], hosts: [], enrollMinutes: 15 },
+      retention: { requests: '90d', connections: '30d', audit: '400d', maxDatabaseBytes: 2 * 1024 ** 3 },
       file: '/etc/wg-ollama/config.json',
       paths: {
         db: '/var/lib/wg-ollama/wg-ollama.db',
@@ -115,6 +116,20 @@ describe('parseConfig', () => {
       [{ listen: ['127.0.0.1:8443'], extra: 1 }, /admin/],
     ];
     for (const [admin, msg] of bad) expect(expectWgoError(() => parseConfig({ ...valid, admin }, 'c.json'), 'CONFIG_INVALID').message).toMatch(msg);
+  });
+
+  test('retention: ages of at least a day, a ceiling of at least 64 MiB, fields given alone keep the other defaults', () => {
+    const c = parseConfig({ ...valid, retention: { requests: '2w', maxDatabaseBytes: 1024 ** 3 } }, 'c.json');
+    expect(c.retention).toEqual({ requests: '2w', connections: '30d', audit: '400d', maxDatabaseBytes: 1024 ** 3 });
+    const bad: [unknown, RegExp][] = [
+      [{ requests: '12h' }, /retention\.requests: "12h" is shorter than a day/],
+      [{ connections: '30 days' }, /retention\.connections: "30 days" is not a duration/],
+      [{ audit: '0d' }, /retention\.audit: must be greater than zero/],
+      [{ maxDatabaseBytes: 1024 }, /retention\.maxDatabaseBytes: must be at least 67108864 \(64 MiB\)/],
+      [{ maxDatabaseBytes: 1.5e9 + 0.5 }, /retention\.maxDatabaseBytes/],
+      [{ keep: '1d' }, /retention/],
+    ];
+    for (const [retention, msg] of bad) expect(expectWgoError(() => parseConfig({ ...valid, retention }, 'c.json'), 'CONFIG_INVALID').message).toMatch(msg);
   });
 
   test.each([[null], ['text'], [[valid]]])('rejects a non-object %j', (raw) => {

@@ -30,7 +30,7 @@ describe('openDatabase', () => {
     expect(db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
     expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
     const tables = db.prepare(`SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name`).pluck().all();
-    expect(tables).toEqual(['admin_sessions', 'admins', 'audit_log', 'certificates', 'connection_events', 'enrollments', 'gateway_state', 'guards', 'login_throttle', 'peer_link', 'peer_tokens', 'peer_tokens_daily', 'peers', 'requests', 'retired_keys']);
+    expect(tables).toEqual(['admin_sessions', 'admins', 'audit_log', 'certificates', 'connection_events', 'enrollments', 'gateway_state', 'guards', 'login_throttle', 'peer_link', 'peer_tokens', 'peer_tokens_daily', 'peers', 'request_spool_seqs', 'requests', 'retired_keys']);
   });
 
   test('migrating again is a no-op', () => {
@@ -50,6 +50,18 @@ describe('openDatabase', () => {
   describe('on disk', () => {
     const dir = mkdtempSync(join(tmpdir(), 'wgo-db-'));
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+    test('a new file reclaims freed pages (auto_vacuum incremental); an existing one keeps its setting', () => {
+      const path = join(dir, 'av.db');
+      const rw = openDatabase(path);
+      expect(rw.pragma('auto_vacuum', { simple: true })).toBe(2);
+      rw.pragma('auto_vacuum = NONE');
+      rw.exec('VACUUM');
+      rw.close();
+      const again = openDatabase(path);
+      expect(again.pragma('auto_vacuum', { simple: true })).toBe(0);
+      again.close();
+    });
 
     test('uses WAL and can be reopened read-only', () => {
       const path = join(dir, 'state.db');

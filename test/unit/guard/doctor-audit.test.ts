@@ -56,3 +56,18 @@ test('a guard that writes its records passes; no spool yet is a warning', async 
   expect(checks.find((c) => c.check === 'spool')).toMatchObject({ status: 'warn' });
   expect(checks.find((c) => c.check === 'guard audit')).toMatchObject({ status: 'ok', detail: expect.stringMatching(/auditFailure "serve"/) });
 });
+
+test('a spool at 80 % of spool.maxBytes or more is warned about, naming what happens at the ceiling', async () => {
+  dir = mkdtempSync(join(tmpdir(), 'wgo-doctor-'));
+  const spool = openSpool(join(dir, 'spool.db'), { maxBytes: 16 * 1024 * 1024 });
+  const body = 'x'.repeat(4000);
+  for (let i = 0; i < 40; i++) spool.append(Array.from({ length: 100 }, () => ({ body }) as never));
+  const used = spool.size().usedBytes;
+  spool.close();
+  const listen = await healthz({ ok: true, lastError: null, audit: { ok: true, mode: 'refuse', buffered: 0 } });
+  const at = (maxBytes: number) => ({ ...config(listen), spool: { maxBytes } });
+  expect((await auditChecks(at(Math.ceil(used / 0.79)))).find((c) => c.check === 'spool fill')).toMatchObject({ status: 'ok' });
+  const near = (await auditChecks(at(Math.floor(used / 0.8)))).find((c) => c.check === 'spool fill')!;
+  expect(near.status).toBe('warn');
+  expect(near.detail).toMatch(/not reaching the gateway; at the ceiling the guard answers every request 503/);
+});
