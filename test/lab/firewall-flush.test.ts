@@ -51,7 +51,13 @@ describe('firewall flush', () => {
       gwExec('iptables-save', ['-t', 'filter']), gwExec('ip6tables-save', ['-t', 'filter']),
       gwExec('ipset', ['save', `wgo-peers-${iface}`]), gwExec('tc', ['filter', 'show', 'dev', iface, 'ingress']),
     ]);
-    const ours = (t: string): string[] => t.split('\n').filter((l) => l.includes('WGO-') || l.includes('wg-ollama'));
+    // Two gateways in one namespace (the single-box case) each put their hook first; which of
+    // the two ends up first after a flush depends on which repaired first: hooks compare as a set.
+    const ours = (t: string): string[] => {
+      const lines = t.split('\n').filter((l) => l.includes('WGO-') || l.includes('wg-ollama'));
+      const hook = (l: string): boolean => /^-A (FORWARD|INPUT) /.test(l);
+      return [...lines.filter((l) => !hook(l)), ...lines.filter(hook).sort()];
+    };
     return [...ours(v4.stdout).map((l) => `v4 ${l}`), ...ours(v6.stdout).map((l) => `v6 ${l}`),
       ...set.stdout.split('\n').filter((l) => l.startsWith('add ')).map((l) => l.replace(/ timeout \d+/, '')),
       ...tc.stdout.split('\n').filter(Boolean).map((l) => `tc ${l}`)];

@@ -72,10 +72,12 @@ describe('upgrades with the real daemon', () => {
     const snap = (): (string | null)[] => ['', '-wal', '-shm'].map((s) => (existsSync(dbPath + s) ? createHash('sha256').update(readFileSync(dbPath + s)).digest('hex') : null));
     const before = snap();
 
+    // serve logs JSON lines on stdout: the refusal is its last one, event serve.failed.
     const r = await gw.cli('serve');
     expect(r.code).toBe(1);
-    expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toContain(`schema version ${MIGRATIONS.length + 1}, newer than this wg-ollama knows (${MIGRATIONS.length})`);
+    const last = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { level: string; event: string; code: string; err: string };
+    expect(last).toMatchObject({ level: 'fatal', event: 'serve.failed', code: 'SCHEMA_TOO_NEW' });
+    expect(last.err).toContain(`schema version ${MIGRATIONS.length + 1}, newer than this wg-ollama knows (${MIGRATIONS.length})`);
     expect(snap()).toEqual(before);
 
     const status = await gw.cli('status', '--json');
