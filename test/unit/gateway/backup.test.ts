@@ -52,7 +52,7 @@ describe('backup and restore', () => {
     expect(manifest.counts.certificates).toBe(4);
     const names = manifest.entries.map((e) => e.name).sort();
     const psk = readdirSync(join(env.stateDir, 'psk')).map((f) => `state/psk/${f}`);
-    expect(names).toEqual(['config.json', 'state/admin.key', 'state/ca.crt', 'state/ca.key', 'state/server.key', 'state/tls/sync.crt', 'state/tls/sync.key', 'state/wg-ollama.db', ...psk].sort());
+    expect(names).toEqual(['config.json', 'state/admin.key', 'state/ca.crt', 'state/ca.key', 'state/denials', 'state/server.key', 'state/tls/sync.crt', 'state/tls/sync.key', 'state/wg-ollama.db', ...psk].sort());
     expect(manifest.entries.find((e) => e.name === 'state/ca.crt')!.mode).toBe(0o644);
     expect(manifest.entries.find((e) => e.name === 'state/ca.key')!.mode).toBe(0o600);
   });
