@@ -19,13 +19,15 @@ run_logged() {
   {
     printf 'setup: "%s" failed (exit %d)\n' "$*" "$status"
     if [ "$(wc -l <"$log")" -le 45 ]; then
-      sed 's/^/  | /' "$log"
+      sed 's/^/  | /' "$log" || true
     else
       # apt-get ("E: ..."), npm ("npm error ...") and tsc ("error TS...") say what went wrong
       # near the top; npm then prints its usage text, which would fill a plain tail.
-      grep -iE '^(E|W): |^npm (error|ERR!)|error' "$log" | head -n 25 | sed 's/^/  | /'
+      # grep -m, not `| head`: under `set -o pipefail` a grep cut off by head's exit (SIGPIPE)
+      # or one that finds nothing (status 1) would end the script before it names the log.
+      grep -m 25 -iE '^(E|W): |^npm (error|ERR!)|error' "$log" | sed 's/^/  | /' || true
       printf '  | ...\n'
-      tail -n 20 "$log" | sed 's/^/  | /'
+      tail -n 20 "$log" | sed 's/^/  | /' || true
     fi
     printf 'setup: the whole log is %s\n' "$log"
   } >&2

@@ -104,6 +104,20 @@ describe('run_logged (scripts/lib/run-logged.sh)', () => {
     expect(lines.length).toBeLessThan(50);
   });
 
+  // setup.sh runs with `set -euo pipefail`: no pipeline in the report may end it early.
+  const strict = (log: string, script: string) =>
+    execa('bash', ['-c', `set -euo pipefail; . "$1"; run_logged "$2" "step: done" bash -c "$3"`, 'bash', RUN_LOGGED, log, script], { reject: false });
+
+  test.each([
+    ['many error lines (grep would be cut off)', 'for i in $(seq 1 20000); do echo "npm error line $i"; done; exit 1'],
+    ['no error line in a long log (grep finds nothing)', 'seq 1 500; exit 1'],
+  ])('under set -euo pipefail, %s: the report still ends naming the log', async (_what, script) => {
+    const log = join(dir, `strict-${_what.length}.log`);
+    const r = await strict(log, script);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.trim().split('\n').at(-1)).toBe(`setup: the whole log is ${log}`);
+  });
+
   test('a short log is shown whole', async () => {
     const r = await run(join(dir, 'short.log'), 'echo one; echo two; exit 3');
     expect(r.exitCode).toBe(3);
