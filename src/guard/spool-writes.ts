@@ -1,8 +1,5 @@
 import type Database from 'better-sqlite3';
 
-/** Free pages given back per step after an acknowledgement (4 MiB at 4 KiB pages). */
-const VACUUM_PAGES = 1024;
-
 /**
  * Every write the guard's spool makes, on one connection: the synchronous spool (spool.ts) and
  * the spool's writer thread (spool-thread.ts) both run exactly this. It is self-contained — it
@@ -12,6 +9,8 @@ const VACUUM_PAGES = 1024;
  * Errors thrown are plain Errors; a full spool's has `code` 'INTERNAL' (like WgoError's).
  */
 export function spoolWrites(db: Database.Database, maxBytes: number) {
+  /** Free pages given back per step after an acknowledgement (4 MiB at 4 KiB pages). */
+  const VACUUM_PAGES = 1024;
   // Per connection: FULL, a committed record survives a power cut, so its sequence number is never handed out twice.
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');
