@@ -69,6 +69,7 @@ export function startSpoolThread(path: string, o: { maxBytes: number }) {
     w.on('message', (a: Answer) => {
       const p = waiting.get(a.id);
       waiting.delete(a.id);
+      if (waiting.size === 0) w.unref();
       if (a.ok) p?.resolve(a.value);
       else p?.reject(Object.assign(new Error(a.error.message), a.error.code ? { code: a.error.code } : {}));
     });
@@ -80,7 +81,8 @@ export function startSpoolThread(path: string, o: { maxBytes: number }) {
     };
     w.on('error', (e) => gone(`failed: ${e.message}`));
     w.on('exit', (c) => gone(`exited (code ${c})`));
-    // The guard's servers keep the process alive; stop() closes this thread after its last write.
+    // Idle, the thread does not keep the process alive (the guard's servers do); a write it has
+    // not answered does (ref in call), so a process ending on its own still waits for its commit.
     w.unref();
     return w;
   };
@@ -90,6 +92,7 @@ export function startSpoolThread(path: string, o: { maxBytes: number }) {
     worker ??= start();
     const id = nextId++;
     const answer = new Promise<T>((resolve, reject) => waiting.set(id, { resolve: resolve as (v: unknown) => void, reject }));
+    worker.ref();
     worker.postMessage({ id, op, args });
     return answer;
   };
@@ -124,6 +127,7 @@ export function startSpoolThread(path: string, o: { maxBytes: number }) {
       const id = nextId++;
       const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
       const answered = new Promise<unknown>((resolve, reject) => waiting.set(id, { resolve, reject }));
+      w.ref();
       w.postMessage({ id, op: 'close', args: [] });
       closing = answered.then(() => exited, () => exited);
       return closing;

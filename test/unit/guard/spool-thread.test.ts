@@ -5,6 +5,7 @@
  * as an unavailable trail (refuse answers 503) recovered by an acknowledgement, and shutdown
  * waiting for the write under way and logging what could not be written.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +54,17 @@ describe("the spool's writer thread", () => {
     expect(spool.loadUsage()).toEqual({ day: '2026-06-15', upTo: 5, tokensToday: { alice: 100 } });
     await thread.savePeerSet({ version: 'v7', peers: [], logPrompts: false, tokensToday: {}, day: '2026-06-15' } as never);
     expect(spool.loadPeerSet()?.version).toBe('v7');
+  });
+
+  test('a write not yet answered keeps the process alive until it is committed', () => {
+    const other = join(dir, 'other.db');
+    execFileSync(join('node_modules', '.bin', 'vite-node'), [join('test', 'support', 'spool-thread-exit.ts'), other], { stdio: 'pipe', timeout: 15_000 });
+    const s = openSpool(other);
+    try {
+      expect(s.pending(10).map((r) => r.seq)).toEqual([1]);
+    } finally {
+      s.close();
+    }
   });
 
   test('a full spool rejects with the WgoError the synchronous spool throws', async () => {
