@@ -69,7 +69,8 @@ export function startSpoolThread(path: string, o: { maxBytes: number }) {
     w.on('message', (a: Answer) => {
       const p = waiting.get(a.id);
       waiting.delete(a.id);
-      if (waiting.size === 0) w.unref();
+      // Closing, the thread stays ref'd until it has exited: close()'s promise waits for that.
+      if (waiting.size === 0 && !closing) w.unref();
       if (a.ok) p?.resolve(a.value);
       else p?.reject(Object.assign(new Error(a.error.message), a.error.code ? { code: a.error.code } : {}));
     });

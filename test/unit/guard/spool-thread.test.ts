@@ -56,9 +56,10 @@ describe("the spool's writer thread", () => {
     expect(spool.loadPeerSet()?.version).toBe('v7');
   });
 
-  test('a write not yet answered keeps the process alive until it is committed', () => {
+  test.each([['append'], ['close']])('a write not yet answered, and closing, keep the process alive until done (%s)', (then) => {
     const other = join(dir, 'other.db');
-    execFileSync(join('node_modules', '.bin', 'vite-node'), [join('test', 'support', 'spool-thread-exit.ts'), other], { stdio: 'pipe', timeout: 15_000 });
+    const out = execFileSync(join('node_modules', '.bin', 'vite-node'), [join('test', 'support', 'spool-thread-exit.ts'), other, then], { encoding: 'utf8', timeout: 15_000 });
+    if (then === 'close') expect(out).toContain('closed');
     const s = openSpool(other);
     try {
       expect(s.pending(10).map((r) => r.seq)).toEqual([1]);
