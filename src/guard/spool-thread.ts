@@ -13,7 +13,7 @@ import { spoolFull } from './spool.js';
  * so sequence numbers follow the order of the appends — and answering each with its id.
  */
 function threadMain(writes: typeof spoolWrites): void {
-  /* eslint-disable @typescript-eslint/no-require-imports */
+  // An eval'd worker is a CommonJS script: require, with the module paths resolved by the caller.
   const { parentPort, workerData } = require('node:worker_threads');
   const Database = require(workerData.sqlite);
   const db = new Database(workerData.path);
