@@ -78,8 +78,8 @@ export async function startLocalGuard(ctx: GatewayContext, o: {
     audit: () => audit.state(),
     async close(): Promise<void> {
       await guard.close();
-      audit.flush();
-      audit.stop();
+      await audit.flush();
+      await audit.stop();
       clearInterval(usageTimer);
     },
   };

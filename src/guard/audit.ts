@@ -11,12 +11,16 @@ import type { GuardLog } from './server.js';
  */
 export type AuditFailure = 'refuse' | 'serve';
 
-/** The part of the spool the audit trail writes to. */
+/**
+ * The part of the spool the audit trail writes to: synchronous (the gateway's database in
+ * single-box mode, local-audit.ts) or answering promises (the guard spool's writer thread,
+ * spool-thread.ts), in which case no write blocks the event loop.
+ */
 export interface AuditSpool {
-  /** Writes the batch; returns the records with their spool seqs. */
-  append(batch: DraftRecord[]): RequestRecord[];
-  /** One small committed write: throws when the spool still cannot be written. */
-  probe(): void;
+  /** Writes the batch; returns (or resolves to) the records with their spool seqs. */
+  append(batch: DraftRecord[]): RequestRecord[] | Promise<RequestRecord[]>;
+  /** One small committed write: throws (or rejects) when the spool still cannot be written. */
+  probe(): void | Promise<void>;
 }
 
 export interface AuditState {
@@ -74,31 +78,70 @@ export function createAuditTrail(o: {
       : 'request records cannot be written: serving without an audit trail (auditFailure "serve")');
     probeTimer = setInterval(probe, probeMs);
   };
+  const written = (records: RequestRecord[]): void => {
+    available();
+    o.onWritten?.(records);
+  };
   const recorder = createRecorder({
     write: (batch) => {
-      const written = o.spool.append(batch);
-      available();
-      o.onWritten?.(written);
+      const r = o.spool.append(batch);
+      if (r instanceof Promise) return r.then(written);
+      written(r);
     },
     onError: (e) => failed(e, 'request records'),
     onDrop: (n) => o.metrics.recordsDropped(n),
     ...(o.intervalMs !== undefined ? { intervalMs: o.intervalMs } : {}),
     ...(o.maxBuffered !== undefined ? { maxBuffered: o.maxBuffered } : {}),
   });
+  /** A probe (asynchronous spool) under way: the next tick skips. */
+  let probing = false;
   const probe = (): void => {
-    if (!recorder.flush() || recorder.pending() > 0 || ok) return;
-    try {
-      o.spool.probe();
-      available();
-    } catch (e) {
-      failed(e as Error, 'a probe');
+    if (probing) return;
+    const flushed = recorder.flush();
+    const next = (f: boolean): void | Promise<void> => {
+      if (!f || recorder.pending() > 0 || ok) return;
+      try {
+        const p = o.spool.probe();
+        if (!(p instanceof Promise)) return available();
+        return p.then(available, (e: unknown) => failed(e as Error, 'a probe'));
+      } catch (e) {
+        failed(e as Error, 'a probe');
+      }
+    };
+    if (typeof flushed === 'boolean') {
+      const p = next(flushed);
+      if (!p) return;
+      probing = true;
+      void p.finally(() => (probing = false));
+      return;
     }
+    probing = true;
+    void flushed.then(next).finally(() => (probing = false));
   };
   o.metrics.auditOk(true);
 
+  /**
+   * Stops. Records that still cannot be written (flush first) would die with the process: they
+   * go to the log instead — one error line, event "audit.unrecorded", each record without its prompt
+   * text — and count as dropped, so that none disappears without a trace. With an asynchronous
+   * spool, the write under way is waited for first (the promise answered).
+   */
+  const stop = (): void | Promise<void> => {
+    clearInterval(probeTimer);
+    const under = recorder.idle();
+    if (under) return under.then(stop);
+    recorder.stop();
+    const left = recorder.drain();
+    if (left.length === 0) return;
+    o.metrics.recordsDropped(left.length);
+    o.log.error({ event: 'audit.unrecorded', count: left.length, err: lastError, records: left.map(({ promptText: _t, ...r }) => r) },
+      `stopping with ${left.length} request record(s) that could not be written: they are in this log line only`);
+  };
+
   return {
     record: (r: DraftRecord): void => recorder.record(r),
-    flush: (): boolean => recorder.flush(),
+    /** Writes what is waiting now; false when it could not be (a promise with an asynchronous spool). */
+    flush: (): boolean | Promise<boolean> => recorder.flush(),
     /**
      * Called for every request about to go to Ollama: null to go on; in 'refuse' mode, while
      * records cannot be written, the 503 to answer instead.
@@ -114,20 +157,7 @@ export function createAuditTrail(o: {
     /** Another write to the spool failed (the peer set): the trail is as unavailable. */
     failed,
     state: (): AuditState => ({ ok, mode: o.mode, lastError, buffered: recorder.pending() }),
-    /**
-     * Stops. Records that still cannot be written (flush first) would die with the process: they
-     * go to the log instead — one error line, event "audit.unrecorded", each record without its prompt
-     * text — and count as dropped, so that none disappears without a trace.
-     */
-    stop(): void {
-      clearInterval(probeTimer);
-      recorder.stop();
-      const left = recorder.drain();
-      if (left.length === 0) return;
-      o.metrics.recordsDropped(left.length);
-      o.log.error({ event: 'audit.unrecorded', count: left.length, err: lastError, records: left.map(({ promptText: _t, ...r }) => r) },
-        `stopping with ${left.length} request record(s) that could not be written: they are in this log line only`);
-    },
+    stop,
   };
 }
 

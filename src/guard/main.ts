@@ -12,6 +12,7 @@ import { createAuditTrail } from './audit.js';
 import { guardMetrics, spoolMetrics } from './metrics.js';
 import { createGuard, type GuardLog } from './server.js';
 import { openSpool } from './spool.js';
+import { startSpoolThread } from './spool-thread.js';
 import { startSyncClient } from './sync-client.js';
 import { onStopSignal } from '../system/signals.js';
 
@@ -34,7 +35,11 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
   const syncTls = { ca: tls.ca, cert: readPem(config.tls.syncCert, 'sync certificate'), key: readPem(config.tls.syncKey, 'sync key') };
   const addr = parseListen(config.listen)!;
   ensurePrivateDir(config.stateDir);
-  const spool = openSpool(join(config.stateDir, 'spool.db'), { maxBytes: config.spool.maxBytes });
+  const spoolPath = join(config.stateDir, 'spool.db');
+  // Opened (made, rebuilt) here; reads stay on this connection, every write goes to the spool's
+  // own thread, so no commit's fsync blocks the event loop that serves requests (issue 13).
+  const spool = openSpool(spoolPath, { maxBytes: config.spool.maxBytes });
+  const writer = startSpoolThread(spoolPath, { maxBytes: config.spool.maxBytes });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'wgo_guard_process_' });
   const metrics = guardMetrics(registry);
@@ -45,7 +50,7 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
   let onSpooled: (records: ReturnType<typeof spool.append>) => void = () => undefined;
   // Request records go to the spool; while they cannot be written, auditFailure decides (audit.ts).
   const audit = createAuditTrail({
-    spool, mode: config.auditFailure, metrics, log,
+    spool: writer, mode: config.auditFailure, metrics, log,
     onWritten: (records) => {
       onSpooled(records);
       sync?.kick();
@@ -69,7 +74,7 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
   sync = startSyncClient({
     gatewayUrl: config.gatewayUrl,
     tls: syncTls,
-    spool,
+    spool: { pending: spool.pending, count: spool.count, id: spool.id, loadPeerSet: spool.loadPeerSet, ack: writer.ack, saveUsage: writer.saveUsage, savePeerSet: writer.savePeerSet },
     log,
     onUsage: guard.budget.usage,
     onSpoolError: (e) => audit.failed(e, 'the peer set'),
@@ -105,9 +110,10 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
       void (async () => {
         metricsServer?.close();
         await guard.close();
-        audit.flush();
-        audit.stop();
+        await audit.flush();
+        await audit.stop();
         await sync!.stop();
+        await writer.close();
         spool.close();
         resolve();
       })();

@@ -6,11 +6,10 @@ import { WgoError } from '../errors.js';
 import type { Usage } from './budget.js';
 import { DEFAULT_SPOOL_MAX_BYTES } from './config.js';
 import type { DraftRecord } from './recorder.js';
+import { spoolWrites } from './spool-writes.js';
 
 /** An older spool file (auto_vacuum none) up to this size is rebuilt once at open. */
 const VACUUM_AT_OPEN_MAX_BYTES = 64 * 1024 * 1024;
-/** Free pages given back per step after an acknowledgement (4 MiB at 4 KiB pages). */
-const VACUUM_PAGES = 1024;
 
 /**
  * The guard's own small database: records waiting to be pushed to the
@@ -19,7 +18,7 @@ const VACUUM_PAGES = 1024;
  * restarts while the gateway is unreachable keeps enforcing it — and, for the
  * daily budget, the gateway's token figures saved with each acknowledgement
  * (so every record deleted here is counted in the saved figures). Its used size is bounded by
- * `maxBytes`: a full spool refuses writes (roomLeft) and deletes nothing unacknowledged.
+ * `maxBytes`: a full spool refuses writes (spool-writes.ts) and deletes nothing unacknowledged.
  */
 export function openSpool(path: string, o: { maxBytes?: number } = {}) {
   const maxBytes = o.maxBytes ?? DEFAULT_SPOOL_MAX_BYTES;
@@ -29,7 +28,7 @@ export function openSpool(path: string, o: { maxBytes?: number } = {}) {
   } catch (e) {
     throw new WgoError('NOT_INITIALIZED', `cannot open the guard spool ${path}: ${(e as Error).message}`, { cause: e });
   }
-  // Space freed by acknowledgements goes back to the file system (reclaim below): set on a new file
+  // Space freed by acknowledgements goes back to the file system (spool-writes.ts, ack): set on a new file
   // before its first page; an older small spool gets it from one VACUUM now.
   if ((db.pragma('page_count', { simple: true }) as number) === 0) db.pragma('auto_vacuum = INCREMENTAL');
   else if ((db.pragma('auto_vacuum', { simple: true }) as number) !== 2 && (db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number) <= VACUUM_AT_OPEN_MAX_BYTES) {
@@ -37,21 +36,17 @@ export function openSpool(path: string, o: { maxBytes?: number } = {}) {
     db.exec('VACUUM');
   }
   db.pragma('journal_mode = WAL');
-  // FULL: a committed record survives a power cut, so its sequence number is never handed out twice.
-  db.pragma('synchronous = FULL');
-  db.pragma('busy_timeout = 5000');
   db.exec(`
     CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL) STRICT;
     CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
   `);
+  // Every write (synchronous = FULL) is in spool-writes.ts, which the spool's writer thread runs too.
+  const w = spoolWrites(db, maxBytes);
   const s = {
-    insert: db.prepare(`INSERT INTO records (body) VALUES (?)`),
     pending: db.prepare(`SELECT seq, body FROM records WHERE seq > ? ORDER BY seq LIMIT ?`),
-    ack: db.prepare(`DELETE FROM records WHERE seq <= ?`),
     count: db.prepare(`SELECT count(*) FROM records`).pluck(),
     oldestAt: db.prepare(`SELECT json_extract(body, '$.at') FROM records ORDER BY seq LIMIT 1`).pluck(),
     get: db.prepare(`SELECT value FROM kv WHERE key = ?`).pluck(),
-    put: db.prepare(`INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`),
     // What a record charged (core/request-record.ts chargedTokens), read without parsing every body in JS.
     charged: db.prepare(`SELECT seq, json_extract(body, '$.peer') AS peer, json_extract(body, '$.at') AS at,
         json_extract(body, '$.promptTokens') AS promptTokens, json_extract(body, '$.evalTokens') AS evalTokens,
@@ -63,37 +58,14 @@ export function openSpool(path: string, o: { maxBytes?: number } = {}) {
   let epoch = s.get.get('spool') as string | undefined;
   if (!epoch) {
     epoch = randomBytes(16).toString('hex');
-    s.put.run('spool', epoch);
+    w.put('spool', epoch);
   }
-  const usedBytes = (): number =>
-    ((db.pragma('page_count', { simple: true }) as number) - (db.pragma('freelist_count', { simple: true }) as number)) * (db.pragma('page_size', { simple: true }) as number);
-  /**
-   * The spool holds only records the gateway has not acknowledged, and none is ever deleted before
-   * it is: at the ceiling, writes fail like on a full disk, and the guard's auditFailure decides
-   * (audit.ts: "refuse" answers 503, "serve" serves unrecorded, loudly) until acknowledgements free room.
-   */
-  const roomLeft = (): void => {
-    const used = usedBytes();
-    if (used >= maxBytes) {
-      throw new WgoError('INTERNAL', `the guard spool is full (${used} bytes used, spool.maxBytes ${maxBytes}): records wait for the gateway to take them`);
-    }
-  };
-  const append = db.transaction((batch: DraftRecord[]): RequestRecord[] =>
-    batch.map((r) => ({ ...r, seq: Number(s.insert.run(JSON.stringify(r)).lastInsertRowid) })));
-  const ackWithUsage = db.transaction((seq: number, usage: Usage | null) => {
-    if (usage) s.put.run('usage', JSON.stringify(usage));
-    s.ack.run(seq);
-  });
-  /** After an acknowledgement: free pages back to the file system, a bounded step at a time. */
-  const reclaim = (): void => {
-    if ((db.pragma('auto_vacuum', { simple: true }) as number) !== 2) return;
-    for (let i = 0; i < 64 && (db.pragma('freelist_count', { simple: true }) as number) > 0; i++) db.pragma(`incremental_vacuum(${VACUUM_PAGES})`);
-  };
+  const usedBytes = w.usedBytes;
   return {
     /** Appends a batch in one transaction; returns the records with the sequence numbers they got. Throws when the spool is full. */
     append(batch: DraftRecord[]): RequestRecord[] {
-      roomLeft();
-      return append(batch);
+      const seqs = spoolFull(() => w.append(batch.map((r) => JSON.stringify(r))));
+      return batch.map((r, i) => ({ ...r, seq: seqs[i]! }));
     },
     /** Used bytes, the file's size (pages), the ceiling, records waiting and the oldest one's time (metrics, doctor). */
     size: () => ({
@@ -112,11 +84,10 @@ export function openSpool(path: string, o: { maxBytes?: number } = {}) {
      * saved in the same transaction (they include every record deleted here).
      */
     ack(seq: number, usage: Usage | null = null): void {
-      ackWithUsage(seq, usage);
-      reclaim();
+      w.ack(seq, usage ? JSON.stringify(usage) : null);
     },
     /** The gateway's last token figures (from an acknowledgement or GET /v1/usage). */
-    saveUsage: (usage: Usage): void => void s.put.run('usage', JSON.stringify(usage)),
+    saveUsage: (usage: Usage): void => w.put('usage', JSON.stringify(usage)),
     loadUsage(): Usage | null {
       const v = s.get.get('usage') as string | undefined;
       return v ? (JSON.parse(v) as Usage) : null;
@@ -128,12 +99,9 @@ export function openSpool(path: string, o: { maxBytes?: number } = {}) {
     count: (): number => s.count.get() as number,
     /** The spool's random id, sent with every push. */
     id: (): string => epoch!,
-    savePeerSet: (set: PeerSet): void => void s.put.run('peerSet', JSON.stringify(set)),
+    savePeerSet: (set: PeerSet): void => w.put('peerSet', JSON.stringify(set)),
     /** One small committed write (the time): throws while the spool cannot be written. */
-    probe(): void {
-      roomLeft();
-      s.put.run('probe', String(Date.now()));
-    },
+    probe: (): void => spoolFull(() => w.probe()),
     /**
      * The last peer set saved, read with the wire schema as if the gateway had sent it: a set
      * saved by an older release gets the defaults of the fields added since. One that does not
@@ -148,3 +116,13 @@ export function openSpool(path: string, o: { maxBytes?: number } = {}) {
 }
 
 export type Spool = ReturnType<typeof openSpool>;
+
+/** A full spool's error (spool-writes.ts) as the WgoError it is. */
+export function spoolFull<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if ((e as { code?: string }).code === 'INTERNAL' && !(e instanceof WgoError)) throw new WgoError('INTERNAL', (e as Error).message, { cause: e });
+    throw e;
+  }
+}

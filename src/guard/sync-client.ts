@@ -32,8 +32,18 @@ const MAX_BACKOFF_MS = 5_000;
  */
 const pushAnswer = pushAnswerSchema.pick({ rejected: true }).extend({ usage: z.unknown() });
 
+/**
+ * What the sync client needs of the spool: reads on the event loop (spool.ts), writes either there
+ * too or on the spool's writer thread (spool-thread.ts: they answer promises).
+ */
+export type SyncSpool = Pick<Spool, 'pending' | 'count' | 'id' | 'loadPeerSet'> & {
+  ack(seq: number, usage: Usage | null): void | Promise<void>;
+  saveUsage(usage: Usage): void | Promise<void>;
+  savePeerSet(set: PeerSet): void | Promise<void>;
+};
+
 /** The record fields named by the saved peer set; none when it cannot be read (guard/main.ts says why). */
-function savedRecordFields(spool: Spool): string[] | undefined {
+function savedRecordFields(spool: SyncSpool): string[] | undefined {
   try {
     return spool.loadPeerSet()?.recordFields;
   } catch {
@@ -44,7 +54,7 @@ function savedRecordFields(spool: Spool): string[] | undefined {
 export interface SyncClientOptions {
   gatewayUrl: string;
   tls: { ca: string; cert: string; key: string };
-  spool: Spool;
+  spool: SyncSpool;
   /** A new peer set arrived (already saved in the spool). */
   onPeerSet(set: PeerSet): void;
   /** The gateway's token figures for the daily budget arrived (already saved in the spool). */
@@ -106,9 +116,9 @@ export function startSyncClient(o: SyncClientOptions) {
     o.onStatus?.({ connected: ok, pending: o.spool.count(), lastError });
   };
 
-  const save = (set: PeerSet): void => {
+  const save = async (set: PeerSet): Promise<void> => {
     try {
-      o.spool.savePeerSet(set);
+      await o.spool.savePeerSet(set);
       spoolError = null;
       unsaved = null;
     } catch (e) {
@@ -122,7 +132,7 @@ export function startSyncClient(o: SyncClientOptions) {
   const pull = async (): Promise<void> => {
     let backoff = 500;
     while (!ac.signal.aborted) {
-      if (unsaved) save(unsaved);
+      if (unsaved) await save(unsaved);
       try {
         const r = await request(`${base}/v1/peers?after=${encodeURIComponent(version)}&wait=${LONG_POLL_SEC}`, { dispatcher: agent, signal: ac.signal });
         const text = await r.body.text();
@@ -133,7 +143,7 @@ export function startSyncClient(o: SyncClientOptions) {
           // Enforced first: a spool that cannot be written (a full disk) must not freeze policy,
           // revocations included. Saving it is for a restart while the gateway is away.
           o.onPeerSet(set);
-          save(set);
+          await save(set);
         } else if (r.statusCode !== 204) {
           throw new WgoError('GATEWAY_REFUSED', `gateway answered ${r.statusCode}: ${text.slice(0, 200)}`);
         }
@@ -149,12 +159,12 @@ export function startSyncClient(o: SyncClientOptions) {
   };
 
   /** Figures from a push answer or GET /v1/usage: saved (with the acknowledgement, when there is one), then applied. */
-  const gotUsage = (raw: unknown, ackSeq: number | null): void => {
+  const gotUsage = async (raw: unknown, ackSeq: number | null): Promise<void> => {
     const u = raw === undefined ? null : usageSchema.safeParse(raw);
     if (u && !u.success) o.log.warn({ event: 'sync.usage-malformed', err: issuesText(u.error) }, 'the gateway sent malformed token figures; ignored');
     const usage = u?.success ? u.data : null;
-    if (ackSeq !== null) o.spool.ack(ackSeq, usage);
-    else if (usage) o.spool.saveUsage(usage);
+    if (ackSeq !== null) await o.spool.ack(ackSeq, usage);
+    else if (usage) await o.spool.saveUsage(usage);
     if (!usage) return;
     usageAt = Date.now();
     o.onUsage?.(usage);
@@ -167,7 +177,7 @@ export function startSyncClient(o: SyncClientOptions) {
     if (r.statusCode === 404) usageSupported = false;
     else if (r.statusCode !== 200) throw new WgoError('GATEWAY_REFUSED', `gateway answered ${r.statusCode} for token figures: ${text.slice(0, 200)}`);
     // JSON checked here, the figures in gotUsage (malformed ones are logged and ignored, as in a push answer).
-    else gotUsage(parseWire(z.unknown(), text, 'usage answer from the gateway'), null);
+    else await gotUsage(parseWire(z.unknown(), text, 'usage answer from the gateway'), null);
   };
 
   const push = async (): Promise<void> => {
@@ -206,7 +216,7 @@ export function startSyncClient(o: SyncClientOptions) {
         const answer = parseWire(pushAnswer, text, 'push answer from the gateway');
         // Acknowledged all the same: a record the gateway cannot store would otherwise block every later one.
         for (const x of answer.rejected ?? []) o.log.error({ event: 'sync.record-rejected', seq: x.seq, err: x.error }, 'the gateway rejected a request record');
-        gotUsage(answer.usage, batch[batch.length - 1]!.seq);
+        await gotUsage(answer.usage, batch[batch.length - 1]!.seq);
         backoff = PUSH_INTERVAL_MS;
         status(true, null);
       } catch (e) {
