@@ -95,6 +95,30 @@ export function legsTables(results) {
       L.push(`| ${t} | ${pp('ttfb')} | ${pp('requestLeg')} | ${pp('responseLeg')} | ${add('ttfb')} | ${add('requestLeg')} | ${add('responseLeg')} | ${all.ttfb?.n ?? 0} |`);
     }
     L.push('');
+    if (kind === 'burst-50') L.push(...burstOrder(k.filter((r) => r.target === 'guard')), '');
+  }
+  return L;
+}
+
+/**
+ * The burst through the traced guard, in time: when the 50 requests were sent, when their
+ * handlers ran, when their policy was decided, and when undici gave each its upstream
+ * connection (ms after the first send: first … median … last), and how many got their
+ * connection before the last one's policy was decided.
+ */
+export function burstOrder(rows) {
+  const L = ['| rep | sent | handler ran (head) | policy decided | upstream connection (connected) | simulator has it | connected before the last policy |', '|---|---|---|---|---|---|---|'];
+  for (const r of rows) {
+    const q = r.requests.filter((x) => x.marks && Number.isFinite(x.t0));
+    if (!q.length) continue;
+    const t0 = Math.min(...q.map((x) => x.t0));
+    const span = (xs) => {
+      const a = xs.filter(Number.isFinite).map((v) => (v - t0) / 1000).sort((x, y) => x - y);
+      return a.length ? `${a[0].toFixed(1)} … ${a[a.length >> 1].toFixed(1)} … ${a[a.length - 1].toFixed(1)}` : 'n/a';
+    };
+    const lastPolicy = Math.max(...q.map((x) => x.marks.policy ?? -Infinity));
+    const early = q.filter((x) => x.marks.connected < lastPolicy).length;
+    L.push(`| ${r.rep + 1} | ${span(q.map((x) => x.t0))} | ${span(q.map((x) => x.marks.head))} | ${span(q.map((x) => x.marks.policy))} | ${span(q.map((x) => x.marks.connected))} | ${span(q.map((x) => x.simArrived))} | ${early} of ${q.length} |`);
   }
   return L;
 }
