@@ -11,7 +11,8 @@
 //               streams started together
 //   legs:       where a new request's first byte goes, with 0 and 50 streams running in the
 //               background (probes, one every 100 ms) and in a burst of 50 started together:
-//               the traced guard's marks (src/guard/trace.ts) against direct and nginx
+//               the traced guard's marks (src/guard/trace.ts) against direct, nginx and the
+//               same guard without the trace
 //   handshakes: a new mTLS connection per request, full and resumed
 //   rss:        RSS with 1,000 and 5,000 open slow streams, fresh proxies
 // Every repetition runs every target of a cell back to back, in a rotated order (trust.mjs
@@ -220,7 +221,9 @@ async function main() {
     await getJson(traced.traceUrl);
     for (let rep = 0; rep < REPS; rep++) {
       await phase('legs', rep, async () => {
-        for (const t of orderFor(rep, [direct, traced, nginx])) {
+        // The untraced guard too: what the trace itself costs shows as the difference between the two.
+        const untraced = { ...guard, name: 'guard-untraced' };
+        for (const t of orderFor(rep, [direct, traced, nginx, untraced])) {
           for (const bg of [0, 50]) {
             const r = await load(['--mode', 'probe', '--target', t.url, '--background', String(bg), '--probes', String(PROBES), '--interval-ms', '100', '--tag', `${t.name}-${rep}-${bg}`]);
             const [arr, em, tr] = [await simArrivals(), await simEmits(), t.traceUrl ? await getJson(t.traceUrl) : null];

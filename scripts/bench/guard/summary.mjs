@@ -86,7 +86,7 @@ export function legsTables(results) {
       const st = legStats(legs);
       return { rep: r.rep, target: r.target, ttfb: st.ttfb?.p50, requestLeg: st.requestLeg?.p50, responseLeg: st.responseLeg?.p50, legs };
     });
-    for (const t of ['direct', 'guard', 'nginx', 'connector']) {
+    for (const t of ['direct', 'guard', 'guard-untraced', 'nginx', 'connector']) {
       const x = perRep.filter((r) => r.target === t);
       if (!x.length) continue;
       const all = legStats(x.flatMap((r) => r.legs));
