@@ -2,7 +2,7 @@
 # Guard vs nginx (issue 3, "Benchmarks"): builds wg-ollama, then runs scripts/bench/guard/bench.mjs,
 # which starts the simulator, the guard (1 process), nginx (worker_processes 1) and the load
 # generator as separate processes on 127.0.0.1, and kills all of them by PID at the end.
-#   sudo scripts/bench/guard/run.sh                  # full run, ~12 min
+#   sudo scripts/bench/guard/run.sh                  # full run, 10-12 min (not timed since issue 13)
 #   BENCH_QUICK=1 sudo -E scripts/bench/guard/run.sh # smoke test, ~1.5 min
 #   flock /tmp/wgo-bench.lock scripts/bench/guard/run.sh   # on a shared machine: one benchmark at a time
 # Results: $BENCH_OUT/guard.json (every repetition) and guard.md (the tables; again from the json
