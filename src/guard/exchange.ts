@@ -16,6 +16,7 @@ import type { GuardPeer } from '../core/wire.js';
 import type { UpstreamSlots } from './slots.js';
 import { watchStall } from './stall.js';
 import { authenticateByCertificate, type TokenGate } from './tokens.js';
+import type { GuardTrace, TraceRecord } from './trace.js';
 
 /** Request headers passed on to Ollama; everything else (cookies, Origin, Authorization, encodings) stays behind. */
 const FORWARD_REQUEST = ['content-type', 'accept', 'user-agent'];
@@ -52,6 +53,8 @@ export interface ExchangeDeps {
   tokens?: TokenGate;
   /** Whether a request may go to Ollama while its record cannot be written (audit.ts); without it, always. */
   audit?: { admit(): Refusal | null };
+  /** Per-request leg times (trace.ts); absent unless asked for. */
+  trace?: GuardTrace;
 }
 
 type Draft = Omit<RequestRecord, 'seq'>;
@@ -101,7 +104,7 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer | null> {
  * request never reaches Ollama. The record is written when the exchange ends,
  * however it ends.
  */
-export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIdentity, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIdentity, req: IncomingMessage, res: ServerResponse, tr?: TraceRecord): Promise<void> {
   const started = deps.clock();
   const t0 = performance.now();
   const socket = req.socket as TLSSocket;
@@ -116,6 +119,7 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
     deps.metrics.request(draft.peer ?? '', draft.status > 0 && draft.status < 400 ? draft.model : null, draft.status, draft.endpoint, draft.durationMs / 1000);
     if (draft.refusal) deps.metrics.refusal(draft.refusal);
     deps.record(draft);
+    if (tr) deps.trace!.mark(tr, 'end');
   };
   const refuse = (r: Refusal, close = false): void => {
     draft.status = r.status;
@@ -192,6 +196,7 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
       }
       if (body === null) return refuse({ status: 413, error: `request body too large (limit ${deps.limits.maxBodyBytes} bytes)`, reason: 'body_too_large' }, true);
       draft.bytesIn = body.length;
+      if (tr) deps.trace!.mark(tr, 'body');
       if (endpoint.body === 'none' && body.length > 0) return refuse({ status: 400, error: `${endpoint.name} takes no request body`, reason: 'unexpected_body' });
       forward = body;
     }
@@ -220,8 +225,9 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
     // the pool a request would wait without an answer: say so instead, as Ollama does when its queue is full.
     const slot = deps.slots.take(name);
     if (!slot.ok) return refuse(slot.refusal);
+    if (tr) deps.trace!.mark(tr, 'policy');
     try {
-      await forwardUpstream(deps, { req, res, socket, draft, endpoint, forward, stream, peer: name, t0, policy });
+      await forwardUpstream(deps, { req, res, socket, draft, endpoint, forward, stream, peer: name, t0, policy, tr });
     } finally {
       slot.release();
     }
@@ -240,6 +246,7 @@ interface Forward {
   peer: string;
   t0: number;
   policy: GuardPeer['policy'];
+  tr: TraceRecord | undefined;
 }
 
 /**
@@ -249,7 +256,8 @@ interface Forward {
  * A client that leaves, or the max-duration timer, aborts the upstream request.
  */
 function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
-  const { req, res, draft, endpoint } = f;
+  const { req, res, draft, endpoint, tr } = f;
+  const trace = deps.trace;
   const headers: Record<string, string> = {};
   for (const h of FORWARD_REQUEST) {
     const v = req.headers[h];
@@ -323,9 +331,14 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
     const handler: Dispatcher.DispatchHandler = {
       onRequestStart(c) {
         controller = c;
+        if (tr) {
+          trace!.mark(tr, 'connected');
+          trace!.writing(tr);
+        }
         if (abortReason) c.abort(abortReason);
       },
       onResponseStart(_c, statusCode, upHeaders) {
+        if (tr) trace!.mark(tr, 'upHead');
         draft.status = statusCode;
         const type = upHeaders['content-type'];
         charge.contentType(typeof type === 'string' ? type : undefined);
@@ -336,6 +349,7 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
         res.writeHead(statusCode, pickHeaders(upHeaders));
       },
       onResponseData(c, chunk) {
+        if (tr) trace!.mark(tr, 'upByte');
         if (list) {
           list.size += chunk.length;
           if (list.size > MAX_LIST_BYTES) c.abort(new Error('model list too large'));
@@ -349,7 +363,9 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
           draft.refusal ??= 'token_budget';
           return abort(new Error('token budget'));
         }
-        if (!res.write(chunk)) {
+        const flowing = res.write(chunk);
+        if (tr) trace!.mark(tr, 'clientByte');
+        if (!flowing) {
           c.pause();
           stall.blocked();
         }

@@ -16,6 +16,7 @@ import type { GuardMetrics } from './metrics.js';
 import { EMPTY_PEER_SET, indexPeerSet } from './peer-set.js';
 import { createUpstreamSlots } from './slots.js';
 import { createTokenGate } from './tokens.js';
+import { createGuardTrace, nowUs, type TraceRecord } from './trace.js';
 
 /** The guard's logger: every line names its event (src/core/log-events.ts). */
 export type GuardLog = EventLog;
@@ -33,6 +34,8 @@ export interface GuardOptions {
   web?: ChatSite;
   /** Refuses requests while their records cannot be written (audit.ts); without it, never. */
   audit?: ExchangeDeps['audit'];
+  /** Keep each request's leg times (trace.ts) for `trace.drain()`; off by default, and free when off. */
+  trace?: boolean;
 }
 
 /**
@@ -61,6 +64,9 @@ export function createGuard(o: GuardOptions) {
     bodyTimeout: o.limits.idleTimeoutSec * 1000,
   });
   let expiryTimer: NodeJS.Timeout | undefined;
+  const trace = o.trace ? createGuardTrace() : undefined;
+  /** With tracing on: when each connection's handshake finished, and how many requests it has carried. */
+  const accepts = new WeakMap<Socket, { at: number; n: number }>();
 
   const deps: ExchangeDeps = {
     limits: o.limits,
@@ -78,6 +84,7 @@ export function createGuard(o: GuardOptions) {
     web: o.web ?? loadChatSite(),
     tokens,
     ...(o.audit ? { audit: o.audit } : {}),
+    ...(trace ? { trace } : {}),
   };
 
   const server: Server = createServer(
@@ -103,12 +110,17 @@ export function createGuard(o: GuardOptions) {
     },
     (req, res) => {
       const socket = req.socket as TLSSocket;
+      let tr: TraceRecord | undefined;
+      if (trace) {
+        const a = accepts.get(socket);
+        tr = trace.begin(req, a?.at ?? null, a ? a.n++ : 0);
+      }
       const id = identities.get(socket) ?? identifyConnection(socket);
       inExchange.set(socket, (inExchange.get(socket) ?? 0) + 1);
       res.once('close', () => inExchange.set(socket, (inExchange.get(socket) ?? 1) - 1));
       // Node sets a keep-alive connection's timeout to 0 when its next request arrives: re-arm the idle limit.
       socket.setTimeout(o.limits.idleTimeoutSec * 1000);
-      handleExchange(deps, id, req, res).catch((e: unknown) => {
+      handleExchange(deps, id, req, res, tr).catch((e: unknown) => {
         o.log.error({ event: 'exchange.failed', err: (e as Error).message }, 'request failed');
         if (!res.headersSent && !res.destroyed) {
           res.writeHead(500, { 'content-type': 'application/json; charset=utf-8', connection: 'close' });
@@ -119,6 +131,7 @@ export function createGuard(o: GuardOptions) {
   );
 
   server.on('secureConnection', (socket: TLSSocket) => {
+    if (trace) accepts.set(socket, { at: nowUs(), n: 0 });
     const id = identifyConnection(socket);
     identities.set(socket, id);
     if (id.failure) o.metrics.authFailure(id.failure.reason);
@@ -205,6 +218,8 @@ export function createGuard(o: GuardOptions) {
       enforce();
     },
     peers: (): PeerSet => set,
+    /** Per-request leg times, when created with `trace: true` (trace.ts). */
+    trace,
     /**
      * The daily budget's ledger (budget.ts): the gateway's figures as they arrive, the
      * records as they reach the spool (or the database) with their sequence numbers, and
@@ -220,6 +235,7 @@ export function createGuard(o: GuardOptions) {
     connections: (): number => [...bySerial.values()].reduce((n, s) => n + s.size, 0) + tokens.connections(),
     async close(): Promise<void> {
       clearTimeout(expiryTimer);
+      trace?.close();
       server.close();
       server.closeAllConnections();
       await upstream.close().catch(() => undefined);

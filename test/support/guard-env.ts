@@ -44,6 +44,8 @@ export interface EnvOptions {
   record?: (r: Rec) => void;
   /** The guard's audit gate (audit.ts). */
   audit?: GuardOptions['audit'];
+  /** Per-request leg times (src/guard/trace.ts). */
+  trace?: boolean;
 }
 
 /** Who a client is: a peer's name, explicit TLS material, or no client certificate at all. */
@@ -124,6 +126,7 @@ export async function startEnv(o: EnvOptions = {}): Promise<GuardEnv> {
     },
     log: { ...silentLog, error: (obj: object) => errors.push(obj) },
     ...(o.audit ? { audit: o.audit } : {}),
+    ...(o.trace ? { trace: true } : {}),
   });
   guard.server.listen(0, '127.0.0.1');
   await once(guard.server, 'listening');

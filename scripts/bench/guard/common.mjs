@@ -47,6 +47,26 @@ export function cpuMs(pid) {
 }
 export const cpuMsOf = (pids) => pids.reduce((t, p) => t + cpuMs(p), 0);
 
+/**
+ * CPU used so far by this process, the children it has reaped (cutime + cstime: every load.mjs
+ * run that has ended) and the given live processes, in ms. The difference of two readings is the
+ * benchmark's own CPU in between, as long as the live ones are still running at both.
+ */
+export function ownCpuMs(livePids) {
+  const s = readFileSync('/proc/self/stat', 'utf8');
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  const self = ((Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1000) / CLK_TCK;
+  let live = 0;
+  for (const p of livePids) {
+    try {
+      live += cpuMs(p);
+    } catch {
+      /* gone: reaped, so counted in cutime */
+    }
+  }
+  return self + live;
+}
+
 /** VmRSS in KiB. */
 export function rssKb(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));

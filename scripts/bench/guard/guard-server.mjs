@@ -10,10 +10,13 @@
 //   - prom-client metrics with the default process metrics, as in production.
 //
 //   node guard-server.mjs --dir DIR --listen 127.0.0.1:PORT --upstream http://127.0.0.1:PORT
-//                         [--upstream-connections N]
+//                         [--upstream-connections N] [--trace-ctl 127.0.0.1:PORT]
+// --trace-ctl: the guard keeps per-request leg times (src/guard/trace.ts); GET /trace on that
+// plain-HTTP listener returns them as JSON and forgets them. Without it the guard traces nothing.
 // Prints {"listening":PORT,"pid":PID} when ready. SIGTERM: close, flush the spool, exit.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { dist } from './common.mjs';
@@ -24,6 +27,7 @@ const { values } = parseArgs({
     listen: { type: 'string' },
     upstream: { type: 'string' },
     'upstream-connections': { type: 'string' },
+    'trace-ctl': { type: 'string' },
   },
 });
 const { createGuard } = await dist('guard/server.js');
@@ -75,6 +79,7 @@ const guard = createGuard({
   metrics: guardMetrics(registry),
   record: recorder.record,
   log,
+  trace: values['trace-ctl'] !== undefined,
 });
 guard.setPeers({
   version: 'bench-1',
@@ -85,13 +90,24 @@ guard.setPeers({
 });
 
 const [host, port] = [values.listen.slice(0, values.listen.lastIndexOf(':')), Number(values.listen.slice(values.listen.lastIndexOf(':') + 1))];
+let traceCtl = null;
+if (values['trace-ctl']) {
+  traceCtl = createServer((req, res) => {
+    if (req.url !== '/trace') return void res.writeHead(404).end();
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(guard.trace.drain()));
+  });
+  const t = values['trace-ctl'];
+  await new Promise((r) => traceCtl.listen(Number(t.slice(t.lastIndexOf(':') + 1)), t.slice(0, t.lastIndexOf(':')), r));
+}
 guard.server.listen({ host, port, backlog: 4096 }, () => {
-  process.stdout.write(JSON.stringify({ listening: guard.server.address().port, pid: process.pid }) + '\n');
+  process.stdout.write(JSON.stringify({ listening: guard.server.address().port, pid: process.pid, ...(traceCtl ? { traceCtl: traceCtl.address().port } : {}) }) + '\n');
 });
 
 const stopAll = () => {
   void (async () => {
     const t = setTimeout(() => process.exit(1), 5000);
+    traceCtl?.close();
     await guard.close();
     recorder.flush();
     process.stderr.write(`records spooled: ${written} (in the file: ${spool.count()})\n`);

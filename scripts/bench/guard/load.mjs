@@ -9,6 +9,11 @@
 //   stream:    --target URL --streams N --rounds R --ctl URL --tag T
 //              N concurrent /api/generate streams per round; each NDJSON line's arrival time
 //              (CLOCK_MONOTONIC) against its emission time in the simulator (sim.mjs /emits).
+//              --dump 1 adds every request's {ua, t0, first, firstEmit} (µs) to the result.
+//   probe:     --target URL --background N --probes P --interval-ms MS --tag T
+//              N long streams run in the background (User-Agent bench-bg); meanwhile P single
+//              streamed requests (2 tokens, User-Agent bench-s-probe-T-i), one every MS, on one
+//              keep-alive connection; prints each probe's {ua, t0, first, status} (µs).
 //   hold:      --target URL --steps 1000,5000 [--open-concurrency K]
 //              opens slow streams over raw sockets until `steps[i]` have their first chunk,
 //              prints {"ready":n}, waits for a line "next" on stdin; after the last step waits
@@ -43,6 +48,10 @@ const { values: a } = parseArgs({
     'open-concurrency': { type: 'string', default: '512' },
     resume: { type: 'string', default: '0' },
     'max-seconds': { type: 'string', default: '120' },
+    dump: { type: 'string', default: '0' },
+    background: { type: 'string', default: '0' },
+    probes: { type: 'string', default: '20' },
+    'interval-ms': { type: 'string', default: '100' },
   },
 });
 
@@ -224,7 +233,60 @@ async function stream() {
     firstEmitP50Ms: round(pct(sr, 50), 3),
     gapP50Ms: round(pct(sg, 50), 3),
     gapP99Ms: round(pct(sg, 99), 3),
+    ...(a.dump === '1' ? { requests: runs.map((r) => ({ ua: r.ua, t0: r.t0, first: r.arrivals[0] ?? null, firstEmit: emits[r.ua]?.[0] ?? null, status: r.status })) } : {}),
   });
+}
+
+// ---------------------------------------------------------------- probe
+
+async function probe() {
+  const n = Number(a.background);
+  const probes = Number(a.probes);
+  const interval = Number(a['interval-ms']);
+  const bgPool = n > 0 ? pool(n) : null;
+  const bgBody = JSON.stringify({ model: 'llama3.2', prompt: 'Keep talking.', stream: true, options: { num_predict: 1_000_000 } });
+  let bgFirst = 0;
+  let bgFailed = 0;
+  const bgStop = new AbortController();
+  const background = Array.from({ length: n }, async () => {
+    try {
+      const r = await bgPool.request({ method: 'POST', path: '/api/generate', headers: { 'content-type': 'application/json', 'user-agent': 'bench-bg' }, body: bgBody, signal: bgStop.signal });
+      let first = true;
+      for await (const _ of r.body) {
+        if (first) (first = false), bgFirst++;
+      }
+    } catch {
+      if (!bgStop.signal.aborted) bgFailed++;
+    }
+  });
+  for (let i = 0; i < 200 && bgFirst + bgFailed < n; i++) await sleep(50);
+  await sleep(500);
+  const bgOpen = bgFirst;
+  const p = pool(1);
+  const body = JSON.stringify({ model: 'llama3.2', prompt: 'One word.', stream: true, options: { num_predict: 2 } });
+  const one = async (ua) => {
+    const rec = { ua, t0: us(), first: null, status: 0 };
+    try {
+      const r = await p.request({ method: 'POST', path: '/api/generate', headers: { 'content-type': 'application/json', 'user-agent': ua }, body });
+      rec.status = r.statusCode;
+      for await (const _ of r.body) if (rec.first === null) rec.first = us();
+    } catch (e) {
+      rec.error = e.message;
+    }
+    return rec;
+  };
+  await one(`warm-probe-${a.tag}`);
+  const list = [];
+  for (let i = 0; i < probes; i++) {
+    const start = performance.now();
+    list.push(await one(`bench-s-probe-${a.tag}-${i}`));
+    await sleep(Math.max(0, interval - (performance.now() - start)));
+  }
+  bgStop.abort();
+  await Promise.race([Promise.all(background), sleep(3000)]);
+  await p.destroy().catch(() => {});
+  await bgPool?.destroy().catch(() => {});
+  out({ mode: 'probe', target: a.target, background: n, backgroundOpen: bgOpen, backgroundFailed: bgFailed, probes: list });
 }
 
 // ---------------------------------------------------------------- raw connections
@@ -405,7 +467,7 @@ async function handshake() {
   });
 }
 
-const modes = { rps, stream, hold, handshake };
+const modes = { rps, stream, probe, hold, handshake };
 if (!modes[a.mode]) {
   console.error(`unknown --mode ${a.mode}`);
   process.exit(2);

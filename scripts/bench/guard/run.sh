@@ -2,11 +2,17 @@
 # Guard vs nginx (issue 3, "Benchmarks"): builds wg-ollama, then runs scripts/bench/guard/bench.mjs,
 # which starts the simulator, the guard (1 process), nginx (worker_processes 1) and the load
 # generator as separate processes on 127.0.0.1, and kills all of them by PID at the end.
-#   sudo scripts/bench/guard/run.sh                  # full run, ~7-9 min
+#   sudo scripts/bench/guard/run.sh                  # full run, 10-12 min (not timed since issue 13)
 #   BENCH_QUICK=1 sudo -E scripts/bench/guard/run.sh # smoke test, ~1.5 min
-# Results: $BENCH_OUT/guard.json (every repetition) and guard.md (the tables); default
-# BENCH_OUT=/tmp/wgo-bench-results. Knobs: GB_REPS (3), GB_RPS_SECONDS (2.5),
-# GB_HOLD_STEPS (1000,5000), GB_HOLD_REPS (2), GB_DEADLINE_S (840), GB_KEEP_DIR=1.
+#   flock /tmp/wgo-bench.lock scripts/bench/guard/run.sh   # on a shared machine: one benchmark at a time
+# Results: $BENCH_OUT/guard.json (every repetition) and guard.md (the tables; again from the json
+# with `node scripts/bench/guard/summary.mjs FILE`); default BENCH_OUT=/tmp/wgo-bench-results.
+# Knobs: GB_ONLY (rps,streams,legs,handshakes,rss), GB_REPS (3), GB_CONC (1,16,64),
+# GB_RPS_SECONDS (2.5), GB_PROBES (30), GB_HOLD_STEPS (1000,5000), GB_HOLD_REPS (2),
+# GB_DEADLINE_S (840), GB_KEEP_DIR=1. A busy machine: GB_MAX_LOAD (1.0, load average when the run
+# starts), GB_MAX_FOREIGN_PCT (15, other processes' CPU during a phase, % of one core),
+# GB_MAX_STEAL_PCT (5), GB_WAIT_QUIET_S (0: seconds to wait for the load average to drop first),
+# GB_BUSY=mark (busy phases marked in the tables) or refuse (no figures, exit 4).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 if [ "$(id -u)" != 0 ]; then echo "run as root: sudo scripts/bench/guard/run.sh" >&2; exit 2; fi

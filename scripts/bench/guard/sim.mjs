@@ -5,7 +5,8 @@
 //   - for requests whose User-Agent starts with "bench-s-", the CLOCK_MONOTONIC time of every
 //     write of the answer (one per NDJSON line) is kept, so the load generator can compute the
 //     one-way delay of each chunk: arrival at the client − emission here. GET /emits on the
-//     control listener returns {ua: [µs, ...]} and forgets them.
+//     control listener returns {ua: [µs, ...]} and forgets them; GET /arrivals returns
+//     {ua: µs} (when each such request reached the simulator) and forgets them.
 //
 //   node sim.mjs --listen 127.0.0.1:PORT --ctl 127.0.0.1:PORT [--token-rate N] [--tokens N]
 import { createServer } from 'node:http';
@@ -21,11 +22,13 @@ const hostPort = (s) => {
 };
 const sim = createSimulator({ tokenRate: Number(values['token-rate']), tokens: Number(values.tokens) });
 const emits = new Map();
+const arrivals = new Map();
 const us = () => Number(process.hrtime.bigint()) / 1e3;
 
 sim.server.prependListener('request', (req, res) => {
   const ua = req.headers['user-agent'];
   if (typeof ua !== 'string' || !ua.startsWith('bench-s-')) return;
+  arrivals.set(ua, us());
   const list = [];
   emits.set(ua, list);
   const write = res.write;
@@ -51,6 +54,12 @@ const ctl = createServer((req, res) => {
   if (req.url === '/emits') {
     const body = JSON.stringify(Object.fromEntries(emits));
     emits.clear();
+    res.writeHead(200, { 'content-type': 'application/json' });
+    return res.end(body);
+  }
+  if (req.url === '/arrivals') {
+    const body = JSON.stringify(Object.fromEntries(arrivals));
+    arrivals.clear();
     res.writeHead(200, { 'content-type': 'application/json' });
     return res.end(body);
   }
