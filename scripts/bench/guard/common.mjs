@@ -32,6 +32,20 @@ export function median(xs) {
   const m = Math.floor(a.length / 2);
   return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2;
 }
+/**
+ * Prints, for each mode, the median and [min–max] over runs of each key
+ * (`results[mode]` is one object per run).
+ */
+export function printRunSummary(results, modes, keys) {
+  const f = (x) => (Number.isFinite(x) ? x.toFixed(2) : '-');
+  console.log('\nmedian [min–max] over runs');
+  for (const mode of modes) {
+    console.log(`${mode.padEnd(6)} ` + keys.map((k) => {
+      const xs = results[mode].map((x) => x[k]).filter((x) => Number.isFinite(x));
+      return `${k} ${f(median(xs))} [${f(Math.min(...xs))}–${f(Math.max(...xs))}]`;
+    }).join(' | '));
+  }
+}
 export const round = (v, d = 1) => (Number.isFinite(v) ? Math.round(v * 10 ** d) / 10 ** d : null);
 
 // ---------------------------------------------------------------- /proc

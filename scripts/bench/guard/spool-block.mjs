@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Registry } from 'prom-client';
-import { dist } from './common.mjs';
+import { dist, printRunSummary } from './common.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -151,11 +151,5 @@ if (values.child) {
     }
   }
   const keys = ['eldP50', 'eldP99', 'eldMax', 'reqP50', 'reqP99', 'flushP50', 'flushP99', 'loopMsPerSec', 'cpuPct'];
-  console.log('\nmedian [min–max] over runs');
-  for (const mode of ['sync', 'thread']) {
-    console.log(`${mode.padEnd(6)} ` + keys.map((k) => {
-      const xs = results[mode].map((x) => x[k]);
-      return `${k} ${f(pct(xs, 50))} [${f(Math.min(...xs))}–${f(Math.max(...xs))}]`;
-    }).join(' | '));
-  }
+  printRunSummary(results, ['sync', 'thread'], keys);
 }

@@ -20,7 +20,7 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Registry } from 'prom-client';
 import { Pool } from 'undici';
-import { clientTls, dist, freePort, makeCertificates, pct as pctSorted, sleep, sorted, start, stop } from './common.mjs';
+import { clientTls, dist, freePort, printRunSummary, makeCertificates, pct as pctSorted, sleep, sorted, start, stop } from './common.mjs';
 
 const pct = (xs, p) => pctSorted(sorted(xs), p);
 const { values } = parseArgs({
@@ -139,13 +139,7 @@ async function main() {
     rmSync(dir, { recursive: true, force: true });
   }
   const keys = ['eldP99', 'eldMax', 'reqP50', 'reqP99', 'genPerSec'];
-  console.log('\nmedian [min–max] over runs');
-  for (const mode of ['sync', 'thread']) {
-    console.log(`${mode.padEnd(6)} ` + keys.map((k) => {
-      const xs = results[mode].map((x) => x[k]);
-      return `${k} ${f(pct(xs, 50))} [${f(Math.min(...xs))}–${f(Math.max(...xs))}]`;
-    }).join(' | '));
-  }
+  printRunSummary(results, ['sync', 'thread'], keys);
 }
 
 if (values['guard-child']) await guardChild(values['guard-child']);
