@@ -4,14 +4,14 @@
  * connect profile, and the connector on 127.0.0.1:0 forwarding to the guard.
  */
 import { once } from 'node:events';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseConnectListen } from '../../src/core/connect.js';
 import { renderConnectProfile } from '../../src/core/connect-profile.js';
 import { createConnector, type Connector } from '../../src/connect/proxy.js';
 import { startEnv, type EnvOptions, type GuardEnv } from './guard-env.js';
+import { testDir } from './temp.js';
 
 export interface ConnectEnv {
   env: GuardEnv;
@@ -31,7 +31,7 @@ export function profileFor(env: GuardEnv, peer: string, guardUrl = `https://127.
 }
 
 export function writeProfile(text: string, mode = 0o600): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'wgo-connect-')), 'alice.connect.json');
+  const file = join(testDir('connect'), 'alice.connect.json');
   writeFileSync(file, text, { mode });
   chmodSync(file, mode);
   return file;
@@ -59,13 +59,15 @@ export async function startConnector(env: GuardEnv, o: { peer?: string; guardUrl
 export async function startConnectEnv(o: EnvOptions = {}): Promise<ConnectEnv> {
   const env = await startEnv(o);
   const c = await startConnector(env);
+  const profileFile = writeProfile(profileFor(env, 'alice'));
   return {
     env,
     ...c,
-    profileFile: writeProfile(profileFor(env, 'alice')),
+    profileFile,
     async close() {
       await c.connector.close();
       await env.close();
+      rmSync(dirname(profileFile), { recursive: true, force: true });
     },
   };
 }

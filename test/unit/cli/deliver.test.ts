@@ -1,22 +1,22 @@
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { outFiles, preflightOut, writeOut } from '../../../src/cli/deliver.js';
 import { CONNECTOR_FILE, connectorBundle } from '../../../src/connect/bundle.js';
+import { testDir } from '../../support/temp.js';
 
 const CONFIG = '[Interface]\nPrivateKey = x\n';
 
 describe('--out delivery', () => {
   it('preflight creates nothing, even for a directory that does not exist yet', () => {
-    const base = mkdtempSync(join(tmpdir(), 'wgo-out-'));
+    const base = testDir('out');
     const dir = join(base, 'a', 'b');
     expect(preflightOut(dir, 'alice')).toBe(dir);
     expect(existsSync(join(base, 'a'))).toBe(false);
   });
 
   it('preflight refuses a file in the way and existing target files', () => {
-    const base = mkdtempSync(join(tmpdir(), 'wgo-out-'));
+    const base = testDir('out');
     writeFileSync(join(base, 'file'), '');
     expect(() => preflightOut(join(base, 'file', 'x'), 'alice')).toThrow(/not a directory/);
     writeFileSync(outFiles(base, 'alice').png, '');
@@ -24,7 +24,7 @@ describe('--out delivery', () => {
   });
 
   it('writes the three files 0600 into a new 0700 directory', async () => {
-    const dir = join(mkdtempSync(join(tmpdir(), 'wgo-out-')), 'new');
+    const dir = join(testDir('out'), 'new');
     const files = await writeOut(dir, 'alice', CONFIG);
     expect(files.map((f) => f.slice(dir.length + 1))).toEqual(['alice.conf', 'alice.png', 'alice.svg']);
     for (const f of files) expect(statSync(f).mode & 0o777).toBe(0o600);
@@ -32,14 +32,14 @@ describe('--out delivery', () => {
   });
 
   it('a failure part-way removes what it wrote and leaves the file in its way alone', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'wgo-out-'));
+    const dir = testDir('out');
     writeFileSync(outFiles(dir, 'alice').svg, 'someone else');
     await expect(writeOut(dir, 'alice', CONFIG)).rejects.toThrow(/EEXIST/);
     expect(readdirSync(dir)).toEqual(['alice.svg']);
   });
 
   it('with a TLS bundle: the certificate, key, .p12 and connect profile are 0600; ca.crt and the connector are shared', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'wgo-out-'));
+    const dir = testDir('out');
     const tls = { certPem: 'CERT', keyPem: 'KEY', caPem: 'CA', p12: Buffer.from('P12'), connectProfile: '{"wgOllamaConnect":1}\n' };
     const files = await writeOut(dir, 'alice', CONFIG, tls);
     const names = files.map((f) => f.slice(dir.length + 1));
@@ -58,14 +58,14 @@ describe('--out delivery', () => {
   });
 
   it('preflight refuses an existing connect profile', () => {
-    const base = mkdtempSync(join(tmpdir(), 'wgo-out-'));
+    const base = testDir('out');
     writeFileSync(outFiles(base, 'alice').connect, '');
     expect(() => preflightOut(base, 'alice')).toThrow(/alice\.connect\.json already exists/);
   });
 
   it('shared files planted as symlinks are replaced, never written through (add-peer runs as root)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'wgo-out-'));
-    const victim = join(mkdtempSync(join(tmpdir(), 'wgo-victim-')), 'victim.txt');
+    const dir = testDir('out');
+    const victim = join(testDir('victim'), 'victim.txt');
     writeFileSync(victim, 'precious');
     symlinkSync(victim, join(dir, CONNECTOR_FILE));
     symlinkSync(victim, join(dir, 'ca.crt'));
@@ -79,7 +79,7 @@ describe('--out delivery', () => {
   });
 
   it("a failure part-way leaves the directory's shared files (other peers use them) as they were", async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'wgo-out-'));
+    const dir = testDir('out');
     writeFileSync(join(dir, 'ca.crt'), 'OLD CA');
     writeFileSync(join(dir, CONNECTOR_FILE), 'old connector');
     // alice.connect.json is in the way (a directory): the last per-peer file cannot be written.

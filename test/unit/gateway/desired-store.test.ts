@@ -1,5 +1,3 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/config.js';
@@ -9,9 +7,10 @@ import { openDatabase } from '../../../src/db/open.js';
 import { peerService } from '../../../src/gateway/peer-service.js';
 import { pskStore } from '../../../src/gateway/psk-store.js';
 import { testCaStore } from '../../support/ca.js';
+import { testDir } from '../../support/temp.js';
 
 function setup() {
-  const dir = mkdtempSync(join(tmpdir(), 'wgo-store-'));
+  const dir = testDir('store');
   const config = parseConfig({ stateDir: dir, interface: 'wgo0', listenPort: 51820, subnet: '10.66.0.0/24', endpoint: 'vpn.example.com:51820', ollamaHost: '192.168.1.50', ollamaPort: 11434 }, 'test');
   const db = openDatabase(':memory:');
   const psk = pskStore(join(dir, 'psk'));
