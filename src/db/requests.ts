@@ -36,9 +36,12 @@ export function requestRepository(db: Db) {
     insert: db.prepare(`INSERT INTO requests (guard, spool, guard_seq, at, peer_id, peer, cert_serial, source, method, path,
         endpoint, model, prompt_sha256, prompt_length, prompt_text, status, bytes_in, bytes_out, prompt_tokens, eval_tokens,
         ttfb_ms, duration_ms, refusal, auth, estimated_tokens)
-      VALUES (@guard, @spool, @seq, @at, (SELECT peer_id FROM certificates WHERE serial = @certSerial AND role = 'peer'), @peer,
+      SELECT @guard, @spool, @seq, @at, (SELECT peer_id FROM certificates WHERE serial = @certSerial AND role = 'peer'), @peer,
         @certSerial, @source, @method, @path, @endpoint, @model, @promptSha256, @promptLength, @promptText, @status,
-        @bytesIn, @bytesOut, @promptTokens, @evalTokens, @ttfbMs, @durationMs, @refusal, @auth, @estimatedTokens)
+        @bytesIn, @bytesOut, @promptTokens, @evalTokens, @ttfbMs, @durationMs, @refusal, @auth, @estimatedTokens
+      -- A seq at or below what retention pruned (migration 9) was stored once already: a guard
+      -- pushing that batch again must not store it (and charge its tokens) a second time.
+      WHERE @seq > coalesce((SELECT seq FROM request_spool_seqs WHERE guard = @guard AND spool = @spool), 0)
       ON CONFLICT (guard, spool, guard_seq) DO NOTHING`),
     list: db.prepare(`SELECT ${COLUMNS} FROM requests WHERE ${WHERE} ORDER BY id LIMIT @limit`),
     newest: db.prepare(`SELECT * FROM (SELECT ${COLUMNS} FROM requests WHERE ${WHERE} ORDER BY id DESC LIMIT @limit) ORDER BY id`),

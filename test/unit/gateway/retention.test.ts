@@ -1,6 +1,7 @@
 import { statSync } from 'node:fs';
 import { afterEach, describe, expect, test } from 'vitest';
 import { retentionPolicy } from '../../../src/core/retention.js';
+import type { RequestRecord } from '../../../src/core/request-record.js';
 import { requestRepository } from '../../../src/db/requests.js';
 import { retentionService, type RetentionOptions } from '../../../src/gateway/retention.js';
 import { addAudit, addEvents, addRequests, count, DAY, NOW, retentionDb, times } from '../../support/retention-env.js';
@@ -82,6 +83,23 @@ describe('guard sequence numbers survive pruning', () => {
     expect(repo.spoolSeq('g2', 'old')).toBe(upTo);
     expect(repo.maxSeq('local')).toBe(local);
     expect(repo.spoolSeq('g2', 'other')).toBe(0);
+  });
+
+  test('a batch pushed again after its rows were pruned (its answer was lost) is not stored, nor charged, twice', async () => {
+    env = retentionDb();
+    const repo = requestRepository(env.db);
+    const rec = (seq: number, at: number): RequestRecord => ({
+      seq, at, peer: 'p1', certSerial: null, source: '10.66.0.2', method: 'POST', path: '/api/chat', endpoint: 'chat', model: 'llama3.2:latest',
+      promptSha256: null, promptLength: null, promptText: null, status: 200, bytesIn: 1, bytesOut: 1, promptTokens: 5, evalTokens: 5,
+      ttfbMs: 1, durationMs: 1, refusal: null,
+    });
+    const batch = [rec(1, NOW - 200 * DAY), rec(2, NOW - 199 * DAY), rec(3, NOW)];
+    expect(repo.insertNew('g1', batch, 'sp')).toHaveLength(3);
+    await service().run();
+    expect(count(env.db, 'requests', `guard = 'g1'`)).toBe(1);
+    expect(repo.insertNew('g1', batch, 'sp')).toEqual([]);
+    expect(count(env.db, 'requests', `guard = 'g1'`)).toBe(1);
+    expect(repo.insertNew('g1', [rec(4, NOW)], 'sp').map((r) => r.seq)).toEqual([4]);
   });
 });
 
