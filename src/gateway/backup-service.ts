@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { createReadStream, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import type { Config } from '../config.js';
-import { BACKUP_FORMAT, CONFIG_ENTRY, DB_ENTRY, DEFAULT_KDF, checkManifest, type KdfParams, type Manifest } from '../core/backup-format.js';
+import { BACKUP_FORMAT, CONFIG_ENTRY, DB_ENTRY, DEFAULT_KDF, checkEntryName, checkManifest, type KdfParams, type Manifest } from '../core/backup-format.js';
 import { backupsToRemove, isBackupFileName } from '../core/backup-rotation.js';
 import { auditRepository } from '../db/audit.js';
 import { gatewayStateRepository, livePskRefs, stateCounts } from '../db/gateway-state.js';
@@ -37,6 +37,15 @@ const MAX_DEPTH = 3;
 
 const skipped = (name: string): boolean => /\.(tmp|new)$/.test(name) || /^syncconf-[0-9a-f]+\.conf$/.test(name);
 
+const restorableName = (name: string): boolean => {
+  try {
+    checkEntryName(name);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 /** Every file of the state directory but the database, read into memory with its mode. */
 export function collectStateFiles(stateDir: string): PayloadEntry[] {
   const out: PayloadEntry[] = [];
@@ -50,6 +59,10 @@ export function collectStateFiles(stateDir: string): PayloadEntry[] {
         continue;
       }
       if (!d.isFile() || skipped(d.name)) continue;
+      // Restore takes only plain names (checkEntryName): a backup holding another could never be restored.
+      if (!restorableName(`state/${rel}`)) {
+        throw new WgoError('BAD_INPUT', `cannot back up ${path}: not a file name wg-ollama writes (letters, digits, "._-", at most 128 characters); move it out of the state directory`);
+      }
       const st = lstatSync(path);
       if (st.size > MAX_FILE) throw new WgoError('INTERNAL', `${path} is over ${MAX_FILE >> 20} MiB: not a file wg-ollama keeps there; move it out of the state directory`);
       if (out.length >= MAX_FILES) throw new WgoError('INTERNAL', `the state directory holds over ${MAX_FILES} files`);
@@ -118,10 +131,13 @@ export async function createBackup(req: BackupRequest): Promise<BackupResult> {
   const dir = dirname(out);
   if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new WgoError('BAD_INPUT', `${dir} is not a directory`);
 
-  const work = mkdtempSync(join(dir, '.wg-ollama-backup-'));
+  // Never a new empty database in its place: openDatabase would create one.
+  if (!existsSync(config.paths.db)) throw new WgoError('NOT_INITIALIZED', `no database at ${config.paths.db}: nothing to back up (run wg-ollama init first)`);
+  const files = collectStateFiles(config.stateDir);
   const db = openDatabase(config.paths.db);
+  let work: string | null = null;
   try {
-    const files = collectStateFiles(config.stateDir);
+    work = mkdtempSync(join(dir, '.wg-ollama-backup-'));
     const snapshot = join(work, 'snapshot.db');
     // One step: the copy is one read transaction, a consistent snapshot; WAL lets serve keep writing meanwhile.
     await db.backup(snapshot, { progress: () => 0x7fffffff });
@@ -191,7 +207,7 @@ export async function createBackup(req: BackupRequest): Promise<BackupResult> {
     return { file: out, size, manifest, removed };
   } finally {
     db.close();
-    rmSync(work, { recursive: true, force: true });
+    if (work) rmSync(work, { recursive: true, force: true });
   }
 }
 

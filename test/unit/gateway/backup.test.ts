@@ -3,7 +3,7 @@
  * AES-256-GCM and scrypt), and every way a backup file can be wrong: each is a
  * clear error with nothing written (the directory listing is the same after).
  */
-import { readFileSync, readdirSync, statSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, statSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -25,6 +25,33 @@ async function rejects(p: Promise<unknown>, code: string, message: RegExp): Prom
   expect((e as WgoError).message).toMatch(message);
   return e as WgoError;
 }
+
+describe('backup: what it cannot take, refused before anything is written', () => {
+  test('a file in the state directory whose name restore would not take (an editor backup) is named, and nothing is written', async () => {
+    const env = backupEnv();
+    try {
+      writeFileSync(join(env.stateDir, 'server.key~'), 'stray');
+      mkdirSync(join(env.root, 'out'));
+      await rejects(env.backup(join(env.root, 'out', 'gw.wgobak')), 'BAD_INPUT', /^cannot back up .*server\.key~: not a file name wg-ollama writes/);
+      expect(readdirSync(join(env.root, 'out'))).toEqual([]);
+    } finally {
+      env.cleanup();
+    }
+  });
+
+  test('no database: NOT_INITIALIZED, and none is created', async () => {
+    const env = backupEnv();
+    try {
+      for (const f of readdirSync(env.stateDir).filter((n) => n.startsWith('wg-ollama.db'))) rmSync(join(env.stateDir, f));
+      mkdirSync(join(env.root, 'out'));
+      await rejects(env.backup(join(env.root, 'out', 'gw.wgobak')), 'NOT_INITIALIZED', /^no database at /);
+      expect(readdirSync(join(env.root, 'out'))).toEqual([]);
+      expect(existsSync(env.config.paths.db)).toBe(false);
+    } finally {
+      env.cleanup();
+    }
+  });
+});
 
 describe('backup and restore', () => {
   let env: BackupEnv;
