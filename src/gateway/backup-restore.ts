@@ -1,5 +1,4 @@
-import { closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, fchmodSync, mkdirSync, mkdtempSync, openSync, readdirSync, renameSync, rmSync, rmdirSync, statSync, writeSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseConfig } from '../config.js';
 import { CONFIG_ENTRY, checkManifest, type Manifest } from '../core/backup-format.js';
@@ -8,6 +7,7 @@ import { gatewayStateRepository } from '../db/gateway-state.js';
 import { MIGRATIONS } from '../db/migrations.js';
 import { openDatabase } from '../db/open.js';
 import { WgoError, badInput } from '../errors.js';
+import { writeSecretFile } from '../system/files.js';
 import { hashingSink, readEnvelope } from './backup-envelope.js';
 import { expectedEntries, verifyBackup } from './backup-service.js';
 import type { Actor } from './peer-service.js';
@@ -113,7 +113,7 @@ export async function restoreBackup(req: RestoreRequest): Promise<RestoreResult>
     if (existsSync(stateDir)) rmdirSync(stateDir); // empty (else it clashed and was moved aside)
     renameSync(work, stateDir);
     placed = true;
-    writeConfig(configFile, newConfigText);
+    writeSecretFile(configFile, newConfigText);
     await req.flush(stateDir);
   } catch (e) {
     if (placed) renameSync(stateDir, work);
@@ -160,19 +160,3 @@ async function unpack(file: string, passphrase: string, work: string): Promise<v
   check.complete();
 }
 
-function writeConfig(path: string, text: string): void {
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  const fd = openSync(tmp, 'wx', 0o600);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-}

@@ -53,7 +53,12 @@ export function writeSecretFile(path: string, content: string, options: { exclus
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
   }
-  renameSync(tmp, path);
+  try {
+    renameSync(tmp, path);
+  } catch (e) {
+    removeFile(tmp);
+    throw e;
+  }
 }
 
 export function readSecretFile(path: string): string {
