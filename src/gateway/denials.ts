@@ -54,8 +54,13 @@ export function denialJournal(path: string) {
       file.write(i, bytes);
       if (!file.read()[i]!.equals(bytes)) throw new WgoError('INTERNAL', `${path}: slot ${i} was overwritten by another process; try again`);
     },
-    /** Empties a slot whose denial is saved. */
-    clear(slot: number): void {
+    /**
+     * Empties a slot whose denial is saved — unless another process changed it
+     * meanwhile (a disable turned into a revoke while the disable was being
+     * saved): that one is left for the next save.
+     */
+    clear(slot: number, saved?: Denial): void {
+      if (saved && !file.read()[slot]!.equals(encodeDenial(saved))) return;
       file.write(slot, emptySlot());
     },
   };
@@ -77,7 +82,7 @@ export function saveDenials(journal: DenialJournal, save: (d: Denial) => void, o
       if (isDiskFull(e)) return pending.length - n;
       throw e;
     }
-    journal.clear(slot);
+    journal.clear(slot, denial);
     onSaved?.(denial);
   }
   return 0;

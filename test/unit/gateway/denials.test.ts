@@ -31,6 +31,19 @@ beforeEach(() => {
 afterEach(() => env.close());
 
 describe('the denial journal', () => {
+  test('a disable turned into a revoke while the disable is being saved stays pending (the save does not clear it)', () => {
+    journal.add(denial(1, 'disable'));
+    const saved: string[] = [];
+    const left = saveDenials(journal, (d) => {
+      saved.push(d.action);
+      if (d.action === 'disable') journal.add(denial(1, 'revoke')); // the CLI, at that moment
+    });
+    expect(saved).toEqual(['disable']);
+    expect(left).toBe(0);
+    expect(journal.pending().map((p) => [p.denial.peerId, p.denial.action])).toEqual([[1, 'revoke']]);
+  });
+
+
   test('is created once at its full size and never grows', () => {
     const size = DENIAL_SLOTS * DENIAL_SLOT_BYTES;
     expect(statSync(journal.path).size).toBe(size);
