@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import type { Dispatcher } from 'undici';
 import type { Limits } from '../core/limits.js';
 import type { EndpointDef } from '../core/ollama-api.js';
 import { decideBody, decideHead, filterModelList, type Refusal } from '../core/policy.js';
@@ -17,6 +16,7 @@ import type { UpstreamSlots } from './slots.js';
 import { watchStall } from './stall.js';
 import { authenticateByCertificate, type TokenGate } from './tokens.js';
 import type { GuardTrace, TraceRecord } from './trace.js';
+import type { Upstream, UpstreamCall, UpstreamHandler } from './upstream.js';
 
 /** Request headers passed on to Ollama; everything else (cookies, Origin, Authorization, encodings) stays behind. */
 const FORWARD_REQUEST = ['content-type', 'accept', 'user-agent'];
@@ -32,7 +32,7 @@ const MAX_LIST_BYTES = 16 * 1024 * 1024;
 
 export interface ExchangeDeps {
   limits: Limits;
-  upstream: Dispatcher;
+  upstream: Upstream;
   metrics: GuardMetrics;
   budget: Budget;
   rate: ReturnType<typeof createRateLimiter>;
@@ -250,10 +250,10 @@ interface Forward {
 }
 
 /**
- * Forwards through undici's dispatch() with a plain handler rather than request(): no body
- * stream, AbortController or promise per request, and chunks go to the client straight from
- * onResponseData. Backpressure: the upstream read pauses while the client's socket is full.
- * A client that leaves, or the max-duration timer, aborts the upstream request.
+ * Forwards over the guard's own upstream connections (upstream.ts): the request is written as
+ * soon as it is decided, and chunks go to the client straight from onData. Backpressure: the
+ * upstream read pauses while the client's socket is full. A client that leaves, or the
+ * max-duration timer, aborts the upstream request.
  */
 function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
   const { req, res, draft, endpoint, tr } = f;
@@ -263,10 +263,9 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
     const v = req.headers[h];
     if (typeof v === 'string') headers[h] = v;
   }
-  if (f.forward) headers['content-length'] = String(f.forward.length);
   const generative = endpoint.generative;
   const charge = startCharge({ budget: deps.budget, peer: f.peer, policy: f.policy, generative, stream: f.stream, promptLength: draft.promptLength, at: draft.at, clock: deps.clock });
-  let controller: Dispatcher.DispatchController | null = null;
+  let controller: UpstreamCall | null = null;
   /** Set when the upstream request must stop (client gone, max duration) before or after it started. */
   let abortReason: Error | null = null;
   let clientGone = false;
@@ -328,16 +327,16 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
       if (c.estimatedTokens === null && c.promptTokens !== null) deps.metrics.tokens(f.peer, draft.model, c.promptTokens, c.evalTokens ?? 0);
     };
 
-    const handler: Dispatcher.DispatchHandler = {
-      onRequestStart(c) {
+    const handler: UpstreamHandler = {
+      onStart(c) {
         controller = c;
-        if (tr) {
-          trace!.mark(tr, 'connected');
-          trace!.writing(tr);
-        }
+        if (tr) trace!.mark(tr, 'connected');
         if (abortReason) c.abort(abortReason);
       },
-      onResponseStart(_c, statusCode, upHeaders) {
+      onWritten() {
+        if (tr) trace!.mark(tr, 'written');
+      },
+      onHead(statusCode, upHeaders) {
         if (tr) trace!.mark(tr, 'upHead');
         draft.status = statusCode;
         const type = upHeaders['content-type'];
@@ -348,11 +347,11 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
         }
         res.writeHead(statusCode, pickHeaders(upHeaders));
       },
-      onResponseData(c, chunk) {
+      onData(chunk) {
         if (tr) trace!.mark(tr, 'upByte');
         if (list) {
           list.size += chunk.length;
-          if (list.size > MAX_LIST_BYTES) c.abort(new Error('model list too large'));
+          if (list.size > MAX_LIST_BYTES) controller!.abort(new Error('model list too large'));
           else list.chunks.push(chunk);
           return;
         }
@@ -366,11 +365,11 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
         const flowing = res.write(chunk);
         if (tr) trace!.mark(tr, 'clientByte');
         if (!flowing) {
-          c.pause();
+          controller!.pause();
           stall.blocked();
         }
       },
-      onResponseEnd(_c, _trailers) {
+      onEnd() {
         if (list) {
           let body: string;
           try {
@@ -388,7 +387,7 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
         }
         settle();
       },
-      onResponseError(_c, e) {
+      onError(e) {
         if (clientGone) {
           // The record keeps Ollama's status when its answer had begun; 499 when it had not.
           if (!res.headersSent) draft.status = 499;
@@ -410,14 +409,14 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
       draft.status = 499;
       return settle();
     }
-    deps.upstream.dispatch(
+    deps.upstream.request(
       {
-        method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+        method: req.method ?? 'GET',
         path: draft.path ?? '/',
         headers,
-        body: f.forward,
-        headersTimeout: deps.limits.idleTimeoutSec * 1000,
-        bodyTimeout: deps.limits.idleTimeoutSec * 1000,
+        ...(f.forward ? { body: f.forward } : {}),
+        headersTimeoutMs: deps.limits.idleTimeoutSec * 1000,
+        bodyTimeoutMs: deps.limits.idleTimeoutSec * 1000,
       },
       handler,
     );

@@ -2,7 +2,6 @@ import type { EventLog } from '../core/log-events.js';
 import { createServer, type Server } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
-import { Pool } from 'undici';
 import type { Limits } from '../core/limits.js';
 import type { Refusal } from '../core/policy.js';
 import { createRateLimiter } from '../core/rate.js';
@@ -16,6 +15,7 @@ import type { GuardMetrics } from './metrics.js';
 import { EMPTY_PEER_SET, indexPeerSet } from './peer-set.js';
 import { createUpstreamSlots } from './slots.js';
 import { createTokenGate } from './tokens.js';
+import { createUpstream } from './upstream.js';
 import { createGuardTrace, nowUs, type TraceRecord } from './trace.js';
 
 /** The guard's logger: every line names its event (src/core/log-events.ts). */
@@ -57,12 +57,7 @@ export function createGuard(o: GuardOptions) {
   const answered = new WeakSet<Socket>();
   const budget = createBudget();
   const tokens = createTokenGate({ tokenFailure: (reason) => o.metrics.tokenFailure(reason) });
-  const upstream = new Pool(o.upstream, {
-    connections: o.limits.maxUpstreamRequests,
-    keepAliveTimeout: 30_000,
-    headersTimeout: o.limits.idleTimeoutSec * 1000,
-    bodyTimeout: o.limits.idleTimeoutSec * 1000,
-  });
+  const upstream = createUpstream({ origin: o.upstream, keepAliveMs: 30_000, maxIdle: o.limits.maxUpstreamRequests });
   let expiryTimer: NodeJS.Timeout | undefined;
   const trace = o.trace ? createGuardTrace() : undefined;
   /** With tracing on: when each connection's handshake finished, and how many requests it has carried. */

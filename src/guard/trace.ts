@@ -1,4 +1,3 @@
-import { channel } from 'node:diagnostics_channel';
 import type { IncomingMessage } from 'node:http';
 
 /**
@@ -6,7 +5,7 @@ import type { IncomingMessage } from 'node:http';
  *   head       the request handler runs (TLS record decrypted, head parsed, the event loop got to it)
  *   body       the body is read whole
  *   policy     every check passed, an upstream slot taken: about to dispatch
- *   connected  undici gave the request a connection and starts writing it
+ *   connected  the request has its upstream connection (upstream.ts) and is about to be written
  *   written    the request (head and body) handed to the upstream socket
  *   upHead     Ollama's response head arrived
  *   upByte     Ollama's first body byte arrived
@@ -32,8 +31,6 @@ export interface TraceRecord {
 export interface GuardTrace {
   begin(req: IncomingMessage, accepted: number | null, nth: number): TraceRecord;
   mark(r: TraceRecord, leg: Leg): void;
-  /** The record whose upstream write undici is doing right now (set at `connected`, read by its write-done event). */
-  writing(r: TraceRecord | null): void;
   /** The records kept so far, oldest first; they are forgotten. */
   drain(): { records: TraceRecord[]; dropped: number };
   close(): void;
@@ -44,20 +41,11 @@ export const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
 /**
  * Keeps a leg record per request, at most `max` between two drains (the rest are counted, not
  * kept). Only created when tracing is asked for: a guard without it checks one `undefined` per
- * mark and subscribes to nothing.
+ * mark.
  */
 export function createGuardTrace(max = 100_000): GuardTrace {
   let records: TraceRecord[] = [];
   let dropped = 0;
-  let current: TraceRecord | null = null;
-  // undici publishes this synchronously at the end of writing a request with a Buffer body,
-  // inside the same call that started it (the `connected` mark): `current` is that request.
-  const bodySent = channel('undici:request:bodySent');
-  const onBodySent = (): void => {
-    if (current && current.marks.written === undefined) current.marks.written = nowUs();
-    current = null;
-  };
-  bodySent.subscribe(onBodySent);
   return {
     begin(req, accepted, nth) {
       const ua = req.headers['user-agent'];
@@ -69,9 +57,6 @@ export function createGuardTrace(max = 100_000): GuardTrace {
     mark(r, leg) {
       if (r.marks[leg] === undefined) r.marks[leg] = nowUs();
     },
-    writing(r) {
-      current = r;
-    },
     drain() {
       const out = { records, dropped };
       records = [];
@@ -79,7 +64,7 @@ export function createGuardTrace(max = 100_000): GuardTrace {
       return out;
     },
     close() {
-      bodySent.unsubscribe(onBodySent);
+      records = [];
     },
   };
 }

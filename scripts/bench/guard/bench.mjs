@@ -44,6 +44,8 @@ const QUIET = {
   maxStealPct: Number(process.env.GB_MAX_STEAL_PCT || DEFAULT_QUIET.maxStealPct),
 };
 const WAIT_QUIET_S = Number(process.env.GB_WAIT_QUIET_S || 0);
+/** Another build's dist/ (e.g. the commit before a change): its guard runs as target "guard-base" in the rps and streams phases. */
+const BASELINE_DIST = process.env.GB_BASELINE_DIST || '';
 const t0 = Date.now();
 const log = boundRun(DEADLINE_MS);
 
@@ -60,8 +62,9 @@ async function startSim(rate, tokens) {
   return { ...p, port: Number(m[1]), ctl: `http://127.0.0.1:${m[2]}`, pids: [p.pid] };
 }
 
-async function startGuard(simPort, extra = [], name = 'guard') {
-  const p = start(node, [script('guard-server.mjs'), '--dir', dir, '--listen', '127.0.0.1:0', '--upstream', `http://127.0.0.1:${simPort}`, ...extra], { log: join(dir, `${name}.err`) });
+async function startGuard(simPort, extra = [], name = 'guard', distDir = undefined) {
+  const env = distDir ? { ...process.env, WGO_BENCH_DIST: distDir } : process.env;
+  const p = start(node, [script('guard-server.mjs'), '--dir', dir, '--listen', '127.0.0.1:0', '--upstream', `http://127.0.0.1:${simPort}`, ...extra], { log: join(dir, `${name}.err`), env });
   const m = await p.waitLine(/"listening":(\d+)/, 20_000);
   const t = /"traceCtl":(\d+)/.exec(m.input);
   return { ...p, name, port: Number(m[1]), pids: [p.pid], url: `https://127.0.0.1:${m[1]}`, traceUrl: t ? `http://127.0.0.1:${t[1]}/trace` : null };
@@ -128,7 +131,7 @@ const results = {
     kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(),
     loadavgAtStart: readFileSync('/proc/loadavg', 'utf8').trim(),
   },
-  settings: { reps: REPS, rpsSeconds: RPS_SECONDS, concurrency: CONC, probes: PROBES, holdSteps: HOLD_STEPS, holdReps: HOLD_REPS, guardProcesses: 1, nginxWorkers: 1, quiet: QUIET, busy: BUSY },
+  settings: { baselineDist: BASELINE_DIST || null, reps: REPS, rpsSeconds: RPS_SECONDS, concurrency: CONC, probes: PROBES, holdSteps: HOLD_STEPS, holdReps: HOLD_REPS, guardProcesses: 1, nginxWorkers: 1, quiet: QUIET, busy: BUSY },
   phases: [],
   rps: [],
   streams: [],
@@ -174,13 +177,16 @@ async function main() {
   const nginx = await startNginx(sim.port, 'main');
   const connector = await startConnector(guard);
   const direct = { name: 'direct', url: `http://127.0.0.1:${sim.port}`, pids: [sim.pid] };
-  live = [sim.pid, guard.pid, ...nginx.pids, connector.pid];
+  const base = BASELINE_DIST ? await startGuard(sim.port, [], 'guard-base', BASELINE_DIST) : null;
+  const withBase = (targets) => (base ? [...targets, base] : targets);
+  live = [sim.pid, guard.pid, ...nginx.pids, connector.pid, ...(base ? [base.pid] : [])];
+  if (base) log(`baseline guard from ${BASELINE_DIST} :${base.port} (pid ${base.pid})`);
   log(`sim :${sim.port} (pid ${sim.pid}), guard :${guard.port} (pid ${guard.pid}), nginx :${nginx.port} (master ${nginx.pid}, worker ${nginx.workers}), connector :${connector.port} (pid ${connector.pid})`);
   const simArgs = ['--sim-pid', String(sim.pid)];
   const nginxStatic = { name: 'nginx-static', url: nginx.staticUrl, pids: nginx.pids };
 
   // Warm every path (JIT, connection pools) before anything is timed.
-  for (const p of [guard, nginx, connector]) for (const req of ['version', 'embed']) await load(['--mode', 'rps', '--target', p.url, '--concurrency', '16', '--warmup', '0', '--duration', '1', '--request', req]);
+  for (const p of withBase([guard, nginx, connector])) for (const req of ['version', 'embed']) await load(['--mode', 'rps', '--target', p.url, '--concurrency', '16', '--warmup', '0', '--duration', '1', '--request', req]);
 
   if (ONLY.has('rps')) log(`rps: keep-alive requests at concurrency ${CONC.join(', ')}`);
   const rpsArgs = (c, req) => ['--mode', 'rps', '--concurrency', String(c), '--warmup', '0.5', '--duration', String(RPS_SECONDS), '--request', req, ...simArgs];
@@ -189,7 +195,7 @@ async function main() {
       for (const c of CONC) {
         for (const req of ['version', 'embed']) {
           // direct: the generator's ceiling against the simulator; nginx-static: nginx answering a fixed body (no proxying).
-          const targets = req === 'version' ? [guard, nginx, connector, direct, nginxStatic] : [guard, nginx, connector, direct];
+          const targets = withBase(req === 'version' ? [guard, nginx, connector, direct, nginxStatic] : [guard, nginx, connector, direct]);
           for (const p of orderFor(rep, targets)) {
             const r = await load([...rpsArgs(c, req), '--target', p.url, '--pids', p.pids.join(',')]);
             results.rps.push({ rep, ...r, target: p.name, url: r.target });
@@ -203,7 +209,7 @@ async function main() {
   for (let rep = 0; rep < (ONLY.has('streams') ? REPS : 0); rep++) {
     await phase('streams', rep, async () => {
       for (const [n, rounds] of [[1, QUICK ? 1 : 3], [50, QUICK ? 1 : 2]]) {
-        for (const t of orderFor(rep, [direct, guard, nginx, connector])) {
+        for (const t of orderFor(rep, withBase([direct, guard, nginx, connector]))) {
           const r = await load(['--mode', 'stream', '--target', t.url, '--streams', String(n), '--rounds', String(rounds), '--ctl', sim.ctl, '--tag', `${t.name}-${rep}-${n}`]);
           results.streams.push({ rep, ...r, target: t.name, url: r.target });
         }
@@ -254,6 +260,7 @@ async function main() {
   }
   live = [];
   await stop(connector);
+  if (base) await stop(base);
   await stop(guard);
   await stop(nginx);
   await stop(sim);

@@ -10,7 +10,8 @@ import { connect, createServer } from 'node:net';
 
 export const HERE = dirname(fileURLToPath(import.meta.url));
 export const ROOT = resolve(HERE, '../../..');
-export const dist = (p) => import(join(ROOT, 'dist', p));
+/** A module of the build; WGO_BENCH_DIST points at another build (the baseline guard of bench.mjs). */
+export const dist = (p) => import(join(process.env.WGO_BENCH_DIST || join(ROOT, 'dist'), p));
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** CLOCK_MONOTONIC in ns: the same clock in every process of the machine. */

@@ -5,8 +5,9 @@
 //   - one peer "bench", address 127.0.0.1, its certificate's serial; policy = DEFAULT_POLICY
 //     merged with a model allowlist, a token budget, and rate/stream limits high enough
 //     never to refuse a benchmark request (so every check still runs on every request);
-//   - audit on: every record goes through createRecorder into the guard's SQLite spool
-//     (dist/guard/spool.js: WAL, one transaction per batch), as in production;
+//   - audit on, as in production (dist/guard/main.js): every record goes through the audit
+//     trail (createAuditTrail, auditFailure "refuse") to the spool's writer thread
+//     (dist/guard/spool-thread.js: SQLite WAL, one transaction per batch, off the event loop);
 //   - prom-client metrics with the default process metrics, as in production.
 //
 //   node guard-server.mjs --dir DIR --listen 127.0.0.1:PORT --upstream http://127.0.0.1:PORT
@@ -32,7 +33,8 @@ const { values } = parseArgs({
 });
 const { createGuard } = await dist('guard/server.js');
 const { guardMetrics } = await dist('guard/metrics.js');
-const { createRecorder } = await dist('guard/recorder.js');
+const { createAuditTrail } = await dist('guard/audit.js');
+const { startSpoolThread } = await dist('guard/spool-thread.js');
 const { openSpool } = await dist('guard/spool.js');
 const { DEFAULT_POLICY, mergePolicy } = await dist('core/policy.js');
 const { limitsSchema } = await dist('core/limits.js');
@@ -53,15 +55,9 @@ const policy = mergePolicy(DEFAULT_POLICY, {
   maxStreams: 1e6,
 });
 
-const spool = openSpool(join(dir, `spool-${process.pid}.db`));
-let written = 0;
-const recorder = createRecorder({
-  write: (batch) => {
-    spool.append(batch);
-    written += batch.length;
-  },
-  onError: (e) => process.stderr.write(`spool: ${e.message}\n`),
-});
+const spoolPath = join(dir, `spool-${process.pid}.db`);
+const spool = openSpool(spoolPath);
+const writer = startSpoolThread(spoolPath, { maxBytes: 1 << 30 });
 const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: 'wgo_guard_process_' });
 const log = {
@@ -69,6 +65,8 @@ const log = {
   warn: (o, m) => process.stderr.write(`warn ${m} ${JSON.stringify(o)}\n`),
   error: (o, m) => process.stderr.write(`error ${m} ${JSON.stringify(o)}\n`),
 };
+const metrics = guardMetrics(registry);
+const audit = createAuditTrail({ spool: writer, mode: 'refuse', metrics, log });
 const guard = createGuard({
   tls,
   // One peer drives every request here: its share of the pool is the whole pool (the benchmark measures the proxy, not fairness).
@@ -76,8 +74,9 @@ const guard = createGuard({
     ? { maxUpstreamRequests: Number(values['upstream-connections']), maxUpstreamPerPeer: Number(values['upstream-connections']) }
     : { maxUpstreamPerPeer: limitsSchema.parse({}).maxUpstreamRequests }),
   upstream: values.upstream,
-  metrics: guardMetrics(registry),
-  record: recorder.record,
+  metrics,
+  record: audit.record,
+  audit,
   log,
   trace: values['trace-ctl'] !== undefined,
 });
@@ -109,8 +108,10 @@ const stopAll = () => {
     const t = setTimeout(() => process.exit(1), 5000);
     traceCtl?.close();
     await guard.close();
-    recorder.flush();
-    process.stderr.write(`records spooled: ${written} (in the file: ${spool.count()})\n`);
+    await audit.flush();
+    await audit.stop();
+    await writer.close();
+    process.stderr.write(`records spooled: ${spool.count()}\n`);
     spool.close();
     clearTimeout(t);
     process.exit(0);

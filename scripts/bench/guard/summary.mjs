@@ -41,6 +41,24 @@ export function rpsTable(results) {
       L.push(`| ${REQ[req]} | ${c} | ${fmtSpread(of('guard', 'rps'))} | ${fmtSpread(of('nginx', 'rps'))} | ${fmtSpread(of('connector', 'rps'))} | **${fmtSpread(paired(cell, 'guard', 'nginx', (r) => r.rps), 2)}** | ${fmtSpread(paired(cell, 'connector', 'guard', (r) => r.rps), 2)} | ${lat('guard')} | ${lat('nginx')} | ${lat('connector')} | ${cpu('guard')} / ${cpu('nginx')} / ${cpu('connector')} | ${fmtSpread(of('direct', 'rps'))} | ${req === 'version' ? fmtSpread(of('nginx-static', 'rps')) : ''} |`);
     }
   }
+  if (rows.some((r) => r.target === 'guard-base')) L.push('', ...baselineRps(results, rows));
+  return L;
+}
+
+/** The guard against the baseline build (GB_BASELINE_DIST), same repetitions. */
+function baselineRps(results, rows) {
+  const L = [`Against the baseline guard (${results.settings.baselineDist}), same repetitions:`, ''];
+  L.push('| request | conc. | guard req/s | baseline req/s | guard/baseline | guard/nginx | baseline/nginx | CPU µs/req guard / baseline / nginx |');
+  L.push('|---|---|---|---|---|---|---|---|');
+  for (const c of results.settings.concurrency ?? [1, 16, 64]) {
+    for (const req of ['version', 'embed']) {
+      const cell = rows.filter((r) => r.concurrency === c && r.request === req);
+      if (!cell.some((r) => r.target === 'guard-base')) continue;
+      const of = (t, k) => spread(cell.filter((r) => r.target === t).map((r) => r[k]));
+      const cpu = (t) => f(of(t, 'proxyCpuUsPerReq').median);
+      L.push(`| ${REQ[req]} | ${c} | ${fmtSpread(of('guard', 'rps'))} | ${fmtSpread(of('guard-base', 'rps'))} | ${fmtSpread(paired(cell, 'guard', 'guard-base', (r) => r.rps), 2)} | **${fmtSpread(paired(cell, 'guard', 'nginx', (r) => r.rps), 2)}** | ${fmtSpread(paired(cell, 'guard-base', 'nginx', (r) => r.rps), 2)} | ${cpu('guard')} / ${cpu('guard-base')} / ${cpu('nginx')} |`);
+    }
+  }
   return L;
 }
 
@@ -52,7 +70,7 @@ export function streamTable(results) {
   L.push('|---|---|---|---|---|---|---|---|---|---|');
   for (const n of [1, 50]) {
     const cell = rows.filter((r) => r.streams === n);
-    for (const t of ['direct', 'guard', 'nginx', 'connector']) {
+    for (const t of ['direct', 'guard', 'guard-base', 'nginx', 'connector']) {
       const x = cell.filter((r) => r.target === t);
       if (!x.length) continue;
       const med = (k) => spread(x.map((r) => r[k])).median;

@@ -1,0 +1,207 @@
+/**
+ * The guard's connections to Ollama (src/guard/upstream.ts), against real TCP servers that
+ * answer what each test needs: keep-alive reuse, a request written at once, the one retry on a
+ * reused connection closed before answering, timeouts, refused framing, abort and close.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { Worker } from 'node:worker_threads';
+import { afterEach, describe, expect, test } from 'vitest';
+import { createUpstream, type Upstream, type UpstreamCall, type UpstreamRequest } from '../../../src/guard/upstream.js';
+import { waitFor } from '../../support/wait.js';
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[]>;
+  body: string;
+}
+
+const cleanup: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+/** A TCP server; `onRequest` gets each request head (and the socket) as it arrives. */
+async function server(onRequest: (head: string, socket: Socket, nth: number) => void): Promise<{ port: number; connections: () => number; requests: string[] }> {
+  let connections = 0;
+  const requests: string[] = [];
+  const srv: Server = createServer((socket) => {
+    connections++;
+    let buf = '';
+    socket.on('error', () => undefined);
+    socket.on('data', (d) => {
+      buf += d.toString('latin1');
+      for (let end = buf.indexOf('\r\n\r\n'); end !== -1; end = buf.indexOf('\r\n\r\n')) {
+        const head = buf.slice(0, end);
+        const len = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
+        if (buf.length < end + 4 + len) return;
+        requests.push(buf.slice(0, end + 4 + len));
+        buf = buf.slice(end + 4 + len);
+        onRequest(head, socket, requests.length);
+      }
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const sockets = new Set<Socket>();
+  srv.on('connection', (s) => sockets.add(s));
+  cleanup.push(() => {
+    for (const s of sockets) s.destroy();
+    return new Promise<void>((r) => srv.close(() => r()));
+  });
+  return { port: (srv.address() as { port: number }).port, connections: () => connections, requests };
+}
+
+function upstream(port: number, keepAliveMs = 30_000): Upstream {
+  const u = createUpstream({ origin: `http://127.0.0.1:${port}`, keepAliveMs, maxIdle: 8 });
+  cleanup.push(() => u.close());
+  return u;
+}
+
+const GET: UpstreamRequest = { method: 'GET', path: '/api/version', headers: { accept: 'application/json' }, headersTimeoutMs: 2000, bodyTimeoutMs: 2000 };
+const OK = 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"version":"0.13.0"}';
+
+/** One request through `u`: its answer, or the error it ended with. */
+function send(u: Upstream, r: UpstreamRequest = GET): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const a: Answer = { status: 0, headers: {}, body: '' };
+    u.request(r, {
+      onStart: () => undefined,
+      onHead: (status, headers) => Object.assign(a, { status, headers }),
+      onData: (c) => (a.body += c.toString()),
+      onEnd: () => resolve(a),
+      onError: reject,
+    });
+  });
+}
+
+describe('the guard’s upstream connections', () => {
+  test('requests one after another share one kept-alive connection; the request is written as given', async () => {
+    const s = await server((_, socket) => socket.write(OK));
+    const u = upstream(s.port);
+    for (let i = 0; i < 3; i++) expect(await send(u)).toEqual({ status: 200, headers: { 'content-type': 'application/json', 'content-length': '20' }, body: '{"version":"0.13.0"}' });
+    expect(s.connections()).toBe(1);
+    expect(u.stats()).toEqual({ open: 1, idle: 1 });
+    await send(u, { ...GET, method: 'POST', path: '/api/embed', headers: { 'content-type': 'application/json' }, body: Buffer.from('{"model":"m"}') });
+    expect(s.requests[3]).toBe(`POST /api/embed HTTP/1.1\r\nhost: 127.0.0.1:${s.port}\r\nconnection: keep-alive\r\ncontent-type: application/json\r\ncontent-length: 13\r\n\r\n{"model":"m"}`);
+  });
+
+  test('a request on a kept-alive connection is on the wire before the event loop turns', async () => {
+    // The server runs on its own thread, so it receives while this thread is busy.
+    const worker = new Worker(
+      `const net = require('node:net'); const { parentPort } = require('node:worker_threads');
+       const srv = net.createServer((s) => s.on('data', (d) => { parentPort.postMessage(performance.timeOrigin + performance.now());
+         s.write('HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok'); }));
+       srv.listen(0, '127.0.0.1', () => parentPort.postMessage({ port: srv.address().port }));`,
+      { eval: true },
+    );
+    cleanup.push(() => worker.terminate().then(() => undefined));
+    const arrivals: number[] = [];
+    const port = await new Promise<number>((resolve) => worker.on('message', (m) => (typeof m === 'number' ? arrivals.push(m) : resolve(m.port))));
+    const u = upstream(port);
+    await send(u, GET);
+    const answer = send(u, GET);
+    const busyFrom = performance.timeOrigin + performance.now();
+    while (performance.timeOrigin + performance.now() < busyFrom + 300); // this thread's event loop does not turn
+    expect((await answer).status).toBe(200);
+    await waitFor(() => arrivals.length === 2, 2000, 'the worker saw both requests');
+    expect(arrivals[1]! - busyFrom).toBeLessThan(150);
+  });
+
+  test('a reused connection closed by the server before answering: the request is sent once more on a new one', async () => {
+    const s = await server((_, socket, nth) => (nth === 2 ? socket.destroy() : socket.write(OK)));
+    const u = upstream(s.port);
+    await send(u);
+    expect((await send(u)).status).toBe(200);
+    expect(s.requests).toHaveLength(3);
+    expect(s.connections()).toBe(2);
+  });
+
+  test('a new connection closed before answering is not retried, nor one whose answer had begun', async () => {
+    const s = await server((_, socket, nth) => (nth === 1 ? socket.destroy() : socket.end('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhal')));
+    const u = upstream(s.port);
+    await expect(send(u)).rejects.toThrow('upstream closed the connection');
+    await expect(send(u)).rejects.toThrow('before the response ended');
+    expect(s.requests).toHaveLength(2);
+  });
+
+  test('refused connection: the error names it', async () => {
+    const s = await server(() => undefined);
+    const port = s.port;
+    await cleanup.pop()!();
+    await expect(send(upstream(port))).rejects.toThrow(`connect ECONNREFUSED 127.0.0.1:${port}`);
+  });
+
+  test('no answer within headersTimeout, or a body that stops: the request fails and the connection is closed', async () => {
+    const s = await server((_, socket, nth) => nth === 2 && socket.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhal'));
+    const u = upstream(s.port);
+    await expect(send(u, { ...GET, headersTimeoutMs: 200 })).rejects.toThrow('upstream headers timeout');
+    await expect(send(u, { ...GET, bodyTimeoutMs: 200 })).rejects.toThrow('upstream body timeout');
+    await waitFor(() => u.stats().open === 0, 1000, 'both connections closed');
+  });
+
+  test('a malformed answer is refused before its head is handed on, and its connection is not reused', async () => {
+    const s = await server((_, socket, nth) => socket.write(nth === 1 ? 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\nok' : OK));
+    const u = upstream(s.port);
+    let heads = 0;
+    await expect(
+      new Promise((resolve, reject) => u.request(GET, { onStart: () => undefined, onHead: () => heads++, onData: () => undefined, onEnd: () => resolve(null), onError: reject })),
+    ).rejects.toThrow('both Transfer-Encoding and Content-Length');
+    expect(heads).toBe(0);
+    expect((await send(u)).status).toBe(200);
+    expect(s.connections()).toBe(2);
+  });
+
+  test('Connection: close, or bytes after the answer: the connection is not reused', async () => {
+    const s = await server((_, socket, nth) => socket.write(nth === 1 ? 'HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok' : nth === 2 ? `${OK}HTTP/1.1 200 OK\r\n` : OK));
+    const u = upstream(s.port);
+    for (let i = 0; i < 3; i++) expect((await send(u)).status).toBe(200);
+    expect(s.connections()).toBe(3);
+  });
+
+  test('an idle connection is closed after keepAliveMs', async () => {
+    const s = await server((_, socket) => socket.write(OK));
+    const u = upstream(s.port, 150);
+    await send(u);
+    expect(u.stats().idle).toBe(1);
+    await waitFor(() => u.stats().open === 0, 1000, 'the idle connection closed');
+  });
+
+  test('abort mid-answer closes the connection (Ollama stops generating); abort in onStart sends nothing', async () => {
+    let closedByClient = false;
+    const s = await server((_, socket) => {
+      socket.on('close', () => (closedByClient = true));
+      socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n');
+    });
+    const u = upstream(s.port);
+    let call: UpstreamCall | null = null;
+    const err = await new Promise<Error>((resolve) =>
+      u.request(GET, { onStart: (c) => (call = c), onHead: () => undefined, onData: () => call!.abort(new Error('client gone')), onEnd: () => resolve(new Error('ended')), onError: resolve }),
+    );
+    expect(err.message).toBe('client gone');
+    await waitFor(() => closedByClient, 1000, 'the server saw the connection close');
+    let errors = 0;
+    u.request(GET, { onStart: (c) => c.abort(new Error('decided against it')), onHead: () => undefined, onData: () => undefined, onEnd: () => undefined, onError: () => errors++ });
+    expect(errors).toBe(1);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(s.requests).toHaveLength(1);
+  });
+
+  test('a header value that would break the head is dropped; a target with a space is refused', async () => {
+    const s = await server((_, socket) => socket.write(OK));
+    const u = upstream(s.port);
+    await send(u, { ...GET, headers: { 'user-agent': 'evil\r\nx-injected: 1', accept: '*/*' } });
+    expect(s.requests[0]).not.toContain('x-injected');
+    expect(s.requests[0]).toContain('accept: */*');
+    expect(() => u.request({ ...GET, path: '/api/version HTTP/1.1\r\nx: y' }, { onStart: () => undefined, onHead: () => undefined, onData: () => undefined, onEnd: () => undefined, onError: () => undefined })).toThrow('not fit to forward');
+  });
+
+  test('close() ends what is in flight and refuses what comes after', async () => {
+    const s = await server(() => undefined);
+    const u = upstream(s.port);
+    const pending = send(u);
+    await waitFor(() => s.requests.length === 1, 1000, 'the request arrived');
+    await u.close();
+    await expect(pending).rejects.toThrow();
+    await expect(send(u)).rejects.toThrow('upstream client closed');
+    expect(u.stats().open).toBe(0);
+  });
+});
