@@ -35,12 +35,14 @@ export interface ResponseParser {
   eof(): void;
   /** Whether the response has ended. */
   readonly done: boolean;
+  /** Ready for the next response on the same connection (`bodyless`: it answers a HEAD request). */
+  reset(bodyless: boolean): void;
 }
 
 export interface ResponseParserOptions {
   /** The response head (status line and headers) may be at most this long. */
   maxHeadBytes: number;
-  /** The request was HEAD: no body follows, whatever the headers say. */
+  /** The request was HEAD: no body follows, whatever the headers say (reset() sets it per response). */
   bodyless: boolean;
 }
 
@@ -61,6 +63,7 @@ export function createResponseParser(sink: ResponseSink, o: ResponseParserOption
   let remaining = 0;
   let keepAlive = true;
   let trailerBytes = 0;
+  let bodyless = o.bodyless;
 
   const fail = (why: string): never => {
     throw new ResponseFramingError(`malformed response from upstream: ${why}`);
@@ -101,7 +104,7 @@ export function createResponseParser(sink: ResponseSink, o: ResponseParserOption
     const te = headers['transfer-encoding'];
     const cl = headers['content-length'];
     let next: State;
-    if (o.bodyless || status === 204 || status === 304) {
+    if (bodyless || status === 204 || status === 304) {
       remaining = 0;
       next = 'length';
     } else if (te !== undefined) {
@@ -223,6 +226,14 @@ export function createResponseParser(sink: ResponseSink, o: ResponseParserOption
     },
     get done(): boolean {
       return state === 'done';
+    },
+    reset(b: boolean): void {
+      state = 'head';
+      pending = null;
+      remaining = 0;
+      keepAlive = true;
+      trailerBytes = 0;
+      bodyless = b;
     },
   };
 }

@@ -57,7 +57,8 @@ export function createGuard(o: GuardOptions) {
   const answered = new WeakSet<Socket>();
   const budget = createBudget();
   const tokens = createTokenGate({ tokenFailure: (reason) => o.metrics.tokenFailure(reason) });
-  const upstream = createUpstream({ origin: o.upstream, keepAliveMs: 30_000, maxIdle: o.limits.maxUpstreamRequests });
+  // Its timeouts (idleTimeoutSec) are checked at a quarter of the limit, at most every 500 ms.
+  const upstream = createUpstream({ origin: o.upstream, keepAliveMs: 30_000, maxIdle: o.limits.maxUpstreamRequests, timerResolutionMs: Math.min(500, o.limits.idleTimeoutSec * 250) });
   let expiryTimer: NodeJS.Timeout | undefined;
   const trace = o.trace ? createGuardTrace() : undefined;
   /** With tracing on: when each connection's handshake finished, and how many requests it has carried. */

@@ -1,5 +1,5 @@
 import { connect, type Socket } from 'node:net';
-import { createResponseParser, type ResponseHead, type ResponseParser } from '../core/http-response.js';
+import { createResponseParser, type ResponseHead, type ResponseParser, type ResponseSink } from '../core/http-response.js';
 
 /**
  * The guard's connections to Ollama: a pool of plain keep-alive TCP connections on which a
@@ -42,7 +42,10 @@ export interface UpstreamHandler {
 }
 
 export interface UpstreamCall {
-  /** Stops reading the answer (the client's socket is full); what one read delivered is still handed over. */
+  /**
+   * Stops reading the answer (the client's socket is full); what one read delivered is still
+   * handed over. No upstream timeout runs while paused: the caller watches its slow client.
+   */
   pause(): void;
   resume(): void;
   /** Ends the request: the connection is closed (Ollama stops generating) and onError gets `e`. */
@@ -59,21 +62,11 @@ export interface UpstreamOptions {
   maxIdle: number;
   /** The response head may be at most this long. */
   maxHeadBytes?: number;
-}
-
-/** One TCP connection and the call it carries now (null while idle in the pool). */
-interface Conn {
-  socket: Socket;
-  call: Call | null;
-  /** It has carried a request before: a failure before any answer byte may be the server closing an idle connection. */
-  used: boolean;
-}
-
-interface Call {
-  data(buf: Buffer): void;
-  eof(): void;
-  closed(err: Error | null): void;
-  timeout(): void;
+  /**
+   * How often timeouts are checked (default 500 ms): a timeout fires between its limit and its
+   * limit plus this. One shared timer instead of one per request, re-armed on every read.
+   */
+  timerResolutionMs?: number;
 }
 
 const TARGET = /^\/[\x21-\x7e]*$/;
@@ -86,157 +79,225 @@ export function createUpstream(o: UpstreamOptions) {
   const port = Number(url.port || 80);
   const hostHeader = url.host;
   const maxHeadBytes = o.maxHeadBytes ?? 64 * 1024;
+  const tickMs = o.timerResolutionMs ?? 500;
   const idle: Conn[] = [];
   const all = new Set<Conn>();
   let closed = false;
+  /** A coarse clock (ms) advanced by the ticker: what reads stamp, and timeouts compare against. */
+  let now = 0;
+  let ticker: NodeJS.Timeout | null = null;
 
-  const open = (): Conn => {
-    const socket = connect({ host, port, noDelay: true });
-    const conn: Conn = { socket, call: null, used: false };
-    all.add(conn);
-    let error: Error | null = null;
-    socket.on('data', (buf: Buffer) => (conn.call ? conn.call.data(buf) : socket.destroy()));
-    socket.on('end', () => conn.call?.eof());
-    socket.on('error', (e) => (error = e));
-    socket.on('timeout', () => (conn.call ? conn.call.timeout() : socket.destroy()));
-    socket.on('close', () => {
-      all.delete(conn);
-      const i = idle.indexOf(conn);
-      if (i !== -1) idle.splice(i, 1);
-      conn.call?.closed(error);
-    });
-    return conn;
+  const tick = (): void => {
+    now += tickMs;
+    for (const c of all) {
+      const limit = c.call ? c.call.timeoutMs() : o.keepAliveMs;
+      if (now - c.seen < limit || c.call?.paused) continue;
+      if (c.call) c.call.timeout();
+      else c.socket.destroy();
+    }
+    if (all.size === 0 && ticker) {
+      clearInterval(ticker);
+      ticker = null;
+    }
   };
 
-  const release = (conn: Conn, keepAlive: boolean): void => {
-    conn.call = null;
-    conn.used = true;
-    if (!keepAlive || closed || idle.length >= o.maxIdle || conn.socket.destroyed) return void conn.socket.destroy();
-    conn.socket.setTimeout(o.keepAliveMs);
-    // A call that ended while its reading was paused leaves the socket paused; the next one must hear its answer.
-    conn.socket.resume();
-    idle.push(conn);
-  };
+  /** One TCP connection, its parser, and the call it carries now (null while idle in the pool). */
+  class Conn implements ResponseSink {
+    readonly socket: Socket;
+    call: Call | null = null;
+    /** It has carried a request before: a failure before any answer byte may be the server closing an idle connection. */
+    used = false;
+    seen = now;
+    error: Error | null = null;
+    readonly parser: ResponseParser;
+
+    constructor() {
+      this.parser = createResponseParser(this, { maxHeadBytes, bodyless: false });
+      const socket = (this.socket = connect({ host, port, noDelay: true }));
+      all.add(this);
+      ticker ??= setInterval(tick, tickMs).unref();
+      socket.on('data', (buf: Buffer) => {
+        this.seen = now;
+        if (this.call) this.call.read(buf);
+        else socket.destroy();
+      });
+      socket.on('end', () => this.call?.eof());
+      socket.on('error', (e) => (this.error = e));
+      socket.on('close', () => {
+        all.delete(this);
+        const i = idle.indexOf(this);
+        if (i !== -1) idle.splice(i, 1);
+        this.call?.closed(this.error);
+      });
+    }
+
+    head(h: ResponseHead): void {
+      this.call?.head(h);
+    }
+    data(chunk: Buffer): void {
+      this.call?.data(chunk);
+    }
+    end(keepAlive: boolean): void {
+      this.call?.end(keepAlive);
+    }
+
+    /** Back to the pool after a complete answer, or closed. */
+    release(keepAlive: boolean): void {
+      this.call = null;
+      this.used = true;
+      if (!keepAlive || closed || idle.length >= o.maxIdle || this.socket.destroyed) return void this.socket.destroy();
+      this.seen = now;
+      // A call that ended while its reading was paused leaves the socket paused; the next one must hear its answer.
+      this.socket.resume();
+      idle.push(this);
+    }
+  }
 
   const take = (): Conn => {
     for (;;) {
       const conn = idle.pop();
-      if (!conn) return open();
+      if (!conn) return new Conn();
       if (!conn.socket.destroyed && conn.socket.readable) return conn;
     }
   };
 
-  function request(r: UpstreamRequest, h: UpstreamHandler): UpstreamCall {
-    let done = false;
-    let aborted = false;
-    let retried = false;
-    let sawBytes = false;
-    let conn: Conn | null = null;
-    let parser: ResponseParser | null = null;
-    const head = serialize(r, hostHeader);
+  /** One request from being handed a connection to its answer's end or its error. */
+  class Call implements UpstreamCall {
+    private done = false;
+    private _aborted = false;
+    private retried = false;
+    private sawBytes = false;
+    private sawHead = false;
+    private conn: Conn | null = null;
+    /** Reading stopped by the caller (its client is slow): no upstream timeout runs meanwhile, the caller has its own. */
+    paused = false;
 
-    const fail = (e: Error): void => {
-      if (done) return;
-      done = true;
-      if (conn) {
-        conn.call = null;
-        conn.socket.destroy();
+    constructor(
+      private readonly r: UpstreamRequest,
+      private readonly h: UpstreamHandler,
+      private readonly headText: string,
+    ) {}
+
+    get aborted(): boolean {
+      return this._aborted;
+    }
+    pause(): void {
+      this.paused = true;
+      this.conn?.socket.pause();
+    }
+    resume(): void {
+      this.paused = false;
+      if (this.conn) this.conn.seen = now;
+      this.conn?.socket.resume();
+    }
+    abort(e: Error): void {
+      if (this.done) return;
+      this._aborted = true;
+      this.fail(e);
+    }
+
+    start(c: Conn): void {
+      this.conn = c;
+      c.call = this;
+      c.parser.reset(this.r.method === 'HEAD');
+      c.seen = now;
+      const s = c.socket;
+      const body = this.r.body;
+      if (body && body.length > 0) {
+        s.cork();
+        s.write(this.headText, 'latin1');
+        s.write(body);
+        s.uncork();
+      } else s.write(this.headText, 'latin1');
+      this.h.onWritten?.();
+    }
+    timeoutMs(): number {
+      return this.sawHead ? this.r.bodyTimeoutMs : this.r.headersTimeoutMs;
+    }
+
+    // From the connection.
+    read(buf: Buffer): void {
+      this.sawBytes = true;
+      try {
+        this.conn!.parser.push(buf);
+      } catch (e) {
+        this.fail(e as Error);
       }
-      h.onError(e);
-    };
-    const sink = {
-      head(hd: ResponseHead): void {
-        if (done) return;
-        conn!.socket.setTimeout(r.bodyTimeoutMs);
-        h.onHead(hd.status, hd.headers);
-      },
-      data(chunk: Buffer): void {
-        if (!done) h.onData(chunk);
-      },
-      end(keepAlive: boolean): void {
-        if (done) return;
-        done = true;
-        release(conn!, keepAlive);
-        h.onEnd();
-      },
-    };
-    const call: Call = {
-      data(buf) {
-        sawBytes = true;
-        try {
-          parser!.push(buf);
-        } catch (e) {
-          fail(e as Error);
-        }
-      },
-      eof() {
-        try {
-          parser!.eof();
-        } catch (e) {
-          closedEarly(e as Error);
-        }
-      },
-      closed(err) {
-        if (!done) closedEarly(err ?? new Error('upstream closed the connection'));
-      },
-      timeout() {
-        fail(new Error(parser?.done === false && sawBytes ? 'upstream body timeout' : 'upstream headers timeout'));
-      },
-    };
+    }
+    eof(): void {
+      try {
+        this.conn!.parser.eof();
+      } catch (e) {
+        this.closedEarly(e as Error);
+      }
+    }
+    closed(err: Error | null): void {
+      if (!this.done) this.closedEarly(err ?? new Error('upstream closed the connection'));
+    }
+    timeout(): void {
+      this.fail(new Error(this.sawHead ? 'upstream body timeout' : 'upstream headers timeout'));
+    }
+
+    // From the parser.
+    head(hd: ResponseHead): void {
+      if (this.done) return;
+      this.sawHead = true;
+      this.h.onHead(hd.status, hd.headers);
+    }
+    data(chunk: Buffer): void {
+      if (!this.done) this.h.onData(chunk);
+    }
+    end(keepAlive: boolean): void {
+      if (this.done) return;
+      this.done = true;
+      this.conn!.release(keepAlive);
+      this.h.onEnd();
+    }
+
+    private fail(e: Error): void {
+      if (this.done) return;
+      this.done = true;
+      if (this.conn) {
+        this.conn.call = null;
+        this.conn.socket.destroy();
+      }
+      this.h.onError(e);
+    }
     /**
      * A reused connection that fails before any byte of the answer was most likely closed by
      * Ollama while idle, just as the request was written: the request is sent once more on a
      * new connection (as browsers do). Never once the answer has begun, and only once.
      */
-    const closedEarly = (e: Error): void => {
-      if (done) return;
-      if (!sawBytes && conn?.used && !retried && !aborted && !closed) {
-        retried = true;
-        conn.call = null;
-        conn.socket.destroy();
-        return start(open());
+    private closedEarly(e: Error): void {
+      if (this.done) return;
+      const c = this.conn;
+      if (!this.sawBytes && c?.used && !this.retried && !this._aborted && !closed) {
+        this.retried = true;
+        c.call = null;
+        c.socket.destroy();
+        return this.start(new Conn());
       }
-      fail(e);
-    };
-    const handle: UpstreamCall = {
-      pause: () => conn?.socket.pause(),
-      resume: () => conn?.socket.resume(),
-      abort(e) {
-        if (done) return;
-        aborted = true;
-        fail(e);
-      },
-      get aborted() {
-        return aborted;
-      },
-    };
-    const start = (c: Conn): void => {
-      conn = c;
-      c.call = call;
-      parser = createResponseParser(sink, { maxHeadBytes, bodyless: r.method === 'HEAD' });
-      c.socket.setTimeout(r.headersTimeoutMs);
-      const s = c.socket;
-      s.cork();
-      s.write(head);
-      if (r.body && r.body.length > 0) s.write(r.body);
-      s.uncork();
-      h.onWritten?.();
-    };
+      this.fail(e);
+    }
 
+    /** Before start: aborted while being handed its connection (onStart). */
+    get finished(): boolean {
+      return this.done;
+    }
+  }
+
+  function request(r: UpstreamRequest, h: UpstreamHandler): UpstreamCall {
+    const call = new Call(r, h, serialize(r, hostHeader));
     if (closed) {
-      done = true;
-      queueMicrotask(() => h.onError(new Error('upstream client closed')));
-      return handle;
+      call.abort(new Error('upstream client closed'));
+      return call;
     }
     const c = take();
-    h.onStart(handle);
-    if (done) {
-      // Aborted before a byte was written: the connection goes back untouched.
-      release(c, true);
-      return handle;
-    }
-    start(c);
-    return handle;
+    h.onStart(call);
+    // Aborted before a byte was written: the connection goes back untouched.
+    if (call.finished) c.release(true);
+    else call.start(c);
+    return call;
   }
 
   return {
@@ -245,6 +306,8 @@ export function createUpstream(o: UpstreamOptions) {
     stats: (): { open: number; idle: number } => ({ open: all.size, idle: idle.length }),
     close(): Promise<void> {
       closed = true;
+      if (ticker) clearInterval(ticker);
+      ticker = null;
       const waits: Promise<void>[] = [];
       for (const c of all) {
         waits.push(new Promise((resolve) => (c.socket.destroyed ? resolve() : c.socket.once('close', () => resolve()))));
@@ -258,15 +321,15 @@ export function createUpstream(o: UpstreamOptions) {
 
 export type Upstream = ReturnType<typeof createUpstream>;
 
-/** The request head as bytes; refuses a target or header value that would change its framing. */
-function serialize(r: UpstreamRequest, host: string): Buffer {
+/** The request head; refuses a target, and drops a header value, that would change its framing. */
+function serialize(r: UpstreamRequest, host: string): string {
   if (!TARGET.test(r.path)) throw new Error('request target not fit to forward');
   let s = `${r.method} ${r.path} HTTP/1.1\r\nhost: ${host}\r\nconnection: keep-alive\r\n`;
-  for (const [k, v] of Object.entries(r.headers)) {
-    if (!HEADER_VALUE.test(v)) continue;
-    s += `${k}: ${v}\r\n`;
+  for (const k in r.headers) {
+    const v = r.headers[k]!;
+    if (HEADER_VALUE.test(v)) s += `${k}: ${v}\r\n`;
   }
   if (r.body) s += `content-length: ${r.body.length}\r\n`;
   else if (r.method === 'POST' || r.method === 'PUT' || r.method === 'PATCH') s += 'content-length: 0\r\n';
-  return Buffer.from(`${s}\r\n`, 'latin1');
+  return `${s}\r\n`;
 }

@@ -46,6 +46,8 @@ const QUIET = {
 const WAIT_QUIET_S = Number(process.env.GB_WAIT_QUIET_S || 0);
 /** Another build's dist/ (e.g. the commit before a change): its guard runs as target "guard-base" in the rps and streams phases. */
 const BASELINE_DIST = process.env.GB_BASELINE_DIST || '';
+/** A directory: the guard (target "guard") runs under --cpu-prof and writes its profile there when stopped (profile.mjs reads it). */
+const PROFILE_DIR = process.env.GB_PROFILE_DIR || '';
 const t0 = Date.now();
 const log = boundRun(DEADLINE_MS);
 
@@ -64,7 +66,8 @@ async function startSim(rate, tokens) {
 
 async function startGuard(simPort, extra = [], name = 'guard', distDir = undefined) {
   const env = distDir ? { ...process.env, WGO_BENCH_DIST: distDir } : process.env;
-  const p = start(node, [script('guard-server.mjs'), '--dir', dir, '--listen', '127.0.0.1:0', '--upstream', `http://127.0.0.1:${simPort}`, ...extra], { log: join(dir, `${name}.err`), env });
+  const prof = PROFILE_DIR && name === 'guard' ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR] : [];
+  const p = start(node, [...prof, script('guard-server.mjs'), '--dir', dir, '--listen', '127.0.0.1:0', '--upstream', `http://127.0.0.1:${simPort}`, ...extra], { log: join(dir, `${name}.err`), env });
   const m = await p.waitLine(/"listening":(\d+)/, 20_000);
   const t = /"traceCtl":(\d+)/.exec(m.input);
   return { ...p, name, port: Number(m[1]), pids: [p.pid], url: `https://127.0.0.1:${m[1]}`, traceUrl: t ? `http://127.0.0.1:${t[1]}/trace` : null };
@@ -86,6 +89,13 @@ async function startNginx(simPort, tag) {
   const workers = childrenOf(p.pid);
   if (workers.length !== 1) throw new Error(`nginx: expected 1 worker, found ${workers.length}: ${p.stderr()}`);
   return { ...p, name: 'nginx', port, url: `https://127.0.0.1:${port}`, staticUrl: `https://127.0.0.1:${staticPort}`, workers, pids: [p.pid, ...workers] };
+}
+
+/** A bare Node mTLS server answering a fixed body (node-static.mjs): the floor of any Node guard. */
+async function startNodeStatic() {
+  const p = start(node, [script('node-static.mjs'), '--dir', dir, '--listen', '127.0.0.1:0'], { log: join(dir, 'node-static.err') });
+  const m = await p.waitLine(/"listening":(\d+)/, 20_000);
+  return { ...p, name: 'node-static', port: Number(m[1]), pids: [p.pid], url: `https://127.0.0.1:${m[1]}` };
 }
 
 /** The shipped connector (issue 9) with a connect profile for the bench peer, in front of `guard`. */
@@ -178,8 +188,9 @@ async function main() {
   const connector = await startConnector(guard);
   const direct = { name: 'direct', url: `http://127.0.0.1:${sim.port}`, pids: [sim.pid] };
   const base = BASELINE_DIST ? await startGuard(sim.port, [], 'guard-base', BASELINE_DIST) : null;
+  const nodeStatic = await startNodeStatic();
   const withBase = (targets) => (base ? [...targets, base] : targets);
-  live = [sim.pid, guard.pid, ...nginx.pids, connector.pid, ...(base ? [base.pid] : [])];
+  live = [sim.pid, guard.pid, ...nginx.pids, connector.pid, nodeStatic.pid, ...(base ? [base.pid] : [])];
   if (base) log(`baseline guard from ${BASELINE_DIST} :${base.port} (pid ${base.pid})`);
   log(`sim :${sim.port} (pid ${sim.pid}), guard :${guard.port} (pid ${guard.pid}), nginx :${nginx.port} (master ${nginx.pid}, worker ${nginx.workers}), connector :${connector.port} (pid ${connector.pid})`);
   const simArgs = ['--sim-pid', String(sim.pid)];
@@ -194,8 +205,9 @@ async function main() {
     await phase('rps', rep, async () => {
       for (const c of CONC) {
         for (const req of ['version', 'embed']) {
-          // direct: the generator's ceiling against the simulator; nginx-static: nginx answering a fixed body (no proxying).
-          const targets = withBase(req === 'version' ? [guard, nginx, connector, direct, nginxStatic] : [guard, nginx, connector, direct]);
+          // direct: the generator's ceiling against the simulator; nginx-static / node-static: nginx / a bare
+          // Node mTLS server answering a fixed body (no proxying).
+          const targets = withBase(req === 'version' ? [guard, nginx, connector, direct, nginxStatic, nodeStatic] : [guard, nginx, connector, direct]);
           for (const p of orderFor(rep, targets)) {
             const r = await load([...rpsArgs(c, req), '--target', p.url, '--pids', p.pids.join(',')]);
             results.rps.push({ rep, ...r, target: p.name, url: r.target });
@@ -261,6 +273,7 @@ async function main() {
   live = [];
   await stop(connector);
   if (base) await stop(base);
+  await stop(nodeStatic);
   await stop(guard);
   await stop(nginx);
   await stop(sim);

@@ -42,6 +42,22 @@ export function rpsTable(results) {
     }
   }
   if (rows.some((r) => r.target === 'guard-base')) L.push('', ...baselineRps(results, rows));
+  if (rows.some((r) => r.target === 'node-static')) L.push('', ...staticFloor(results, rows));
+  return L;
+}
+
+/** A fixed answer over the same mTLS: bare Node (node-static.mjs) against nginx, next to the guard. */
+function staticFloor(results, rows) {
+  const L = ['The floor: a fixed body over the same mTLS, no proxying (GET /api/version), same repetitions:', ''];
+  L.push('| conc. | node-static req/s | nginx-static req/s | node-static/nginx-static | guard/node-static | guard/nginx | CPU µs/req node-static / nginx-static / guard / nginx |');
+  L.push('|---|---|---|---|---|---|---|');
+  for (const c of results.settings.concurrency ?? [1, 16, 64]) {
+    const cell = rows.filter((r) => r.concurrency === c && r.request === 'version');
+    if (!cell.some((r) => r.target === 'node-static')) continue;
+    const of = (t, k) => spread(cell.filter((r) => r.target === t).map((r) => r[k]));
+    const cpu = (t) => f(of(t, 'proxyCpuUsPerReq').median);
+    L.push(`| ${c} | ${fmtSpread(of('node-static', 'rps'))} | ${fmtSpread(of('nginx-static', 'rps'))} | **${fmtSpread(paired(cell, 'node-static', 'nginx-static', (r) => r.rps), 2)}** | ${fmtSpread(paired(cell, 'guard', 'node-static', (r) => r.rps), 2)} | ${fmtSpread(paired(cell, 'guard', 'nginx', (r) => r.rps), 2)} | ${cpu('node-static')} / ${cpu('nginx-static')} / ${cpu('guard')} / ${cpu('nginx')} |`);
+  }
   return L;
 }
 

@@ -51,7 +51,7 @@ async function server(onRequest: (head: string, socket: Socket, nth: number) => 
 }
 
 function upstream(port: number, keepAliveMs = 30_000): Upstream {
-  const u = createUpstream({ origin: `http://127.0.0.1:${port}`, keepAliveMs, maxIdle: 8 });
+  const u = createUpstream({ origin: `http://127.0.0.1:${port}`, keepAliveMs, maxIdle: 8, timerResolutionMs: 25 });
   cleanup.push(() => u.close());
   return u;
 }
@@ -136,6 +136,28 @@ describe('the guard’s upstream connections', () => {
     await expect(send(u, { ...GET, headersTimeoutMs: 200 })).rejects.toThrow('upstream headers timeout');
     await expect(send(u, { ...GET, bodyTimeoutMs: 200 })).rejects.toThrow('upstream body timeout');
     await waitFor(() => u.stats().open === 0, 1000, 'both connections closed');
+  });
+
+  test('no upstream timeout runs while the caller has paused reading (its client is slow)', async () => {
+    const s = await server((_, socket) => {
+      socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n');
+      setTimeout(() => socket.write('0\r\n\r\n'), 340);
+    });
+    const u = upstream(s.port);
+    let call: UpstreamCall | null = null;
+    const outcome = await new Promise<string>((resolve) =>
+      u.request({ ...GET, bodyTimeoutMs: 100 }, {
+        onStart: (c) => (call = c),
+        onHead: () => undefined,
+        onData: () => {
+          call!.pause();
+          setTimeout(() => call!.resume(), 300);
+        },
+        onEnd: () => resolve('ended'),
+        onError: (e) => resolve(e.message),
+      }),
+    );
+    expect(outcome).toBe('ended');
   });
 
   test('a malformed answer is refused before its head is handed on, and its connection is not reused', async () => {
