@@ -24,14 +24,18 @@ export interface ResponseSink {
   end(keepAlive: boolean): void;
 }
 
+/** The answer is malformed; `detail` says how (the message adds where it came from). */
 export class ResponseFramingError extends Error {
   override name = 'ResponseFramingError';
+  constructor(readonly detail: string) {
+    super(`malformed response from upstream: ${detail}`);
+  }
 }
 
 export interface ResponseParser {
   /** Bytes from the connection, in order; throws ResponseFramingError on malformed input. */
   push(buf: Buffer): void;
-  /** The peer closed its side: ends a body delimited by the close, or throws if the response is incomplete. */
+  /** The peer closed its side: ends a body delimited by the close, or throws (an Error) if the response is incomplete. */
   eof(): void;
   /** Whether the response has ended. */
   readonly done: boolean;
@@ -66,7 +70,7 @@ export function createResponseParser(sink: ResponseSink, o: ResponseParserOption
   let bodyless = o.bodyless;
 
   const fail = (why: string): never => {
-    throw new ResponseFramingError(`malformed response from upstream: ${why}`);
+    throw new ResponseFramingError(why);
   };
 
   const finish = (leftover: boolean): void => {
@@ -222,7 +226,7 @@ export function createResponseParser(sink: ResponseSink, o: ResponseParserOption
     eof(): void {
       if (state === 'done') return;
       if (state === 'close') return finish(false);
-      throw new ResponseFramingError(state === 'head' && pending === null ? 'upstream closed the connection' : 'upstream closed the connection before the response ended');
+      throw new Error(state === 'head' && pending === null ? 'upstream closed the connection' : 'upstream closed the connection before the response ended');
     },
     get done(): boolean {
       return state === 'done';

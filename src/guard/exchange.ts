@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { Limits } from '../core/limits.js';
 import type { EndpointDef } from '../core/ollama-api.js';
+import { ResponseFramingError } from '../core/http-response.js';
 import { decideBody, decideHead, filterModelList, type Refusal } from '../core/policy.js';
 import { createRateLimiter, secondsUntilUtcMidnight } from '../core/rate.js';
 import type { RequestRecord } from '../core/request-record.js';
@@ -392,10 +393,11 @@ function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
           // The record keeps Ollama's status when its answer had begun; 499 when it had not.
           if (!res.headersSent) draft.status = 499;
         } else if (!res.headersSent && !res.destroyed) {
-          // Nothing sent yet: Ollama was unreachable, or failed before answering.
+          // Nothing sent yet: Ollama was unreachable, failed before answering, or answered with a head that is not passed on.
           draft.refusal ??= 'upstream_unavailable';
           draft.status = 503;
-          draft.bytesOut = sendRefusal(res, { status: 503, error: `ollama is not reachable: ${e.message}`, reason: 'upstream_unavailable' }, false);
+          const error = e instanceof ResponseFramingError ? `ollama answered with a malformed response: ${e.detail}` : `ollama is not reachable: ${e.message}`;
+          draft.bytesOut = sendRefusal(res, { status: 503, error, reason: 'upstream_unavailable' }, false);
         } else if (!res.destroyed) {
           // Upstream died, or we aborted it (revoked, timed out), mid-answer: the client's answer is cut short.
           res.destroy();

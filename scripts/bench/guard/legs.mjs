@@ -8,7 +8,7 @@ export const PIECES = [
   ['send→head', 'client sent → guard handler runs (TLS, parse, event-loop queue)'],
   ['head→body', 'request body read'],
   ['body→policy', 'policy decided, upstream slot taken'],
-  ['policy→connected', 'undici gives the request an upstream connection'],
+  ['policy→connected', 'the request gets its upstream connection'],
   ['connected→written', 'request written to the upstream socket'],
   ['written→upstream', 'written → the simulator has the request'],
   ['simWait', "the simulator's first-token wait (not the proxy's)"],

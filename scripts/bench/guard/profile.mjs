@@ -56,6 +56,22 @@ for (const n of prof.nodes) {
   const key = `${n.callFrame.functionName || '(anonymous)'}  ${(n.callFrame.url || '').replace(/^.*\/dist\//, 'dist/').replace(/^file:\/\//, '')}:${n.callFrame.lineNumber + 1}`;
   byFn.set(key, (byFn.get(key) ?? 0) + c);
 }
+/** Inclusive samples (the function and what it called) of our own functions, counted once per stack. */
+const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+const parent = new Map();
+for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+const keyOf = (n) => `${n.callFrame.functionName || '(anonymous)'}  ${(n.callFrame.url || '').replace(/^.*\/dist\//, 'dist/')}:${n.callFrame.lineNumber + 1}`;
+const inclusive = new Map();
+for (const [id, c] of counts) {
+  const seen = new Set();
+  for (let n = byId.get(id); n; n = byId.get(parent.get(n.id))) {
+    if (!/\/dist\//.test(n.callFrame.url || '')) continue;
+    const k = keyOf(n);
+    if (seen.has(k)) continue;
+    seen.add(k);
+    inclusive.set(k, (inclusive.get(k) ?? 0) + c);
+  }
+}
 const idle = byArea.get('idle') ?? 0;
 const busy = prof.samples.length - idle;
 const pct = (c, of) => `${((c / of) * 100).toFixed(1)} %`;
@@ -66,4 +82,6 @@ out.push('| area | share of busy time | self ms |', '|---|---|---|');
 for (const [a, c] of [...byArea].filter(([a]) => a !== 'idle').sort((x, y) => y[1] - x[1])) out.push(`| ${a} | ${pct(c, busy)} | ${((c * usPerSample) / 1000).toFixed(0)} |`);
 out.push('', `| top ${values.top} functions by self time | share of busy time |`, '|---|---|');
 for (const [k, c] of [...byFn].filter(([k]) => !k.startsWith('(idle)')).sort((x, y) => y[1] - x[1]).slice(0, Number(values.top))) out.push(`| \`${k}\` | ${pct(c, busy)} |`);
+out.push('', `| top ${values.top} of our functions, inclusive (with what they call) | share of busy time |`, '|---|---|');
+for (const [k, c] of [...inclusive].sort((x, y) => y[1] - x[1]).slice(0, Number(values.top))) out.push(`| \`${k}\` | ${pct(c, busy)} |`);
 process.stdout.write(`${out.join('\n')}\n`);

@@ -3,6 +3,7 @@
  * stops reading, or a request that goes on too long, is cut and its upstream
  * request aborted — on the first request of a connection and on later ones.
  */
+import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { ndjson, parseRaw, startEnv, type GuardEnv } from '../../support/guard-env.js';
 import { waitFor } from '../../support/wait.js';
@@ -109,6 +110,23 @@ describe('Ollama not answering', () => {
       expect(await down.registry.getSingleMetricAsString('wgo_guard_active_streams')).toContain('wgo_guard_active_streams{peer="alice"} 0');
     } finally {
       await down.close();
+    }
+  });
+
+  test('an answer whose framing is ambiguous (Transfer-Encoding and Content-Length) is not passed on: 503 in JSON, recorded', async () => {
+    // A fake Ollama whose answer two parsers could split differently: nothing of it may reach the client.
+    const fake = createServer((socket) => socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n{}')));
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    const bad = await startEnv({ upstream: `http://127.0.0.1:${(fake.address() as AddressInfo).port}` });
+    try {
+      const r = await bad.request('alice', { path: '/api/version' });
+      expect(r.status).toBe(503);
+      expect(JSON.parse(r.text)).toEqual({ error: 'ollama answered with a malformed response: both Transfer-Encoding and Content-Length' });
+      await waitFor(() => bad.records.length === 1, 1000, 'the record');
+      expect(bad.records[0]).toMatchObject({ peer: 'alice', status: 503, refusal: 'upstream_unavailable' });
+    } finally {
+      await bad.close();
+      await new Promise((r) => fake.close(r));
     }
   });
 });
