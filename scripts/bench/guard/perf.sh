@@ -26,7 +26,8 @@ wait_line "$D/sim.out"
 SIM_PORT=$(grep -o '"listening":[0-9]*' "$D/sim.out" | cut -d: -f2)
 # GUARD_NODE_FLAGS: extra node flags for the guard only (e.g. --max-semi-space-size=32).
 # shellcheck disable=SC2086
-node --perf-basic-prof ${GUARD_NODE_FLAGS:-} scripts/bench/guard/guard-server.mjs --dir "$D" --listen 127.0.0.1:0 --upstream "http://127.0.0.1:$SIM_PORT" >"$D/guard.out" 2>"$D/guard.err" &
+# Run from the temporary dir: --perf-basic-prof leaves isolate-*.log files in the working directory.
+(cd "$D" && exec node --perf-basic-prof ${GUARD_NODE_FLAGS:-} "$OLDPWD/scripts/bench/guard/guard-server.mjs" --dir "$D" --listen 127.0.0.1:0 --upstream "http://127.0.0.1:$SIM_PORT" >"$D/guard.out" 2>"$D/guard.err") &
 GUARD=$!
 PIDS+=("$GUARD")
 wait_line "$D/guard.out"
