@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { createResponseParser, type ResponseHead, type ResponseParser, type ResponseSink } from '../core/http-response.js';
 
 /**
@@ -54,8 +55,13 @@ export interface UpstreamCall {
 }
 
 export interface UpstreamOptions {
-  /** http://host:port of Ollama. */
+  /** http://host:port of Ollama; https://host:port of another guard (a pool member), with `tls`. */
   origin: string;
+  /**
+   * For an https:// origin: the CA its certificate must chain to (verified by OpenSSL, host
+   * name or IP checked as usual), and the client certificate to present.
+   */
+  tls?: { ca: string; cert: string; key: string; servername?: string };
   /** An idle connection is closed after this long. */
   keepAliveMs: number;
   /** At most this many idle connections are kept. */
@@ -74,9 +80,17 @@ const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 export function createUpstream(o: UpstreamOptions) {
   const url = new URL(o.origin);
-  if (url.protocol !== 'http:') throw new Error(`upstream must be an http:// URL, not ${o.origin}`);
+  const secure = url.protocol === 'https:';
+  if (!secure && url.protocol !== 'http:') throw new Error(`upstream must be an http:// or https:// URL, not ${o.origin}`);
+  if (secure !== (o.tls !== undefined)) throw new Error(secure ? `an https:// upstream needs tls options: ${o.origin}` : `tls options given for an http:// upstream: ${o.origin}`);
   const host = url.hostname.replace(/^\[|\]$/g, '');
-  const port = Number(url.port || 80);
+  const port = Number(url.port || (secure ? 443 : 80));
+  const dial = (): Socket => {
+    if (!o.tls) return connect({ host, port, noDelay: true });
+    const s = tlsConnect({ host, port, ca: o.tls.ca, cert: o.tls.cert, key: o.tls.key, minVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'], ...(o.tls.servername ? { servername: o.tls.servername } : {}) });
+    s.setNoDelay(true);
+    return s;
+  };
   const hostHeader = url.host;
   const maxHeadBytes = o.maxHeadBytes ?? 64 * 1024;
   const tickMs = o.timerResolutionMs ?? 500;
@@ -113,7 +127,7 @@ export function createUpstream(o: UpstreamOptions) {
 
     constructor() {
       this.parser = createResponseParser(this, { maxHeadBytes, bodyless: false });
-      const socket = (this.socket = connect({ host, port, noDelay: true }));
+      const socket = (this.socket = dial());
       all.add(this);
       ticker ??= setInterval(tick, tickMs).unref();
       socket.on('data', (buf: Buffer) => {

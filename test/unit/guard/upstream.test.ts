@@ -4,9 +4,12 @@
  * reused connection closed before answering, timeouts, refused framing, abort and close.
  */
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, test } from 'vitest';
 import { createUpstream, type Upstream, type UpstreamCall, type UpstreamRequest } from '../../../src/guard/upstream.js';
+import { issueCertificate } from '../../../src/pki/ca.js';
+import { testCa } from '../../support/ca.js';
 import { waitFor } from '../../support/wait.js';
 
 interface Answer {
@@ -225,5 +228,45 @@ describe('the guard’s upstream connections', () => {
     await expect(pending).rejects.toThrow();
     await expect(send(u)).rejects.toThrow('upstream client closed');
     expect(u.stats().open).toBe(0);
+  });
+
+  describe('to another guard over mTLS (a pool member)', () => {
+    /** A TLS server that wants a client certificate from the test CA and answers OK, saying whose it was. */
+    async function member(): Promise<{ port: number; clients: string[] }> {
+      const ca = testCa();
+      const cert = issueCertificate(ca, { role: 'guard-server', commonName: 'gpu1', ipAddresses: ['127.0.0.1'], notAfter: new Date(Date.now() + 3600_000) });
+      const clients: string[] = [];
+      const srv = createTlsServer({ key: cert.keyPem, cert: cert.certPem, ca: ca.certPem, requestCert: true, rejectUnauthorized: true }, (s: TLSSocket) => {
+        clients.push(String(s.getPeerCertificate().subject?.CN));
+        s.on('error', () => undefined);
+        s.on('data', () => s.write(OK));
+      });
+      await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+      cleanup.push(() => new Promise<void>((r) => srv.close(() => r())));
+      return { port: (srv.address() as { port: number }).port, clients };
+    }
+    const client = issueCertificate(testCa(), { role: 'guard-client', commonName: 'router', notAfter: new Date(Date.now() + 3600_000) });
+
+    test('presents its certificate, checks the member’s, and keeps the connection alive', async () => {
+      const m = await member();
+      const u = createUpstream({ origin: `https://127.0.0.1:${m.port}`, keepAliveMs: 30_000, maxIdle: 8, tls: { ca: testCa().certPem, cert: client.certPem, key: client.keyPem } });
+      cleanup.push(() => u.close());
+      expect((await send(u)).body).toBe('{"version":"0.13.0"}');
+      expect((await send(u)).status).toBe(200);
+      expect(m.clients).toEqual(['router']);
+    });
+
+    test('a member whose certificate is for another name is refused before the request is sent', async () => {
+      const m = await member();
+      const tls = { ca: testCa().certPem, cert: client.certPem, key: client.keyPem, servername: 'gpu2.wg-ollama.invalid' };
+      const u = createUpstream({ origin: `https://127.0.0.1:${m.port}`, keepAliveMs: 30_000, maxIdle: 8, tls });
+      cleanup.push(() => u.close());
+      await expect(send(u)).rejects.toThrow(/altnames|does not match/);
+    });
+
+    test('https without tls options, or tls options for http, is refused when the pool is made', () => {
+      expect(() => createUpstream({ origin: 'https://127.0.0.1:1', keepAliveMs: 1, maxIdle: 1 })).toThrow('needs tls options');
+      expect(() => createUpstream({ origin: 'http://127.0.0.1:1', keepAliveMs: 1, maxIdle: 1, tls: { ca: '', cert: '', key: '' } })).toThrow('tls options given');
+    });
   });
 });
