@@ -14,6 +14,7 @@ import type { GuardPeer } from '../core/wire.js';
 import type { UpstreamSlots } from './slots.js';
 import { authenticateByCertificate, type TokenGate } from './tokens.js';
 import type { GuardTrace, TraceRecord } from './trace.js';
+import type { Pool } from './pool.js';
 import type { Upstream } from './upstream.js';
 import { sendRefusal } from './answer.js';
 import { forwardUpstream } from './forward.js';
@@ -41,6 +42,8 @@ export interface ExchangeDeps {
   tokens?: TokenGate;
   /** Whether a request may go to Ollama while its record cannot be written (audit.ts); without it, always. */
   audit?: { admit(): Refusal | null };
+  /** A pool of GPU hosts (pool.ts, docs/gpu-pool.md): requests are routed to its members instead of `upstream`. */
+  pool?: Pool;
   /** Per-request leg times (trace.ts); absent unless asked for. */
   trace?: GuardTrace;
 }

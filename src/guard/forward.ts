@@ -10,7 +10,8 @@ import { startCharge } from './charge.js';
 import type { ExchangeDeps } from './exchange.js';
 import { watchStall } from './stall.js';
 import type { TraceRecord } from './trace.js';
-import type { UpstreamCall, UpstreamHandler } from './upstream.js';
+import type { Lease, Pool } from './pool.js';
+import type { Upstream, UpstreamCall, UpstreamHandler } from './upstream.js';
 
 /** Request headers passed on to Ollama; everything else (cookies, Origin, Authorization, encodings) stays behind. */
 const FORWARD_REQUEST = ['content-type', 'accept', 'user-agent'];
@@ -43,6 +44,8 @@ export interface Forward {
  */
 export function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
   const { req, res, draft, endpoint, tr } = f;
+  // A pool knows every host's models: the lists are answered from what it has probed.
+  if (deps.pool && endpoint.listsModels) return Promise.resolve(answerPoolList(deps.pool, f));
   const trace = deps.trace;
   const headers: Record<string, string> = {};
   for (const h of FORWARD_REQUEST) {
@@ -52,6 +55,11 @@ export function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
   const generative = endpoint.generative;
   const charge = startCharge({ budget: deps.budget, peer: f.peer, policy: f.policy, generative, stream: f.stream, promptLength: draft.promptLength, at: draft.at, clock: deps.clock });
   let controller: UpstreamCall | null = null;
+  /** With a pool: the host this request holds, a wait for one, and the hosts it failed on. */
+  let lease: Lease | null = null;
+  let waiting: { cancel(): void } | null = null;
+  const tried = new Set<string>();
+  let sawHead = false;
   /** Set when the upstream request must stop (client gone, max duration) before or after it started. */
   let abortReason: Error | null = null;
   let clientGone = false;
@@ -60,6 +68,7 @@ export function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
 
   const abort = (e: Error): void => {
     abortReason ??= e;
+    waiting?.cancel();
     if (controller && !controller.aborted) controller.abort(e);
   };
   const onClose = (): void => {
@@ -92,6 +101,8 @@ export function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
 
   return new Promise<void>((resolve) => {
     let settled = false;
+    /** A 5xx head from a pool host is being abandoned for another host (onHead → abort → onError). */
+    let retrying = false;
     const settle = (): void => {
       if (settled) return;
       settled = true;
@@ -101,6 +112,8 @@ export function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
       res.off('drain', onDrain);
       if (generative) deps.metrics.stream(f.peer, -1);
       if (clientGone) draft.refusal ??= deps.cutReason(f.socket) ?? 'client_aborted';
+      lease?.release(sawHead ? { status: draft.status } : 'cancelled');
+      lease = null;
       chargeTokens();
       resolve();
     };
@@ -124,6 +137,14 @@ export function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
       },
       onHead(statusCode, upHeaders) {
         if (tr) trace!.mark(tr, 'upHead');
+        if (lease && statusCode >= 500 && deps.pool!.candidates(draft.model, new Set([...tried, lease.host])) > 0) {
+          // A host that fails before any byte of its answer reached the client: another host with the model gets the request.
+          lease.release({ status: statusCode });
+          lease = null;
+          retrying = true;
+          return controller!.abort(new Error(`${statusCode} from a GPU host`));
+        }
+        sawHead = true;
         draft.status = statusCode;
         const type = upHeaders['content-type'];
         charge.contentType(typeof type === 'string' ? type : undefined);
@@ -174,6 +195,18 @@ export function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
         settle();
       },
       onError(e) {
+        if (retrying) {
+          retrying = false;
+          controller = null;
+          return begin();
+        }
+        if (lease && !sawHead && !clientGone && !abortReason && !res.headersSent && !res.destroyed) {
+          // The host could not be reached, or broke off before answering: it is reported, and another host with the model is tried.
+          lease.release('unreachable');
+          lease = null;
+          controller = null;
+          if (deps.pool!.candidates(draft.model, tried) > 0) return begin();
+        }
         if (clientGone) {
           // The record keeps Ollama's status when its answer had begun; 499 when it had not.
           if (!res.headersSent) draft.status = 499;
@@ -196,17 +229,47 @@ export function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
       draft.status = 499;
       return settle();
     }
-    deps.upstream.request(
-      {
-        method: req.method ?? 'GET',
-        path: draft.path ?? '/',
-        headers,
-        ...(f.forward ? { body: f.forward } : {}),
-        headersTimeoutMs: deps.limits.idleTimeoutSec * 1000,
-        bodyTimeoutMs: deps.limits.idleTimeoutSec * 1000,
-      },
-      handler,
-    );
+    begin();
+
+    /** Sends the request: to Ollama, or to a host of the pool once one has a slot for it. */
+    function begin(): void {
+      const pool = deps.pool;
+      if (!pool) return send(deps.upstream);
+      const a = pool.acquire(f.peer, draft.model, tried);
+      waiting = a;
+      void a.result.then((r) => {
+        waiting = null;
+        if (!r.ok) {
+          if (r.refusal === null || clientGone || res.destroyed) {
+            // The client left while its request waited for a slot: no host heard of it.
+            clientGone = true;
+            draft.status = 499;
+          } else {
+            draft.refusal ??= r.refusal.reason;
+            draft.status = r.refusal.status;
+            draft.bytesOut = sendRefusal(res, r.refusal, false);
+          }
+          return settle();
+        }
+        lease = r.lease;
+        tried.add(r.lease.host);
+        send(r.lease.upstream);
+      });
+    }
+
+    function send(upstream: Upstream): void {
+      upstream.request(
+        {
+          method: req.method ?? 'GET',
+          path: draft.path ?? '/',
+          headers,
+          ...(f.forward ? { body: f.forward } : {}),
+          headersTimeoutMs: deps.limits.idleTimeoutSec * 1000,
+          bodyTimeoutMs: deps.limits.idleTimeoutSec * 1000,
+        },
+        handler,
+      );
+    }
   });
 }
 
@@ -218,4 +281,20 @@ function pickHeaders(h: Record<string, string | string[] | undefined>): Record<s
     if (typeof v === 'string') out[k] = v;
   }
   return out;
+}
+
+/** /api/tags and /v1/models of a pool: every healthy host's models, merged, filtered by the peer's policy. */
+function answerPoolList(pool: Pool, f: Forward): void {
+  const kind = f.endpoint.listsModels!;
+  const tags = pool.tags();
+  const list =
+    kind === 'tags'
+      ? { models: tags }
+      : { object: 'list', data: tags.map((t) => ({ id: t.name, object: 'model', created: Math.floor((Date.parse(String(t.modified_at)) || 0) / 1000), owned_by: t.name.includes('/') ? t.name.split('/')[0] : 'library' })) };
+  const body = JSON.stringify(filterModelList(kind, list, f.policy));
+  f.draft.status = 200;
+  f.draft.ttfbMs = Math.round((performance.now() - f.t0) * 1000) / 1000;
+  f.draft.bytesOut = f.req.method === 'HEAD' ? 0 : Buffer.byteLength(body);
+  f.res.writeHead(200, { ...NOT_FOR_OTHER_SITES, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+  f.res.end(f.req.method === 'HEAD' ? undefined : body);
 }

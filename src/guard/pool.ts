@@ -208,12 +208,19 @@ export function createPool(o: PoolOptions) {
     );
   }
 
-  const prober = setInterval(() => void probe(), o.probeIntervalMs ?? 5000).unref();
+  let prober: NodeJS.Timeout | null = null;
 
   return {
     acquire,
-    /** Probes every member now (also done every probeIntervalMs); resolves when all have answered or failed. */
+    /** How many hosts could take a request for `model` now, other than `exclude`. */
+    candidates: (model: string | null, exclude: ReadonlySet<string>): number => chooseHosts(states(), model === null ? null : normaliseModel(model), exclude).length,
+    /** Probes every member now; resolves when all have answered or failed. */
     probe,
+    /** Probes now and then every probeIntervalMs, until close(). */
+    start(): Promise<void> {
+      prober ??= setInterval(() => void probe(), o.probeIntervalMs ?? 5000).unref();
+      return probe();
+    },
     /** /api/tags of the pool: the models of every healthy member, merged (core/pool-route.ts). */
     tags: (): TagEntry[] => mergeTags(states().filter((h) => h.health.state === 'healthy').map((h) => lists.get(h.name) ?? [])),
     setDraining(name: string, draining: boolean): void {
@@ -228,7 +235,7 @@ export function createPool(o: PoolOptions) {
     queued: (): number => queue.size(),
     async close(): Promise<void> {
       closed = true;
-      clearInterval(prober);
+      if (prober) clearInterval(prober);
       if (expiry) clearInterval(expiry);
       for (const w of queue.expire(Infinity)) w.item.resolve({ ok: false, refusal: { status: 503, error: 'the guard is stopping', reason: 'upstream_unavailable', retryAfterSec: 5 } });
       await Promise.all([...members.values()].map((m) => m.upstream.close()));

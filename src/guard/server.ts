@@ -17,6 +17,7 @@ import { EMPTY_PEER_SET, indexPeerSet } from './peer-set.js';
 import { createUpstreamSlots } from './slots.js';
 import { createTokenGate } from './tokens.js';
 import { createUpstream } from './upstream.js';
+import { createPool, type PoolOptions } from './pool.js';
 import { createGuardTrace, nowUs, type TraceRecord } from './trace.js';
 
 /** The guard's logger: every line names its event (src/core/log-events.ts). */
@@ -37,6 +38,11 @@ export interface GuardOptions {
   audit?: ExchangeDeps['audit'];
   /** Keep each request's leg times (trace.ts) for `trace.drain()`; off by default, and free when off. */
   trace?: boolean;
+  /**
+   * Route to a pool of GPU hosts instead of `upstream` (pool.ts, docs/gpu-pool.md). Its probes
+   * start with `guard.pool.start()`.
+   */
+  pool?: PoolOptions;
 }
 
 /**
@@ -62,6 +68,7 @@ export function createGuard(o: GuardOptions) {
   const upstream = createUpstream({ origin: o.upstream, keepAliveMs: 30_000, maxIdle: o.limits.maxUpstreamRequests, timerResolutionMs: Math.min(500, o.limits.idleTimeoutSec * 250) });
   let expiryTimer: NodeJS.Timeout | undefined;
   const trace = o.trace ? createGuardTrace() : undefined;
+  const pool = o.pool ? createPool({ timerResolutionMs: Math.min(500, o.limits.idleTimeoutSec * 250), ...o.pool }) : undefined;
   /** With tracing on: when each connection's handshake finished, and how many requests it has carried. */
   const accepts = new WeakMap<Socket, { at: number; n: number }>();
 
@@ -82,6 +89,7 @@ export function createGuard(o: GuardOptions) {
     tokens,
     ...(o.audit ? { audit: o.audit } : {}),
     ...(trace ? { trace } : {}),
+    ...(pool ? { pool } : {}),
   };
 
   const server: Server = createServer(
@@ -217,6 +225,8 @@ export function createGuard(o: GuardOptions) {
     peers: (): PeerSet => set,
     /** Per-request leg times, when created with `trace: true` (trace.ts). */
     trace,
+    /** The GPU hosts, when created with `pool` (pool.ts). */
+    pool,
     /**
      * The daily budget's ledger (budget.ts): the gateway's figures as they arrive, the
      * records as they reach the spool (or the database) with their sequence numbers, and
@@ -236,6 +246,7 @@ export function createGuard(o: GuardOptions) {
       server.close();
       server.closeAllConnections();
       await upstream.close().catch(() => undefined);
+      await pool?.close().catch(() => undefined);
     },
   };
 }

@@ -46,6 +46,8 @@ export interface EnvOptions {
   audit?: GuardOptions['audit'];
   /** Per-request leg times (src/guard/trace.ts). */
   trace?: boolean;
+  /** Route to a pool of GPU hosts (src/guard/pool.ts) instead of the simulator. */
+  pool?: GuardOptions['pool'];
 }
 
 /** Who a client is: a peer's name, explicit TLS material, or no client certificate at all. */
@@ -127,6 +129,7 @@ export async function startEnv(o: EnvOptions = {}): Promise<GuardEnv> {
     log: { ...silentLog, error: (obj: object) => errors.push(obj) },
     ...(o.audit ? { audit: o.audit } : {}),
     ...(o.trace ? { trace: true } : {}),
+    ...(o.pool ? { pool: o.pool } : {}),
   });
   guard.server.listen(0, '127.0.0.1');
   await once(guard.server, 'listening');
