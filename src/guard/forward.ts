@@ -253,6 +253,7 @@ export function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
         }
         lease = r.lease;
         tried.add(r.lease.host);
+        deps.metrics.queueWait(r.lease.queuedMs / 1000);
         send(r.lease.upstream);
       });
     }

@@ -56,6 +56,12 @@ export function guardMetrics(registry: Registry) {
   const spoolWriteFailures = new Counter({ name: 'wgo_guard_spool_write_failures_total', help: 'Writes to the spool that failed (request records, peer sets, probes)', registers: [registry] });
   const unrecorded = new Counter({ name: 'wgo_guard_unrecorded_requests_total', help: 'Requests served while records could not be written (auditFailure "serve")', registers: [registry] });
   const dropped = new Counter({ name: 'wgo_guard_records_dropped_total', help: 'Request records dropped: more waited in memory for a spool that could not be written than the guard keeps', registers: [registry] });
+  const queueWait = new Histogram({
+    name: 'wgo_guard_queue_wait_seconds',
+    help: 'Time a request waited for a free slot on a GPU host of the pool (0: it got one at once)',
+    buckets: [0, 0.01, 0.1, 0.5, 1, 2, 5, 10, 30],
+    registers: [registry],
+  });
   const peerSetVersion = new Gauge({ name: 'wgo_guard_peers', help: 'Active peers the guard enforces', registers: [registry] });
   // The exchange passes a model only for answers Ollama served; the labeller bounds how many there are.
   const model = modelLabeller();
@@ -78,6 +84,7 @@ export function guardMetrics(registry: Registry) {
     spoolWriteFailure: () => spoolWriteFailures.inc(),
     unrecorded: () => unrecorded.inc(),
     recordsDropped: (n: number) => dropped.inc(n),
+    queueWait: (seconds: number) => queueWait.observe(seconds),
   };
 }
 
@@ -98,4 +105,27 @@ export function spoolMetrics(registry: Registry, size: () => { usedBytes: number
   gauge('wgo_guard_spool_oldest_record_timestamp_seconds', 'Time of the oldest record waiting in the spool (absent: none waits)', (s) => (s.oldestAt === null ? null : Math.floor(s.oldestAt / 1000)));
   gauge('wgo_guard_spool_bytes', 'Used size of the spool (pages in use)', (s) => s.usedBytes);
   gauge('wgo_guard_spool_max_bytes', 'The spool ceiling (guard.json spool.maxBytes): at it, records cannot be written and auditFailure decides', (s) => s.maxBytes);
+}
+
+/** Each GPU host of the pool as the router sees it (pool.ts), read at every scrape. */
+export function poolMetrics(registry: Registry, pool: { status(): { name: string; health: string; draining: boolean; parallel: number; inFlight: number; models: string[] }[]; queued(): number }): void {
+  const perHost = (name: string, help: string, value: (h: ReturnType<typeof pool.status>[number]) => number): void =>
+    void new Gauge({
+      name, help, labelNames: ['host'] as const, registers: [registry],
+      collect() {
+        this.reset();
+        for (const h of pool.status()) this.set({ host: h.name }, value(h));
+      },
+    });
+  perHost('wgo_guard_pool_host_up', 'Whether the GPU host is in the rotation (1) or cooling down after failures (0)', (h) => (h.health === 'healthy' ? 1 : 0));
+  perHost('wgo_guard_pool_host_draining', 'Whether the GPU host is draining: no new requests, running ones finish', (h) => (h.draining ? 1 : 0));
+  perHost('wgo_guard_pool_host_in_flight', 'Requests in flight to the GPU host (at most its parallelism)', (h) => h.inFlight);
+  perHost('wgo_guard_pool_host_parallel', 'Requests the GPU host takes at once (its configured parallelism)', (h) => h.parallel);
+  perHost('wgo_guard_pool_host_models', 'Models the GPU host has (its /api/tags at the last probe)', (h) => h.models.length);
+  void new Gauge({
+    name: 'wgo_guard_pool_queued', help: 'Requests waiting for a free slot on a GPU host', registers: [registry],
+    collect() {
+      this.set(pool.queued());
+    },
+  });
 }

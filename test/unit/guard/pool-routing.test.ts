@@ -12,6 +12,7 @@ import OpenAI from 'openai';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { createSimulator, type Simulator } from '../../../scripts/lab/ollama-sim.mjs';
+import { poolMetrics } from '../../../src/guard/metrics.js';
 import { startEnv, type GuardEnv } from '../../support/guard-env.js';
 import { waitFor } from '../../support/wait.js';
 
@@ -108,6 +109,20 @@ describe('the guard routing to a pool of GPU hosts', () => {
     await waitFor(() => env.records.length === 2, 2000, 'both recorded');
     expect(sims[2]!.requests).toHaveLength(1);
     expect(env.records.find((r) => r.status === 499)).toMatchObject({ refusal: 'client_aborted', model: 'mistral:latest' });
+  });
+
+  test('metrics: each host’s state, the queue, and how long requests waited', async () => {
+    poolMetrics(env.registry, env.guard.pool!);
+    await ollama().generate({ model: 'mistral', prompt: 'hi' });
+    const text = await env.registry.metrics();
+    for (const h of ['gpu1', 'gpu2', 'gpu3']) {
+      expect(text).toContain(`wgo_guard_pool_host_up{host="${h}"} 1`);
+      expect(text).toContain(`wgo_guard_pool_host_in_flight{host="${h}"} 0`);
+      expect(text).toContain(`wgo_guard_pool_host_parallel{host="${h}"} 1`);
+    }
+    expect(text).toContain('wgo_guard_pool_host_models{host="gpu2"} 2');
+    expect(text).toContain('wgo_guard_pool_queued 0');
+    expect(text).toMatch(/wgo_guard_queue_wait_seconds_count [1-9]/);
   });
 
   test('a host that is down before answering: the request goes to another host with the model; a host that dies mid-stream ends that stream', async () => {
