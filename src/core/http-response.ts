@@ -22,6 +22,8 @@ export interface ResponseSink {
   data(chunk: Buffer): void;
   /** The response is complete; `keepAlive` says whether the connection may be reused. */
   end(keepAlive: boolean): void;
+  /** An interim (1xx) answer was skipped (the caller may bound how many it takes). */
+  interim?(): void;
 }
 
 /** The answer is malformed; `detail` says how (the message adds where it came from). */
@@ -86,7 +88,8 @@ export function createResponseParser(sink: ResponseSink, o: ResponseParserOption
     const minor = m![1]!;
     const status = Number(m![2]);
     if (status === 101) fail('unexpected protocol switch');
-    const headers: Record<string, string | string[]> = {};
+    // No prototype: a header named __proto__ is a header like any other.
+    const headers: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
     for (let i = 1; i < lines.length; i++) {
       const line = lines[i]!;
       if (line.includes('\n')) fail('bare LF');
@@ -95,13 +98,17 @@ export function createResponseParser(sink: ResponseSink, o: ResponseParserOption
       if (colon <= 0) fail('header line without a name');
       const name = line.slice(0, colon);
       if (!TOKEN.test(name)) fail('bad header name');
-      const value = line.slice(colon + 1).trim();
+      // Only optional whitespace (SP, HTAB) is trimmed, as RFC 9110 defines it; \v, \f, CR or NBSP make the value invalid.
+      const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
       if (BAD_VALUE.test(value)) fail('control character in a header value');
       const key = name.toLowerCase();
       const prev = headers[key];
       headers[key] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
     }
-    if (status < 200) return false;
+    if (status < 200) {
+      sink.interim?.();
+      return false;
+    }
 
     const connection = tokens(headers.connection);
     keepAlive = minor === '1' ? !connection.includes('close') : connection.includes('keep-alive');
@@ -115,6 +122,8 @@ export function createResponseParser(sink: ResponseSink, o: ResponseParserOption
       if (cl !== undefined) fail('both Transfer-Encoding and Content-Length');
       const codings = tokens(te);
       if (codings.length !== 1 || codings[0] !== 'chunked') fail('unsupported Transfer-Encoding');
+      // Chunked in an HTTP/1.0 answer: read it, but close the connection after (RFC 9112 §6.1).
+      if (minor === '0') keepAlive = false;
       next = 'size';
     } else if (cl !== undefined) {
       const values = Array.isArray(cl) ? cl : [cl];

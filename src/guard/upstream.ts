@@ -1,6 +1,6 @@
 import { connect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
-import { createResponseParser, type ResponseHead, type ResponseParser, type ResponseSink } from '../core/http-response.js';
+import { connect as tlsConnect, createSecureContext } from 'node:tls';
+import { createResponseParser, ResponseFramingError, type ResponseHead, type ResponseParser, type ResponseSink } from '../core/http-response.js';
 
 /**
  * The guard's connections to Ollama: a pool of plain keep-alive TCP connections on which a
@@ -69,11 +69,26 @@ export interface UpstreamOptions {
   /** The response head may be at most this long. */
   maxHeadBytes?: number;
   /**
-   * How often timeouts are checked (default 500 ms): a timeout fires between its limit and its
-   * limit plus this. One shared timer instead of one per request, re-armed on every read.
+   * How often timeouts are checked (default 500 ms): a timeout fires after its limit, and at
+   * most this much later. One shared timer instead of one per request, re-armed on every read.
    */
   timerResolutionMs?: number;
+  /** A connection not made within this long fails (default 10 s, as undici's). */
+  connectTimeoutMs?: number;
+  /** Opens the connection (tests: a socket that never connects); default: TCP, or TLS with `tls`. */
+  dial?: () => Socket;
 }
+
+/**
+ * Methods sent once more when a reused connection fails before any byte of the answer: only
+ * those without side effects (RFC 9110 §9.2.2). A POST the server may already have acted on
+ * (a generation, a pull, a delete) is never sent twice; it fails with a 503 instead.
+ */
+const RETRYABLE = new Set(['GET', 'HEAD']);
+/** At most this many interim (1xx) answers before the real one. */
+const MAX_INTERIM = 8;
+/** A server's Keep-Alive: timeout=N is trusted minus this margin, so we never reuse a connection it is closing. */
+const KEEP_ALIVE_MARGIN_MS = 1000;
 
 const TARGET = /^\/[\x21-\x7e]*$/;
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
@@ -85,12 +100,17 @@ export function createUpstream(o: UpstreamOptions) {
   if (secure !== (o.tls !== undefined)) throw new Error(secure ? `an https:// upstream needs tls options: ${o.origin}` : `tls options given for an http:// upstream: ${o.origin}`);
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const port = Number(url.port || (secure ? 443 : 80));
-  const dial = (): Socket => {
-    if (!o.tls) return connect({ host, port, noDelay: true });
-    const s = tlsConnect({ host, port, ca: o.tls.ca, cert: o.tls.cert, key: o.tls.key, minVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'], ...(o.tls.servername ? { servername: o.tls.servername } : {}) });
-    s.setNoDelay(true);
-    return s;
-  };
+  // The TLS material is read once, here: bad PEM fails when the pool is made, not per connection.
+  const secureContext = o.tls ? createSecureContext({ ca: o.tls.ca, cert: o.tls.cert, key: o.tls.key, minVersion: 'TLSv1.2' }) : null;
+  const dial =
+    o.dial ??
+    ((): Socket => {
+      if (!secureContext) return connect({ host, port, noDelay: true });
+      const s = tlsConnect({ host, port, secureContext, ALPNProtocols: ['http/1.1'], ...(o.tls?.servername ? { servername: o.tls.servername } : {}) });
+      s.setNoDelay(true);
+      return s;
+    });
+  const connectTimeoutMs = o.connectTimeoutMs ?? 10_000;
   const hostHeader = url.host;
   const maxHeadBytes = o.maxHeadBytes ?? 64 * 1024;
   const tickMs = o.timerResolutionMs ?? 500;
@@ -104,9 +124,10 @@ export function createUpstream(o: UpstreamOptions) {
   const tick = (): void => {
     now += tickMs;
     for (const c of all) {
-      const limit = c.call ? c.call.timeoutMs() : o.keepAliveMs;
-      if (now - c.seen < limit || c.call?.paused) continue;
-      if (c.call) c.call.timeout();
+      // `seen` may lag real time by up to a tick, so "more than the limit" on this clock is at least the limit in real time.
+      const limit = c.socket.connecting ? Math.min(connectTimeoutMs, c.call?.timeoutMs() ?? connectTimeoutMs) : c.call ? c.call.timeoutMs() : c.keepAliveMs;
+      if (now - c.seen <= limit || c.call?.paused) continue;
+      if (c.call) c.call.timeout(c.socket.connecting);
       else c.socket.destroy();
     }
     if (all.size === 0 && ticker) {
@@ -123,6 +144,8 @@ export function createUpstream(o: UpstreamOptions) {
     used = false;
     seen = now;
     error: Error | null = null;
+    /** How long it may stay idle: ours, or less when the server said so (Keep-Alive: timeout=N). */
+    keepAliveMs = o.keepAliveMs;
     readonly parser: ResponseParser;
 
     constructor() {
@@ -146,10 +169,16 @@ export function createUpstream(o: UpstreamOptions) {
     }
 
     head(h: ResponseHead): void {
+      const ka = h.headers['keep-alive'];
+      const m = typeof ka === 'string' ? /(?:^|[\s,;])timeout\s*=\s*(\d+)/i.exec(ka) : null;
+      if (m) this.keepAliveMs = Math.min(o.keepAliveMs, Number(m[1]) * 1000 - KEEP_ALIVE_MARGIN_MS);
       this.call?.head(h);
     }
     data(chunk: Buffer): void {
       this.call?.data(chunk);
+    }
+    interim(): void {
+      this.call?.interim();
     }
     end(keepAlive: boolean): void {
       this.call?.end(keepAlive);
@@ -159,7 +188,7 @@ export function createUpstream(o: UpstreamOptions) {
     release(keepAlive: boolean): void {
       this.call = null;
       this.used = true;
-      if (!keepAlive || closed || idle.length >= o.maxIdle || this.socket.destroyed) return void this.socket.destroy();
+      if (!keepAlive || closed || idle.length >= o.maxIdle || this.socket.destroyed || this.keepAliveMs <= 0) return void this.socket.destroy();
       this.seen = now;
       // A call that ended while its reading was paused leaves the socket paused; the next one must hear its answer.
       this.socket.resume();
@@ -180,6 +209,7 @@ export function createUpstream(o: UpstreamOptions) {
     private done = false;
     private _aborted = false;
     private retried = false;
+    private interims = 0;
     private sawBytes = false;
     private sawHead = false;
     private conn: Conn | null = null;
@@ -195,14 +225,17 @@ export function createUpstream(o: UpstreamOptions) {
     get aborted(): boolean {
       return this._aborted;
     }
+    // Once the call is over its connection may carry another request: pause and resume no longer touch it.
     pause(): void {
+      if (this.done || !this.conn) return;
       this.paused = true;
-      this.conn?.socket.pause();
+      this.conn.socket.pause();
     }
     resume(): void {
+      if (this.done || !this.conn) return;
       this.paused = false;
-      if (this.conn) this.conn.seen = now;
-      this.conn?.socket.resume();
+      this.conn.seen = now;
+      this.conn.socket.resume();
     }
     abort(e: Error): void {
       if (this.done) return;
@@ -235,7 +268,9 @@ export function createUpstream(o: UpstreamOptions) {
       try {
         this.conn!.parser.push(buf);
       } catch (e) {
-        this.fail(e as Error);
+        // A malformed answer fails the call; anything else is a bug in a handler and is not hidden.
+        if (e instanceof ResponseFramingError || !this.done) this.fail(e as Error);
+        else throw e;
       }
     }
     eof(): void {
@@ -248,8 +283,8 @@ export function createUpstream(o: UpstreamOptions) {
     closed(err: Error | null): void {
       if (!this.done) this.closedEarly(err ?? new Error('upstream closed the connection'));
     }
-    timeout(): void {
-      this.fail(new Error(this.sawHead ? 'upstream body timeout' : 'upstream headers timeout'));
+    timeout(connecting: boolean): void {
+      this.fail(new Error(connecting ? 'upstream connect timeout' : this.sawHead ? 'upstream body timeout' : 'upstream headers timeout'));
     }
 
     // From the parser.
@@ -258,34 +293,41 @@ export function createUpstream(o: UpstreamOptions) {
       this.sawHead = true;
       this.h.onHead(hd.status, hd.headers);
     }
+    interim(): void {
+      if (++this.interims > MAX_INTERIM) this.fail(new ResponseFramingError(`more than ${MAX_INTERIM} interim (1xx) answers`));
+    }
     data(chunk: Buffer): void {
       if (!this.done) this.h.onData(chunk);
     }
     end(keepAlive: boolean): void {
       if (this.done) return;
       this.done = true;
-      this.conn!.release(keepAlive);
+      const c = this.conn!;
+      this.conn = null;
+      c.release(keepAlive);
       this.h.onEnd();
     }
 
-    private fail(e: Error): void {
+    fail(e: Error): void {
       if (this.done) return;
       this.done = true;
       if (this.conn) {
         this.conn.call = null;
         this.conn.socket.destroy();
+        this.conn = null;
       }
       this.h.onError(e);
     }
     /**
      * A reused connection that fails before any byte of the answer was most likely closed by
-     * Ollama while idle, just as the request was written: the request is sent once more on a
-     * new connection (as browsers do). Never once the answer has begun, and only once.
+     * the server while idle, just as the request was written: a GET or HEAD is sent once more
+     * on a new connection. Never another method (the server may have acted on it), never once
+     * the answer has begun, and only once.
      */
     private closedEarly(e: Error): void {
       if (this.done) return;
       const c = this.conn;
-      if (!this.sawBytes && c?.used && !this.retried && !this._aborted && !closed) {
+      if (!this.sawBytes && c?.used && RETRYABLE.has(this.r.method) && !this.retried && !this._aborted && !closed) {
         this.retried = true;
         c.call = null;
         c.socket.destroy();
@@ -300,17 +342,31 @@ export function createUpstream(o: UpstreamOptions) {
     }
   }
 
+  /** Sends a request; never throws: whatever goes wrong reaches `h.onError`, once. */
   function request(r: UpstreamRequest, h: UpstreamHandler): UpstreamCall {
-    const call = new Call(r, h, serialize(r, hostHeader));
-    if (closed) {
-      call.abort(new Error('upstream client closed'));
+    const head = serialize(r, hostHeader);
+    const call = new Call(r, h, head ?? '');
+    if (closed || head === null) {
+      const e = new Error(closed ? 'upstream client closed' : 'request target not fit to forward');
+      queueMicrotask(() => call.fail(e));
       return call;
     }
-    const c = take();
-    h.onStart(call);
-    // Aborted before a byte was written: the connection goes back untouched.
-    if (call.finished) c.release(true);
-    else call.start(c);
+    let c: Conn;
+    try {
+      c = take();
+    } catch (e) {
+      queueMicrotask(() => call.fail(e as Error));
+      return call;
+    }
+    let started = false;
+    try {
+      h.onStart(call);
+      started = true;
+    } finally {
+      // Aborted before a byte was written (or onStart threw): the connection goes back untouched.
+      if (!started || call.finished) c.release(true);
+    }
+    if (!call.finished) call.start(c);
     return call;
   }
 
@@ -335,9 +391,9 @@ export function createUpstream(o: UpstreamOptions) {
 
 export type Upstream = ReturnType<typeof createUpstream>;
 
-/** The request head; refuses a target, and drops a header value, that would change its framing. */
-function serialize(r: UpstreamRequest, host: string): string {
-  if (!TARGET.test(r.path)) throw new Error('request target not fit to forward');
+/** The request head, or null for a target that would change its framing; a header value that would is dropped. */
+function serialize(r: UpstreamRequest, host: string): string | null {
+  if (!TARGET.test(r.path)) return null;
   let s = `${r.method} ${r.path} HTTP/1.1\r\nhost: ${host}\r\nconnection: keep-alive\r\n`;
   for (const k in r.headers) {
     const v = r.headers[k]!;

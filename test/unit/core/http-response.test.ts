@@ -60,6 +60,7 @@ describe('an HTTP/1.1 response parsed for framing', () => {
     ['an answer to HEAD has no body', 'HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n', { bodyless: true }, 200, '', true],
     ['an interim 100 Continue is skipped', 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok', {}, 200, 'ok', true],
     ['a status line without a reason', 'HTTP/1.1 500\r\nContent-Length: 0\r\n\r\n', {}, 500, '', true],
+    ['chunked in HTTP/1.0, even with keep-alive: read, then the connection is closed', 'HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n', {}, 200, 'ok', false],
   ];
   test.each(CASES)('%s (every split)', (_, raw, o, status, body, keepAlive) => {
     for (const pieces of splits(raw)) {
@@ -73,6 +74,16 @@ describe('an HTTP/1.1 response parsed for framing', () => {
   test('headers are lower-cased, trimmed, and repeated ones kept as a list', () => {
     const seen = parse(['HTTP/1.1 200 OK\r\nContent-Type:  application/json \r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nX-Empty:\r\nContent-Length: 0\r\n\r\n']);
     expect(seen.head!.headers).toEqual({ 'content-type': 'application/json', 'set-cookie': ['a=1', 'b=2'], 'x-empty': '', 'content-length': '0' });
+  });
+
+  test('a header named __proto__ is a header, not a prototype; each interim answer is reported', () => {
+    const seen = parse(['HTTP/1.1 200 OK\r\n__proto__: x\r\nContent-Length: 0\r\n\r\n']);
+    expect(Object.getPrototypeOf(seen.head!.headers)).toBeNull();
+    expect(seen.head!.headers['__proto__']).toBe('x');
+    let interims = 0;
+    const p = createResponseParser({ head: () => undefined, data: () => undefined, end: () => undefined, interim: () => interims++ }, { maxHeadBytes: 1024, bodyless: false });
+    p.push(Buffer.from('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n'));
+    expect([interims, p.done]).toEqual([2, true]);
   });
 
   test('bytes after the end of the response: it ends, and the connection is not reused', () => {
@@ -109,6 +120,10 @@ describe('malformed or incomplete responses are refused', () => {
     ['a protocol switch nobody asked for', 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n', 'unexpected protocol switch'],
     ['a head larger than the limit', `HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(2000)}\r\n\r\n`, 'head too large'],
     ['a head larger than the limit, never ended', `HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(2000)}`, 'head too large'],
+    ['a Content-Length ending in a vertical tab (only SP and HTAB are whitespace)', 'HTTP/1.1 200 OK\r\nContent-Length: 2\x0b\r\n\r\nok', 'control character'],
+    ['a Content-Length after a no-break space', 'HTTP/1.1 200 OK\r\nContent-Length: \xa02\r\n\r\nok', 'bad Content-Length'],
+    ['a Content-Length followed by a lone CR', 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\r\n\r\nok', 'control character'],
+    ['a Transfer-Encoding ending in a form feed', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\x0c\r\n\r\n0\r\n\r\n', 'control character'],
     ['a chunk-size line that never ends', `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;${'x'.repeat(5000)}`, 'line too long'],
   ];
   test.each(BAD)('%s', (_, raw, why) => {

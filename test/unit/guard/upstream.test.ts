@@ -5,6 +5,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { Duplex } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, test } from 'vitest';
 import { createUpstream, type Upstream, type UpstreamCall, type UpstreamRequest } from '../../../src/guard/upstream.js';
@@ -118,6 +119,52 @@ describe('the guard’s upstream connections', () => {
     expect(s.connections()).toBe(2);
   });
 
+  test('a POST on a reused connection that the server reads and then drops is not sent again: it may have acted on it', async () => {
+    const s = await server((_, socket, nth) => (nth === 2 ? setTimeout(() => socket.destroy(), 50) : socket.write(OK)));
+    const u = upstream(s.port);
+    await send(u);
+    await expect(send(u, { ...GET, method: 'POST', path: '/api/pull', headers: { 'content-type': 'application/json' }, body: Buffer.from('{"model":"m"}') })).rejects.toThrow('upstream closed the connection');
+    expect(s.requests.map((q) => q.split(' ')[0])).toEqual(['GET', 'POST']);
+  });
+
+  test('the server’s Keep-Alive: timeout=N is honoured: the connection is closed by us before it would close it', async () => {
+    const s = await server((_, socket) => socket.write('HTTP/1.1 200 OK\r\nKeep-Alive: timeout=2\r\nContent-Length: 2\r\n\r\nok'));
+    const u = upstream(s.port);
+    await send(u);
+    expect(u.stats().idle).toBe(1);
+    // 2 s less the 1 s margin
+    await waitFor(() => u.stats().open === 0, 1500, 'the idle connection closed after ~1 s');
+    // and a server that says timeout=1 (or less) gets no reuse at all
+    const s1 = await server((_, socket) => socket.write('HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 2\r\n\r\nok'));
+    const u1 = upstream(s1.port);
+    await send(u1);
+    await send(u1);
+    expect(s1.connections()).toBe(2);
+  });
+
+  test('a connection not made within connectTimeoutMs fails the request', async () => {
+    // A socket that stays "connecting" and never answers, as a host that drops SYNs would.
+    const hanging = (): Socket => Object.assign(new Duplex({ read: () => undefined, write: (_c, _e, cb) => cb() }), { connecting: true, setNoDelay: () => undefined }) as unknown as Socket;
+    const u = createUpstream({ origin: 'http://127.0.0.1:9', keepAliveMs: 30_000, maxIdle: 8, timerResolutionMs: 25, connectTimeoutMs: 100, dial: hanging });
+    cleanup.push(() => u.close());
+    const t0 = Date.now();
+    await expect(send(u, { ...GET, headersTimeoutMs: 60_000 })).rejects.toThrow('upstream connect timeout');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(100);
+    expect(Date.now() - t0).toBeLessThan(1000);
+  });
+
+  test('a finished call’s pause() does not stop the next request on its connection; a throwing onStart gives the connection back', async () => {
+    const s = await server((_, socket) => socket.write(OK));
+    const u = upstream(s.port);
+    let first: UpstreamCall | null = null;
+    await new Promise<void>((resolve, reject) => u.request(GET, { onStart: (c) => (first = c), onHead: () => undefined, onData: () => undefined, onEnd: resolve, onError: reject }));
+    first!.pause();
+    expect((await send(u)).status).toBe(200);
+    expect(() => u.request(GET, { onStart: () => { throw new Error('bug'); }, onHead: () => undefined, onData: () => undefined, onEnd: () => undefined, onError: () => undefined })).toThrow('bug');
+    expect(u.stats()).toEqual({ open: 1, idle: 1 });
+    expect(s.connections()).toBe(1);
+  });
+
   test('a new connection closed before answering is not retried, nor one whose answer had begun', async () => {
     const s = await server((_, socket, nth) => (nth === 1 ? socket.destroy() : socket.end('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhal')));
     const u = upstream(s.port);
@@ -136,7 +183,10 @@ describe('the guard’s upstream connections', () => {
   test('no answer within headersTimeout, or a body that stops: the request fails and the connection is closed', async () => {
     const s = await server((_, socket, nth) => nth === 2 && socket.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhal'));
     const u = upstream(s.port);
+    const t0 = Date.now();
     await expect(send(u, { ...GET, headersTimeoutMs: 200 })).rejects.toThrow('upstream headers timeout');
+    // never early, whatever the ticker's phase
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
     await expect(send(u, { ...GET, bodyTimeoutMs: 200 })).rejects.toThrow('upstream body timeout');
     await waitFor(() => u.stats().open === 0, 1000, 'both connections closed');
   });
@@ -216,7 +266,9 @@ describe('the guard’s upstream connections', () => {
     await send(u, { ...GET, headers: { 'user-agent': 'evil\r\nx-injected: 1', accept: '*/*' } });
     expect(s.requests[0]).not.toContain('x-injected');
     expect(s.requests[0]).toContain('accept: */*');
-    expect(() => u.request({ ...GET, path: '/api/version HTTP/1.1\r\nx: y' }, { onStart: () => undefined, onHead: () => undefined, onData: () => undefined, onEnd: () => undefined, onError: () => undefined })).toThrow('not fit to forward');
+    // refused through onError (request() never throws), and nothing is sent
+    await expect(send(u, { ...GET, path: '/api/version HTTP/1.1\r\nx: y' })).rejects.toThrow('not fit to forward');
+    expect(s.requests).toHaveLength(1);
   });
 
   test('close() ends what is in flight and refuses what comes after', async () => {
