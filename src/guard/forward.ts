@@ -201,11 +201,12 @@ export function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
           return begin();
         }
         if (lease && !sawHead && !clientGone && !abortReason && !res.headersSent && !res.destroyed) {
-          // The host could not be reached, or broke off before answering: it is reported, and another host with the model is tried.
+          // The host could not be reached, or broke off before answering: it is reported, and another host with the model
+          // is tried — for a generation (nothing on the host changes), or when the request never reached the host at all.
           lease.release('unreachable');
           lease = null;
           controller = null;
-          if (deps.pool!.candidates(draft.model, tried) > 0) return begin();
+          if ((endpoint.generative || neverReached(e)) && deps.pool!.candidates(draft.model, tried) > 0) return begin();
         }
         if (clientGone) {
           // The record keeps Ollama's status when its answer had begun; 499 when it had not.
@@ -298,4 +299,10 @@ function answerPoolList(pool: Pool, f: Forward): void {
   f.draft.bytesOut = f.req.method === 'HEAD' ? 0 : Buffer.byteLength(body);
   f.res.writeHead(200, { ...NOT_FOR_OTHER_SITES, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
   f.res.end(f.req.method === 'HEAD' ? undefined : body);
+}
+
+/** Connection errors that mean the request never reached the host (so sending it elsewhere cannot do anything twice). */
+const NOT_CONNECTED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN']);
+function neverReached(e: Error): boolean {
+  return NOT_CONNECTED.has(String((e as NodeJS.ErrnoException).code)) || e.message === 'upstream connect timeout';
 }

@@ -6,7 +6,7 @@
  * with the model, a host that dies mid-stream ends that stream with an error (never replayed),
  * and a client that leaves the queue costs nothing upstream.
  */
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
 import { Agent, fetch as undiciFetch } from 'undici';
@@ -146,5 +146,73 @@ describe('the guard routing to a pool of GPU hosts', () => {
     ).rejects.toThrow();
     expect(n).toBeGreaterThanOrEqual(3);
     expect(heardBy('/api/generate')).toEqual(['gpu2']);
+  });
+});
+
+describe('what the router sends to another host after a host broke off before answering', () => {
+  let env2: GuardEnv;
+  let good: Simulator;
+  const seen: string[] = [];
+  const fake = createNetServer((socket) => {
+    socket.on('error', () => undefined);
+    let buf = '';
+    socket.on('data', (d) => {
+      buf += d.toString('latin1');
+      const end = buf.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      const line = buf.slice(0, buf.indexOf('\r\n'));
+      buf = '';
+      seen.push(line);
+      if (line.startsWith('GET /api/tags') || line.startsWith('GET /api/ps')) {
+        // it has llama3.2, and says it is loaded: never less preferred than the good host
+        const body = JSON.stringify({ models: [{ name: 'llama3.2:latest', modified_at: '2026-12-01T00:00:00Z' }] });
+        socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      } else socket.destroy(); // read the request, then broke off: it may have acted on it
+    });
+  });
+  beforeAll(async () => {
+    await new Promise<void>((r) => fake.listen(0, '127.0.0.1', r));
+    good = createSimulator({ tokenRate: 0, tokens: 2, models: ['llama3.2'] });
+    await new Promise<void>((r) => good.server.listen(0, '127.0.0.1', r));
+    env2 = await startEnv({
+      peers: [{ name: 'alice', address: '127.0.0.1' }],
+      pool: {
+        members: [
+          // "a" sorts first, and was picked before "b" in every test: with both idle and the model loaded on both, it is chosen first
+          { name: 'a-faulty', origin: `http://127.0.0.1:${(fake.address() as AddressInfo).port}`, parallel: 4 },
+          { name: 'b-good', origin: `http://127.0.0.1:${(good.server.address() as AddressInfo).port}`, parallel: 4 },
+        ],
+        probeIntervalMs: 60_000,
+        // back in the rotation at the next probe: each test starts with both hosts healthy
+        health: { cooldownMs: 1, maxCooldownMs: 1, serverErrorStreak: 3 },
+      },
+    });
+  });
+  afterAll(async () => {
+    await env2?.close();
+    good.server.closeAllConnections();
+    await new Promise((r) => good.server.close(r));
+    await new Promise((r) => fake.close(r));
+  });
+  beforeEach(async () => {
+    await new Promise((r) => setTimeout(r, 5));
+    await env2.guard.pool!.start();
+    expect(env2.guard.pool!.status().map((h) => h.health)).toEqual(['healthy', 'healthy']);
+    seen.length = 0;
+    good.clear();
+  });
+
+  test('a generation: sent to the next host with the model, and served', async () => {
+    const r = await env2.request('alice', { path: '/api/generate', body: { model: 'llama3.2', prompt: 'x', stream: false } });
+    expect(r.status).toBe(200);
+    expect(seen.filter((l) => l.startsWith('POST'))).toEqual(['POST /api/generate HTTP/1.1']);
+    expect(good.requests.map((q: { path: string }) => q.path)).toEqual(['/api/generate']);
+  });
+
+  test('anything else (here /api/show): not sent anywhere else, answered 503', async () => {
+    const r = await env2.request('alice', { path: '/api/show', body: { model: 'llama3.2' } });
+    expect(r.status).toBe(503);
+    expect(seen.filter((l) => l.startsWith('POST'))).toEqual(['POST /api/show HTTP/1.1']);
+    expect(good.requests).toHaveLength(0);
   });
 });
