@@ -110,9 +110,10 @@ export function childrenOf(ppid) {
 /**
  * CA, guard server certificate (SAN IP 127.0.0.1) and one peer client certificate
  * (CN bench, SAN IP 127.0.0.1), made by the project's own dist/pki/ca.js.
- * Files: ca.pem, server.pem, server.key, client.pem, client.key, peer.json.
+ * Files: ca.pem, server.pem, server.key, client.pem, client.key, peer.json; with
+ * `{ secondPeer: true }` also light.pem, light.key, light.json (peer "light", 127.0.0.2).
  */
-export async function makeCertificates(dir) {
+export async function makeCertificates(dir, opts = {}) {
   const { createCa, issueCertificate } = await dist('pki/ca.js');
   mkdirSync(dir, { recursive: true });
   const ca = createCa({ commonName: 'wg-ollama bench CA' });
@@ -125,6 +126,13 @@ export async function makeCertificates(dir) {
   writeFileSync(join(dir, 'client.pem'), peer.certPem);
   writeFileSync(join(dir, 'client.key'), peer.keyPem, { mode: 0o600 });
   writeFileSync(join(dir, 'peer.json'), JSON.stringify({ name: 'bench', address: '127.0.0.1', serial: peer.serial, expiresAt: notAfter.getTime() }));
+  if (opts.secondPeer) {
+    // A second peer at 127.0.0.2 (the pool benchmark's light peer): light.pem, light.key, light.json.
+    const light = issueCertificate(ca, { role: 'peer', commonName: 'light', ipAddresses: ['127.0.0.2'], notAfter });
+    writeFileSync(join(dir, 'light.pem'), light.certPem);
+    writeFileSync(join(dir, 'light.key'), light.keyPem, { mode: 0o600 });
+    writeFileSync(join(dir, 'light.json'), JSON.stringify({ name: 'light', address: '127.0.0.2', serial: light.serial, expiresAt: notAfter.getTime() }));
+  }
 }
 
 export function clientTls(dir) {

@@ -12,10 +12,13 @@
 //
 //   node guard-server.mjs --dir DIR --listen 127.0.0.1:PORT --upstream http://127.0.0.1:PORT
 //                         [--upstream-connections N] [--trace-ctl 127.0.0.1:PORT]
+//                         [--pool NAME=URL/PARALLEL,...] [--queue-per-peer N]
+// --pool: the guard routes to these GPU hosts (src/guard/pool.ts) instead of --upstream; a
+// second peer (light.json, from makeCertificates(dir, { secondPeer: true })) is added if present.
 // --trace-ctl: the guard keeps per-request leg times (src/guard/trace.ts); GET /trace on that
 // plain-HTTP listener returns them as JSON and forgets them. Without it the guard traces nothing.
 // Prints {"listening":PORT,"pid":PID} when ready. SIGTERM: close, flush the spool, exit.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
@@ -29,6 +32,8 @@ const { values } = parseArgs({
     upstream: { type: 'string' },
     'upstream-connections': { type: 'string' },
     'trace-ctl': { type: 'string' },
+    pool: { type: 'string' },
+    'queue-per-peer': { type: 'string' },
   },
 });
 const { createGuard } = await dist('guard/server.js');
@@ -46,6 +51,18 @@ const tls = {
   key: readFileSync(join(dir, 'server.key'), 'utf8'),
 };
 const peer = JSON.parse(readFileSync(join(dir, 'peer.json'), 'utf8'));
+const peers = [peer, ...(existsSync(join(dir, 'light.json')) ? [JSON.parse(readFileSync(join(dir, 'light.json'), 'utf8'))] : [])];
+const pool = values.pool
+  ? {
+      members: values.pool.split(',').map((m) => {
+        const [name, rest] = m.split('=');
+        const at = rest.lastIndexOf('/');
+        return { name, origin: rest.slice(0, at), parallel: Number(rest.slice(at + 1)) };
+      }),
+      probeIntervalMs: 2000,
+      queue: { perPeer: Number(values['queue-per-peer'] ?? 8), total: 256, maxWaitMs: 30_000 },
+    }
+  : undefined;
 const policy = mergePolicy(DEFAULT_POLICY, {
   models: ['llama3.2', 'qwen2.5:*', 'nomic-embed-text'],
   tokensPerDay: 1e12,
@@ -79,10 +96,12 @@ const guard = createGuard({
   audit,
   log,
   trace: values['trace-ctl'] !== undefined,
+  ...(pool ? { pool } : {}),
 });
+if (guard.pool) await guard.pool.start();
 guard.setPeers({
   version: 'bench-1',
-  peers: [{ name: peer.name, address: peer.address, serial: peer.serial, expiresAt: peer.expiresAt, policy }],
+  peers: peers.map((p) => ({ name: p.name, address: p.address, serial: p.serial, expiresAt: p.expiresAt, policy })),
   logPrompts: false,
   tokensToday: {},
   day: new Date().toISOString().slice(0, 10),
