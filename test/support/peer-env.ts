@@ -1,6 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { parseConfig, type Config, type ConfigInput } from '../../src/config.js';
 import { generateKeyPair, type KeyPair } from '../../src/core/keys.js';
 import { auditRepository, type AuditRow } from '../../src/db/audit.js';
@@ -10,6 +8,7 @@ import { peerService, type PeerService } from '../../src/gateway/peer-service.js
 import { pskStore, type PskStore } from '../../src/gateway/psk-store.js';
 import { testCaStore } from './ca.js';
 import { BASE_CONFIG } from './gateway-state.js';
+import { testDir } from './temp.js';
 
 export const T0 = Date.UTC(2025, 0, 1, 12, 0, 0);
 export const DAY = 86_400_000;
@@ -32,7 +31,8 @@ export interface PeerEnv {
 
 /** A peer service on a real in-memory SQLite, a real PSK directory in a temp dir, and a fixed clock. */
 export function peerEnv(overrides: Partial<ConfigInput> = {}): PeerEnv {
-  const dir = mkdtempSync(join(tmpdir(), 'wgo-peers-'));
+  // Removed when the test (or, made in a hook, the test process) finishes, also when close() is never called.
+  const dir = testDir('peers');
   const config = parseConfig({ stateDir: dir, ...BASE_CONFIG, ...overrides }, 'test');
   const db = openDatabase(':memory:');
   const psk = pskStore(config.paths.pskDir);
