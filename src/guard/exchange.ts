@@ -18,6 +18,7 @@ import type { Pool } from './pool.js';
 import type { Upstream } from './upstream.js';
 import { sendRefusal } from './answer.js';
 import { forwardUpstream } from './forward.js';
+import { authenticateRouter } from './member.js';
 
 export interface ExchangeDeps {
   limits: Limits;
@@ -42,6 +43,8 @@ export interface ExchangeDeps {
   tokens?: TokenGate;
   /** Whether a request may go to Ollama while its record cannot be written (audit.ts); without it, always. */
   audit?: { admit(): Refusal | null };
+  /** This guard is a pool member (member.ts): only these router certificates (serials) may use it. */
+  member?: { routers(): ReadonlySet<string> };
   /** A pool of GPU hosts (pool.ts, docs/gpu-pool.md): requests are routed to its members instead of `upstream`. */
   pool?: Pool;
   /** Per-request leg times (trace.ts); absent unless asked for. */
@@ -93,7 +96,8 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
     // Model names are the client's choice: only those Ollama served become label values (bounded series).
     deps.metrics.request(draft.peer ?? '', draft.status > 0 && draft.status < 400 ? draft.model : null, draft.status, draft.endpoint, draft.durationMs / 1000);
     if (draft.refusal) deps.metrics.refusal(draft.refusal);
-    deps.record(draft);
+    // A pool member's requests are the router's records (one per request, charged once); it only counts them.
+    if (!deps.member || draft.peer === null) deps.record(draft);
     if (tr) deps.trace!.mark(tr, 'end');
   };
   const refuse = (r: Refusal, close = false): void => {
@@ -105,7 +109,11 @@ export async function handleExchange(deps: ExchangeDeps, identity: ConnectionIde
   };
 
   const peer = deps.peerBySerial(identity.serial);
-  const { auth, method, serial } = deps.tokens ? deps.tokens.authenticate(identity, peer, req, started) : authenticateByCertificate(identity, peer, started);
+  const { auth, method, serial } = deps.member
+    ? authenticateRouter(identity, deps.member.routers(), req)
+    : deps.tokens
+      ? deps.tokens.authenticate(identity, peer, req, started)
+      : authenticateByCertificate(identity, peer, started);
   draft.auth = method;
   draft.certSerial = serial;
   if (!auth.ok) {

@@ -10,6 +10,7 @@ import { startCharge } from './charge.js';
 import type { ExchangeDeps } from './exchange.js';
 import { watchStall } from './stall.js';
 import type { TraceRecord } from './trace.js';
+import { PEER_HEADER } from './member.js';
 import type { Lease, Pool } from './pool.js';
 import type { Upstream, UpstreamCall, UpstreamHandler } from './upstream.js';
 
@@ -264,7 +265,8 @@ export function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
         {
           method: req.method ?? 'GET',
           path: draft.path ?? '/',
-          headers,
+          // To a pool member: which peer this is for (it trusts the header only on our certificate).
+          headers: lease ? { ...headers, [PEER_HEADER]: f.peer } : headers,
           ...(f.forward ? { body: f.forward } : {}),
           headersTimeoutMs: deps.limits.idleTimeoutSec * 1000,
           bodyTimeoutMs: deps.limits.idleTimeoutSec * 1000,

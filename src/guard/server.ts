@@ -43,6 +43,8 @@ export interface GuardOptions {
    * start with `guard.pool.start()`.
    */
   pool?: PoolOptions;
+  /** This guard is a pool member (member.ts): only its router's certificate, by serial, may use it. */
+  member?: ExchangeDeps['member'];
 }
 
 /**
@@ -90,6 +92,7 @@ export function createGuard(o: GuardOptions) {
     ...(o.audit ? { audit: o.audit } : {}),
     ...(trace ? { trace } : {}),
     ...(pool ? { pool } : {}),
+    ...(o.member ? { member: o.member } : {}),
   };
 
   const server: Server = createServer(
@@ -195,7 +198,10 @@ export function createGuard(o: GuardOptions) {
     // connection made after this call must be cut at its peer's expiry too.
     let next = Infinity;
     for (const p of index.values()) if (p.expiresAt !== null && p.expiresAt > now) next = Math.min(next, p.expiresAt);
+    const routers = o.member?.routers();
     for (const [serial, sockets] of bySerial) {
+      // A pool member's router is not a peer: its connections stay while its certificate is in the router list.
+      if (routers?.has(serial)) continue;
       const p = index.get(serial);
       const expired = p && p.expiresAt !== null && p.expiresAt <= now;
       if (p && !expired) continue;

@@ -48,6 +48,8 @@ export interface EnvOptions {
   trace?: boolean;
   /** Route to a pool of GPU hosts (src/guard/pool.ts) instead of the simulator. */
   pool?: GuardOptions['pool'];
+  /** A pool member (src/guard/member.ts): only these router certificates may use it. */
+  member?: GuardOptions['member'];
 }
 
 /** Who a client is: a peer's name, explicit TLS material, or no client certificate at all. */
@@ -130,6 +132,7 @@ export async function startEnv(o: EnvOptions = {}): Promise<GuardEnv> {
     ...(o.audit ? { audit: o.audit } : {}),
     ...(o.trace ? { trace: true } : {}),
     ...(o.pool ? { pool: o.pool } : {}),
+    ...(o.member ? { member: o.member } : {}),
   });
   guard.server.listen(0, '127.0.0.1');
   await once(guard.server, 'listening');
