@@ -52,6 +52,8 @@ interface Member {
   state: HostState;
   upstream: Upstream;
   probing: boolean;
+  /** As given: a change of origin or TLS material makes it another member. */
+  spec: PoolMember;
 }
 
 interface Wait {
@@ -65,15 +67,30 @@ export function createPool(o: PoolOptions) {
   const limits = o.queue ?? QUEUE_DEFAULTS;
   const probeTimeoutMs = o.probeTimeoutMs ?? 3000;
   const members = new Map<string, Member>();
-  for (const m of o.members) {
-    if (members.has(m.name)) throw new Error(`pool member ${m.name} is named twice`);
-    if (!Number.isInteger(m.parallel) || m.parallel < 1) throw new Error(`pool member ${m.name}: parallel must be a whole number ≥ 1`);
+  /** Members taken out of the pool while requests still ran on them: closed when the last one ends. */
+  const retiring = new Set<Member>();
+  const check = (list: readonly PoolMember[]): void => {
+    const names = new Set<string>();
+    for (const m of list) {
+      if (names.has(m.name)) throw new Error(`pool member ${m.name} is named twice`);
+      names.add(m.name);
+      if (!Number.isInteger(m.parallel) || m.parallel < 1) throw new Error(`pool member ${m.name}: parallel must be a whole number ≥ 1`);
+    }
+  };
+  const makeMember = (m: PoolMember): Member => {
     const upstream = createUpstream({
       origin: m.origin, keepAliveMs: o.keepAliveMs ?? 30_000, maxIdle: m.parallel, timerResolutionMs: o.timerResolutionMs ?? 500, ...(m.tls ? { tls: m.tls } : {}),
     });
     const state: HostState = { name: m.name, parallel: m.parallel, inFlight: 0, queued: 0, draining: m.draining ?? false, health: HEALTHY, models: new Set(), loaded: new Set(), lastPickedAt: 0 };
-    members.set(m.name, { state, upstream, probing: false });
-  }
+    return { state, upstream, probing: false, spec: m };
+  };
+  check(o.members);
+  for (const m of o.members) members.set(m.name, makeMember(m));
+  const retire = (m: Member): void => {
+    m.state.draining = true;
+    if (m.state.inFlight === 0) void m.upstream.close();
+    else retiring.add(m);
+  };
   const queue = createFairQueue<Wait>(limits);
   let closed = false;
   let lists = new Map<string, TagEntry[]>();
@@ -97,6 +114,13 @@ export function createPool(o: PoolOptions) {
         if (released) return;
         released = true;
         m.state.inFlight--;
+        if (retiring.has(m)) {
+          if (m.state.inFlight === 0) {
+            retiring.delete(m);
+            void m.upstream.close();
+          }
+          return;
+        }
         if (outcome === 'unreachable') report(m, { kind: 'unreachable' });
         else if (outcome !== 'cancelled') report(m, { kind: 'answer', status: outcome.status });
         dispatch(m);
@@ -223,6 +247,40 @@ export function createPool(o: PoolOptions) {
     },
     /** /api/tags of the pool: the models of every healthy member, merged (core/pool-route.ts). */
     tags: (): TagEntry[] => mergeTags(states().filter((h) => h.health.state === 'healthy').map((h) => lists.get(h.name) ?? [])),
+    /**
+     * The pool's members from now on (a new peer set): new ones join after their first probe,
+     * changed parallelism and draining apply at once, and a member that left (or whose origin
+     * or TLS material changed) takes no new requests; the ones it runs finish, then its
+     * connections close. A list that is not valid changes nothing.
+     */
+    setMembers(list: readonly PoolMember[]): void {
+      check(list);
+      const next = new Map(list.map((m) => [m.name, m]));
+      const gone = new Set<string>();
+      for (const [name, m] of members) {
+        const want = next.get(name);
+        if (!want || want.origin !== m.spec.origin || JSON.stringify(want.tls ?? null) !== JSON.stringify(m.spec.tls ?? null)) {
+          members.delete(name);
+          gone.add(name);
+          retire(m);
+        }
+      }
+      for (const want of list) {
+        const m = members.get(want.name);
+        if (!m) {
+          const fresh = makeMember(want);
+          // Not a candidate until its first probe says what it has.
+          members.set(want.name, fresh);
+          if (!closed && prober) void probe();
+          continue;
+        }
+        m.spec = want;
+        m.state.parallel = want.parallel;
+        m.state.draining = want.draining ?? false;
+        dispatch(m);
+      }
+      lists = new Map([...lists].filter(([name]) => members.has(name) && !gone.has(name)));
+    },
     setDraining(name: string, draining: boolean): void {
       const m = members.get(name);
       if (!m) throw new Error(`no pool member ${name}`);
@@ -238,7 +296,7 @@ export function createPool(o: PoolOptions) {
       if (prober) clearInterval(prober);
       if (expiry) clearInterval(expiry);
       for (const w of queue.expire(Infinity)) w.item.resolve({ ok: false, refusal: { status: 503, error: 'the guard is stopping', reason: 'upstream_unavailable', retryAfterSec: 5 } });
-      await Promise.all([...members.values()].map((m) => m.upstream.close()));
+      await Promise.all([...members.values(), ...retiring].map((m) => m.upstream.close()));
     },
   };
 }

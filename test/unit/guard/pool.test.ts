@@ -45,6 +45,13 @@ const lease = async (a: { result: Promise<Acquired> }): Promise<Lease> => {
   return r.lease;
 };
 
+/** A GET through a lease's host: its status, or the error. */
+const get = (l: Lease, path: string): Promise<number> =>
+  new Promise((resolve, reject) => {
+    let status = 0;
+    l.upstream.request({ method: 'GET', path, headers: {}, headersTimeoutMs: 2000, bodyTimeoutMs: 2000 }, { onStart: () => undefined, onHead: (s) => (status = s), onData: () => undefined, onEnd: () => resolve(status), onError: reject });
+  });
+
 describe('a pool of GPU hosts', () => {
   test('probes learn each host’s models; /api/tags is their union, each name once', async () => {
     const { pool } = await threeHosts();
@@ -144,6 +151,35 @@ describe('a pool of GPU hosts', () => {
     expect(pool.status()[2]).toMatchObject({ draining: true, inFlight: 0 });
     pool.setDraining('gpu3', false);
     expect((await lease(pool.acquire('ann', 'mistral'))).host).toBe('gpu3');
+  });
+
+  test('members change with a new list: a new host joins after its probe; a host that left finishes what it runs, then closes', async () => {
+    const { pool, hosts } = await threeHosts();
+    const extra = await sim(['gemma3']);
+    const members = hosts.map((h, i) => ({ name: `gpu${i + 1}`, origin: `http://127.0.0.1:${h.port}`, parallel: 2 }));
+    const running = await lease(pool.acquire('ann', 'mistral'));
+    expect(running.host).toBe('gpu3');
+    pool.setMembers([...members.slice(0, 2), { name: 'gpu4', origin: `http://127.0.0.1:${extra.port}`, parallel: 1 }]);
+    // gpu3 left: no new requests for its model; the one it runs is not cut
+    expect(await pool.acquire('ann', 'mistral').result).toMatchObject({ ok: false, refusal: { status: 404 } });
+    expect(await get(running, '/api/version')).toBe(200);
+    // gpu4 joins after its probe
+    await pool.probe();
+    expect((await lease(pool.acquire('ann', 'gemma3'))).host).toBe('gpu4');
+    expect(pool.status().map((h) => h.name)).toEqual(['gpu1', 'gpu2', 'gpu4']);
+    expect(pool.tags().map((t) => t.name)).not.toContain('mistral:latest');
+    running.release({ status: 200 });
+    await waitFor(() => running.upstream.stats().open === 0, 1000, 'gpu3’s connections closed once its request ended');
+    await expect(get(running, '/api/version')).rejects.toThrow('upstream client closed');
+    // a new parallelism applies at once
+    pool.setMembers([{ ...members[0]!, parallel: 1 }, members[1]!]);
+    expect(pool.status()).toMatchObject([{ name: 'gpu1', parallel: 1 }, { name: 'gpu2', parallel: 2 }]);
+  });
+
+  test('a list that is not valid changes nothing', async () => {
+    const { pool } = await threeHosts();
+    expect(() => pool.setMembers([{ name: 'x', origin: 'http://127.0.0.1:1', parallel: 1 }, { name: 'x', origin: 'http://127.0.0.1:2', parallel: 1 }])).toThrow('named twice');
+    expect(pool.status().map((h) => h.name)).toEqual(['gpu1', 'gpu2', 'gpu3']);
   });
 
   test('members are checked when the pool is made', () => {
