@@ -13,6 +13,9 @@
 # starts), GB_MAX_FOREIGN_PCT (15, other processes' CPU during a phase, % of one core),
 # GB_MAX_STEAL_PCT (5), GB_WAIT_QUIET_S (0: seconds to wait for the load average to drop first),
 # GB_BUSY=mark (busy phases marked in the tables) or refuse (no figures, exit 4).
+# GB_BASELINE_DIST=DIR: another build's dist/ runs as a second guard, target "guard-base" (rps,
+# streams); GB_PROFILE_DIR=DIR: the guard runs under --cpu-prof (read it with profile.mjs).
+# The CPU on the CPU: scripts/bench/guard/perf.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 if [ "$(id -u)" != 0 ]; then echo "run as root: sudo scripts/bench/guard/run.sh" >&2; exit 2; fi
