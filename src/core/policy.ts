@@ -170,8 +170,8 @@ export function mergePolicy(base: Policy, o: Partial<Policy>): Policy {
 // ---- decisions ------------------------------------------------------------
 
 export interface Refusal {
-  /** 408/431 come from the HTTP parser, 502/503/504 from the upstream; the rest from these decisions. */
-  status: 400 | 401 | 403 | 404 | 405 | 408 | 413 | 415 | 429 | 431 | 502 | 503 | 504;
+  /** 408/431 come from the HTTP parser, 502/503/504 from the upstream, 501 from a pool router; the rest from these decisions. */
+  status: 400 | 401 | 403 | 404 | 405 | 408 | 413 | 415 | 429 | 431 | 501 | 502 | 503 | 504;
   /** Text for the client's `{"error": "..."}`. */
   error: string;
   /** Short snake_case reason for logs and metrics. */

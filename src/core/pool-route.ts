@@ -41,6 +41,9 @@ export const HEALTH_DEFAULTS: Readonly<HealthOptions> = Object.freeze({ cooldown
 
 export const HEALTHY: Readonly<HostHealth> = Object.freeze({ state: 'healthy', until: 0, cooldownMs: 0, serverErrors: 0 });
 
+/** A host not probed yet: out of the rotation until its first probe passes (at once). */
+export const UNPROBED: Readonly<HostHealth> = Object.freeze({ state: 'cooldown', until: 0, cooldownMs: HEALTH_DEFAULTS.cooldownMs, serverErrors: 0 });
+
 export type HealthEvent =
   /** A probe (/api/version, /api/tags, /api/ps) answered, or failed. */
   | { kind: 'probe'; ok: boolean }
@@ -61,8 +64,9 @@ export function nextHealth(h: HostHealth, e: HealthEvent, now: number, o: Health
     }
     return h;
   }
-  // In cooldown no requests are sent; answers still arriving from before it are ignored.
-  if (failed) return cooldown(Math.min(h.cooldownMs * 2, o.maxCooldownMs), now);
+  // In cooldown no requests are sent: failures of requests sent before it (a host running four
+  // requests that restarts fails all four) are one failure, already counted. Only probes escalate.
+  if (e.kind === 'probe' && !e.ok) return cooldown(Math.min(h.cooldownMs * 2, o.maxCooldownMs), now);
   if (e.kind === 'probe' && e.ok && now >= h.until) return HEALTHY;
   return h;
 }

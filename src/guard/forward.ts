@@ -45,8 +45,18 @@ export interface Forward {
  */
 export function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
   const { req, res, draft, endpoint, tr } = f;
-  // A pool knows every host's models: the lists are answered from what it has probed.
-  if (deps.pool && endpoint.listsModels) return Promise.resolve(answerPoolList(deps.pool, f));
+  if (deps.pool) {
+    // A pool knows every host's models: the lists (and /api/ps, what is loaded) are answered from what it has probed.
+    if (endpoint.listsModels) return Promise.resolve(answerPoolList(deps.pool, f));
+    // Installing or removing models is per GPU host: through the router it would land on one host, or none.
+    if (POOL_ADMIN.has(endpoint.name)) {
+      const r = { status: 501 as const, error: `${endpoint.name} is not available through the pool router: manage models on each GPU host`, reason: 'pool_admin_unsupported' };
+      draft.status = r.status;
+      draft.refusal = r.reason;
+      draft.bytesOut = sendRefusal(res, r, false);
+      return Promise.resolve();
+    }
+  }
   const trace = deps.trace;
   const headers: Record<string, string> = {};
   for (const h of FORWARD_REQUEST) {
@@ -239,7 +249,8 @@ export function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
       if (!pool) return send(deps.upstream);
       const a = pool.acquire(f.peer, draft.model, tried);
       waiting = a;
-      void a.result.then((r) => {
+      void a.result
+        .then((r) => {
         waiting = null;
         if (!r.ok) {
           if (r.refusal === null || clientGone || res.destroyed) {
@@ -257,7 +268,13 @@ export function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
         tried.add(r.lease.host);
         deps.metrics.queueWait(r.lease.queuedMs / 1000);
         send(r.lease.upstream);
-      });
+      })
+        .catch(() => {
+          // A bug above must not leave the request hanging or its lease taken.
+          if (!res.destroyed) res.destroy();
+          draft.refusal ??= 'internal_error';
+          settle();
+        });
     }
 
     function send(upstream: Upstream): void {
@@ -287,10 +304,13 @@ function pickHeaders(h: Record<string, string | string[] | undefined>): Record<s
   return out;
 }
 
-/** /api/tags and /v1/models of a pool: every healthy host's models, merged, filtered by the peer's policy. */
+/** Endpoints a pool router refuses (501): they install or remove models on one GPU host. */
+const POOL_ADMIN: ReadonlySet<string> = new Set(['pull', 'push', 'delete', 'create', 'copy', 'blobs']);
+
+/** /api/tags, /v1/models and /api/ps of a pool: every healthy host's models (or loaded models), merged, filtered by the peer's policy. */
 function answerPoolList(pool: Pool, f: Forward): void {
   const kind = f.endpoint.listsModels!;
-  const tags = pool.tags();
+  const tags = f.endpoint.name === 'ps' ? pool.running() : pool.tags();
   const list =
     kind === 'tags'
       ? { models: tags }

@@ -1,7 +1,7 @@
 import { createFairQueue, QUEUE_DEFAULTS, type QueueLimits } from '../core/fair-queue.js';
 import { normaliseModel } from '../core/model-name.js';
 import type { Refusal } from '../core/policy.js';
-import { chooseHosts, HEALTH_DEFAULTS, HEALTHY, mergeTags, nextHealth, type HealthEvent, type HealthOptions, type HostState, type TagEntry } from '../core/pool-route.js';
+import { chooseHosts, HEALTH_DEFAULTS, mergeTags, UNPROBED, nextHealth, type HealthEvent, type HealthOptions, type HostState, type TagEntry } from '../core/pool-route.js';
 import { createUpstream, type Upstream, type UpstreamOptions } from './upstream.js';
 
 /**
@@ -81,7 +81,8 @@ export function createPool(o: PoolOptions) {
     const upstream = createUpstream({
       origin: m.origin, keepAliveMs: o.keepAliveMs ?? 30_000, maxIdle: m.parallel, timerResolutionMs: o.timerResolutionMs ?? 500, ...(m.tls ? { tls: m.tls } : {}),
     });
-    const state: HostState = { name: m.name, parallel: m.parallel, inFlight: 0, queued: 0, draining: m.draining ?? false, health: HEALTHY, models: new Set(), loaded: new Set(), lastPickedAt: 0 };
+    // Out of the rotation until its first probe says it answers and what it has.
+    const state: HostState = { name: m.name, parallel: m.parallel, inFlight: 0, queued: 0, draining: m.draining ?? false, health: { ...UNPROBED, cooldownMs: health.cooldownMs }, models: new Set(), loaded: new Set(), lastPickedAt: 0 };
     return { state, upstream, probing: false, spec: m };
   };
   check(o.members);
@@ -94,6 +95,8 @@ export function createPool(o: PoolOptions) {
   const queue = createFairQueue<Wait>(limits);
   let closed = false;
   let lists = new Map<string, TagEntry[]>();
+  /** Each host's /api/ps models at its last probe. */
+  let running = new Map<string, TagEntry[]>();
 
   const states = (): HostState[] => [...members.values()].map((m) => m.state);
   const report = (m: Member, e: HealthEvent): void => {
@@ -158,6 +161,7 @@ export function createPool(o: PoolOptions) {
    * waiting request out, and it resolves with refusal null: nothing was sent anywhere.
    */
   function acquire(peer: string, model: string | null, exclude: ReadonlySet<string> = new Set()): { result: Promise<Acquired>; cancel(): void } {
+    if (closed) return { result: Promise.resolve({ ok: false, refusal: { status: 503, error: 'the guard is stopping', reason: 'upstream_unavailable', retryAfterSec: 5 } }), cancel: () => undefined };
     const key = model === null ? null : normaliseModel(model);
     const now = clock();
     const candidates = chooseHosts(states(), key, exclude);
@@ -219,10 +223,13 @@ export function createPool(o: PoolOptions) {
           const [tags, ps] = await Promise.all([getJson(m, '/api/tags'), getJson(m, '/api/ps')]);
           const tagList = modelsOf(tags);
           const psList = modelsOf(ps);
+          // A member replaced or removed while its probe ran: what it found belongs to no one.
+          if (members.get(m.state.name) !== m) return;
           if (!tagList || !psList) return report(m, { kind: 'probe', ok: false });
           m.state.models = new Set(tagList.map((t) => normaliseModel(t.name)));
           m.state.loaded = new Set(psList.map((t) => normaliseModel(t.name)));
           lists = new Map(lists).set(m.state.name, tagList);
+          running = new Map(running).set(m.state.name, psList);
           report(m, { kind: 'probe', ok: true });
           dispatch(m);
         } finally {
@@ -247,6 +254,8 @@ export function createPool(o: PoolOptions) {
     },
     /** /api/tags of the pool: the models of every healthy member, merged (core/pool-route.ts). */
     tags: (): TagEntry[] => mergeTags(states().filter((h) => h.health.state === 'healthy').map((h) => lists.get(h.name) ?? [])),
+    /** /api/ps of the pool: what every healthy member had loaded at its last probe. */
+    running: (): TagEntry[] => mergeTags(states().filter((h) => h.health.state === 'healthy').map((h) => running.get(h.name) ?? [])),
     /**
      * The pool's members from now on (a new peer set): new ones join after their first probe,
      * changed parallelism and draining apply at once, and a member that left (or whose origin
@@ -256,30 +265,43 @@ export function createPool(o: PoolOptions) {
     setMembers(list: readonly PoolMember[]): void {
       check(list);
       const next = new Map(list.map((m) => [m.name, m]));
+      const changed = (m: Member, want: PoolMember): boolean => want.origin !== m.spec.origin || JSON.stringify(want.tls ?? null) !== JSON.stringify(m.spec.tls ?? null);
+      // Every new member is made first (a bad origin or TLS material throws here), before anything changes.
+      const fresh = new Map<string, Member>();
+      try {
+        for (const want of list) {
+          const m = members.get(want.name);
+          if (!m || changed(m, want)) fresh.set(want.name, makeMember(want));
+        }
+      } catch (e) {
+        for (const m of fresh.values()) void m.upstream.close();
+        throw e;
+      }
       const gone = new Set<string>();
       for (const [name, m] of members) {
         const want = next.get(name);
-        if (!want || want.origin !== m.spec.origin || JSON.stringify(want.tls ?? null) !== JSON.stringify(m.spec.tls ?? null)) {
+        if (!want || changed(m, want)) {
           members.delete(name);
           gone.add(name);
           retire(m);
         }
       }
       for (const want of list) {
-        const m = members.get(want.name);
-        if (!m) {
-          const fresh = makeMember(want);
+        const made = fresh.get(want.name);
+        if (made) {
           // Not a candidate until its first probe says what it has.
-          members.set(want.name, fresh);
-          if (!closed && prober) void probe();
+          members.set(want.name, made);
           continue;
         }
+        const m = members.get(want.name)!;
         m.spec = want;
         m.state.parallel = want.parallel;
         m.state.draining = want.draining ?? false;
         dispatch(m);
       }
       lists = new Map([...lists].filter(([name]) => members.has(name) && !gone.has(name)));
+      running = new Map([...running].filter(([name]) => members.has(name) && !gone.has(name)));
+      if (fresh.size > 0 && !closed && prober) void probe();
     },
     setDraining(name: string, draining: boolean): void {
       const m = members.get(name);
@@ -295,6 +317,8 @@ export function createPool(o: PoolOptions) {
       closed = true;
       if (prober) clearInterval(prober);
       if (expiry) clearInterval(expiry);
+      prober = null;
+      expiry = null;
       for (const w of queue.expire(Infinity)) w.item.resolve({ ok: false, refusal: { status: 503, error: 'the guard is stopping', reason: 'upstream_unavailable', retryAfterSec: 5 } });
       await Promise.all([...members.values(), ...retiring].map((m) => m.upstream.close()));
     },

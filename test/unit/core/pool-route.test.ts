@@ -51,6 +51,11 @@ describe('nextHealth: leaving and rejoining the rotation', () => {
     const h = run([[fail, 0], [fail, 5000], [fail, 15000], [fail, 35000], [fail, 75000], [fail, 135000]]);
     expect(h).toEqual({ state: 'cooldown', until: 195000, cooldownMs: 60000, serverErrors: 0 });
   });
+  test('in a cooldown, failures of requests sent before it do not lengthen it: a host running four requests that restarts is one failure', () => {
+    const h = run([[{ kind: 'unreachable' }, 0], [{ kind: 'unreachable' }, 0], [{ kind: 'unreachable' }, 1], [{ kind: 'unreachable' }, 2]]);
+    expect(h).toEqual({ state: 'cooldown', until: 5000, cooldownMs: 5000, serverErrors: 0 });
+    expect(run([[{ kind: 'probe', ok: true }, 5000]], h)).toEqual(HEALTHY);
+  });
   test('three 5xx answers in a row take a host out; an answer below 500 resets the streak', () => {
     const e5: HealthEvent = { kind: 'answer', status: 502 };
     const ok: HealthEvent = { kind: 'answer', status: 200 };

@@ -86,6 +86,29 @@ describe('the guard routing to a pool of GPU hosts', () => {
     expect(heardBy('/api/tags').length + heardBy('/v1/models').length).toBe(0);
   });
 
+  test('/api/ps: what the hosts had loaded at their last probe, not what they have installed', async () => {
+    await ollama().generate({ model: 'qwen2.5:7b', prompt: 'load it' });
+    await env.guard.pool!.probe();
+    const names = (await ollama().ps()).models.map((m) => m.name);
+    expect(names).toContain('qwen2.5:7b');
+    // llama3.2 is installed on two hosts but was never run: not loaded
+    expect(names).not.toContain('llama3.2:latest');
+  });
+
+  test('installing or removing models through the router: 501, nothing sent to any host', async () => {
+    env.guard.setPeers(env.peerSet({ policies: { alice: { models: ['llama3.2', 'qwen2.5:*', 'mistral'], writeModels: null, endpoints: ['generate', 'chat', 'tags', 'ps', 'version', 'v1.models', 'pull', 'delete', 'create', 'copy'] } } }));
+    try {
+      for (const [path, body] of [['/api/pull', { model: 'mistral' }], ['/api/delete', { model: 'mistral' }], ['/api/create', { model: 'mine', from: 'llama3.2' }]] as const) {
+        const r = await env.request('alice', { path, method: path === '/api/delete' ? 'DELETE' : 'POST', body });
+        expect([path, r.status]).toEqual([path, 501]);
+        expect(JSON.parse(r.text).error).toMatch(/not available through the pool router/);
+      }
+      expect(sims.every((s) => s.requests.every((q: { path: string }) => q.path === '/api/tags' || q.path === '/api/ps'))).toBe(true);
+    } finally {
+      env.guard.setPeers(env.peerSet({ policies: { alice: { models: ['llama3.2', 'qwen2.5:*', 'mistral'] } } }));
+    }
+  });
+
   test('a model the peer may use but no host has: 404 as Ollama says it, nothing sent anywhere', async () => {
     const r = await env.request('alice', { path: '/api/generate', body: { model: 'qwen2.5:14b', prompt: 'x', stream: false } });
     expect(r.status).toBe(404);

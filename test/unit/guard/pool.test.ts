@@ -176,10 +176,24 @@ describe('a pool of GPU hosts', () => {
     expect(pool.status()).toMatchObject([{ name: 'gpu1', parallel: 1 }, { name: 'gpu2', parallel: 2 }]);
   });
 
-  test('a list that is not valid changes nothing', async () => {
-    const { pool } = await threeHosts();
+  test('a list that is not valid changes nothing, whatever is wrong with it', async () => {
+    const { pool, hosts } = await threeHosts();
+    const ok = hosts.map((h, i) => ({ name: `gpu${i + 1}`, origin: `http://127.0.0.1:${h.port}`, parallel: 2 }));
     expect(() => pool.setMembers([{ name: 'x', origin: 'http://127.0.0.1:1', parallel: 1 }, { name: 'x', origin: 'http://127.0.0.1:2', parallel: 1 }])).toThrow('named twice');
-    expect(pool.status().map((h) => h.name)).toEqual(['gpu1', 'gpu2', 'gpu3']);
+    // gpu1 moved to https without TLS material: refused when its connection pool is made, before gpu1 is taken out
+    expect(() => pool.setMembers([{ ...ok[0]!, origin: 'https://127.0.0.1:1' }, ok[1]!])).toThrow('needs tls options');
+    expect(pool.status().map((h) => [h.name, h.health])).toEqual([['gpu1', 'healthy'], ['gpu2', 'healthy'], ['gpu3', 'healthy']]);
+  });
+
+  test('a new member takes no request before its first probe passes; a closed pool takes none at all', async () => {
+    const { pool } = await threeHosts();
+    const extra = await sim(['gemma3']);
+    pool.setMembers([{ name: 'gpu4', origin: `http://127.0.0.1:${extra.port}`, parallel: 1 }]);
+    expect(await pool.acquire('ann', null).result).toMatchObject({ ok: false, refusal: { status: 503 } });
+    await pool.probe();
+    expect((await lease(pool.acquire('ann', null))).host).toBe('gpu4');
+    await pool.close();
+    expect(await pool.acquire('ann', null).result).toMatchObject({ ok: false, refusal: { status: 503, error: 'the guard is stopping' } });
   });
 
   test('members are checked when the pool is made', () => {
