@@ -99,6 +99,14 @@ export function createFairQueue<T>(limits: QueueLimits = QUEUE_DEFAULTS) {
       return out;
     },
 
+    /** Takes out, and returns, every waiting request `pred` accepts (e.g. those no host can run any more). */
+    removeWhere(pred: (w: Waiting<T>) => boolean): Waiting<T>[] {
+      const out: Waiting<T>[] = [];
+      for (const q of queues.values()) for (const w of q) if (pred(w)) out.push(w);
+      for (const w of out) remove(w);
+      return out;
+    },
+
     size: (): number => size,
     sizeOf: (peer: string): number => queues.get(peer)?.length ?? 0,
     /** How many waiting requests `pred` accepts (e.g. those only one host can run). */

@@ -103,7 +103,20 @@ export function createPool(o: PoolOptions) {
     const before = m.state.health.state;
     m.state.health = nextHealth(m.state.health, e, clock(), health);
     if (before !== 'healthy' && m.state.health.state === 'healthy') dispatch(m);
+    if (before === 'healthy' && m.state.health.state !== 'healthy') dropHopeless();
   };
+
+  /**
+   * Waiting requests that no host can take any more (their last host for the model left, is
+   * draining or cooling down) are answered now, as a new request for that model would be,
+   * instead of when they time out.
+   */
+  function dropHopeless(): void {
+    const all = states();
+    for (const w of queue.removeWhere((x) => chooseHosts(all, x.model, x.item.exclude).length === 0)) {
+      w.item.resolve({ ok: false, refusal: noHost(w.model, w.item.exclude) });
+    }
+  }
 
   const grant = (m: Member, queuedMs: number): Lease => {
     m.state.inFlight++;
@@ -301,6 +314,7 @@ export function createPool(o: PoolOptions) {
       }
       lists = new Map([...lists].filter(([name]) => members.has(name) && !gone.has(name)));
       running = new Map([...running].filter(([name]) => members.has(name) && !gone.has(name)));
+      dropHopeless();
       if (fresh.size > 0 && !closed && prober) void probe();
     },
     setDraining(name: string, draining: boolean): void {
@@ -308,6 +322,7 @@ export function createPool(o: PoolOptions) {
       if (!m) throw new Error(`no pool member ${name}`);
       m.state.draining = draining;
       if (!draining) dispatch(m);
+      else dropHopeless();
     },
     /** Each member as the router sees it, for status, metrics and tests. */
     status: () =>

@@ -72,6 +72,16 @@ describe('the fair queue', () => {
     expect(q.next(any)!.item).toBe('young');
   });
 
+  test('removeWhere: takes out and returns what a predicate accepts; a peer left with nothing leaves the turn', () => {
+    const q = createFairQueue<string>(LIMITS);
+    q.enqueue('a', 'm1', 'a1', 0);
+    q.enqueue('b', 'm2', 'b2', 0);
+    q.enqueue('b', 'm1', 'b1', 0);
+    expect(q.removeWhere((w) => w.model === 'm1').map((w) => w.item).sort()).toEqual(['a1', 'b1']);
+    expect([q.size(), q.sizeOf('a'), q.sizeOf('b')]).toEqual([1, 0, 1]);
+    expect(q.next(() => true)!.item).toBe('b2');
+  });
+
   test('count: how many waiting requests a predicate accepts', () => {
     const q = createFairQueue<string>(LIMITS);
     q.enqueue('a', 'm1', 'x', 0);

@@ -136,6 +136,30 @@ describe('a pool of GPU hosts', () => {
     expect((await lease(pool.acquire('ann', 'nomic-embed-text'))).host).toBe('gpu1');
   });
 
+  test('a request waiting for a host that drains, leaves or fails is answered at once, not after maxWaitMs', async () => {
+    const { pool, hosts } = await threeHosts({ queue: { perPeer: 8, total: 64, maxWaitMs: 60_000 } }, 1);
+    const members = hosts.map((h, i) => ({ name: `gpu${i + 1}`, origin: `http://127.0.0.1:${h.port}`, parallel: 1 }));
+    // draining: gpu3 is mistral's only host
+    let running = await lease(pool.acquire('ann', 'mistral'));
+    let waiting = pool.acquire('bob', 'mistral');
+    expect(pool.queued()).toBe(1);
+    pool.setDraining('gpu3', true);
+    expect(await waiting.result).toMatchObject({ ok: false, refusal: { status: 503, reason: 'upstream_unavailable' } });
+    running.release({ status: 200 });
+    pool.setDraining('gpu3', false);
+    // failing: the running request finds gpu3 unreachable, gpu3 cools down
+    running = await lease(pool.acquire('ann', 'mistral'));
+    waiting = pool.acquire('bob', 'mistral');
+    running.release('unreachable');
+    expect(await waiting.result).toMatchObject({ ok: false, refusal: { status: 503, retryAfterSec: expect.any(Number) } });
+    // leaving: nomic-embed-text is only on gpu1
+    running = await lease(pool.acquire('ann', 'nomic-embed-text'));
+    waiting = pool.acquire('bob', 'nomic-embed-text');
+    pool.setMembers(members.slice(1));
+    expect(await waiting.result).toMatchObject({ ok: false, refusal: { status: 404, reason: 'model_not_found' } });
+    expect(pool.queued()).toBe(0);
+  });
+
   test('three 5xx answers in a row take a host out too', async () => {
     const { pool } = await threeHosts();
     for (let i = 0; i < 3; i++) (await lease(pool.acquire('ann', 'mistral'))).release({ status: 500 });
