@@ -37,6 +37,9 @@ describe('guard: single-box mode (in-process guard on the gateway)', () => {
     alice = await addPeer(lab, gw, 'alice');
     c1 = lab.ns('c1');
     await clientUp(lab, c1, 'wgcgb1', alice.config);
+    // serve hands the in-process guard its new peer set on its next change poll: wait for it,
+    // or the first request can come before alice is known (401; seen once in CI).
+    await waitFor(async () => metric((await httpGet(lab, lab.ns('gw'), 'http://127.0.0.1:9477/metrics')).body, 'wgo_guard_peers') === 1, 10_000, 'the in-process guard to know alice');
   });
   afterAll(async () => {
     await procs?.stopAll();
