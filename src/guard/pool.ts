@@ -52,6 +52,8 @@ interface Member {
   state: HostState;
   upstream: Upstream;
   probing: boolean;
+  /** A probe has answered at least once: its model list is known. */
+  probed: boolean;
   /** As given: a change of origin or TLS material makes it another member. */
   spec: PoolMember;
 }
@@ -83,7 +85,7 @@ export function createPool(o: PoolOptions) {
     });
     // Out of the rotation until its first probe says it answers and what it has.
     const state: HostState = { name: m.name, parallel: m.parallel, inFlight: 0, queued: 0, draining: m.draining ?? false, health: { ...UNPROBED, cooldownMs: health.cooldownMs }, models: new Set(), loaded: new Set(), lastPickedAt: 0 };
-    return { state, upstream, probing: false, spec: m };
+    return { state, upstream, probing: false, probed: false, spec: m };
   };
   check(o.members);
   for (const m of o.members) members.set(m.name, makeMember(m));
@@ -197,7 +199,13 @@ export function createPool(o: PoolOptions) {
   /** Why no host can take a request: no member has the model (404, as Ollama says it), or those that have it are down or draining (503). */
   function noHost(model: string | null, exclude: ReadonlySet<string>): Refusal {
     const having = states().filter((h) => model === null || h.models.has(model));
-    if (model !== null && having.length === 0) return { status: 404, error: `model "${model}" not found on any GPU host`, reason: 'model_not_found' };
+    if (model !== null && having.length === 0) {
+      // A host whose models are not known yet (just started, or not answering since) may have it: not a 404.
+      if ([...members.values()].some((m) => !m.probed && !m.state.draining)) {
+        return { status: 503, error: 'not every GPU host has answered yet: try again shortly', reason: 'upstream_unavailable', retryAfterSec: 1 };
+      }
+      return { status: 404, error: `model "${model}" not found on any GPU host`, reason: 'model_not_found' };
+    }
     const cooling = having.filter((h) => h.health.state === 'cooldown' && !exclude.has(h.name));
     const retryAfterSec = cooling.length ? Math.max(1, Math.ceil((Math.min(...cooling.map((h) => h.health.until)) - clock()) / 1000)) : 5;
     return { status: 503, error: 'no GPU host that has this model is available', reason: 'upstream_unavailable', retryAfterSec };
@@ -241,6 +249,7 @@ export function createPool(o: PoolOptions) {
           if (!tagList || !psList) return report(m, { kind: 'probe', ok: false });
           m.state.models = new Set(tagList.map((t) => normaliseModel(t.name)));
           m.state.loaded = new Set(psList.map((t) => normaliseModel(t.name)));
+          m.probed = true;
           lists = new Map(lists).set(m.state.name, tagList);
           running = new Map(running).set(m.state.name, psList);
           report(m, { kind: 'probe', ok: true });

@@ -184,12 +184,13 @@ describe('a pool of GPU hosts', () => {
     const running = await lease(pool.acquire('ann', 'mistral'));
     expect(running.host).toBe('gpu3');
     pool.setMembers([...members.slice(0, 2), { name: 'gpu4', origin: `http://127.0.0.1:${extra.port}`, parallel: 1 }]);
-    // gpu3 left: no new requests for its model; the one it runs is not cut
-    expect(await pool.acquire('ann', 'mistral').result).toMatchObject({ ok: false, refusal: { status: 404 } });
+    // gpu3 left: no new requests for its model (503 while gpu4, not probed yet, might have it); the one it runs is not cut
+    expect(await pool.acquire('ann', 'mistral').result).toMatchObject({ ok: false, refusal: { status: 503 } });
     expect(await get(running, '/api/version')).toBe(200);
-    // gpu4 joins after its probe
+    // gpu4 joins after its probe; now every host is known, and none has mistral
     await pool.probe();
     expect((await lease(pool.acquire('ann', 'gemma3'))).host).toBe('gpu4');
+    expect(await pool.acquire('ann', 'mistral').result).toMatchObject({ ok: false, refusal: { status: 404 } });
     expect(pool.status().map((h) => h.name)).toEqual(['gpu1', 'gpu2', 'gpu4']);
     expect(pool.tags().map((t) => t.name)).not.toContain('mistral:latest');
     running.release({ status: 200 });
@@ -218,6 +219,16 @@ describe('a pool of GPU hosts', () => {
     expect((await lease(pool.acquire('ann', null))).host).toBe('gpu4');
     await pool.close();
     expect(await pool.acquire('ann', null).result).toMatchObject({ ok: false, refusal: { status: 503, error: 'the guard is stopping' } });
+  });
+
+  test('before a host has answered its first probe, a model no other host has is not called missing (503, not 404)', async () => {
+    const h = await sim(['mistral']);
+    const pool = createPool({ members: [{ name: 'gpu1', origin: `http://127.0.0.1:${h.port}`, parallel: 1 }], probeIntervalMs: 60_000 });
+    cleanup.push(() => pool.close());
+    expect(await pool.acquire('ann', 'mistral').result).toMatchObject({ ok: false, refusal: { status: 503, retryAfterSec: 1 } });
+    await pool.probe();
+    expect((await lease(pool.acquire('ann', 'mistral'))).host).toBe('gpu1');
+    expect(await pool.acquire('ann', 'gemma3').result).toMatchObject({ ok: false, refusal: { status: 404, reason: 'model_not_found' } });
   });
 
   test('members are checked when the pool is made', () => {
