@@ -2,7 +2,9 @@
 # The wg-ollama test lab: network namespaces joined by bridges and veth pairs.
 #
 #   scripts/lab.sh up PREFIX     create PREFIX-gw, PREFIX-gpu, PREFIX-other, PREFIX-c1, PREFIX-c2
-#   scripts/lab.sh down PREFIX   kill every process in them (by PID) and delete them
+#   scripts/lab.sh host PREFIX NAME IP   (after up) one more LAN host PREFIX-NAME at IP/24, routing
+#                                the tunnel subnet via the gateway (GPU hosts of a pool)
+#   scripts/lab.sh down PREFIX   kill every process in PREFIX-* (by PID) and delete them
 #
 #   "internet"  PREFIX-c1 192.0.2.10, PREFIX-c2 192.0.2.11  --  PREFIX-gw 192.0.2.1 (bridge in gw)
 #   "LAN"       PREFIX-gw 198.51.100.1, 2001:db8:1::1  --  PREFIX-gpu 198.51.100.10, 2001:db8:1::10,
@@ -55,22 +57,39 @@ up() {
   ns "$P-gpu" ip -6 route add default via 2001:db8:1::1
 }
 
+host() {
+  local name=$1 ip=$2
+  [[ $name =~ ^h[0-9]{1,2}$ ]] || { echo "lab: a host name is h1 .. h99" >&2; exit 2; }
+  [[ $ip =~ ^198\.51\.100\.([3-9][0-9])$ ]] || { echo "lab: a host address is 198.51.100.30 .. .99" >&2; exit 2; }
+  ip netns add "$P-$name"
+  ns "$P-$name" ip link set lo up
+  veth "$P-gw" "v-$name" "$P-$name" eth0
+  ns "$P-gw" ip link set "v-$name" master br-lan up
+  ns "$P-$name" ip addr add "$ip/24" dev eth0
+  ns "$P-$name" ip link set eth0 up
+  ns "$P-$name" ip route add 10.66.0.0/16 via 198.51.100.1
+}
+
+# Every namespace of the lab: the five of `up` and the hosts of `host`.
+lab_namespaces() {
+  ip netns list | awk '{print $1}' | grep -E "^$P-(gw|gpu|other|c1|c2|h[0-9]{1,2})$" || true
+}
+
 down() {
-  for n in gw gpu other c1 c2; do
-    if ip netns list | grep -qw "$P-$n"; then
-      local pids
-      pids=$(ip netns pids "$P-$n" 2>/dev/null || true)
-      [ -n "$pids" ] && kill -9 $pids 2>/dev/null || true
-    fi
+  local n pids
+  for n in $(lab_namespaces); do
+    pids=$(ip netns pids "$n" 2>/dev/null || true)
+    [ -n "$pids" ] && kill -9 $pids 2>/dev/null || true
   done
   sleep 0.2
-  for n in gw gpu other c1 c2; do
-    ip netns del "$P-$n" 2>/dev/null || true
+  for n in $(lab_namespaces); do
+    ip netns del "$n" 2>/dev/null || true
   done
 }
 
 case $cmd in
   up) down; up ;;
+  host) host "${3:?host NAME}" "${4:?host IP}" ;;
   down) down ;;
-  *) echo "usage: $0 up|down [PREFIX]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|host|down [PREFIX] [NAME IP]" >&2; exit 2 ;;
 esac

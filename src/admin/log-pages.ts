@@ -19,11 +19,12 @@ const PAGES: { [K in LogKind]: { title: string; fields: Field[]; headers: string
   requests: {
     title: 'Request log',
     fields: [{ name: 'peer', label: 'Peer' }, { name: 'model', label: 'Model' }, { name: 'status', label: 'Status', placeholder: 'e.g. 200, 429' }, SINCE],
-    headers: ['When', 'Peer', 'Source', 'Auth', 'Request', 'Model', 'Status', 'Tokens', 'TTFB ms', 'ms', 'Refusal'],
+    headers: ['When', 'Peer', 'Source', 'Auth', 'Request', 'Model', 'Status', 'Tokens', 'TTFB ms', 'ms', 'GPU host', 'Refusal'],
     cells: (q: RequestRow) => [
       iso(q.at), q.peer ?? '—', q.source, q.auth ?? '—', `${q.method ?? ''} ${q.path ?? ''}`, q.model ?? '—', String(q.status),
       q.estimatedTokens != null ? `~${q.estimatedTokens} (estimated)` : q.promptTokens === null && q.evalTokens === null ? '—' : `${q.promptTokens ?? 0} + ${q.evalTokens ?? 0}`,
-      q.ttfbMs === null ? '—' : String(Math.round(q.ttfbMs)), String(Math.round(q.durationMs)), q.refusal ?? '',
+      q.ttfbMs === null ? '—' : String(Math.round(q.ttfbMs)), String(Math.round(q.durationMs)),
+      q.host ? `${q.host}${q.queueMs ? ` (waited ${q.queueMs} ms)` : ''}` : '—', q.refusal ?? '',
     ],
   },
   connections: {

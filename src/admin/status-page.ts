@@ -38,8 +38,18 @@ export function statusPage(deps: AdminAppDeps): Router {
       const s = await queries.status({ kernel: deps.kernel, daemon: deps.daemon });
       const facts = factsOf(s, queries.peers().filter((p) => p.connected).length, now);
       const guards = queries.guards().filter((g) => g.status === 'active')
-        .map((g) => ({ name: g.name, address: g.address, lastSeen: g.lastSeen ? `${ago(Date.parse(g.lastSeen), now)} from ${g.lastSeenFrom ?? '?'}` : 'never' }));
-      render(req, res, 'status', { title: 'Status', nav: 'status', facts, guards, expiring: queries.expiringCertificates(EXPIRING_MS) });
+        .map((g) => ({ name: g.name, address: g.address, role: g.poolRole === 'none' ? '' : g.poolRole, lastSeen: g.lastSeen ? `${ago(Date.parse(g.lastSeen), now)} from ${g.lastSeenFrom ?? '?'}` : 'never' }));
+      // The pool's GPU hosts as the router last reported them (docs/gpu-pool.md).
+      const hosts = queries.guards().filter((g) => g.status === 'active' && g.poolRole === 'member').map((g) => ({
+        name: g.name,
+        health: g.host ? g.host.health : 'no report from the router',
+        ok: g.host?.health === 'healthy' && !g.draining,
+        draining: g.draining,
+        load: g.host ? `${g.host.inFlight} / ${g.parallel ?? '?'} in flight, ${g.host.queued} queued` : `parallel ${g.parallel ?? '?'}`,
+        models: g.host ? g.host.models.map((m) => (g.host!.loaded.includes(m) ? `${m} (loaded)` : m)).join(', ') || 'none' : '—',
+        reported: g.reportedAt ? ago(Date.parse(g.reportedAt), now) : 'never',
+      }));
+      render(req, res, 'status', { title: 'Status', nav: 'status', facts, guards, hosts, expiring: queries.expiringCertificates(EXPIRING_MS) });
     } catch (e) {
       next(e);
     }

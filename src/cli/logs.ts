@@ -35,7 +35,9 @@ function formatRequest(r: RequestRow): string {
   const tokens = r.estimatedTokens != null ? `  tokens ~${r.estimatedTokens} (estimated)`
     : r.promptTokens !== null || r.evalTokens !== null ? `  tokens ${r.promptTokens ?? 0}+${r.evalTokens ?? 0}` : '';
   const what = r.method ? `${r.method} ${r.path}` : '(no request)';
-  return `${t}  ${r.peer ?? '-'}@${r.source}  ${what}  ${r.model ?? '-'}  ${r.status}${r.refusal ? ` ${r.refusal}` : ''}  ${Math.round(r.durationMs)}ms${tokens}${r.auth ? `  via ${r.auth}` : ''}`;
+  // Behind a pool router: the GPU host that served it, and its wait for a slot there.
+  const pool = r.host ? `  on ${r.host}${r.queueMs ? `, waited ${r.queueMs} ms` : ''}` : '';
+  return `${t}  ${r.peer ?? '-'}@${r.source}  ${what}  ${r.model ?? '-'}  ${r.status}${r.refusal ? ` ${r.refusal}` : ''}  ${Math.round(r.durationMs)}ms${tokens}${pool}${r.auth ? `  via ${r.auth}` : ''}`;
 }
 
 function formatAudit(e: AuditRow): string {

@@ -164,12 +164,25 @@ export async function main(argv: string[], io: Io = defaultIo()): Promise<number
     .requiredOption('--address <ip>', 'the GPU host address peers dial (its server certificate names it)')
     .option('--dns <name...>', 'DNS names for the server certificate')
     .requiredOption('--out <dir>', 'directory to write guard.json and the certificates into')
+    .option('--router', "the pool's router: the guard at ollamaHost that peers reach, forwarding to the pool's GPU hosts")
+    .option('--member', 'a GPU host of the pool: serves only the router')
+    .option('--parallel <n>', "a member's parallelism: requests the router sends it at once (its OLLAMA_NUM_PARALLEL; default 4)")
     .addOption(json)
     .action(async (name, o) => (await import('./guards.js')).addGuard(config(), name, o, io, who()));
-  program.command('list-guards').description('guards and when they last synced').addOption(json)
+  program.command('list-guards').description('guards, when they last synced, and the pool router\'s view of each GPU host').addOption(json)
     .action(async (o) => (await import('./guards.js')).listGuards(config(), o, io));
-  program.command('remove-guard').argument('<name>').description("revoke a guard's certificates (its sync is refused at once)").addOption(json)
+  program.command('remove-guard').argument('<name>').description("revoke a guard's certificates (its sync is refused at once); a pool member must be drained first")
+    .option('--force', 'remove a pool member that is not drained: the requests it runs are cut')
+    .addOption(json)
     .action(async (name, o) => (await import('./guards.js')).removeGuard(config(), name, o, io, who()));
+  program.command('drain-guard').argument('<name>').description('a pool member takes no new requests; the ones it runs finish').addOption(json)
+    .action(async (name, o) => (await import('./guards.js')).drainGuard(config(), name, true, o, io, who()));
+  program.command('undrain-guard').argument('<name>').description('a drained pool member takes requests again').addOption(json)
+    .action(async (name, o) => (await import('./guards.js')).drainGuard(config(), name, false, o, io, who()));
+  program.command('set-guard').argument('<name>').description("change a pool member's parallelism")
+    .requiredOption('--parallel <n>', 'requests the router sends it at once (its OLLAMA_NUM_PARALLEL)')
+    .addOption(json)
+    .action(async (name, o) => (await import('./guards.js')).setGuard(config(), name, o, io, who()));
 
   program.command('reissue-ca')
     .description('re-issue the CA certificate over the same key with name constraints (the names the config implies, plus those of every live certificate)')

@@ -7,7 +7,7 @@ import { WgoError } from '../errors.js';
 import { ensureClosedFirewall, inspectFirewall, removeFirewall } from '../gateway/firewall.js';
 import { ingressBarrierInSync } from '../gateway/ingress.js';
 import { databaseChecks } from '../gateway/db-check.js';
-import { queryService, type GatewayStatus } from '../gateway/queries.js';
+import { queryService, type GatewayStatus, type PoolStatus } from '../gateway/queries.js';
 import { caCheck, controlDaemon, firewallSpecOf } from '../gateway/status-query.js';
 import { execRunner, type Runner } from '../system/exec.js';
 import { createFirewall } from '../system/firewall.js';
@@ -21,7 +21,7 @@ import { bytes, emit, escapeControl, type Io } from './output.js';
 /** `wg-ollama status`: daemon, interface, firewall and peer counts. */
 export async function showStatus(config: Config, o: { json?: boolean }, io: Io, run: Runner = execRunner): Promise<void> {
   const db = openDatabase(config.paths.db);
-  let data: GatewayStatus;
+  let data: GatewayStatus & { pool: PoolStatus | null };
   try {
     const kernel = { wg: createWireguard(run), fw: createFirewall(run), tc: createIngress(run) };
     data = await queryService({ db, config }).status({ kernel, daemon: controlDaemon(config) });
@@ -36,6 +36,8 @@ export async function showStatus(config: Config, o: { json?: boolean }, io: Io, 
       `peers       ${Object.entries(d.peers).map(([k, v]) => `${v} ${k}`).join(', ') || 'none'}`,
       `ca          ${d.ca.status === 'ok' ? 'name constraints in place' : `${d.ca.status.toUpperCase()}: ${d.ca.detail}`}`,
       `backup      ${d.lastBackup ? `${d.lastBackup.at} ${escapeControl(d.lastBackup.file)} (${bytes(d.lastBackup.size)})` : 'never'}`,
+      ...(d.pool ? [`pool        router ${d.pool.router ?? 'NONE (add-guard --router)'}, ${d.pool.hosts.length} GPU host(s)`,
+        ...d.pool.hosts.map((h) => `  ${h.name.padEnd(12)} ${h.health}${h.draining ? ', draining' : ''}, ${h.inFlight ?? '?'}/${h.parallel ?? '?'} in flight, ${h.queued ?? '?'} queued${h.reportedAt ? ` (reported ${h.reportedAt})` : ''}`)] : []),
     ].join('\n') + '\n');
 }
 

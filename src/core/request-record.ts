@@ -51,6 +51,10 @@ export const requestRecordSchema = z
      * records from older guards.
      */
     estimatedTokens: count.nullable().optional(),
+    /** The pool member (GPU host) that served it, when a pool router forwarded it; null otherwise. Absent in records from older guards. */
+    host: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,31}$/).nullable().optional(),
+    /** How long it waited in the router's fair queue for a slot on a GPU host (ms); null when it never asked for one. */
+    queueMs: z.number().int().min(0).max(1e9).nullable().optional(),
   })
   .strict();
 export type RequestRecord = z.output<typeof requestRecordSchema>;
@@ -74,7 +78,7 @@ export function fitRecord<T extends Omit<RequestRecord, 'seq'>>(r: T): T {
 }
 
 /** Record fields a gateway may not know: sent only when its peer set names them (`recordFields`). */
-const NEWER_FIELDS = ['auth', 'estimatedTokens'] as const;
+const NEWER_FIELDS = ['auth', 'estimatedTokens', 'host', 'queueMs'] as const;
 /** What this build's gateway takes besides the original fields; it says so in every peer set. */
 export const RECORD_FIELDS: readonly string[] = Object.freeze([...NEWER_FIELDS]);
 

@@ -8,6 +8,7 @@
  *   GET  /v1/peers?after=VERSION&wait=SEC   → PeerSet (200), nothing new (204)
  *   GET  /v1/usage?spool=ID                 → UsageFigures
  *   POST /v1/records PushRequest            → PushAnswer
+ *   POST /v1/pool    PoolReport (routers)   → 204
  *   any refusal                             → {"error": "..."} (4xx/5xx)
  *
  * Guards and gateways of different releases talk to each other:
@@ -51,6 +52,20 @@ export const guardPeerSchema = z.object({
 });
 export type GuardPeer = z.output<typeof guardPeerSchema>;
 
+const guardName = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,31}$/);
+
+/**
+ * A pool of GPU hosts (docs/gpu-pool.md), in every guard's peer set when the gateway has one:
+ * the router forwards to `members`; a member serves only the client certificates of `routers`.
+ */
+export const poolSchema = z.object({
+  routers: z.array(z.object({ name: guardName, serial: z.string().regex(/^[0-9a-f]{1,64}$/) })).max(64),
+  members: z
+    .array(z.object({ name: guardName, url: z.string().max(300).regex(/^https:\/\/[^/?#\s]+$/, 'must be https://HOST:PORT'), parallel: z.number().int().min(1).max(256), draining: z.boolean() }))
+    .max(64),
+});
+export type PoolSpec = z.output<typeof poolSchema>;
+
 /** The versioned set of active peers the guard enforces; it changes only as a whole. */
 export const peerSetSchema = z.object({
   version: z.string().max(64),
@@ -67,6 +82,8 @@ export const peerSetSchema = z.object({
   day: utcDay,
   /** Record fields the gateway stores beyond the original ones (core/request-record.ts RECORD_FIELDS); absent from older gateways. */
   recordFields: z.array(z.string().max(32)).max(32).optional(),
+  /** The pool of GPU hosts; absent when the gateway has none, and from older gateways. */
+  pool: poolSchema.optional(),
 });
 export type PeerSet = z.output<typeof peerSetSchema>;
 
@@ -102,6 +119,27 @@ export const pushAnswerSchema = z.object({
   usage: usageSchema.optional(),
 });
 export type PushAnswer = z.output<typeof pushAnswerSchema>;
+
+/** What the router saw of one member at its last probe (POST /v1/pool): list-guards, status and the admin UI show it. */
+export const poolHostReportSchema = z.object({
+  name: guardName,
+  health: z.enum(['healthy', 'cooldown', 'unprobed']),
+  draining: z.boolean(),
+  parallel: z.number().int().min(1).max(256),
+  inFlight: count,
+  /** Requests waiting that this host could take. */
+  queued: count,
+  models: z.array(z.string().max(256)).max(1000),
+  loaded: z.array(z.string().max(256)).max(1000),
+});
+export type PoolHostReport = z.output<typeof poolHostReportSchema>;
+
+/** POST /v1/pool, from the router every 2 s: each member as it sees it, and how many requests wait for a slot in all. */
+export const poolReportSchema = z.strictObject({
+  hosts: z.array(poolHostReportSchema).max(64),
+  queued: count,
+});
+export type PoolReport = z.output<typeof poolReportSchema>;
 
 /** Zod's issues on one line: "path: message; path: message", cut at `max` characters. */
 export function issuesText(e: z.ZodError, max = 300): string {

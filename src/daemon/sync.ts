@@ -23,7 +23,8 @@ export async function startSyncApi(ctx: GatewayContext, o: {
   if (!sync) return null;
   const addr = parseListen(sync.listen)!;
   const tls = ensureServerCert(ctx, 'sync', 'gateway-server', 'wg-ollama gateway', [addr.host], []);
-  const api = createSyncApi({ db: ctx.db, tls: { ...tls, ca: o.caPem }, source: o.source, changes: o.changes, onRecords: o.onRecords });
+  const api = createSyncApi({ db: ctx.db, tls: { ...tls, ca: o.caPem }, source: o.source, changes: o.changes, onRecords: o.onRecords,
+    onPoolReport: (router, report) => void ctx.guards.report(router, report) });
   const closeable = closeableServer(api);
   await listen(api, addr.host, addr.port, 'guard sync API (config sync.listen)');
   o.log.info({ event: 'sync-api.start', listen: sync.listen }, 'guard sync API listening');

@@ -295,4 +295,18 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (guard, spool)
   ) STRICT, WITHOUT ROWID;
   `,
+  // 10: a pool of GPU hosts (issue 14, docs/gpu-pool.md). A guard is on its own ('none', every
+  // guard before this), the pool's router, or a member behind it with a parallelism (its
+  // OLLAMA_NUM_PARALLEL) and a draining flag. The router reports what it sees of each member
+  // (health, models, in flight, queued) as JSON, with when. A request record says which
+  // member served it and how long it waited for a slot there.
+  `
+  ALTER TABLE guards ADD COLUMN pool_role TEXT NOT NULL DEFAULT 'none' CHECK (pool_role IN ('none', 'router', 'member'));
+  ALTER TABLE guards ADD COLUMN parallel INTEGER CHECK (parallel BETWEEN 1 AND 256);
+  ALTER TABLE guards ADD COLUMN draining INTEGER NOT NULL DEFAULT 0 CHECK (draining IN (0, 1));
+  ALTER TABLE guards ADD COLUMN pool_report TEXT;
+  ALTER TABLE guards ADD COLUMN pool_reported_at INTEGER;
+  ALTER TABLE requests ADD COLUMN host TEXT;
+  ALTER TABLE requests ADD COLUMN queue_ms INTEGER CHECK (queue_ms >= 0);
+  `,
 ];

@@ -24,7 +24,7 @@ export interface RequestQuery {
 const COLUMNS = `id, guard, guard_seq AS guardSeq, at, peer_id AS peerId, peer, cert_serial AS certSerial, source, method, path,
   endpoint, model, prompt_sha256 AS promptSha256, prompt_length AS promptLength, prompt_text AS promptText, status,
   bytes_in AS bytesIn, bytes_out AS bytesOut, prompt_tokens AS promptTokens, eval_tokens AS evalTokens, ttfb_ms AS ttfbMs,
-  duration_ms AS durationMs, refusal, auth, estimated_tokens AS estimatedTokens`;
+  duration_ms AS durationMs, refusal, auth, estimated_tokens AS estimatedTokens, host, queue_ms AS queueMs`;
 /** What a row charged to its peer's daily budget: core/request-record.ts chargedTokens, in SQL. */
 export const CHARGED_SQL = `coalesce(estimated_tokens, coalesce(prompt_tokens, 0) + coalesce(eval_tokens, 0))`;
 const WHERE = `at >= @since AND id > @afterId AND (@beforeId IS NULL OR id < @beforeId) AND (@peerId IS NULL OR peer_id = @peerId)
@@ -35,10 +35,10 @@ export function requestRepository(db: Db) {
   const s = {
     insert: db.prepare(`INSERT INTO requests (guard, spool, guard_seq, at, peer_id, peer, cert_serial, source, method, path,
         endpoint, model, prompt_sha256, prompt_length, prompt_text, status, bytes_in, bytes_out, prompt_tokens, eval_tokens,
-        ttfb_ms, duration_ms, refusal, auth, estimated_tokens)
+        ttfb_ms, duration_ms, refusal, auth, estimated_tokens, host, queue_ms)
       SELECT @guard, @spool, @seq, @at, (SELECT peer_id FROM certificates WHERE serial = @certSerial AND role = 'peer'), @peer,
         @certSerial, @source, @method, @path, @endpoint, @model, @promptSha256, @promptLength, @promptText, @status,
-        @bytesIn, @bytesOut, @promptTokens, @evalTokens, @ttfbMs, @durationMs, @refusal, @auth, @estimatedTokens
+        @bytesIn, @bytesOut, @promptTokens, @evalTokens, @ttfbMs, @durationMs, @refusal, @auth, @estimatedTokens, @host, @queueMs
       -- A seq at or below what retention pruned (migration 9) was stored once already: a guard
       -- pushing that batch again must not store it (and charge its tokens) a second time.
       WHERE @seq > coalesce((SELECT seq FROM request_spool_seqs WHERE guard = @guard AND spool = @spool), 0)
@@ -55,7 +55,7 @@ export function requestRepository(db: Db) {
     tokensOnDay: db.prepare(`SELECT peer_id AS peerId, tokens FROM peer_tokens_daily WHERE day = ?`),
   };
   const insertMany = db.transaction((guard: string, spool: string, records: readonly RequestRecord[]) =>
-    records.filter((r) => s.insert.run({ guard, spool, ...r, auth: r.auth ?? null, estimatedTokens: r.estimatedTokens ?? null }).changes > 0));
+    records.filter((r) => s.insert.run({ guard, spool, ...r, auth: r.auth ?? null, estimatedTokens: r.estimatedTokens ?? null, host: r.host ?? null, queueMs: r.queueMs ?? null }).changes > 0));
   return {
     /** Inserts a batch in one transaction; records already present are skipped. Returns how many were new. */
     insertBatch: (guard: string, records: readonly RequestRecord[], spool = ''): number => insertMany.immediate(guard, spool, records).length,

@@ -8,7 +8,8 @@ import type { Db } from '../db/open.js';
 import { peerRepository } from '../db/peers.js';
 import { requestRepository } from '../db/requests.js';
 import { tokenRepository } from '../db/tokens.js';
-import type { PeerSet, UsageFigures } from '../core/wire.js';
+import type { PeerSet, PoolSpec, UsageFigures } from '../core/wire.js';
+import { certificateRepository } from '../db/certificates.js';
 import { defaultPolicy } from './peer-service.js';
 
 /**
@@ -27,6 +28,23 @@ export function peerSetSource(db: Db, config: Config) {
   // Whatever of the config reaches guards is part of the version: a changed default policy is a new set.
   const configTag = createHash('sha256').update(JSON.stringify({ logPrompts: config.logPrompts, defaults })).digest('hex').slice(0, 12);
   const notAfter = db.prepare(`SELECT not_after FROM certificates WHERE serial = ?`).pluck();
+  const certs = certificateRepository(db);
+  /**
+   * The pool of GPU hosts (docs/gpu-pool.md), or null when the gateway has none: its routers'
+   * client certificates (the only ones a member serves) and its members, reached at their
+   * address on the Ollama port, as add-guard wrote their listen.
+   */
+  const pool = (): PoolSpec | null => {
+    const guards = certs.guards().filter((g) => g.revokedAt === null && g.poolRole !== 'none');
+    if (guards.length === 0) return null;
+    const members = guards
+      .filter((g) => g.poolRole === 'member')
+      .map((g) => ({ name: g.name, url: `https://${g.address.includes(':') ? `[${g.address}]` : g.address}:${config.ollamaPort}`, parallel: g.parallel ?? 4, draining: g.draining }));
+    return { routers: certs.routerSerials(), members };
+  };
+  /** The pool is part of the version (so a drain or a new member reaches the router at once), only when there is one: versions stay as they were without. */
+  const versionOf = (p: PoolSpec | null): string =>
+    `${peers.maxSeq()}.${configTag}${p ? `.${createHash('sha256').update(JSON.stringify(p)).digest('hex').slice(0, 12)}` : ''}`;
   /** Today's charged tokens of the active peers, by name (the UTC day of `now`). */
   const tokensToday = (now: number): Omit<UsageFigures, 'upTo'> => {
     const day = utcDay(now);
@@ -34,10 +52,11 @@ export function peerSetSource(db: Db, config: Config) {
     return { day, tokensToday: Object.fromEntries(peers.active(now).filter((p) => p.certSerial !== null).map((p) => [p.name, tokens.get(p.id) ?? 0])) };
   };
   return {
-    version: (): string => `${peers.maxSeq()}.${configTag}`,
+    version: (): string => versionOf(pool()),
     load(now: number): PeerSet {
       return db.transaction(() => {
-        const version = `${peers.maxSeq()}.${configTag}`;
+        const p = pool();
+        const version = versionOf(p);
         const day = utcDay(now);
         const tokens = requests.tokensOnDay(day);
         const rows = peers.active(now).filter((p) => p.certSerial !== null);
@@ -65,6 +84,7 @@ export function peerSetSource(db: Db, config: Config) {
           tokensToday: Object.fromEntries(rows.map((p) => [p.name, tokens.get(p.id) ?? 0])),
           day,
           recordFields: [...RECORD_FIELDS],
+          ...(p ? { pool: p } : {}),
         };
       })();
     },

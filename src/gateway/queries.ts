@@ -1,7 +1,9 @@
 import type { Config } from '../config.js';
 import type { LinkState } from '../core/monitor.js';
 import { auditRepository, type AuditRow } from '../db/audit.js';
-import { certificateRepository } from '../db/certificates.js';
+import { certificateRepository, type PoolRole } from '../db/certificates.js';
+import type { PoolHostReport } from '../core/wire.js';
+import { memberReport } from './guard-service.js';
 import { connectionRepository, type ConnectionEventRow } from '../db/connections.js';
 import { validatePeerName } from '../core/names.js';
 import type { Db } from '../db/open.js';
@@ -44,6 +46,31 @@ export interface GuardSummary {
   lastSeen: string | null;
   lastSeenFrom: string | null;
   peerSetVersion: string | null;
+  /** In a pool of GPU hosts: on its own, the router, or a member. */
+  poolRole: PoolRole;
+  /** A member's parallelism and draining flag; null / false for other roles. */
+  parallel: number | null;
+  draining: boolean;
+  /** A member as the router last reported it (health, in flight, queued, models), and when (ISO); null: no report. */
+  host: PoolHostReport | null;
+  reportedAt: string | null;
+}
+
+/** The pool of GPU hosts in `status`: its router and each member as the router last reported it; null when there is no pool. */
+export interface PoolStatus {
+  router: string | null;
+  hosts: { name: string; health: PoolHostReport['health'] | 'no report'; draining: boolean; parallel: number | null; inFlight: number | null; queued: number | null; reportedAt: string | null }[];
+}
+
+function poolStatus(guards: GuardSummary[]): PoolStatus | null {
+  const active = guards.filter((g) => g.status === 'active' && g.poolRole !== 'none');
+  if (active.length === 0) return null;
+  return {
+    router: active.find((g) => g.poolRole === 'router')?.name ?? null,
+    hosts: active.filter((g) => g.poolRole === 'member').map((g) => ({
+      name: g.name, health: g.host?.health ?? 'no report', draining: g.draining, parallel: g.parallel, inFlight: g.host?.inFlight ?? null, queued: g.host?.queued ?? null, reportedAt: g.reportedAt,
+    })),
+  };
 }
 
 /** Rows of each log. */
@@ -91,6 +118,20 @@ export function queryService(deps: { db: Db; config: Config; clock?: () => numbe
     return p;
   };
 
+  /** Every guard with its pool role and, for a member, the router's last report of it. */
+  function guardSummaries(): GuardSummary[] {
+    const now = clock();
+    return certs.guards().map((g) => {
+      const r = g.poolRole === 'member' ? memberReport(g, now) : null;
+      return {
+        name: g.name, address: g.address, dnsNames: g.dnsNames, status: g.revokedAt === null ? 'active' : 'removed',
+        lastSeen: g.lastSeenAt === null ? null : new Date(g.lastSeenAt).toISOString(), lastSeenFrom: g.lastSeenFrom, peerSetVersion: g.lastVersion,
+        poolRole: g.poolRole, parallel: g.parallel, draining: g.draining,
+        host: r?.report ?? null, reportedAt: r && g.poolReportedAt !== null ? new Date(g.poolReportedAt).toISOString() : null,
+      };
+    });
+  }
+
   return {
     guardUrl: (): string => guardUrl(config),
 
@@ -131,15 +172,12 @@ export function queryService(deps: { db: Db; config: Config; clock?: () => numbe
     },
 
     /** Daemon, kernel (interface, firewall, barrier), peer counts and CA, read now. */
-    status: (sources: { kernel: KernelReaders; daemon: DaemonSource }): Promise<GatewayStatus> => readStatus({ config, db, clock, ...sources }),
-
-    guards(): GuardSummary[] {
-      return certs.guards().map((g) => ({
-        name: g.name, address: g.address, dnsNames: g.dnsNames, status: g.revokedAt === null ? 'active' : 'removed',
-        lastSeen: g.lastSeenAt === null ? null : new Date(g.lastSeenAt).toISOString(), lastSeenFrom: g.lastSeenFrom, peerSetVersion: g.lastVersion,
-      }));
+    status: async (sources: { kernel: KernelReaders; daemon: DaemonSource }): Promise<GatewayStatus & { pool: PoolStatus | null }> => {
+      const status = await readStatus({ config, db, clock, ...sources });
+      return { ...status, pool: poolStatus(guardSummaries()) };
     },
 
+    guards: (): GuardSummary[] => guardSummaries(),
     /** Peer certificates in force that end within `withinMs`. */
     expiringCertificates(withinMs: number): { name: string; serial: string; notAfter: string }[] {
       const now = clock();

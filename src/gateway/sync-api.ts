@@ -3,8 +3,8 @@ import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { requestRecordSchema, type RequestRecord } from '../core/request-record.js';
-import { SPOOL_ID, issuesText, pushRequestSchema, type PushAnswer } from '../core/wire.js';
-import { certificateRepository } from '../db/certificates.js';
+import { SPOOL_ID, issuesText, poolReportSchema, pushRequestSchema, type PoolReport, type PushAnswer } from '../core/wire.js';
+import { certificateRepository, type GuardRow } from '../db/certificates.js';
 import type { Db } from '../db/open.js';
 import { requestRepository } from '../db/requests.js';
 import { normaliseSerial } from '../pki/ca.js';
@@ -13,6 +13,19 @@ import type { PeerSetSource } from './peer-set.js';
 /** Longest a guard's long-poll is held open without a change. */
 const MAX_WAIT_SEC = 30;
 const MAX_PUSH_BYTES = 32 * 1024 * 1024;
+const MAX_POOL_BYTES = 4 * 1024 * 1024;
+
+/** The request body as text; null when it is larger than `max` bytes. */
+async function readBody(req: IncomingMessage, max: number): Promise<string | null> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > max) return null;
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 /** Wakes long-polls when the database changed (serve's change poll calls notify). */
 export function changeSignal() {
@@ -44,6 +57,8 @@ export interface SyncApiOptions {
   tls: { key: string; cert: string; ca: string };
   source: PeerSetSource;
   changes: ChangeSignal;
+  /** Stores the pool router's report of its members (guard-service report); without it, POST /v1/pool is 404. */
+  onPoolReport?(router: GuardRow, report: PoolReport): void;
   /** Called with every batch stored (new records only), e.g. for metrics. */
   onRecords?(guard: string, records: RequestRecord[]): void;
   clock?: () => number;
@@ -66,6 +81,9 @@ function json(res: ServerResponse, status: number, body: unknown): void {
  *                                          `upTo`, the highest seq stored from this guard's spool ID:
  *                                          the daily budget's figures (guard/budget.ts), which no
  *                                          peer-set version tracks
+ *   POST /v1/pool {hosts:[...], queued}    the pool router's view of its members (health, models, in
+ *                                          flight, queued), for list-guards, status and remove-guard;
+ *                                          403 from any guard that is not the router
  */
 export function createSyncApi(o: SyncApiOptions): Server {
   const clock = o.clock ?? Date.now;
@@ -113,17 +131,30 @@ export function createSyncApi(o: SyncApiOptions): Server {
       return json(res, 200, o.source.usage(clock(), guard.name, spool));
     }
 
-    if (url.pathname === '/v1/records' && req.method === 'POST') {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const c of req) {
-        size += (c as Buffer).length;
-        if (size > MAX_PUSH_BYTES) return json(res, 413, { error: `push larger than ${MAX_PUSH_BYTES} bytes` });
-        chunks.push(c as Buffer);
-      }
+    if (url.pathname === '/v1/pool' && req.method === 'POST' && o.onPoolReport) {
+      if (guard.poolRole !== 'router') return json(res, 403, { error: `guard ${guard.name} is not the pool's router` });
+      const body = await readBody(req, MAX_POOL_BYTES);
+      if (body === null) return json(res, 413, { error: `pool report larger than ${MAX_POOL_BYTES} bytes` });
       let parsed;
       try {
-        parsed = pushRequestSchema.safeParse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        parsed = poolReportSchema.safeParse(JSON.parse(body));
+      } catch {
+        return json(res, 400, { error: 'body is not JSON' });
+      }
+      if (!parsed.success) return json(res, 400, { error: `invalid pool report: ${issuesText(parsed.error)}` });
+      o.onPoolReport(guard, parsed.data);
+      certs.guardSeen(guard.id, clock(), from, null);
+      res.writeHead(204);
+      res.end();
+      return;
+    }
+
+    if (url.pathname === '/v1/records' && req.method === 'POST') {
+      const body = await readBody(req, MAX_PUSH_BYTES);
+      if (body === null) return json(res, 413, { error: `push larger than ${MAX_PUSH_BYTES} bytes` });
+      let parsed;
+      try {
+        parsed = pushRequestSchema.safeParse(JSON.parse(body));
       } catch {
         return json(res, 400, { error: 'body is not JSON' });
       }

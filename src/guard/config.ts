@@ -35,6 +35,25 @@ export const guardConfigFileSchema = z
       })
       .strict(),
     limits: limitsSchema.default(limitsSchema.parse({})),
+    /**
+     * A pool of GPU hosts (docs/gpu-pool.md), as add-guard --router or --member wrote it: the
+     * router takes peers' requests and forwards each to a member that has the model (the
+     * members, their parallelism and draining come with the peer set); a member serves only
+     * the router. null: a guard on its own, in front of `upstream`.
+     */
+    pool: z
+      .object({
+        role: z.enum(['router', 'member']),
+        /** The router's fair queue: requests one peer may have waiting, in all, and the longest wait (503 after it). */
+        queue: z
+          .object({ perPeer: z.number().int().min(1).max(1000).default(8), total: z.number().int().min(1).max(100_000).default(256), maxWaitSec: z.number().min(1).max(3600).default(30) })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .refine((p) => p.role === 'router' || p.queue === undefined, 'queue is for the router')
+      .nullable()
+      .default(null),
     /** The tunnel subnet and the gateway's tunnel address: `doctor --guard` checks replies to it route via the gateway. */
     tunnelSubnet: z.string().optional(),
     gatewayTunnelAddress: z.string().optional(),

@@ -266,6 +266,9 @@ export function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
         }
         lease = r.lease;
         tried.add(r.lease.host);
+        // The host that serves it (the last one tried), and the wait for every slot it got.
+        draft.host = r.lease.host;
+        draft.queueMs = (draft.queueMs ?? 0) + Math.round(r.lease.queuedMs);
         deps.metrics.queueWait(r.lease.queuedMs / 1000);
         send(r.lease.upstream);
       })

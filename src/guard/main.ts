@@ -9,7 +9,8 @@ import { ensurePrivateDir } from '../system/files.js';
 import { createMetricsServer, listen } from '../system/metrics-http.js';
 import type { GuardConfig } from './config.js';
 import { createAuditTrail } from './audit.js';
-import { guardMetrics, spoolMetrics } from './metrics.js';
+import { guardMetrics, poolMetrics, spoolMetrics } from './metrics.js';
+import { poolRole } from './pool-role.js';
 import { createGuard, type GuardLog } from './server.js';
 import { openSpool } from './spool.js';
 import { startSpoolThread } from './spool-thread.js';
@@ -56,8 +57,19 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
       sync?.kick();
     },
   });
-  const guard = createGuard({ tls, limits: config.limits, upstream: config.upstream, metrics, record: audit.record, log, audit });
+  // A pool router or member (docs/gpu-pool.md) follows the pool in each peer set; a guard on its own ignores it.
+  const role = poolRole(config, syncTls, log);
+  const guard = createGuard({ tls, limits: config.limits, upstream: config.upstream, metrics, record: audit.record, log, audit, ...role.guardOptions });
   onSpooled = guard.budget.spooled;
+  const applySet = (set: PeerSet): void => {
+    // Before setPeers: its check of open connections keeps the router's (a member) only while it is still one.
+    role.apply(set, guard.pool);
+    guard.setPeers(set);
+  };
+  if (guard.pool) {
+    poolMetrics(registry, guard.pool);
+    void guard.pool.start();
+  }
   // A saved set that does not fit this release is not enforced: nobody gets in until the gateway answers (its first answer is the whole set).
   let cached: PeerSet | null = null;
   try {
@@ -66,7 +78,7 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
     log.error({ event: 'peers.cache-unreadable', err: (e as Error).message }, 'cannot read the peer set saved at the last sync; enforcing none until the gateway answers');
   }
   if (cached) {
-    guard.setPeers(cached);
+    applySet(cached);
     log.info({ event: 'peers.cached', version: cached.version, peers: cached.peers.length }, 'enforcing the peer set saved at the last sync');
   }
   // Today's spending survives a restart: the gateway's last figures and this guard's records it did not have then.
@@ -78,8 +90,9 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
     log,
     onUsage: guard.budget.usage,
     onSpoolError: (e) => audit.failed(e, 'the peer set'),
+    ...(guard.pool ? { poolReport: () => ({ hosts: guard.pool!.status(), queued: guard.pool!.queued() }) } : {}),
     onPeerSet: (set) => {
-      guard.setPeers(set);
+      applySet(set);
       log.info({ event: 'peers.updated', version: set.version, peers: set.peers.length }, 'peer set updated');
     },
   });
@@ -94,6 +107,8 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
           ok: guard.peers().version !== '' && a.ok, name: config.name, peersVersion: guard.peers().version, peers: guard.peers().peers.length,
           gateway: s.connected ? 'connected' : 'unreachable', spooled: s.pending, lastError: a.lastError ?? s.lastError,
           audit: { ok: a.ok, mode: a.mode, buffered: a.buffered },
+          ...(guard.pool ? { pool: { hosts: guard.pool.status().map((h) => ({ name: h.name, health: h.health, draining: h.draining, inFlight: h.inFlight, queued: h.queued })), queued: guard.pool.queued() } } : {}),
+          ...(config.pool?.role === 'member' ? { pool: { role: 'member', routers: role.routers() } } : {}),
         };
       })
     : null;
@@ -101,7 +116,7 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
     const m = parseListen(config.metricsListen!)!;
     await listen(metricsServer, m.host, m.port, 'metrics (guard.json metricsListen)');
   }
-  log.info({ event: 'guard.start', listen: config.listen, upstream: config.upstream, gateway: config.gatewayUrl }, 'guard serving');
+  log.info({ event: 'guard.start', listen: config.listen, upstream: config.pool?.role === 'router' ? 'pool' : config.upstream, gateway: config.gatewayUrl, pool: config.pool?.role ?? null }, 'guard serving');
 
   let stopped = (): void => undefined;
   await new Promise<void>((resolve) => {

@@ -108,7 +108,7 @@ export function spoolMetrics(registry: Registry, size: () => { usedBytes: number
 }
 
 /** Each GPU host of the pool as the router sees it (pool.ts), read at every scrape. */
-export function poolMetrics(registry: Registry, pool: { status(): { name: string; health: string; draining: boolean; parallel: number; inFlight: number; models: string[] }[]; queued(): number }): void {
+export function poolMetrics(registry: Registry, pool: { status(): { name: string; health: string; draining: boolean; parallel: number; inFlight: number; queued: number; models: string[] }[]; queued(): number }): void {
   const perHost = (name: string, help: string, value: (h: ReturnType<typeof pool.status>[number]) => number): void =>
     void new Gauge({
       name, help, labelNames: ['host'] as const, registers: [registry],
@@ -117,9 +117,10 @@ export function poolMetrics(registry: Registry, pool: { status(): { name: string
         for (const h of pool.status()) this.set({ host: h.name }, value(h));
       },
     });
-  perHost('wgo_guard_pool_host_up', 'Whether the GPU host is in the rotation (1) or cooling down after failures (0)', (h) => (h.health === 'healthy' ? 1 : 0));
+  perHost('wgo_guard_pool_host_up', 'Whether the GPU host is in the rotation (1), or cooling down after failures or not yet probed (0)', (h) => (h.health === 'healthy' ? 1 : 0));
   perHost('wgo_guard_pool_host_draining', 'Whether the GPU host is draining: no new requests, running ones finish', (h) => (h.draining ? 1 : 0));
   perHost('wgo_guard_pool_host_in_flight', 'Requests in flight to the GPU host (at most its parallelism)', (h) => h.inFlight);
+  perHost('wgo_guard_pool_host_queued', 'Requests waiting that the GPU host could take once a slot frees (one request may count for several hosts)', (h) => h.queued);
   perHost('wgo_guard_pool_host_parallel', 'Requests the GPU host takes at once (its configured parallelism)', (h) => h.parallel);
   perHost('wgo_guard_pool_host_models', 'Models the GPU host has (its /api/tags at the last probe)', (h) => h.models.length);
   void new Gauge({

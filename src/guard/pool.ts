@@ -34,6 +34,19 @@ export interface PoolOptions {
   clock?: () => number;
 }
 
+/** One member as the router sees it (POST /v1/pool carries these to the gateway). */
+export interface PoolHostStatus {
+  name: string;
+  health: 'healthy' | 'cooldown' | 'unprobed';
+  draining: boolean;
+  parallel: number;
+  inFlight: number;
+  /** Requests waiting that this host could take. */
+  queued: number;
+  models: string[];
+  loaded: string[];
+}
+
 /** How a leased request went: its answer's status, or that the host could not be reached (before any answer). */
 export type Outcome = { status: number } | 'unreachable' | 'cancelled';
 
@@ -334,8 +347,13 @@ export function createPool(o: PoolOptions) {
       else dropHopeless();
     },
     /** Each member as the router sees it, for status, metrics and tests. */
-    status: () =>
-      states().map((h) => ({ name: h.name, health: h.health.state, draining: h.draining, parallel: h.parallel, inFlight: h.inFlight, models: [...h.models].sort(), loaded: [...h.loaded].sort() })),
+    status: (): PoolHostStatus[] =>
+      [...members.values()].map((m) => {
+        const h = m.state;
+        // Waiting requests this host could take once a slot frees (one may count for several hosts).
+        const queued = queue.count((w) => !w.item.exclude.has(h.name) && (w.model === null || h.models.has(w.model)));
+        return { name: h.name, health: m.probed ? h.health.state : 'unprobed', draining: h.draining, parallel: h.parallel, inFlight: h.inFlight, queued, models: [...h.models].sort(), loaded: [...h.loaded].sort() };
+      }),
     queued: (): number => queue.size(),
     async close(): Promise<void> {
       closed = true;

@@ -1,7 +1,7 @@
 import { Agent, request } from 'undici';
 import { z } from 'zod';
 import { recordForGateway } from '../core/request-record.js';
-import { issuesText, parseWire, peerSetSchema, pushAnswerSchema, usageSchema, type PeerSet, type PushRequest } from '../core/wire.js';
+import { issuesText, parseWire, peerSetSchema, pushAnswerSchema, usageSchema, type PeerSet, type PoolReport, type PushRequest } from '../core/wire.js';
 import { WgoError } from '../errors.js';
 import type { Usage } from './budget.js';
 import type { GuardLog } from './server.js';
@@ -25,6 +25,9 @@ const PUSH_INTERVAL_MS = 1000;
 /** How often the budget's figures are asked for while there is nothing to push (a push answers them too). */
 const USAGE_REFRESH_MS = 2000;
 const MAX_BACKOFF_MS = 5_000;
+/** A pool router's report of its members: looked at this often, sent when it changed or every POOL_REPORT_MAX_MS. */
+const POOL_REPORT_MS = 2000;
+const POOL_REPORT_MAX_MS = 10_000;
 
 /**
  * A push answer as the guard reads it: the usage figures are checked on their own (gotUsage), so
@@ -64,6 +67,8 @@ export interface SyncClientOptions {
   onStatus?(s: { connected: boolean; pending: number; lastError: string | null }): void;
   /** The peer set could not be saved to the spool (it is enforced all the same). */
   onSpoolError?(e: Error): void;
+  /** A pool router: what it sees of its members, sent to POST /v1/pool (list-guards, status, remove-guard). */
+  poolReport?(): PoolReport;
 }
 
 /**
@@ -228,7 +233,35 @@ export function startSyncClient(o: SyncClientOptions) {
     }
   };
 
-  const done = Promise.all([pull(), push()]);
+  /** A pool router's view of its members, to the gateway: when it changed (at most every 2 s), else every 10 s. */
+  const report = async (read: () => PoolReport): Promise<void> => {
+    let sent = '';
+    let sentAt = 0;
+    while (!ac.signal.aborted) {
+      await sleep(POOL_REPORT_MS);
+      if (ac.signal.aborted) return;
+      const text = JSON.stringify(read());
+      if (text === sent && Date.now() - sentAt < POOL_REPORT_MAX_MS) continue;
+      try {
+        const r = await request(`${base}/v1/pool`, { dispatcher: agent, method: 'POST', headers: { 'content-type': 'application/json' }, body: text, signal: ac.signal });
+        const answer = await r.body.text();
+        if (r.statusCode === 404) {
+          o.log.warn({ event: 'sync.pool-unsupported' }, 'the gateway does not take pool reports (an older release): list-guards will not show the GPU hosts');
+          return;
+        }
+        if (r.statusCode !== 204) throw new WgoError('GATEWAY_REFUSED', `gateway refused the pool report: ${r.statusCode} ${answer.slice(0, 200)}`);
+        sent = text;
+        sentAt = Date.now();
+      } catch (e) {
+        if (ac.signal.aborted) return;
+        // The pull loop reports whether the gateway is reachable; a refusal says why here.
+        if (e instanceof WgoError) o.log.warn({ event: 'sync.pool-refused', err: e.message }, 'the gateway refused the pool report');
+      }
+    }
+  };
+
+  const poolReport = o.poolReport;
+  const done = Promise.all([pull(), push(), ...(poolReport ? [report(poolReport)] : [])]);
   return {
     /** Records were spooled: push soon. */
     kick: (): void => wake?.(),

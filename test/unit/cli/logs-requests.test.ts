@@ -112,7 +112,7 @@ describe('logs requests', () => {
       id: expect.any(Number), guard: 'gpu1', guardSeq: 2, at: new Date(now - 3 * HOUR).toISOString(), peerId: ids.alice, peer: 'alice',
       certSerial: expect.stringMatching(/^[0-9a-f]+$/), source: '10.66.0.2', method: 'POST', path: '/api/chat', endpoint: 'chat',
       model: 'llama3.2:latest', promptSha256: 'ef'.repeat(32), promptLength: 10, promptText: null, status: 200, bytesIn: 50,
-      bytesOut: 900, promptTokens: 11, evalTokens: 22, ttfbMs: 12, durationMs: 345.6, refusal: null, auth: null, estimatedTokens: null,
+      bytesOut: 900, promptTokens: 11, evalTokens: 22, ttfbMs: 12, durationMs: 345.6, refusal: null, auth: null, estimatedTokens: null, host: null, queueMs: null,
     });
     expect((JSON.parse(lines[1]!) as { peerId: number }).peerId).toBe(ids.alice);
   });

@@ -36,7 +36,7 @@ describe('insertBatch', () => {
     const r = rec(1, { certSerial: aliceSerial, promptText: 'hi there', refusal: null });
     expect(repo.insertBatch('gpu1', [r])).toBe(1);
     const { seq, ...rest } = r;
-    expect(repo.list({ since: 0 })).toEqual([{ ...rest, id: expect.any(Number), guard: 'gpu1', guardSeq: seq, peerId: id('alice'), auth: null, estimatedTokens: null }]);
+    expect(repo.list({ since: 0 })).toEqual([{ ...rest, id: expect.any(Number), guard: 'gpu1', guardSeq: seq, peerId: id('alice'), auth: null, estimatedTokens: null, host: null, queueMs: null }]);
   });
 
   test('the same batch twice is stored once; an overlapping batch stores only its new records', () => {

@@ -105,7 +105,7 @@ test('the peer set the gateway sends is exactly what the guard reads: no field d
   const bobExpires = env.rows().find((p) => p.name === 'bob')!.expiresAt!;
   expect(bob!.expiresAt).toBe(Math.floor(bobExpires / 1000) * 1000);
   expect(bob!.tokenSha256).toBeNull();
-  expect(set.recordFields).toEqual(['auth', 'estimatedTokens']);
+  expect(set.recordFields).toEqual(['auth', 'estimatedTokens', 'host', 'queueMs']);
 });
 
 test('the records a guard pushes are stored field for field, estimates and auth included; the answer and the usage figures parse on the guard', async () => {
