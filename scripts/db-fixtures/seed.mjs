@@ -83,6 +83,18 @@ if (has('add-guard')) {
   expect.guards.push({ name: 'gpu1', address: '192.168.1.50' });
   void g;
 }
+if (has('drain-guard')) {
+  // A pool of GPU hosts (schema 10): the router at ollamaHost, a member at an address the CA is
+  // told to permit (as an admin would: ca.permit, then reissue-ca), drained.
+  const config = JSON.parse(readFileSync(CONFIG, 'utf8'));
+  writeFileSync(CONFIG, JSON.stringify({ ...config, ca: { ...(config.ca ?? {}), permit: ['192.168.1.0/24'] } }, null, 2));
+  cli(['reissue-ca']);
+  cliJson(['add-guard', 'edge', '--address', '192.168.1.50', '--router', '--out', join(OUT, 'edge')]);
+  cliJson(['add-guard', 'gpu2', '--address', '192.168.1.51', '--member', '--parallel', '2', '--out', join(OUT, 'gpu2')]);
+  cliJson(['drain-guard', 'gpu2']);
+  expect.guards.push({ name: 'edge', address: '192.168.1.50', poolRole: 'router', parallel: null, draining: false });
+  expect.guards.push({ name: 'gpu2', address: '192.168.1.51', poolRole: 'member', parallel: 2, draining: true });
+}
 if (has('admin')) {
   cli(['admin', 'add', 'root-admin', '--password-stdin'], 'correct horse battery staple\n');
   cli(['admin', 'add', 'viewer1', '--role', 'viewer', '--password-stdin'], 'another long passphrase\n');
@@ -134,6 +146,8 @@ try {
       { ...base, seq: 4, at: now - 17_000, peer: 'erin', certSerial: expect.certificates.find((c) => c.peer === 'erin')?.serial ?? null, source: expect.peers.erin.address, status: 403, refusal: 'model_not_allowed', model: 'mixtral', promptTokens: null, evalTokens: null },
       { ...base, seq: 5, at: now - 16_000, peer: null, certSerial: null, source: '10.66.0.99', status: 401, refusal: 'no_certificate', auth: null, method: 'GET', path: '/api/tags', endpoint: 'tags', model: null, promptSha256: null, promptLength: null, promptTokens: null, evalTokens: null },
     ];
+    // Served through the pool router by a member, after a wait for its slot (schema 10).
+    if (has('drain-guard')) records.push({ ...base, seq: 6, at: now - 15_000, peer: 'alice', certSerial: cert('alice'), source: expect.peers.alice.address, status: 200, host: 'gpu2', queueMs: 350 });
     requestRepository(db).insertBatch('gpu1', records, 'spool-fixture');
   }
 } finally {

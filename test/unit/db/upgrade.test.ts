@@ -36,7 +36,8 @@ interface Expected {
   certificates: { peer: string; serial: string; sha256: string }[];
   policies: Record<string, Row | null>;
   tokens: Record<string, { token: string }>;
-  guards: { name: string; address: string }[];
+  /** Pool fields from schema 10 on; older guards must read as guards on their own. */
+  guards: { name: string; address: string; poolRole?: string; parallel?: number | null; draining?: boolean }[];
   admins: { name: string; role: string }[];
   list: { name: string; address: string; publicKey: string; status: string; expiresAt: string | null; revokedAt: string | null }[];
   logs: { audit: Row[]; connections: Row[]; requests?: Row[] };
@@ -156,7 +157,12 @@ describe.each(fixtures)('upgrade from schema version %i', (version) => {
       expectRowsKept(q.log({ kind: 'requests' }), expected.logs.requests ?? [], 'requests');
 
       // Guards and admins.
-      expect(q.guards().map((g) => ({ name: g.name, address: g.address, status: g.status }))).toEqual(expected.guards.map((g) => ({ ...g, status: 'active' })));
+      const guards = q.guards().map((g) => ({ name: g.name, address: g.address, status: g.status, poolRole: g.poolRole, parallel: g.parallel, draining: g.draining }));
+      expect(guards).toEqual(expected.guards.map((g) => ({ poolRole: 'none', parallel: null, draining: false, ...g, status: 'active' })));
+      // The pool in the guards' peer set: only where the state has one; its members at ollamaPort.
+      const members = expected.guards.filter((g) => g.poolRole === 'member');
+      expect(set.pool?.members.map((m) => [m.name, m.parallel, m.draining]) ?? []).toEqual(members.map((g) => [g.name, g.parallel, g.draining]));
+      if (!expected.guards.some((g) => g.poolRole)) expect(set).not.toHaveProperty('pool');
       expect(adminRepository(db).list().map((a) => ({ name: a.name, role: a.role }))).toEqual(expected.admins);
     } finally {
       db.close();
