@@ -158,7 +158,7 @@ describe.each(fixtures)('upgrade from schema version %i', (version) => {
 
       // Guards and admins.
       const guards = q.guards().map((g) => ({ name: g.name, address: g.address, status: g.status, poolRole: g.poolRole, parallel: g.parallel, draining: g.draining }));
-      expect(guards).toEqual(expected.guards.map((g) => ({ poolRole: 'none', parallel: null, draining: false, ...g, status: 'active' })));
+      expect(guards).toEqual(expected.guards.map((g) => ({ poolRole: 'none', parallel: null, draining: false, ...g, status: 'active' })).sort((a, b) => a.name.localeCompare(b.name)));
       // The pool in the guards' peer set: only where the state has one; its members at ollamaPort.
       const members = expected.guards.filter((g) => g.poolRole === 'member');
       expect(set.pool?.members.map((m) => [m.name, m.parallel, m.draining]) ?? []).toEqual(members.map((g) => [g.name, g.parallel, g.draining]));
