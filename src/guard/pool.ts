@@ -76,6 +76,9 @@ interface Wait {
   resolve(a: Acquired): void;
 }
 
+/** Largest /api/tags or /api/ps answer a probe reads: some 20,000 models. */
+export const MAX_PROBE_BYTES = 8 * 1024 * 1024;
+
 export function createPool(o: PoolOptions) {
   const clock = o.clock ?? Date.now;
   const health = o.health ?? HEALTH_DEFAULTS;
@@ -229,12 +232,18 @@ export function createPool(o: PoolOptions) {
     new Promise((resolve) => {
       const chunks: Buffer[] = [];
       let status = 0;
-      m.upstream.request(
+      let size = 0;
+      const call = m.upstream.request(
         { method: 'GET', path, headers: { accept: 'application/json' }, headersTimeoutMs: probeTimeoutMs, bodyTimeoutMs: probeTimeoutMs },
         {
           onStart: () => undefined,
           onHead: (s) => (status = s),
-          onData: (c) => chunks.push(c),
+          onData: (c) => {
+            size += c.length;
+            // A list larger than any real one fails the probe (onError resolves null).
+            if (size > MAX_PROBE_BYTES) call.abort(new Error(`${path} answer over ${MAX_PROBE_BYTES} bytes`));
+            else chunks.push(c);
+          },
           onEnd: () => {
             try {
               resolve(status === 200 ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : null);

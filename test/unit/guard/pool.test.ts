@@ -3,10 +3,11 @@
  * models: probing, model-aware choice, merged tags, fair queueing on a host's parallelism,
  * queue bounds and timeouts, a host that dies and comes back, draining.
  */
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { createSimulator, type Simulator } from '../../../scripts/lab/ollama-sim.mjs';
-import { createPool, type Acquired, type Lease, type Pool, type PoolOptions } from '../../../src/guard/pool.js';
+import { MAX_PROBE_BYTES, createPool, type Acquired, type Lease, type Pool, type PoolOptions } from '../../../src/guard/pool.js';
 import { waitFor } from '../../support/wait.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -229,6 +230,31 @@ describe('a pool of GPU hosts', () => {
     await pool.probe();
     expect((await lease(pool.acquire('ann', 'mistral'))).host).toBe('gpu1');
     expect(await pool.acquire('ann', 'gemma3').result).toMatchObject({ ok: false, refusal: { status: 404, reason: 'model_not_found' } });
+  });
+
+  test('a host whose model list is larger than any real one fails its probe instead of being read whole', async () => {
+    const big = createServer((req, res) => {
+      if (req.url === '/api/ps') return void res.end('{"models":[]}');
+      // 9 MiB of model entries, streamed
+      res.write('{"models":[');
+      const entry = JSON.stringify({ name: 'x'.repeat(200), model: 'x', modified_at: '2024-01-01T00:00:00Z', size: 1, digest: 'd' });
+      let sent = 0;
+      const more = (): void => {
+        while (sent < MAX_PROBE_BYTES + 1024 * 1024) {
+          sent += entry.length + 1;
+          if (!res.write(entry + ',')) return void res.once('drain', more);
+        }
+        res.end(`${entry}]}`);
+      };
+      more();
+    });
+    await new Promise<void>((r) => big.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise<void>((r) => { big.closeAllConnections(); big.close(() => r()); }));
+    const ok = await sim(['llama3.2']);
+    const pool = createPool({ members: [{ name: 'big', origin: `http://127.0.0.1:${(big.address() as AddressInfo).port}`, parallel: 1 }, { name: 'ok', origin: `http://127.0.0.1:${ok.port}`, parallel: 1 }], probeIntervalMs: 60_000, timerResolutionMs: 25 });
+    cleanup.push(() => pool.close());
+    await pool.probe();
+    expect(pool.status().map((h) => [h.name, h.health, h.models.length])).toEqual([['big', 'unprobed', 0], ['ok', 'healthy', 1]]);
   });
 
   test('members are checked when the pool is made', () => {
