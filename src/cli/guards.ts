@@ -66,7 +66,8 @@ export async function addGuard(config: Config, name: string, o: { address: strin
       }
     } catch (e) {
       for (const f of written) rmSync(f, { force: true });
-      ctx.guards.remove(issued.guard.name, { ...who, source: `${who.source} (undo: writing the guard files failed)` });
+      // Forced: a member that never ran is not drained, and must not stay half-added.
+      ctx.guards.remove(issued.guard.name, { ...who, source: `${who.source} (undo: writing the guard files failed)` }, { force: true });
       throw new WgoError('EXEC_FAILED', `could not write the guard files to ${dir}: ${(e as Error).message}; the guard was removed again (its name stays taken: use another)`, { cause: e });
     }
     const data = { name: issued.guard.name, address: o.address, dnsNames: issued.guard.dnsNames, syncUrl: issued.syncUrl, config: files.config, files: written, serverCertificate: issued.server.serial, syncCertificate: issued.client.serial };
@@ -150,6 +151,7 @@ function poolRoleOf(config: Config, o: { address: string; router?: boolean; memb
     return 'router';
   }
   if (o.member) {
+    if (config.guard) throw badInput('single-box mode (the config\'s "guard" section) has no pool router, so a member would serve no one: a pool needs "wg-ollama guard" at ollamaHost, added with --router');
     if (o.address === config.ollamaHost) throw badInput(`--member: ${o.address} is ollamaHost, where peers connect (the router's address); a GPU host of the pool has its own address`);
     return 'member';
   }

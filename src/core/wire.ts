@@ -53,16 +53,28 @@ export const guardPeerSchema = z.object({
 export type GuardPeer = z.output<typeof guardPeerSchema>;
 
 const guardName = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,31}$/);
+/** Most members (and routers) a pool has: the gateway refuses more, so no set it makes breaks a guard's schema. */
+export const MAX_POOL_MEMBERS = 64;
+/** Most model names a report carries per host, and their longest: the router cuts its lists to these. */
+export const MAX_REPORT_MODELS = 1000;
+export const MAX_REPORT_NAME = 256;
 
 /**
  * A pool of GPU hosts (docs/gpu-pool.md), in every guard's peer set when the gateway has one:
  * the router forwards to `members`; a member serves only the client certificates of `routers`.
  */
 export const poolSchema = z.object({
-  routers: z.array(z.object({ name: guardName, serial: z.string().regex(/^[0-9a-f]{1,64}$/) })).max(64),
+  routers: z.array(z.object({ name: guardName, serial: z.string().regex(/^[0-9a-f]{1,64}$/) })).max(MAX_POOL_MEMBERS),
   members: z
-    .array(z.object({ name: guardName, url: z.string().max(300).regex(/^https:\/\/[^/?#\s]+$/, 'must be https://HOST:PORT'), parallel: z.number().int().min(1).max(256), draining: z.boolean() }))
-    .max(64),
+    .array(z.object({
+      name: guardName,
+      url: z.string().max(300).regex(/^https:\/\/[^/?#\s]+$/, 'must be https://HOST:PORT'),
+      parallel: z.number().int().min(1).max(256),
+      draining: z.boolean(),
+      /** Which drain (the gateway's ms stamp); the router echoes it in its reports. Absent from older gateways. */
+      drainedAt: z.number().int().min(0).nullable().optional(),
+    }))
+    .max(MAX_POOL_MEMBERS),
 });
 export type PoolSpec = z.output<typeof poolSchema>;
 
@@ -125,18 +137,20 @@ export const poolHostReportSchema = z.object({
   name: guardName,
   health: z.enum(['healthy', 'cooldown', 'unprobed']),
   draining: z.boolean(),
+  /** The drain the router applied (the peer set's drainedAt); absent from older routers. */
+  drainedAt: z.number().int().min(0).nullable().optional(),
   parallel: z.number().int().min(1).max(256),
   inFlight: count,
   /** Requests waiting that this host could take. */
   queued: count,
-  models: z.array(z.string().max(256)).max(1000),
-  loaded: z.array(z.string().max(256)).max(1000),
+  models: z.array(z.string().max(MAX_REPORT_NAME)).max(MAX_REPORT_MODELS),
+  loaded: z.array(z.string().max(MAX_REPORT_NAME)).max(MAX_REPORT_MODELS),
 });
 export type PoolHostReport = z.output<typeof poolHostReportSchema>;
 
 /** POST /v1/pool, from the router every 2 s: each member as it sees it, and how many requests wait for a slot in all. */
-export const poolReportSchema = z.strictObject({
-  hosts: z.array(poolHostReportSchema).max(64),
+export const poolReportSchema = z.object({
+  hosts: z.array(poolHostReportSchema).max(MAX_POOL_MEMBERS),
   queued: count,
 });
 export type PoolReport = z.output<typeof poolReportSchema>;

@@ -31,6 +31,8 @@ export interface GuardRow {
   parallel: number | null;
   /** A member taking no new requests (drain-guard). */
   draining: boolean;
+  /** When the current drain began (ms; migration 11): the router echoes it, so a report is known to be about this drain. */
+  drainedAt: number | null;
   /** What the router last reported of this member (JSON, core/wire.ts poolHostReportSchema), and when. */
   poolReport: string | null;
   poolReportedAt: number | null;
@@ -42,7 +44,7 @@ const CERT_COLUMNS = `serial, role, peer_id AS peerId, guard_id AS guardId, comm
   not_after AS notAfter, issued_at AS issuedAt, revoked_at AS revokedAt, cert_pem AS certPem`;
 const GUARD_COLUMNS = `id, name, address, dns_names AS dnsNames, created_at AS createdAt, revoked_at AS revokedAt,
   last_seen_at AS lastSeenAt, last_seen_from AS lastSeenFrom, last_version AS lastVersion, pool_role AS poolRole, parallel,
-  draining, pool_report AS poolReport, pool_reported_at AS poolReportedAt`;
+  draining, drained_at AS drainedAt, pool_report AS poolReport, pool_reported_at AS poolReportedAt`;
 
 /** Certificates the CA issued (public parts only) and the guards they belong to. */
 export function certificateRepository(db: Db) {
@@ -59,7 +61,9 @@ export function certificateRepository(db: Db) {
     guards: db.prepare(`SELECT ${GUARD_COLUMNS} FROM guards ORDER BY name`),
     seen: db.prepare(`UPDATE guards SET last_seen_at = @now, last_seen_from = @from, last_version = coalesce(@version, last_version) WHERE id = @id`),
     removeGuard: db.prepare(`UPDATE guards SET revoked_at = @now WHERE id = @id`),
-    setDraining: db.prepare(`UPDATE guards SET draining = @draining WHERE id = @id`),
+    setDraining: db.prepare(`UPDATE guards SET draining = @draining, drained_at = CASE WHEN @draining = 1 THEN @now END WHERE id = @id`),
+    poolGuards: db.prepare(`SELECT name, address, pool_role AS poolRole, parallel, draining, drained_at AS drainedAt FROM guards
+      WHERE revoked_at IS NULL AND pool_role <> 'none' ORDER BY name`),
     setParallel: db.prepare(`UPDATE guards SET parallel = @parallel WHERE id = @id`),
     report: db.prepare(`UPDATE guards SET pool_report = @report, pool_reported_at = @now WHERE name = @name AND pool_role = 'member' AND revoked_at IS NULL`),
     routerSerials: db.prepare(`SELECT g.name, c.serial FROM guards g JOIN certificates c ON c.guard_id = g.id
@@ -84,7 +88,9 @@ export function certificateRepository(db: Db) {
     guards: () => (s.guards.all() as never[]).map((r) => guard(r)!),
     guardSeen: (id: number, now: number, from: string, version: string | null) => void s.seen.run({ id, now, from, version }),
     removeGuard: (id: number, now: number) => void s.removeGuard.run({ id, now }),
-    setGuardDraining: (id: number, draining: boolean) => void s.setDraining.run({ id, draining: draining ? 1 : 0 }),
+    setGuardDraining: (id: number, draining: boolean, now: number) => void s.setDraining.run({ id, draining: draining ? 1 : 0, now }),
+    /** Active guards of the pool, only what the peer set needs (read on every long-poll wake). */
+    poolGuards: () => (s.poolGuards.all() as (Pick<GuardRow, 'name' | 'address' | 'poolRole' | 'parallel' | 'drainedAt'> & { draining: number })[]).map((g) => ({ ...g, draining: g.draining === 1 })),
     setGuardParallel: (id: number, parallel: number) => void s.setParallel.run({ id, parallel }),
     /** Stores the router's report of one member (by name); false when no active member has that name. */
     savePoolReport: (name: string, report: string, now: number): boolean => s.report.run({ name, report, now }).changes > 0,

@@ -309,4 +309,12 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE requests ADD COLUMN host TEXT;
   ALTER TABLE requests ADD COLUMN queue_ms INTEGER CHECK (queue_ms >= 0);
   `,
+  // 11: which drain a member is in (issue 14, from review). remove-guard must know that the router's
+  // report of "draining, nothing in flight" is about the current drain, not one undone since: the
+  // gateway stamps each drain (ms), the peer set carries the stamp, the router echoes it.
+  // A member drained under schema 10 gets a stamp now.
+  `
+  ALTER TABLE guards ADD COLUMN drained_at INTEGER;
+  UPDATE guards SET drained_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000 WHERE draining = 1;
+  `,
 ];

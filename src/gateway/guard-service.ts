@@ -3,7 +3,7 @@ import type { Config } from '../config.js';
 import { validatePeerName } from '../core/names.js';
 import { auditRepository } from '../db/audit.js';
 import { certificateRepository, type CertRole, type GuardRow, type PoolRole } from '../db/certificates.js';
-import { poolHostReportSchema, type PoolHostReport, type PoolReport } from '../core/wire.js';
+import { MAX_POOL_MEMBERS, poolHostReportSchema, type PoolHostReport, type PoolReport } from '../core/wire.js';
 import type { Db } from '../db/open.js';
 import { WgoError, badInput } from '../errors.js';
 import { issueCertificate, type CaMaterial } from '../pki/ca.js';
@@ -75,6 +75,9 @@ export function guardService(deps: { db: Db; config: Config; ca: CaStore; clock?
       return db.transaction(() => {
         const now = clock();
         if (certs.guardByName(name)) throw new WgoError('CONFLICT', `a guard named "${name}" already exists (guard names are never reused)`);
+        if (poolRole === 'member' && certs.poolGuards().filter((g) => g.poolRole === 'member').length >= MAX_POOL_MEMBERS) {
+          throw new WgoError('CONFLICT', `the pool has ${MAX_POOL_MEMBERS} members, the most it takes: remove one first`);
+        }
         if (poolRole === 'router') {
           const other = certs.guards().find((g) => g.revokedAt === null && g.poolRole === 'router');
           // Per-peer limits are exact because they live in one process: one router per gateway.
@@ -106,8 +109,9 @@ export function guardService(deps: { db: Db; config: Config; ca: CaStore; clock?
         if (g.poolRole === 'member' && !o.force) {
           if (!g.draining) throw new WgoError('CONFLICT', `guard ${name} is a pool member taking requests: run drain-guard ${name} first, wait until list-guards shows 0 in flight, then remove it (or --force to cut what it runs)`);
           const r = memberReport(g, now);
-          if (!r || r.ageMs > POOL_REPORT_FRESH_MS || !r.report.draining) {
-            throw new WgoError('CONFLICT', `guard ${name} is draining, but the router has not reported since the drain (${r ? `last report ${Math.round(r.ageMs / 1000)} s ago` : 'no report'}), so what it still runs is unknown: wait a few seconds, or --force`);
+          // About this drain: the router echoes the drain's stamp (an undrain and a new drain since make an older "idle" report worthless).
+          if (!r || r.ageMs > POOL_REPORT_FRESH_MS || !r.report.draining || r.report.drainedAt !== g.drainedAt) {
+            throw new WgoError('CONFLICT', `guard ${name} is draining, but the router has not reported since the drain (${r ? `last report ${Math.round(r.ageMs / 1000)} s ago${r.report.drainedAt !== g.drainedAt ? ', about an earlier state' : ''}` : 'no report'}), so what it still runs is unknown: wait a few seconds, or --force`);
           }
           if (r.report.inFlight > 0) throw new WgoError('CONFLICT', `guard ${name} is draining but still runs ${r.report.inFlight} request(s): wait until list-guards shows 0 in flight, or --force to cut them`);
         }
@@ -125,7 +129,7 @@ export function guardService(deps: { db: Db; config: Config; ca: CaStore; clock?
         const now = clock();
         const g = activeMember(name);
         if (g.draining === draining) return { guard: g, changed: false };
-        certs.setGuardDraining(g.id, draining);
+        certs.setGuardDraining(g.id, draining, now);
         audit.record({ ...who, action: draining ? 'guard.drain' : 'guard.undrain', target: name }, now);
         return { guard: certs.guardById(g.id)!, changed: true };
       }).immediate();

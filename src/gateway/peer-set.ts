@@ -35,11 +35,11 @@ export function peerSetSource(db: Db, config: Config) {
    * address on the Ollama port, as add-guard wrote their listen.
    */
   const pool = (): PoolSpec | null => {
-    const guards = certs.guards().filter((g) => g.revokedAt === null && g.poolRole !== 'none');
+    const guards = certs.poolGuards();
     if (guards.length === 0) return null;
     const members = guards
       .filter((g) => g.poolRole === 'member')
-      .map((g) => ({ name: g.name, url: `https://${g.address.includes(':') ? `[${g.address}]` : g.address}:${config.ollamaPort}`, parallel: g.parallel ?? 4, draining: g.draining }));
+      .map((g) => ({ name: g.name, url: `https://${g.address.includes(':') ? `[${g.address}]` : g.address}:${config.ollamaPort}`, parallel: g.parallel ?? 4, draining: g.draining, drainedAt: g.drainedAt }));
     return { routers: certs.routerSerials(), members };
   };
   /** The pool is part of the version (so a drain or a new member reaches the router at once), only when there is one: versions stay as they were without. */

@@ -13,7 +13,8 @@ import type { PeerSetSource } from './peer-set.js';
 /** Longest a guard's long-poll is held open without a change. */
 const MAX_WAIT_SEC = 30;
 const MAX_PUSH_BYTES = 32 * 1024 * 1024;
-const MAX_POOL_BYTES = 4 * 1024 * 1024;
+/** A report at its largest (64 hosts, two lists of 1,000 names of 256 characters each) is about 33 MB. */
+const MAX_POOL_BYTES = 40 * 1024 * 1024;
 
 /** The request body as text; null when it is larger than `max` bytes. */
 async function readBody(req: IncomingMessage, max: number): Promise<string | null> {

@@ -248,11 +248,15 @@ export function forwardUpstream(deps: ExchangeDeps, f: Forward): Promise<void> {
       const pool = deps.pool;
       if (!pool) return send(deps.upstream);
       const a = pool.acquire(f.peer, draft.model, tried);
+      const asked = performance.now();
       waiting = a;
       void a.result
         .then((r) => {
         waiting = null;
         if (!r.ok) {
+          // Refused after a wait (queue_timeout, its last host gone) or left while waiting: the wait is recorded too.
+          const waited = Math.round(performance.now() - asked);
+          if (waited > 0) draft.queueMs = (draft.queueMs ?? 0) + waited;
           if (r.refusal === null || clientGone || res.destroyed) {
             // The client left while its request waited for a slot: no host heard of it.
             clientGone = true;

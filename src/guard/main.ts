@@ -10,7 +10,7 @@ import { createMetricsServer, listen } from '../system/metrics-http.js';
 import type { GuardConfig } from './config.js';
 import { createAuditTrail } from './audit.js';
 import { guardMetrics, poolMetrics, spoolMetrics } from './metrics.js';
-import { poolRole } from './pool-role.js';
+import { poolReport, poolRole } from './pool-role.js';
 import { createGuard, type GuardLog } from './server.js';
 import { openSpool } from './spool.js';
 import { startSpoolThread } from './spool-thread.js';
@@ -90,7 +90,7 @@ export async function runGuard(config: GuardConfig, log: GuardLog): Promise<void
     log,
     onUsage: guard.budget.usage,
     onSpoolError: (e) => audit.failed(e, 'the peer set'),
-    ...(guard.pool ? { poolReport: () => ({ hosts: guard.pool!.status(), queued: guard.pool!.queued() }) } : {}),
+    ...(guard.pool ? { poolReport: () => poolReport(guard.pool!) } : {}),
     onPeerSet: (set) => {
       applySet(set);
       log.info({ event: 'peers.updated', version: set.version, peers: set.peers.length }, 'peer set updated');

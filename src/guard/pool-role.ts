@@ -1,4 +1,4 @@
-import type { PeerSet } from '../core/wire.js';
+import { MAX_POOL_MEMBERS, MAX_REPORT_MODELS, MAX_REPORT_NAME, type PeerSet, type PoolReport } from '../core/wire.js';
 import type { GuardConfig } from './config.js';
 import type { Pool, PoolMember } from './pool.js';
 import type { GuardLog, GuardOptions } from './server.js';
@@ -11,6 +11,19 @@ import type { GuardLog, GuardOptions } from './server.js';
  * - a member serves only the client certificates of the set's routers;
  * - a guard on its own ignores the pool.
  */
+/**
+ * The router's report for POST /v1/pool, cut to what the gateway takes: one GPU host with a
+ * model name longer than a report allows, or more models than it lists, must not make every
+ * report refused (the names are whatever the host's Ollama answered).
+ */
+export function poolReport(pool: Pick<Pool, 'status' | 'queued'>): PoolReport {
+  const names = (list: string[]): string[] => list.filter((n) => n.length <= MAX_REPORT_NAME).slice(0, MAX_REPORT_MODELS);
+  return {
+    hosts: pool.status().slice(0, MAX_POOL_MEMBERS).map((h) => ({ ...h, models: names(h.models), loaded: names(h.loaded) })),
+    queued: pool.queued(),
+  };
+}
+
 export function poolRole(config: Pick<GuardConfig, 'name' | 'pool'>, tls: { ca: string; cert: string; key: string }, log: GuardLog) {
   const role = config.pool?.role ?? null;
   let routers: ReadonlySet<string> = new Set();
@@ -42,8 +55,8 @@ export function poolRole(config: Pick<GuardConfig, 'name' | 'pool'>, tls: { ca: 
       const named = set.pool?.routers.some((r) => r.name === config.name) ?? false;
       if (!named && !warnedNotRouter) log.error({ event: 'pool.not-router', name: config.name }, `guard.json says this guard is the pool router, but the gateway does not name ${config.name} its router (add it with add-guard --router): it routes to no GPU host`);
       warnedNotRouter = !named;
-      const members: PoolMember[] = named ? (set.pool?.members ?? []).map((m) => ({ name: m.name, origin: m.url, parallel: m.parallel, draining: m.draining, tls })) : [];
-      const text = JSON.stringify(members.map((m) => [m.name, m.origin, m.parallel, m.draining]));
+      const members: PoolMember[] = named ? (set.pool?.members ?? []).map((m) => ({ name: m.name, origin: m.url, parallel: m.parallel, draining: m.draining, drainedAt: m.drainedAt ?? null, tls })) : [];
+      const text = JSON.stringify(members.map((m) => [m.name, m.origin, m.parallel, m.draining, m.drainedAt]));
       if (text === lastMembers) return;
       try {
         pool.setMembers(members);

@@ -19,6 +19,8 @@ export interface PoolMember {
   parallel: number;
   tls?: UpstreamOptions['tls'];
   draining?: boolean;
+  /** The gateway's stamp of the current drain, echoed in status() (the gateway checks a report is about this drain). */
+  drainedAt?: number | null;
 }
 
 export interface PoolOptions {
@@ -39,6 +41,7 @@ export interface PoolHostStatus {
   name: string;
   health: 'healthy' | 'cooldown' | 'unprobed';
   draining: boolean;
+  drainedAt: number | null;
   parallel: number;
   inFlight: number;
   /** Requests waiting that this host could take. */
@@ -361,7 +364,7 @@ export function createPool(o: PoolOptions) {
         const h = m.state;
         // Waiting requests this host could take once a slot frees (one may count for several hosts).
         const queued = queue.count((w) => !w.item.exclude.has(h.name) && (w.model === null || h.models.has(w.model)));
-        return { name: h.name, health: m.probed ? h.health.state : 'unprobed', draining: h.draining, parallel: h.parallel, inFlight: h.inFlight, queued, models: [...h.models].sort(), loaded: [...h.loaded].sort() };
+        return { name: h.name, health: m.probed ? h.health.state : 'unprobed', draining: h.draining, drainedAt: m.spec.drainedAt ?? null, parallel: h.parallel, inFlight: h.inFlight, queued, models: [...h.models].sort(), loaded: [...h.loaded].sort() };
       }),
     queued: (): number => queue.size(),
     async close(): Promise<void> {

@@ -28,6 +28,8 @@ const MAX_BACKOFF_MS = 5_000;
 /** A pool router's report of its members: looked at this often, sent when it changed or every POOL_REPORT_MAX_MS. */
 const POOL_REPORT_MS = 2000;
 const POOL_REPORT_MAX_MS = 10_000;
+/** After a refusal (403: the gateway does not name this guard its router) or a 404 (an older gateway): tried again this much later. */
+const POOL_REPORT_RETRY_MS = 60_000;
 
 /**
  * A push answer as the guard reads it: the usage figures are checked on their own (gotUsage), so
@@ -237,25 +239,34 @@ export function startSyncClient(o: SyncClientOptions) {
   const report = async (read: () => PoolReport): Promise<void> => {
     let sent = '';
     let sentAt = 0;
+    /** The last refusal logged (one line per kind until the gateway takes a report again). */
+    let refused = '';
+    let wait = POOL_REPORT_MS;
     while (!ac.signal.aborted) {
-      await sleep(POOL_REPORT_MS);
+      await sleep(wait);
+      wait = POOL_REPORT_MS;
       if (ac.signal.aborted) return;
       const text = JSON.stringify(read());
       if (text === sent && Date.now() - sentAt < POOL_REPORT_MAX_MS) continue;
       try {
         const r = await request(`${base}/v1/pool`, { dispatcher: agent, method: 'POST', headers: { 'content-type': 'application/json' }, body: text, signal: ac.signal });
         const answer = await r.body.text();
-        if (r.statusCode === 404) {
-          o.log.warn({ event: 'sync.pool-unsupported' }, 'the gateway does not take pool reports (an older release): list-guards will not show the GPU hosts');
-          return;
+        if (r.statusCode === 204) {
+          sent = text;
+          sentAt = Date.now();
+          refused = '';
+          continue;
         }
-        if (r.statusCode !== 204) throw new WgoError('GATEWAY_REFUSED', `gateway refused the pool report: ${r.statusCode} ${answer.slice(0, 200)}`);
-        sent = text;
-        sentAt = Date.now();
-      } catch (e) {
-        if (ac.signal.aborted) return;
-        // The pull loop reports whether the gateway is reachable; a refusal says why here.
-        if (e instanceof WgoError) o.log.warn({ event: 'sync.pool-refused', err: e.message }, 'the gateway refused the pool report');
+        // An older gateway, or one that does not name this guard its router: asked again a minute later, said once.
+        wait = r.statusCode === 404 || r.statusCode === 403 ? POOL_REPORT_RETRY_MS : POOL_REPORT_MS;
+        const kind = `${r.statusCode}`;
+        if (kind !== refused) {
+          refused = kind;
+          if (r.statusCode === 404) o.log.warn({ event: 'sync.pool-unsupported' }, 'the gateway does not take pool reports (an older release): list-guards will not show the GPU hosts');
+          else o.log.warn({ event: 'sync.pool-refused', err: `${r.statusCode} ${answer.slice(0, 200)}` }, 'the gateway refused the pool report');
+        }
+      } catch {
+        // Unreachable: the pull loop says so; tried again at the next turn.
       }
     }
   };

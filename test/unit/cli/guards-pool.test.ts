@@ -3,7 +3,7 @@
  * drain-guard, undrain-guard, set-guard, remove-guard [--force], and list-guards showing the
  * router's view of each GPU host. Refusals change nothing.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { addGuard, drainGuard, listGuards, removeGuard, setGuard } from '../../../src/cli/guards.js';
@@ -33,7 +33,9 @@ describe('pool verbs (a real gateway state)', () => {
     const ctx = openGateway(config);
     try {
       const edge = ctx.guards.list().find((g) => g.name === 'edge')!;
-      ctx.guards.report(edge, { hosts: [{ name: 'gpu1', health: 'healthy', draining, parallel: 2, inFlight, queued: 1, models: ['llama3.2:latest', 'qwen2.5:latest'], loaded: ['llama3.2:latest'] }], queued: 1 });
+      // As the router does: the drain it applied, from the peer set.
+      const drainedAt = ctx.guards.list().find((g) => g.name === 'gpu1')!.drainedAt;
+      ctx.guards.report(edge, { hosts: [{ name: 'gpu1', health: 'healthy', draining, drainedAt, parallel: 2, inFlight, queued: 1, models: ['llama3.2:latest', 'qwen2.5:latest'], loaded: ['llama3.2:latest'] }], queued: 1 });
     } finally {
       ctx.close();
     }
@@ -69,6 +71,23 @@ describe('pool verbs (a real gateway state)', () => {
     await expect(addGuard(config, 'edge2', { address: '192.168.1.10', out: join(dir, 'edge2'), router: true }, io, WHO)).rejects.toThrow(/edge is already the pool's router/);
     expect(existsSync(join(dir, 'edge2')) && readdirSync(join(dir, 'edge2')).length > 0).toBe(false);
     expect(rows().map((r) => r[0])).toEqual(['edge', 'gpu1']);
+  });
+
+  test('a member whose files cannot be written is removed again, not left half-added (a member is never drained yet)', async () => {
+    const out = join(dir, 'gpu9');
+    mkdirSync(out);
+    // A dangling link is no file to the preflight, but O_EXCL refuses to write through it: guard.json is written, ca.crt fails.
+    symlinkSync('/nonexistent/ca.crt', join(out, 'ca.crt'));
+    await expect(addGuard(config, 'gpu9', { address: '192.168.1.29', out, member: true }, io, WHO)).rejects.toMatchObject({ code: 'EXEC_FAILED' });
+    expect(existsSync(join(out, 'guard.json'))).toBe(false);
+    expect(rows().find((r) => r[0] === 'gpu9')).toEqual(['gpu9', 'member', 4, false, false]);
+  });
+
+  test('single-box mode (its guard inside serve) takes neither a router nor members', async () => {
+    const single = { ...config, guard: { listen: '192.168.1.10:11434', upstream: 'http://127.0.0.1:11434', dnsNames: [], limits: config.guard?.limits ?? ({} as never), auditFailure: 'refuse' as const } } as Config;
+    await expect(addGuard(single, 'edge3', { address: '192.168.1.10', out: join(dir, 'edge3'), router: true }, io, WHO)).rejects.toThrow(/single-box mode .* a pool router runs as its own "wg-ollama guard"/);
+    await expect(addGuard(single, 'gpu8', { address: '192.168.1.28', out: join(dir, 'gpu8'), member: true }, io, WHO)).rejects.toThrow(/single-box mode .* has no pool router, so a member would serve no one/);
+    expect(rows().map((r) => r[0])).not.toContain('gpu8');
   });
 
   test('list-guards shows the role and, for members, the router’s last report', () => {

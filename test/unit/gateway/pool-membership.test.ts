@@ -57,6 +57,17 @@ describe('adding the pool’s guards', () => {
     expect([count('guards'), count('certificates'), count('audit_log')]).toEqual(before);
   });
 
+  test('at most 64 members: the 65th is refused (a larger pool would break every guard’s peer set)', () => {
+    for (let i = 1; i <= 64; i++) guards.add({ name: `gpu${i}`, address: `192.168.2.${i}`, poolRole: 'member' }, WHO);
+    const before = [count('guards'), count('certificates')];
+    expect(expectWgoError(() => guards.add({ name: 'gpu65', address: '192.168.2.65', poolRole: 'member' }, WHO), 'CONFLICT').message).toMatch(/the pool has 64 members, the most it takes/);
+    expect([count('guards'), count('certificates')]).toEqual(before);
+    // guards on their own are not members
+    guards.add({ name: 'solo', address: '192.168.2.100' }, WHO);
+    // and the set the guards get still fits their schema
+    expect(parseWire(peerSetSchema, JSON.stringify(peerSetSource(env.db, env.config).load(env.now)), 'peer set').pool!.members).toHaveLength(64);
+  }, 60_000);
+
   test('a second router can be added once the first is removed', () => {
     guards.add({ name: 'edge', address: '192.168.1.10', poolRole: 'router' }, WHO);
     guards.remove('edge', WHO);
@@ -70,6 +81,8 @@ describe('drain, parallelism, remove', () => {
     guards.add({ name: 'gpu1', address: '192.168.1.21', poolRole: 'member', parallel: 2 }, WHO);
   });
   const router = () => guards.list().find((g) => g.name === 'edge')!;
+  /** What the router reports after it applied the current peer set: the drain's stamp echoed. */
+  const drained = (o: Partial<PoolHostReport> = {}): PoolHostReport => host('gpu1', { draining: true, drainedAt: guards.list().find((g) => g.name === 'gpu1')!.drainedAt, ...o });
 
   test('drain and undrain: audited once each, idempotent', () => {
     expect(guards.setDraining('gpu1', true, WHO)).toMatchObject({ changed: true, guard: { draining: true } });
@@ -85,7 +98,7 @@ describe('drain, parallelism, remove', () => {
     expectWgoError(() => guards.setParallel('gpu1', 0, WHO), 'BAD_INPUT');
     expect(guards.setParallel('gpu1', 8, WHO)).toMatchObject({ changed: true, guard: { parallel: 8 } });
     guards.setDraining('gpu1', true, WHO);
-    guards.report(router(), { hosts: [host('gpu1', { draining: true })], queued: 0 });
+    guards.report(router(), { hosts: [drained()], queued: 0 });
     guards.remove('gpu1', WHO);
     expectWgoError(() => guards.setDraining('gpu1', false, WHO), 'NOT_FOUND');
   });
@@ -98,15 +111,36 @@ describe('drain, parallelism, remove', () => {
     // A report from before the router saw the drain does not count.
     guards.report(router(), { hosts: [host('gpu1', { draining: false, inFlight: 0 })], queued: 0 });
     expectWgoError(() => guards.remove('gpu1', WHO), 'CONFLICT');
-    guards.report(router(), { hosts: [host('gpu1', { draining: true, inFlight: 2 })], queued: 0 });
+    guards.report(router(), { hosts: [drained({ inFlight: 2 })], queued: 0 });
     expect(expectWgoError(() => guards.remove('gpu1', WHO), 'CONFLICT').message).toMatch(/still runs 2 request\(s\)/);
-    guards.report(router(), { hosts: [host('gpu1', { draining: true, inFlight: 0 })], queued: 0 });
+    guards.report(router(), { hosts: [drained()], queued: 0 });
     // A stale report is not trusted.
     env.now += POOL_REPORT_FRESH_MS + 1;
     expect(expectWgoError(() => guards.remove('gpu1', WHO), 'CONFLICT').message).toMatch(/last report 15 s ago/);
-    guards.report(router(), { hosts: [host('gpu1', { draining: true, inFlight: 0 })], queued: 0 });
+    guards.report(router(), { hosts: [drained()], queued: 0 });
     expect(guards.remove('gpu1', WHO).changed).toBe(true);
     expect(env.db.prepare(`SELECT count(*) FROM certificates WHERE guard_id = (SELECT id FROM guards WHERE name = 'gpu1') AND revoked_at IS NULL`).pluck().get()).toBe(0);
+  });
+
+  test('an idle report about an earlier drain does not count: drain, report idle, undrain, drain again, remove is refused', () => {
+    env.now = 1_000_000;
+    guards.setDraining('gpu1', true, WHO);
+    const first = drained();
+    expect(first.drainedAt).toBe(1_000_000);
+    guards.report(router(), { hosts: [first], queued: 0 });
+    env.now += 3000;
+    guards.setDraining('gpu1', false, WHO);
+    expect(guards.list().find((g) => g.name === 'gpu1')!.drainedAt).toBeNull();
+    env.now += 1000;
+    guards.setDraining('gpu1', true, WHO);
+    env.now += 500;
+    // The report from the first drain is 4.5 s old and says idle, but the router may have sent requests while undrained.
+    expect(expectWgoError(() => guards.remove('gpu1', WHO), 'CONFLICT').message).toMatch(/has not reported since the drain \(last report 5 s ago, about an earlier state\)/);
+    // A stale report arriving late (built during the first drain) does not count either.
+    guards.report(router(), { hosts: [first], queued: 0 });
+    expectWgoError(() => guards.remove('gpu1', WHO), 'CONFLICT');
+    guards.report(router(), { hosts: [drained()], queued: 0 });
+    expect(guards.remove('gpu1', WHO).changed).toBe(true);
   });
 
   test('--force removes a member that still runs requests, and the audit says so', () => {
@@ -142,14 +176,14 @@ describe('the pool in the peer set', () => {
     expect(set.pool).toEqual({
       routers: [{ name: 'edge', serial: edge.client.serial }],
       members: [
-        { name: 'gpu1', url: `https://192.168.1.21:${env.config.ollamaPort}`, parallel: 2, draining: false },
-        { name: 'gpu6', url: `https://[fd00::6]:${env.config.ollamaPort}`, parallel: 4, draining: false },
+        { name: 'gpu1', url: `https://192.168.1.21:${env.config.ollamaPort}`, parallel: 2, draining: false, drainedAt: null },
+        { name: 'gpu6', url: `https://[fd00::6]:${env.config.ollamaPort}`, parallel: 4, draining: false, drainedAt: null },
       ],
     });
     guards.setDraining('gpu1', true, WHO);
     const v2 = source.version();
     expect(v2).not.toBe(v1);
-    expect(source.load(env.now).pool!.members[0]!.draining).toBe(true);
+    expect(source.load(env.now).pool!.members[0]).toMatchObject({ draining: true, drainedAt: env.now });
     guards.add({ name: 'gpu3', address: '192.168.1.23', poolRole: 'member' }, WHO);
     expect(source.version()).not.toBe(v2);
     // A report changes no version (it changes nothing a guard enforces).
@@ -215,11 +249,13 @@ describe('POST /v1/pool over the real sync API', () => {
     const bad = await post(gpu1, JSON.stringify({ hosts: [host('gpu1')], queued: 0 }));
     expect(bad.status).toBe(403);
     expect(JSON.parse(bad.text).error).toMatch(/not the pool's router/);
-    for (const body of ['not json', JSON.stringify({ hosts: [host('gpu1', { inFlight: -1 })], queued: 0 }), JSON.stringify({ hosts: [], queued: 0, extra: 1 })]) {
+    for (const body of ['not json', JSON.stringify({ hosts: [host('gpu1', { inFlight: -1 })], queued: 0 }), JSON.stringify({ hosts: 'gpu1', queued: 0 }), JSON.stringify({ hosts: [host('gpu1', { models: ['x'.repeat(257)] })], queued: 0 })]) {
       const r = await post(edge, body);
       expect(r.status, body).toBe(400);
     }
     expect(reportOf().host).toBeNull();
+    // A field a newer router adds is no reason to refuse its report.
+    expect((await post(edge, JSON.stringify({ hosts: [host('gpu1')], queued: 0, since: 'a newer release' }))).status).toBe(204);
   });
 });
 

@@ -5,9 +5,9 @@
  * Request records name the host that served the request and how long it waited.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { PeerSet, PoolSpec } from '../../../src/core/wire.js';
+import { poolReportSchema, type PeerSet, type PoolSpec } from '../../../src/core/wire.js';
 import { issueCertificate } from '../../../src/pki/ca.js';
-import { poolRole } from '../../../src/guard/pool-role.js';
+import { poolReport, poolRole } from '../../../src/guard/pool-role.js';
 import { testCa } from '../../support/ca.js';
 import { silentLog, startEnv, type GuardEnv } from '../../support/guard-env.js';
 import { waitFor } from '../../support/wait.js';
@@ -37,7 +37,7 @@ function apply(env: GuardEnv, role: ReturnType<typeof poolRole>, pool: PoolSpec 
 const spec = (o: { routers?: PoolSpec['routers']; draining?: string[]; parallel?: number } = {}): PoolSpec => ({
   routers: o.routers ?? [{ name: 'edge', serial: routerCert.serial }],
   members: [
-    { name: 'gpu1', url: `https://127.0.0.1:${gpu1.port}`, parallel: o.parallel ?? 2, draining: (o.draining ?? []).includes('gpu1') },
+    { name: 'gpu1', url: `https://127.0.0.1:${gpu1.port}`, parallel: o.parallel ?? 2, draining: (o.draining ?? []).includes('gpu1'), drainedAt: (o.draining ?? []).includes('gpu1') ? 1234 : null },
     { name: 'gpu2', url: `https://127.0.0.1:${gpu2.port}`, parallel: o.parallel ?? 2, draining: (o.draining ?? []).includes('gpu2') },
   ],
 });
@@ -81,7 +81,8 @@ describe('a router following the pool in its peer set', () => {
     apply(edge, roles.edge, spec());
     expect(logged.filter((l) => l.event === 'pool.members')).toHaveLength(1);
     apply(edge, roles.edge, spec({ draining: ['gpu1'] }));
-    expect(edge.guard.pool!.status().find((h) => h.name === 'gpu1')!.draining).toBe(true);
+    // The drain's stamp is echoed in what the router reports (remove-guard checks it is this drain).
+    expect(poolReport(edge.guard.pool!).hosts.find((h) => h.name === 'gpu1')).toMatchObject({ draining: true, drainedAt: 1234 });
     const before = [chats(gpu1), chats(gpu2)];
     for (let i = 0; i < 3; i++) expect((await chat('llama3.2')).status).toBe(200);
     expect([chats(gpu1) - before[0]!, chats(gpu2) - before[1]!]).toEqual([0, 3]);
@@ -130,5 +131,21 @@ describe('a member following the routers in its peer set', () => {
     expect((await gpu2.request({ cert: routerCert.certPem, key: routerCert.keyPem }, { path: '/api/version' })).status).toBe(403);
     apply(gpu2, roles.gpu2, spec());
     expect((await gpu2.request({ cert: routerCert.certPem, key: routerCert.keyPem }, { path: '/api/version' })).status).toBe(200);
+  });
+});
+
+describe('the router’s report to the gateway', () => {
+  test('cut to what the gateway takes: a host with an over-long model name or too many models does not spoil the report', () => {
+    const models = [...Array.from({ length: 1500 }, (_, i) => `m${i}:latest`), 'x'.repeat(300)].sort();
+    const pool = {
+      status: () => [{ name: 'gpu1', health: 'healthy' as const, draining: false, drainedAt: null, parallel: 2, inFlight: 1, queued: 0, models, loaded: ['x'.repeat(300), 'm1:latest'] }],
+      queued: () => 3,
+    };
+    const r = poolReport(pool);
+    expect(poolReportSchema.safeParse(JSON.parse(JSON.stringify(r))).success).toBe(true);
+    expect(r.hosts[0]!.models).toHaveLength(1000);
+    expect(r.hosts[0]!.models.every((m) => m.length <= 256)).toBe(true);
+    expect(r.hosts[0]!.loaded).toEqual(['m1:latest']);
+    expect(r.queued).toBe(3);
   });
 });

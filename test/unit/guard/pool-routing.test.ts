@@ -131,7 +131,11 @@ describe('the guard routing to a pool of GPU hosts', () => {
     holder.destroy();
     await waitFor(() => env.records.length === 2, 2000, 'both recorded');
     expect(sims[2]!.requests).toHaveLength(1);
-    expect(env.records.find((r) => r.status === 499)).toMatchObject({ refusal: 'client_aborted', model: 'mistral:latest' });
+    const left = env.records.find((r) => r.status === 499)!;
+    expect(left).toMatchObject({ refusal: 'client_aborted', model: 'mistral:latest' });
+    expect(left.host ?? null).toBeNull();
+    // Its wait is in the record though no host served it.
+    expect(left.queueMs).toBeGreaterThan(0);
   });
 
   test('metrics: each host’s state, the queue, and how long requests waited', async () => {
