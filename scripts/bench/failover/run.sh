@@ -99,18 +99,26 @@ ${3:+  notify_master "$3"}
 EOF
 }
 
-wait_for() { # SECONDS WHAT COMMAND...
+diag() {
+  { echo "--- wg in a"; nsx a wg show; echo "--- wg in c1"; nsx c1 wg show; echo "--- neigh c1"; nsx c1 ip neigh; echo "--- neigh gpu"; nsx gpu ip neigh
+    echo "--- addr a"; nsx a ip -br addr; echo "--- probe"; probe --until $(( $(date +%s%3N) + 1500 )); echo "--- iptables a"; nsx a iptables -S | head -40; } >&2 2>&1
+}
+
+wait_for() { # SECONDS WHAT COMMAND...: stops the run when it times out
   local limit=$1 what=$2; shift 2
-  local end=$((SECONDS + limit))
+  local start=$(date +%s%3N)
   until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $end ] || { log "timed out waiting for $what"; return 1; }
+    [ $(( $(date +%s%3N) - start )) -lt $((limit * 1000)) ] || { log "timed out waiting for $what (logs in $S)"; [ -n "${FO_DEBUG:-}" ] && diag; trap - EXIT; exit 1; }
     sleep 0.1
   done
+  [ -n "${FO_DEBUG:-}" ] && log "$what: $(( $(date +%s%3N) - start )) ms"
+  return 0
 }
 
 probe() { nsx c1 node scripts/bench/failover/probe.mjs --url https://198.51.100.10:11434 --ca "$S/out/ca.crt" --cert "$S/out/alice.crt" --key "$S/out/alice.key" "$@"; }
-probe_ok() { probe --until $(( $(date +%s%3N) + 300 )) | grep -q '"ok":true'; }
-endpoint_known() { node scripts/bench/failover/endpoints.mjs "$S/a-state/wg-ollama.db" | grep -q .; }
+# grep -c reads all of it: grep -q would stop the probe with SIGPIPE, and pipefail would call that a failure.
+probe_ok() { [ "$(probe --until $(( $(date +%s%3N) + 300 )) | grep -c '"ok":true')" -gt 0 ]; }
+endpoint_known() { [ -n "$(node scripts/bench/failover/endpoints.mjs "$S/a-state/wg-ollama.db")" ]; }
 
 # One repetition: VARIANT plain|promote; prints one JSON row.
 rep() {

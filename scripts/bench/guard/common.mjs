@@ -126,6 +126,11 @@ export async function makeCertificates(dir, opts = {}) {
   writeFileSync(join(dir, 'client.pem'), peer.certPem);
   writeFileSync(join(dir, 'client.key'), peer.keyPem, { mode: 0o600 });
   writeFileSync(join(dir, 'peer.json'), JSON.stringify({ name: 'bench', address: '127.0.0.1', serial: peer.serial, expiresAt: notAfter.getTime() }));
+  // The pool router's own guard certificate (it presents it to member guards): router.pem, router.key, router.json.
+  const router = issueCertificate(ca, { role: 'guard-client', commonName: 'guard:router', notAfter });
+  writeFileSync(join(dir, 'router.pem'), router.certPem);
+  writeFileSync(join(dir, 'router.key'), router.keyPem, { mode: 0o600 });
+  writeFileSync(join(dir, 'router.json'), JSON.stringify({ serial: router.serial }));
   if (opts.secondPeer) {
     // A second peer at 127.0.0.2 (the pool benchmark's light peer): light.pem, light.key, light.json.
     const light = issueCertificate(ca, { role: 'peer', commonName: 'light', ipAddresses: ['127.0.0.2'], notAfter });

@@ -12,7 +12,9 @@
 //
 //   node guard-server.mjs --dir DIR --listen 127.0.0.1:PORT --upstream http://127.0.0.1:PORT
 //                         [--upstream-connections N] [--trace-ctl 127.0.0.1:PORT]
-//                         [--pool NAME=URL/PARALLEL,...] [--queue-per-peer N]
+//                         [--pool NAME=URL/PARALLEL,...] [--queue-per-peer N] [--member]
+// --member: a pool member guard (src/guard/member.ts), serving only the router certificate of
+// router.json; a --pool entry with an https:// URL is such a member, reached with router.pem.
 // --pool: the guard routes to these GPU hosts (src/guard/pool.ts) instead of --upstream; a
 // second peer (light.json, from makeCertificates(dir, { secondPeer: true })) is added if present.
 // --trace-ctl: the guard keeps per-request leg times (src/guard/trace.ts); GET /trace on that
@@ -34,6 +36,7 @@ const { values } = parseArgs({
     'trace-ctl': { type: 'string' },
     pool: { type: 'string' },
     'queue-per-peer': { type: 'string' },
+    member: { type: 'boolean' },
   },
 });
 const { createGuard } = await dist('guard/server.js');
@@ -50,14 +53,20 @@ const tls = {
   cert: readFileSync(join(dir, 'server.pem'), 'utf8'),
   key: readFileSync(join(dir, 'server.key'), 'utf8'),
 };
+const tlsCa = () => tls.ca;
 const peer = JSON.parse(readFileSync(join(dir, 'peer.json'), 'utf8'));
+// --member: a pool member guard; only the router's certificate (router.json) may use it.
+const member = values.member ? { routers: () => new Set([JSON.parse(readFileSync(join(dir, 'router.json'), 'utf8')).serial]) } : undefined;
 const peers = [peer, ...(existsSync(join(dir, 'light.json')) ? [JSON.parse(readFileSync(join(dir, 'light.json'), 'utf8'))] : [])];
 const pool = values.pool
   ? {
       members: values.pool.split(',').map((m) => {
         const [name, rest] = m.split('=');
         const at = rest.lastIndexOf('/');
-        return { name, origin: rest.slice(0, at), parallel: Number(rest.slice(at + 1)) };
+        const origin = rest.slice(0, at);
+        // A member guard (https://): the router presents its own guard certificate, as `wg-ollama guard` does.
+        const tls = origin.startsWith('https://') ? { ca: tlsCa(), cert: readFileSync(join(dir, 'router.pem'), 'utf8'), key: readFileSync(join(dir, 'router.key'), 'utf8') } : undefined;
+        return { name, origin, parallel: Number(rest.slice(at + 1)), ...(tls ? { tls } : {}) };
       }),
       probeIntervalMs: 2000,
       queue: { perPeer: Number(values['queue-per-peer'] ?? 8), total: 256, maxWaitMs: 30_000 },
@@ -97,6 +106,7 @@ const guard = createGuard({
   log,
   trace: values['trace-ctl'] !== undefined,
   ...(pool ? { pool } : {}),
+  ...(member ? { member } : {}),
 });
 if (guard.pool) await guard.pool.start();
 guard.setPeers({

@@ -7,7 +7,8 @@
 //   1. throughput: aggregate tokens/s through the router with 1, 2 and 3 hosts of parallelism P,
 //      kept busy (P per host in flight plus 4 queued), against linear (hosts × P × token rate);
 //   2. the router's own cost: added TTFB and per-chunk gap against a plain guard on the same
-//      simulator, single streams, interleaved;
+//      simulator, single streams, interleaved; and as deployed, the router forwarding over mTLS to
+//      a member guard (guard-server.mjs --member) in front of the simulator, against one guard;
 //   3. fairness: one host, P = 2; "bench" keeps 8 generations going (2 running, 6 queued); "light"
 //      sends one request every 400 ms. Its wait (TTFB) with its own certificate (fair queue: its
 //      own turn) against the same requests sent with bench's certificate (one queue: FIFO).
@@ -126,10 +127,14 @@ async function routerCost() {
   const sim = await startSim();
   const router = await startGuard(['--upstream', `http://127.0.0.1:${sim.port}`, '--pool', `gpu1=http://127.0.0.1:${sim.port}/64`]);
   const plain = await startGuard(['--upstream', `http://127.0.0.1:${sim.port}`]);
-  const targets = { router: client(router.url, 'bench'), guard: client(plain.url, 'bench') };
-  const out = { router: { ttfb: [], gaps: [] }, guard: { ttfb: [], gaps: [] } };
+  // As deployed: the router forwards over mTLS to a member guard in front of the GPU host's Ollama.
+  const member = await startGuard(['--upstream', `http://127.0.0.1:${sim.port}`, '--member']);
+  const deployed = await startGuard(['--upstream', `http://127.0.0.1:${sim.port}`, '--pool', `gpu1=${member.url}/64`]);
+  const targets = { router: client(router.url, 'bench'), guard: client(plain.url, 'bench'), pool: client(deployed.url, 'bench') };
+  const out = { router: { ttfb: [], gaps: [] }, guard: { ttfb: [], gaps: [] }, pool: { ttfb: [], gaps: [] } };
+  const orders = [['guard', 'router', 'pool'], ['pool', 'guard', 'router'], ['router', 'pool', 'guard']];
   for (let i = 0; i < 40; i++) {
-    for (const name of i % 2 ? ['router', 'guard'] : ['guard', 'router']) {
+    for (const name of orders[i % 3]) {
       const r = await generate(targets[name], 10);
       if (i >= 4 && r.status === 200) {
         out[name].ttfb.push(r.ttfbMs);
@@ -137,12 +142,16 @@ async function routerCost() {
       }
     }
   }
-  await stop(router);
-  await stop(plain);
-  await stop(sim);
+  for (const p of [router, plain, deployed, member, sim]) await stop(p);
   const m = (n, k) => pct(out[n][k], 50);
   const us = (x) => Math.round(x * 1000);
-  return { ttfbMs: { router: r1(m('router', 'ttfb')), guard: r1(m('guard', 'ttfb')) }, gapMs: { router: r1(m('router', 'gaps')), guard: r1(m('guard', 'gaps')) }, addedTtfbUs: us(m('router', 'ttfb') - m('guard', 'ttfb')), addedGapUs: us(m('router', 'gaps') - m('guard', 'gaps')) };
+  return {
+    ttfbMs: { router: r1(m('router', 'ttfb')), guard: r1(m('guard', 'ttfb')), pool: r1(m('pool', 'ttfb')) },
+    gapMs: { router: r1(m('router', 'gaps')), guard: r1(m('guard', 'gaps')), pool: r1(m('pool', 'gaps')) },
+    addedTtfbUs: us(m('router', 'ttfb') - m('guard', 'ttfb')), addedGapUs: us(m('router', 'gaps') - m('guard', 'gaps')),
+    // Router and member guard together, against one guard: what a peer pays for the pool.
+    poolAddedTtfbUs: us(m('pool', 'ttfb') - m('guard', 'ttfb')), poolAddedGapUs: us(m('pool', 'gaps') - m('guard', 'gaps')),
+  };
 }
 
 async function fairness(mode) {
@@ -196,6 +205,8 @@ try {
   L.push(`| added TTFB µs (p50 of 36 streams each) | ${rc('addedTtfbUs').median} (${rc('addedTtfbUs').min}–${rc('addedTtfbUs').max}) |`);
   L.push(`| added gap between chunks µs (p50) | ${rc('addedGapUs').median} (${rc('addedGapUs').min}–${rc('addedGapUs').max}) |`);
   L.push(`| TTFB ms router / guard (p50) | ${spread(results.routerCost.map((r) => r.ttfbMs.router)).median} / ${spread(results.routerCost.map((r) => r.ttfbMs.guard)).median} |`);
+  L.push(`| as deployed (router → member guard over mTLS → Ollama): added TTFB µs (p50) | ${rc('poolAddedTtfbUs').median} (${rc('poolAddedTtfbUs').min}–${rc('poolAddedTtfbUs').max}) |`);
+  L.push(`| as deployed: added gap between chunks µs (p50) | ${rc('poolAddedGapUs').median} (${rc('poolAddedGapUs').min}–${rc('poolAddedGapUs').max}) |`);
   L.push('', '| light peer’s wait while a heavy peer saturates one host | p50 ms | p99 ms | max ms |', '|---|---|---|---|');
   for (const mode of ['fair', 'fifo']) {
     const rows = results.fairness.filter((r) => r.mode === mode);
