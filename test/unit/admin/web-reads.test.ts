@@ -37,6 +37,22 @@ describe('admin UI reads agree with the CLI', () => {
     }
   });
 
+  test('the status page shows the pool’s GPU hosts as the router last reported them, as list-guards does; model names are escaped', async () => {
+    expect((await get('/status')).body).not.toContain('GPU hosts of the pool');
+    env.ctx.guards.add({ name: 'edge', address: '192.168.1.10', poolRole: 'router' }, WHO);
+    env.ctx.guards.add({ name: 'gpu7', address: '192.168.1.27', poolRole: 'member', parallel: 2 }, WHO);
+    env.ctx.guards.add({ name: 'gpu8', address: '192.168.1.28', poolRole: 'member' }, WHO);
+    env.ctx.guards.setDraining('gpu8', true, WHO);
+    const edge = env.ctx.guards.list().find((g) => g.name === 'edge')!;
+    env.ctx.guards.report(edge, { hosts: [{ name: 'gpu7', health: 'healthy', draining: false, parallel: 2, inFlight: 1, queued: 3, models: ['<b>x</b>:latest', 'llama3.2:latest'], loaded: ['llama3.2:latest'] }], queued: 3 });
+    const page = (await get('/status')).body;
+    const hosts = page.slice(page.indexOf('GPU hosts of the pool'));
+    expect(hosts).toMatch(/<td>gpu7<\/td><td class="good">healthy<\/td><td>no<\/td><td>1 \/ 2 in flight, 3 queued<\/td><td>&lt;b&gt;x&lt;\/b&gt;:latest, llama3\.2:latest \(loaded\)<\/td>/);
+    expect(hosts).toMatch(/<td>gpu8<\/td><td class="bad">no report from the router<\/td><td>yes<\/td><td>parallel 4<\/td>/);
+    expect(page).not.toContain('<b>x</b>');
+    expect(page).toMatch(/<td>edge<\/td><td>192\.168\.1\.10<\/td><td>router<\/td>/);
+  });
+
   test("after a rotation the old key's handshake and endpoint are not shown as the peer's (list and page)", async () => {
     env.ctx.peers.add({ name: 'rot1' }, WHO);
     const before = env.ctx.peers.show('rot1');
