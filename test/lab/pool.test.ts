@@ -146,6 +146,20 @@ describe('a pool of three GPU hosts behind one address', () => {
     expect([hostOf('qwen2.5:latest'), hostOf('mistral:latest'), hostOf('phi3:latest')]).toEqual(['h1', 'h2', 'h3']);
   });
 
+  it('doctor --guard: on the router, each GPU host answers it over mTLS (and no Ollama is expected there); on a member, it knows its router', async () => {
+    const routerDoc = await lab.exec(lab.ns('gpu'), 'node', [BIN, 'doctor', '--guard', '--config', join(dirs.edge, 'guard.json'), '--json']);
+    expect(routerDoc.code, routerDoc.stdout + routerDoc.stderr).toBe(0);
+    const checks = JSON.parse(routerDoc.stdout) as { check: string; status: string; detail: string }[];
+    expect(checks.filter((c) => c.check.startsWith('pool member')).map((c) => [c.check, c.status])).toEqual([['pool member h1', 'ok'], ['pool member h2', 'ok'], ['pool member h3', 'ok']]);
+    expect(checks.some((c) => c.check === 'ollama')).toBe(false);
+    const memberDoc = await lab.exec(hostNs('h1'), 'node', [BIN, 'doctor', '--guard', '--config', join(dirs.h1, 'guard.json'), '--json']);
+    expect(memberDoc.code, memberDoc.stdout + memberDoc.stderr).toBe(0);
+    expect(JSON.parse(memberDoc.stdout)).toEqual(expect.arrayContaining([
+      expect.objectContaining({ check: 'pool router', status: 'ok', detail: 'serves edge' }),
+      expect.objectContaining({ check: 'ollama', status: 'ok' }),
+    ]));
+  });
+
   it('bob’s 20 queued generations do not hold alice’s one back by more than one generation slot', async () => {
     const started = Date.now();
     // phi3 is only on h3, which takes one at a time: bob fills its queue.
