@@ -42,8 +42,8 @@ export function statusPage(deps: AdminAppDeps): Router {
       // The pool's GPU hosts as the router last reported them (docs/gpu-pool.md).
       const hosts = queries.guards().filter((g) => g.status === 'active' && g.poolRole === 'member').map((g) => ({
         name: g.name,
-        health: g.host ? g.host.health : 'no report from the router',
-        ok: g.host?.health === 'healthy' && !g.draining,
+        health: !g.host ? 'no report from the router' : g.reportStale ? `${g.host.health}, but the router has not reported since (is it running?)` : g.host.health,
+        ok: g.host?.health === 'healthy' && !g.draining && !g.reportStale,
         draining: g.draining,
         load: g.host ? `${g.host.inFlight} / ${g.parallel ?? '?'} in flight, ${g.host.queued} queued` : `parallel ${g.parallel ?? '?'}`,
         models: g.host ? g.host.models.map((m) => (g.host!.loaded.includes(m) ? `${m} (loaded)` : m)).join(', ') || 'none' : '—',

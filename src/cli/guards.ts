@@ -93,7 +93,7 @@ export function listGuards(config: Config, o: { json?: boolean }, io: Io): void 
         ['HOST', 'HEALTH', 'DRAINING', 'IN FLIGHT', 'PARALLEL', 'QUEUED', 'MODELS', 'LOADED', 'REPORTED'],
         ...members.map((g) => {
           const h = g.host;
-          return [g.name, h?.health ?? 'no report', g.draining ? 'yes' : 'no', h ? String(h.inFlight) : '-', String(g.parallel), h ? String(h.queued) : '-', h ? h.models.join(',') || '-' : '-', h ? h.loaded.join(',') || '-' : '-', g.reportedAt ?? '-'];
+          return [g.name, h ? `${h.health}${g.reportStale ? ' (stale)' : ''}` : 'no report', g.draining ? 'yes' : 'no', h ? String(h.inFlight) : '-', String(g.parallel), h ? String(h.queued) : '-', h ? h.models.join(',') || '-' : '-', h ? h.loaded.join(',') || '-' : '-', g.reportedAt ?? '-'];
         }),
       ]);
     });

@@ -37,7 +37,7 @@ export async function showStatus(config: Config, o: { json?: boolean }, io: Io, 
       `ca          ${d.ca.status === 'ok' ? 'name constraints in place' : `${d.ca.status.toUpperCase()}: ${d.ca.detail}`}`,
       `backup      ${d.lastBackup ? `${d.lastBackup.at} ${escapeControl(d.lastBackup.file)} (${bytes(d.lastBackup.size)})` : 'never'}`,
       ...(d.pool ? [`pool        router ${d.pool.router ?? 'NONE (add-guard --router)'}, ${d.pool.hosts.length} GPU host(s)`,
-        ...d.pool.hosts.map((h) => `  ${h.name.padEnd(12)} ${h.health}${h.draining ? ', draining' : ''}, ${h.inFlight ?? '?'}/${h.parallel ?? '?'} in flight, ${h.queued ?? '?'} queued${h.reportedAt ? ` (reported ${h.reportedAt})` : ''}`)] : []),
+        ...d.pool.hosts.map((h) => `  ${h.name.padEnd(12)} ${h.health}${h.stale ? ' (stale report: is the router running?)' : ''}${h.draining ? ', draining' : ''}, ${h.inFlight ?? '?'}/${h.parallel ?? '?'} in flight, ${h.queued ?? '?'} queued${h.reportedAt ? ` (reported ${h.reportedAt})` : ''}`)] : []),
     ].join('\n') + '\n');
 }
 

@@ -24,6 +24,8 @@ export const DEFAULT_PARALLEL = 4;
 export const MAX_PARALLEL = 256;
 /** A router reports every 2 s (guard/main.ts); remove-guard trusts a report no older than this. */
 export const POOL_REPORT_FRESH_MS = 15_000;
+/** The router reports at least every 10 s: a report older than this says the router has stopped (list-guards, status, the admin UI mark it). */
+export const POOL_REPORT_STALE_MS = 30_000;
 
 /** A member as the router last reported it, and how old the report is; null: never, or unreadable. */
 export function memberReport(g: GuardRow, now: number): { report: PoolHostReport; ageMs: number } | null {

@@ -3,7 +3,7 @@ import type { LinkState } from '../core/monitor.js';
 import { auditRepository, type AuditRow } from '../db/audit.js';
 import { certificateRepository, type PoolRole } from '../db/certificates.js';
 import type { PoolHostReport } from '../core/wire.js';
-import { memberReport } from './guard-service.js';
+import { POOL_REPORT_STALE_MS, memberReport } from './guard-service.js';
 import { connectionRepository, type ConnectionEventRow } from '../db/connections.js';
 import { validatePeerName } from '../core/names.js';
 import type { Db } from '../db/open.js';
@@ -54,12 +54,14 @@ export interface GuardSummary {
   /** A member as the router last reported it (health, in flight, queued, models), and when (ISO); null: no report. */
   host: PoolHostReport | null;
   reportedAt: string | null;
+  /** The report is older than the router's longest interval (3 × 10 s): it is history, the router has stopped reporting. */
+  reportStale: boolean;
 }
 
 /** The pool of GPU hosts in `status`: its router and each member as the router last reported it; null when there is no pool. */
 export interface PoolStatus {
   router: string | null;
-  hosts: { name: string; health: PoolHostReport['health'] | 'no report'; draining: boolean; parallel: number | null; inFlight: number | null; queued: number | null; reportedAt: string | null }[];
+  hosts: { name: string; health: PoolHostReport['health'] | 'no report'; draining: boolean; parallel: number | null; inFlight: number | null; queued: number | null; reportedAt: string | null; stale: boolean }[];
 }
 
 function poolStatus(guards: GuardSummary[]): PoolStatus | null {
@@ -68,7 +70,7 @@ function poolStatus(guards: GuardSummary[]): PoolStatus | null {
   return {
     router: active.find((g) => g.poolRole === 'router')?.name ?? null,
     hosts: active.filter((g) => g.poolRole === 'member').map((g) => ({
-      name: g.name, health: g.host?.health ?? 'no report', draining: g.draining, parallel: g.parallel, inFlight: g.host?.inFlight ?? null, queued: g.host?.queued ?? null, reportedAt: g.reportedAt,
+      name: g.name, health: g.host?.health ?? 'no report', draining: g.draining, parallel: g.parallel, inFlight: g.host?.inFlight ?? null, queued: g.host?.queued ?? null, reportedAt: g.reportedAt, stale: g.reportStale,
     })),
   };
 }
@@ -128,6 +130,7 @@ export function queryService(deps: { db: Db; config: Config; clock?: () => numbe
         lastSeen: g.lastSeenAt === null ? null : new Date(g.lastSeenAt).toISOString(), lastSeenFrom: g.lastSeenFrom, peerSetVersion: g.lastVersion,
         poolRole: g.poolRole, parallel: g.parallel, draining: g.draining,
         host: r?.report ?? null, reportedAt: r && g.poolReportedAt !== null ? new Date(g.poolReportedAt).toISOString() : null,
+        reportStale: r !== null && r.ageMs > POOL_REPORT_STALE_MS,
       };
     });
   }

@@ -51,6 +51,10 @@ describe('admin UI reads agree with the CLI', () => {
     expect(hosts).toMatch(/<td>gpu8<\/td><td class="bad">no report from the router<\/td><td>yes<\/td><td>parallel 4<\/td>/);
     expect(page).not.toContain('<b>x</b>');
     expect(page).toMatch(/<td>edge<\/td><td>192\.168\.1\.10<\/td><td>router<\/td>/);
+    // The router stopped reporting 40 s ago: the last report is shown as such, not as health.
+    env.ctx.db.prepare(`UPDATE guards SET pool_reported_at = pool_reported_at - 40000 WHERE name = 'gpu7'`).run();
+    const later = (await get('/status')).body;
+    expect(later).toMatch(/<td>gpu7<\/td><td class="bad">healthy, but the router has not reported since \(is it running\?\)<\/td>/);
   });
 
   test("after a rotation the old key's handshake and endpoint are not shown as the peer's (list and page)", async () => {

@@ -99,9 +99,19 @@ describe('pool verbs (a real gateway state)', () => {
     out = '';
     listGuards(config, {}, io);
     expect(out).toMatch(/gpu1\s+healthy\s+no\s+1\s+2\s+1\s+llama3\.2:latest,qwen2\.5:latest\s+llama3\.2:latest\s+\d{4}-/);
+    // A report from before the router stopped (40 s ago) is marked stale.
+    const ctx = openGateway(config);
+    try {
+      ctx.db.prepare(`UPDATE guards SET pool_reported_at = pool_reported_at - 40000 WHERE name = 'gpu1'`).run();
+    } finally {
+      ctx.close();
+    }
+    out = '';
+    listGuards(config, {}, io);
+    expect(out).toMatch(/gpu1\s+healthy \(stale\)\s+no\s+1\s+2/);
     out = '';
     listGuards(config, { json: true }, io);
-    expect(JSON.parse(out).find((g: { name: string }) => g.name === 'gpu1')).toMatchObject({ poolRole: 'member', parallel: 2, draining: false, host: { inFlight: 1, queued: 1 } });
+    expect(JSON.parse(out).find((g: { name: string }) => g.name === 'gpu1')).toMatchObject({ poolRole: 'member', parallel: 2, draining: false, host: { inFlight: 1, queued: 1 }, reportStale: true });
   });
 
   test('remove-guard refuses a member that is not drained; drain-guard, then remove once the router reports 0 in flight', async () => {

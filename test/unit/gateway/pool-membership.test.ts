@@ -149,6 +149,16 @@ describe('drain, parallelism, remove', () => {
     expect(auditRepository(env.db).list({ since: 0 }).at(-1)).toMatchObject({ action: 'guard.remove', target: 'gpu1', details: { force: true } });
   });
 
+  test('a report older than 30 s reads as stale: the router has stopped reporting', () => {
+    const q = queryService({ db: env.db, config: env.config, clock: () => env.now });
+    expect(q.guards().find((g) => g.name === 'gpu1')).toMatchObject({ host: null, reportStale: false });
+    guards.report(router(), { hosts: [host('gpu1', { inFlight: 1 })], queued: 0 });
+    env.now += 30_000;
+    expect(q.guards().find((g) => g.name === 'gpu1')).toMatchObject({ host: { inFlight: 1 }, reportStale: false });
+    env.now += 1;
+    expect(q.guards().find((g) => g.name === 'gpu1')).toMatchObject({ host: { inFlight: 1 }, reportStale: true });
+  });
+
   test('only the router may report; unknown names are skipped', () => {
     const member = guards.list().find((g) => g.name === 'gpu1')!;
     expectWgoError(() => guards.report(member, { hosts: [host('gpu1')], queued: 0 }), 'FORBIDDEN');
