@@ -231,9 +231,11 @@ describe('a pool of three GPU hosts behind one address', () => {
     const cut = await stream;
     expect(cut.status).toBe(200);
     expect(cut.body).not.toContain('"done":true');
-    // llama3.2 is on h1 and h2: every request is served, none by h1
+    // llama3.2 is on h1 and h2, two slots each. A burst of four at once, before any probe (every 5 s) has seen h1
+    // die: two are dealt to h1, whose connection is refused, and go to h2 before their first byte. All are served there.
     const h2Before = generations('h2');
-    for (let i = 0; i < 4; i++) expect((await generate(bob, c2, 'llama3.2')).status).toBe(200);
+    const burst = await Promise.all(Array.from({ length: 4 }, () => generate(bob, c2, 'llama3.2', {}, 15)));
+    expect(burst.map((r) => r.status)).toEqual([200, 200, 200, 200]);
     expect(generations('h2') - h2Before).toBe(4);
     await waitFor(async () => (await hostHealth('h1')) === 'cooldown', 10_000, 'h1 out of the rotation');
     const down = await generate(bob, c2, 'qwen2.5');
