@@ -4,14 +4,6 @@ import type { Pool, PoolMember } from './pool.js';
 import type { GuardLog, GuardOptions } from './server.js';
 
 /**
- * What guard.json's `pool` makes of a guard (docs/gpu-pool.md), and how it follows the pool
- * section of each peer set:
- * - a router forwards to the set's members over mTLS with its own guard certificate (the
- *   sync one), as long as the gateway names it the router; otherwise it routes to no host;
- * - a member serves only the client certificates of the set's routers;
- * - a guard on its own ignores the pool.
- */
-/**
  * The router's report for POST /v1/pool, cut to what the gateway takes: one GPU host with a
  * model name longer than a report allows, or more models than it lists, must not make every
  * report refused (the names are whatever the host's Ollama answered).
@@ -24,6 +16,14 @@ export function poolReport(pool: Pick<Pool, 'status' | 'queued'>): PoolReport {
   };
 }
 
+/**
+ * What guard.json's `pool` makes of a guard (docs/gpu-pool.md), and how it follows the pool
+ * section of each peer set:
+ * - a router forwards to the set's members over mTLS with its own guard certificate (the
+ *   sync one), as long as the gateway names it the router; otherwise it routes to no host;
+ * - a member serves only the client certificates of the set's routers;
+ * - a guard on its own ignores the pool.
+ */
 export function poolRole(config: Pick<GuardConfig, 'name' | 'pool'>, tls: { ca: string; cert: string; key: string }, log: GuardLog) {
   const role = config.pool?.role ?? null;
   let routers: ReadonlySet<string> = new Set();
